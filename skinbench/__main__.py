@@ -1,0 +1,3 @@
+from skinbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Approaches: small scikit-learn style estimators that take image paths."""

@@ -1,0 +1,51 @@
+"""The two estimator contracts every approach follows (scikit-learn conventions).
+
+``X`` is always a 1-D array of image paths (``Dataset.paths``); estimators read images with
+:mod:`skinbench.data.images`, so a runner, a test or a notebook drives them the same way.
+Constructor arguments are hyper-parameters only (``get_params``/``set_params`` work); the runner
+sets ``random_state`` and, where the estimator has it, ``cache_dir``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol, runtime_checkable
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    classes_: np.ndarray
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "Classifier":
+        """``y`` integer class indices; ``groups`` lesion ids for leakage-free validation splits."""
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n_images, len(classes_)) scores in [0, 1], rows summing to 1."""
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None) -> "Segmenter":
+        """``masks`` mask paths ("" = no mask: all background); ``y`` optional class indices (Y-Net)."""
+
+    def predict_proba(self, X: np.ndarray) -> Iterable[np.ndarray]:
+        """One float32 (H, W) foreground probability map per image, at that image's own size."""
+
+
+class PathClassifier(ClassifierMixin, BaseEstimator):
+    """Base for classifiers on image paths: ``predict`` is argmax over ``predict_proba``."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class PathSegmenter(BaseEstimator):
+    """Base for segmenters on image paths: ``predict`` thresholds ``predict_proba`` at ``threshold``."""
+
+    threshold: float = 0.5
+
+    def predict(self, X: np.ndarray) -> Iterable[np.ndarray]:
+        for prob in self.predict_proba(X):
+            yield prob >= self.threshold

@@ -1,0 +1,99 @@
+"""Content-keyed on-disk cache for expensive work (SIFT descriptors, backbone features, ...).
+
+A key is the sha256 of everything the value depends on: the input file's bytes, the parameters and
+a code version the caller bumps when its algorithm changes. Values are written atomically with a
+checksum; a corrupted or truncated entry is detected, deleted and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from skinbench.paths import cache_dir
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@lru_cache(maxsize=200_000)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's content (memoised per path, size and mtime within a process)."""
+    st = os.stat(path)
+    return _file_digest(os.fspath(path), st.st_mtime_ns, st.st_size)
+
+
+def make_key(*parts: Any) -> str:
+    """Stable key from JSON-able parts (parameters, digests, code version)."""
+    return digest_bytes(json.dumps(parts, sort_keys=True, default=str).encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class ArrayCache:
+    """Arrays stored under ``<cache root>/<namespace>/<key[:2]>/<key>.npz`` with a payload checksum."""
+
+    def __init__(self, namespace: str, root: str | os.PathLike | None = None):
+        self.dir = Path(root or cache_dir()) / namespace
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.npz"
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            raw = path.read_bytes()
+            stored, payload = raw[:64].decode(), raw[64:]
+            if digest_bytes(payload) != stored:
+                raise ValueError("checksum mismatch")
+            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        except Exception:  # corrupted entry: drop it and recompute
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, key: str, **arrays: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        payload = buf.getvalue()
+        atomic_write_bytes(self._path(key), digest_bytes(payload).encode() + payload)
+
+    def get_or_compute(self, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        hit = self.get(key)
+        if hit is None:
+            hit = compute()
+            self.put(key, **hit)
+        return hit

@@ -1,0 +1,25 @@
+"""Dataset adapters: each reads an official layout and returns a :class:`Dataset`."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from skinbench import info
+from skinbench.data.base import Dataset
+from skinbench.paths import data_root
+
+__all__ = ["Dataset", "load_dataset"]
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Dataset:
+    """Load dataset ``name`` from ``root/<folder>`` (``root`` defaults to --data-root / $SKINBENCH_DATA).
+
+    ``root`` may also point straight at the dataset folder itself.
+    """
+    meta = info.dataset(name)
+    base = data_root(root)
+    folder = base / meta.folder if (base / meta.folder).is_dir() else base
+    module, func = meta.adapter.split(":")
+    return getattr(importlib.import_module(module), func)(Path(folder), **kwargs)

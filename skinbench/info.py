@@ -1,0 +1,193 @@
+"""One registry describing every task, dataset and approach (the MedMNIST ``info.py`` idea).
+
+Everything else (CLI, runner, tables, docs) reads these dictionaries; a fact lives here once.
+Estimators are named by ``"module:Class"`` strings so listing the registry imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from skinbench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    kind: Literal["classification", "segmentation"]
+    title: str
+    default_dataset: str
+    datasets: tuple[str, ...]
+    #: segmentation targets scored separately (one model per target); empty for classification
+    targets: tuple[str, ...] = ()
+    primary_metric: str = "accuracy"
+    #: published numbers we compare against (free text, shown in tables)
+    reference: str = ""
+    #: extra keyword arguments for a dataset's adapter when it serves this task
+    dataset_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    title: str
+    #: ``"module:function"`` returning a :class:`skinbench.data.base.Dataset`
+    adapter: str
+    #: default sub-folder of the data root
+    folder: str
+    source: str
+    #: files the adapter expects, relative to the dataset folder (shown when they are missing)
+    expected: tuple[str, ...]
+    class_names: tuple[str, ...] = ()
+    #: for binary tasks, the class counted as positive
+    positive_class: str | None = None
+    #: segmentation targets this dataset has masks for
+    targets: tuple[str, ...] = ()
+    manifest: str | None = None
+    license: str = ""
+
+
+@dataclass(frozen=True)
+class ApproachInfo:
+    name: str
+    #: ``"module:Class"``: a scikit-learn style estimator (fit / predict_proba)
+    estimator: str
+    family: Literal["baseline", "classical", "deep"]
+    tasks: tuple[str, ...]
+    title: str
+    params: dict[str, Any] = field(default_factory=dict)
+    #: what must exist beyond the data (weights), shown in tables when missing
+    needs: str = ""
+
+
+HAM_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+
+TASKS: dict[str, TaskInfo] = {
+    t.name: t
+    for t in [
+        TaskInfo("task1", "classification", "Benign vs malignant (ISIC 2016 Part 3)", "isic2016_task3",
+                 ("isic2016_task3", "synthetic", "generic"), primary_metric="ap",
+                 reference="BoVW+SVM: acc 0.776, P 0.417, R 0.333, F1 0.370; VGG16: acc 0.823, P 0.557, "
+                           "R 0.52, F1 0.54, AUC 0.762; all-benign: acc 0.802"),
+        TaskInfo("task2", "classification", "Seven-class diagnosis (HAM10000, lesion-aware split)", "ham10000",
+                 ("ham10000", "synthetic", "generic"), primary_metric="balanced_accuracy",
+                 dataset_kwargs={"synthetic": {"labels": "dx"}},
+                 reference="VGG16 fine-tuned: acc 0.81, macro F1 0.73 on a random (lesion-leaking) split"),
+        TaskInfo("task3", "segmentation", "Globules and streaks (ISIC 2016 Part 2B / 2018 Task 2 masks)",
+                 "isic2018_task2", ("isic2018_task2", "isic2016_part2b", "synthetic", "generic"),
+                 targets=("globules", "streaks"), primary_metric="jaccard_set",
+                 reference="Keras U-Net: 'Dice 0.86' with foreground precision 0.015, recall 0.08; "
+                           "best ISIC 2018 attribute Jaccard 0.473 (five attributes pooled)"),
+        TaskInfo("task4", "segmentation", "Lesion segmentation (HAM10000 masks)", "ham10000",
+                 ("ham10000", "synthetic", "generic"), targets=("lesion",), primary_metric="jaccard_mean",
+                 reference="U-Net ResNet34 mean Jaccard 0.883; FPN IoU 0.90"),
+    ]
+}
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in [
+        DatasetInfo("isic2016_task3", "ISIC 2016 Part 3 (lesion classification)", "skinbench.data.isic2016:load",
+                    "isic2016_task3", "https://challenge.isic-archive.com/data/#2016",
+                    ("ISBI2016_ISIC_Part3_Training_GroundTruth.csv", "ISBI2016_ISIC_Part3_Test_GroundTruth.csv",
+                     "train/ISIC_*.jpg (ISBI2016_ISIC_Part3_Training_Data)",
+                     "test/ISIC_*.jpg (ISBI2016_ISIC_Part3_Test_Data)"),
+                    class_names=("benign", "malignant"), positive_class="malignant",
+                    manifest="isic2016_task3.csv", license="CC-0 (ISIC Archive)"),
+        DatasetInfo("ham10000", "HAM10000", "skinbench.data.ham10000:load", "ham10000",
+                    "https://doi.org/10.7910/DVN/DBW86T (images, metadata); "
+                    "https://challenge.isic-archive.com/data/#2018 (Task 1 masks)",
+                    ("HAM10000_metadata.csv",
+                     "images/ISIC_*.jpg or HAM10000_images_part_1/ and HAM10000_images_part_2/",
+                     "masks/ISIC_*_segmentation.png (or HAM10000_segmentations_lesion_tschandl/)"),
+                    class_names=HAM_CLASSES, positive_class=None, targets=("lesion",),
+                    manifest="ham10000.csv", license="CC BY-NC 4.0"),
+        DatasetInfo("isic2018_task2", "ISIC 2018 Task 2 attribute masks (2016-style split)",
+                    "skinbench.data.attributes:load_isic2018", "isic2018_task2",
+                    "https://challenge.isic-archive.com/data/#2018",
+                    ("images/ISIC_*.jpg", "<attribute>/ISIC_*_attribute_<attribute>.png",
+                     "split_membership_2016_2017.csv"),
+                    targets=("globules", "streaks", "pigment_network", "milia_like_cyst", "negative_network"),
+                    manifest="isic2018_task2.csv", license="CC-0 / CC BY-NC (ISIC Archive)"),
+        DatasetInfo("isic2016_part2b", "ISIC 2016 Part 2B (globules, streaks)",
+                    "skinbench.data.attributes:load_isic2016_part2b", "isic2016_part2b",
+                    "https://challenge.isic-archive.com/data/#2016",
+                    ("train/ISIC_*.jpg with ISIC_*_globules.png, ISIC_*_streaks.png",
+                     "test/ISIC_*.jpg with ISIC_*_globules.png, ISIC_*_streaks.png"),
+                    targets=("globules", "streaks"), license="CC-0 (ISIC Archive)"),
+        DatasetInfo("synthetic", "Synthetic dermoscopy (generated, seeded)", "skinbench.data.synthetic:load",
+                    "synthetic", "generated by skinbench (no download)",
+                    ("generated on first use",),
+                    class_names=("benign", "malignant"), positive_class="malignant",
+                    targets=("lesion", "globules", "streaks")),
+        DatasetInfo("generic", "Your own data: a folder of images and a CSV", "skinbench.data.generic:load",
+                    "generic", "your own files",
+                    ("labels.csv with image_id,label[,lesion_id][,split]", "images/<image_id>.jpg|png",
+                     "masks/<image_id>_<target>.png (optional)")),
+    ]
+}
+
+_B = "skinbench.approaches.baselines"
+APPROACHES: dict[str, ApproachInfo] = {
+    a.name: a
+    for a in [
+        # trivial baselines: every table shows them
+        ApproachInfo("majority", f"{_B}:MajorityClassifier", "baseline", ("task1", "task2"),
+                     "Majority class (constant prediction)"),
+        ApproachInfo("prior", f"{_B}:PriorClassifier", "baseline", ("task1", "task2"),
+                     "Class-prior scorer (random scores at the training prior)"),
+        ApproachInfo("all-background", f"{_B}:ConstantSegmenter", "baseline", ("task3", "task4"),
+                     "All background", params={"value": 0.0}),
+        ApproachInfo("all-foreground", f"{_B}:ConstantSegmenter", "baseline", ("task3", "task4"),
+                     "All foreground", params={"value": 1.0}),
+        ApproachInfo("ellipse", f"{_B}:EllipseSegmenter", "baseline", ("task4",), "Centred ellipse"),
+        # --- classical (issue 4 adds its variants here) ---
+        ApproachInfo("bovw", "skinbench.approaches.bovw:BoVWClassifier", "classical", ("task1", "task2"),
+                     "SIFT bag of visual words + RBF SVM (reference recipe, K=300)"),
+        ApproachInfo("classical-seg", "skinbench.approaches.classical_seg:ClassicalSegmenter", "classical",
+                     ("task4",), "Hair removal + Otsu + largest component"),
+        # --- deep classification (issue 5 adds its variants here) ---
+        ApproachInfo("transfer-vgg16", "skinbench.approaches.transfer:TransferClassifier", "deep",
+                     ("task1", "task2"), "VGG16 ImageNet transfer (reference recipe)",
+                     params={"backbone": "vgg16"}, needs="VGG16 ImageNet weights"),
+        ApproachInfo("transfer-mobilenetv2", "skinbench.approaches.transfer:TransferClassifier", "deep",
+                     ("task1", "task2"), "MobileNetV2 ImageNet transfer (head on cached features)",
+                     params={"backbone": "mobilenet_v2"}),
+        # --- deep segmentation (issue 6 adds its variants here) ---
+        ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),
+                     "Keras U-Net (narrow CPU default)"),
+        ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task4",),
+                     "U-Net with frozen MobileNetV2 encoder"),
+        ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),
+                     "MobileNetV2 U-Net + classification head (Y-Net)"),
+    ]
+}
+
+
+def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(sorted(table))
+        raise ConfigError(f"unknown {what} {name!r}", fix=f"use one of: {known} (see `python -m skinbench list`)") from None
+
+
+def task(name: str) -> TaskInfo:
+    return _lookup(TASKS, name, "task")
+
+
+def dataset(name: str) -> DatasetInfo:
+    return _lookup(DATASETS, name, "dataset")
+
+
+def approach(name: str) -> ApproachInfo:
+    return _lookup(APPROACHES, name, "approach")
+
+
+def baselines_for(task_name: str) -> list[str]:
+    return [a.name for a in APPROACHES.values() if a.family == "baseline" and task_name in a.tasks]
+
+
+def approaches_for(task_name: str) -> list[str]:
+    return [a.name for a in APPROACHES.values() if task_name in a.tasks]
