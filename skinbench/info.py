@@ -59,6 +59,8 @@ class ApproachInfo:
     params: dict[str, Any] = field(default_factory=dict)
     #: what must exist beyond the data (weights), shown in tables when missing
     needs: str = ""
+    #: overrides for a seconds-long smoke run on tiny synthetic data (`skinbench smoke`, CI)
+    smoke_params: dict[str, Any] = field(default_factory=dict)
 
 
 HAM_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -133,10 +135,10 @@ APPROACHES: dict[str, ApproachInfo] = {
     a.name: a
     for a in [
         # trivial baselines: every table shows them
-        ApproachInfo("majority", f"{_B}:MajorityClassifier", "baseline", ("task1", "task2"),
-                     "Majority class (constant prediction)"),
-        ApproachInfo("prior", f"{_B}:PriorClassifier", "baseline", ("task1", "task2"),
-                     "Class-prior scorer (random scores at the training prior)"),
+        ApproachInfo("majority", f"{_B}:DummyPathClassifier", "baseline", ("task1", "task2"),
+                     "Majority class, scored with the training prior", params={"strategy": "prior"}),
+        ApproachInfo("stratified", f"{_B}:DummyPathClassifier", "baseline", ("task1", "task2"),
+                     "Random labels at the training prior (seeded)", params={"strategy": "stratified"}),
         ApproachInfo("all-background", f"{_B}:ConstantSegmenter", "baseline", ("task3", "task4"),
                      "All background", params={"value": 0.0}),
         ApproachInfo("all-foreground", f"{_B}:ConstantSegmenter", "baseline", ("task3", "task4"),

@@ -51,3 +51,17 @@ def looks_inverted(mask: np.ndarray) -> bool:
     """A lesion mask coded 0-for-lesion: the whole border is foreground but the mask is not full."""
     border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
     return bool(border.all()) and not bool(mask.all())
+
+
+def image_size(path: str | os.PathLike) -> Size:
+    """(width, height) from the file header only, without decoding pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise DataError("image file is missing", path=path, fix="download the dataset again or fix the CSV") from None
+    except Exception:
+        raise DataError("not a readable image (truncated or not an image)", path=path,
+                        fix="download this file again") from None
