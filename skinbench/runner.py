@@ -45,6 +45,32 @@ class RunSpec:
     n_boot: int = 1000
 
 
+#: the code that can change a number (rendering, CLI and docs cannot)
+NUMERIC_CODE = ("runner.py", "info.py", "cache.py", "data", "metrics", "approaches")
+
+
+def code_version() -> str:
+    """Digest of the source that produces numbers: a record made by other code is stale."""
+    import hashlib
+
+    h = hashlib.sha256()
+    pkg = Path(__file__).parent
+    files = [p for name in NUMERIC_CODE for p in ([pkg / name] if name.endswith(".py") else (pkg / name).rglob("*.py"))]
+    for path in sorted(files):
+        h.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def run_key(task: str, approach: str, dataset: str, seed: int, params: dict | None, limit: int | None,
+            manifest_digest: str) -> str:
+    """What a record depends on; benchmarks/regenerate.py reruns only when it changes."""
+    from skinbench.cache import make_key
+
+    merged = {**info.approach(approach).params, **(params or {})}
+    return make_key(task, approach, dataset, seed, merged, limit, manifest_digest, code_version())[:20]
+
+
 def resolve(task: str, approach: str, dataset: str | None = None) -> tuple[info.TaskInfo, info.ApproachInfo, str]:
     """Validate the names against the registry (clear ConfigError for anything unknown or unsupported)."""
     tinfo = info.task(task)
@@ -118,7 +144,7 @@ def run(task: str, approach: str, *, dataset: str | None = None, data_root: str 
         raise ConfigError(f"dataset {dataset!r} has an empty train or test split",
                           fix="check the split column of its manifest / CSV")
     base = dict(task=task, dataset=dataset, approach=approach, family=ainfo.family, title=ainfo.title, seed=seed,
-                limit=limit, command=command or " ".join(sys.argv),
+                limit=limit, run_key=run_key(task, approach, dataset, seed, params, limit, ds.manifest_digest), command=command or " ".join(sys.argv),
                 split={"n_train": len(train), "n_test": len(test), "manifest_digest": ds.manifest_digest})
     if tinfo.kind == "classification":
         return [_run_classification(tinfo, ainfo, base, train, test, seed, params, n_boot, root, predictions_dir)]
@@ -245,3 +271,16 @@ def _overlay_figure(overlays, ids, base, root: Path) -> None:
     images, truths, preds = zip(*overlays)
     name = f"overlay_{base['task']}_{base['dataset']}_{base['approach']}__{base['target']}.png"
     plot_overlays(list(images), list(truths), list(preds), [str(i) for i in ids], root / "plots" / name)
+
+
+def write_skipped(task: str, approach: str, reason: str, *, dataset: str | None = None,
+                  results_root: str | os.PathLike | None = None) -> Path:
+    """A record saying plainly why an approach has no numbers (e.g. weights not available offline)."""
+    from skinbench.results.records import environment, record_path, write_record
+
+    tinfo, ainfo, dataset = resolve(task, approach, dataset)
+    root = Path(results_root) if results_root else results_dir()
+    record = dict(schema=1, status="skipped", reason=reason, task=task, dataset=dataset, approach=approach,
+                  family=ainfo.family, title=ainfo.title, created=datetime.now(timezone.utc).isoformat(),
+                  **environment())
+    return write_record(record, record_path(task, dataset, approach, None, root=root))

@@ -21,5 +21,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> 
     meta = info.dataset(name)
     base = data_root(root)
     folder = base / meta.folder if (base / meta.folder).is_dir() else base
+    if name == "synthetic" and not (folder / "labels.csv").is_file():
+        folder = None  # generated into the cache (never into a real data root)
     module, func = meta.adapter.split(":")
-    return getattr(importlib.import_module(module), func)(Path(folder), **kwargs)
+    return getattr(importlib.import_module(module), func)(None if folder is None else Path(folder), **kwargs)

@@ -1,4 +1,21 @@
-"""Reading images and masks with clear errors; the only place pixels enter skinbench."""
+"""Reading images and masks with clear errors; the only place pixels enter skinbench.
+
+Mask rule (one place, :func:`read_mask`):
+
+1. Decode with the palette applied (PIL ``convert("L")``): a palette PNG shows what its palette says,
+   so HAM10000's palette masks whose raw indices are inverted (index 0 = lesion, drawn white) come out
+   right. RGB masks use their luminance.
+2. Binarise: masks whose values are all 0/1 use ``> 0``; 8-bit masks use ``>= 128`` (JPEG-ish values
+   near 0/255 are thresholded, not taken as foreground); 16-bit masks use half their maximum.
+3. Inverted coding (lesion = 0) is detected when the *whole* image border is foreground but the mask
+   is not full: then the mask is inverted. A full mask (lesion covering the image, e.g. HAM10000
+   ISIC_0026042, ISIC_0029819) stays full; an empty mask stays empty. A lesion that touches part of
+   the border is never inverted (real lesions cover up to ~92% of the border in HAM10000).
+   Callers reading attribute masks (globules, streaks), where "border all set" is meaningless, pass
+   ``fix_inverted=False``.
+4. A mask of another size than its image (HAM10000: 600x450 masks, 200x150 images here) is resized
+   with nearest neighbour when the aspect ratios agree within 2%; otherwise :class:`DataError`.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +23,40 @@ import os
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from skinbench.errors import DataError
 
 Size = tuple[int, int]  # (width, height), as cv2.resize takes it
+ASPECT_TOLERANCE = 0.02
+
+
+def _check_file(path: str, what: str) -> None:
+    if not os.path.isfile(path):
+        raise DataError(f"{what} file is missing", path=path, fix="download the dataset again or fix the CSV")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{what} file is empty (0 bytes)", path=path, fix="download this file again")
+
+
+def jpeg_truncated(path: str) -> bool:
+    """A JPEG without its end-of-image marker: cv2 would decode it silently with grey rows at the bottom."""
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\xff\xd8":
+            return False
+        fh.seek(max(0, os.path.getsize(path) - 64))
+        return b"\xff\xd9" not in fh.read()
 
 
 def read_image(path: str | os.PathLike, size: Size | None = None) -> np.ndarray:
-    """RGB uint8 (H, W, 3); grayscale and RGBA inputs are converted; ``size`` = (width, height)."""
+    """RGB uint8 (H, W, 3); grayscale and RGBA inputs are converted; ``size`` = (width, height).
+
+    Truncated files (including JPEGs that cv2 would half-decode) raise :class:`DataError`.
+    """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataError("image file is missing", path=path, fix="download the dataset again or fix the CSV")
-    if os.path.getsize(path) == 0:
-        raise DataError("image file is empty (0 bytes)", path=path, fix="download this file again")
+    _check_file(path, "image")
+    if jpeg_truncated(path):
+        raise DataError("JPEG file is truncated (no end-of-image marker)", path=path,
+                        fix="download this file again")
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise DataError("not a readable image (truncated or not an image)", path=path,
@@ -29,22 +67,41 @@ def read_image(path: str | os.PathLike, size: Size | None = None) -> np.ndarray:
     return img
 
 
-def read_mask(path: str | os.PathLike, size: Size | None = None, *, fix_inverted: bool = True) -> np.ndarray:
-    """Binary mask as bool (H, W); "" means no mask (returns None). Inverted masks are detected and fixed."""
+def image_size(path: str | os.PathLike) -> Size:
+    """(width, height) from the file header, without decoding the pixels."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataError("mask file is missing", path=path, fix="download the masks again or fix the CSV")
-    raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise DataError("not a readable mask image", path=path, fix="download this file again")
-    if raw.ndim == 3:
-        raw = raw[..., :3].max(axis=2)
-    mask = raw > (raw.max() / 2 if raw.max() > 0 else 0)
-    if fix_inverted and looks_inverted(mask):
-        mask = ~mask
-    if size is not None and (mask.shape[1], mask.shape[0]) != tuple(size):
-        mask = cv2.resize(mask.astype(np.uint8), tuple(size), interpolation=cv2.INTER_NEAREST).astype(bool)
-    return mask
+    _check_file(path, "image")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError):
+        raise DataError("not a readable image (truncated or not an image)", path=path,
+                        fix="download this file again") from None
+
+
+def _decode_mask(path: str) -> np.ndarray:
+    """Grey values with any palette applied (uint8, or uint16/int32 for 16-bit masks)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode.startswith("I"):
+                return np.asarray(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA").convert("RGB")
+            return np.asarray(im.convert("L"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise DataError("not a readable mask image (truncated or not a PNG)", path=path,
+                        fix="download this file again") from None
+
+
+def binarise(grey: np.ndarray) -> np.ndarray:
+    """0/1 masks: > 0; 8-bit: >= 128; wider types: >= half the maximum (rule 2 of the module doc)."""
+    top = int(grey.max()) if grey.size else 0
+    if top <= 1:
+        return grey > 0
+    if grey.dtype == np.uint8:
+        return grey >= 128
+    return grey >= top / 2
 
 
 def looks_inverted(mask: np.ndarray) -> bool:
@@ -53,15 +110,47 @@ def looks_inverted(mask: np.ndarray) -> bool:
     return bool(border.all()) and not bool(mask.all())
 
 
-def image_size(path: str | os.PathLike) -> Size:
-    """(width, height) from the file header only, without decoding pixels."""
-    from PIL import Image
+def same_aspect(a: Size, b: Size, tolerance: float = ASPECT_TOLERANCE) -> bool:
+    ra, rb = a[0] / a[1], b[0] / b[1]
+    return abs(ra - rb) <= tolerance * rb
 
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise DataError("image file is missing", path=path, fix="download the dataset again or fix the CSV") from None
-    except Exception:
-        raise DataError("not a readable image (truncated or not an image)", path=path,
-                        fix="download this file again") from None
+
+def read_mask(path: str | os.PathLike, size: Size | None = None, *, fix_inverted: bool = True,
+              image_size: Size | None = None) -> np.ndarray:
+    """Binary mask as bool (H, W), inverted coding fixed (see the module doc).
+
+    ``image_size`` = (width, height) of the mask's image: a mask of another size with the same aspect
+    is resized to it (nearest neighbour), a different aspect raises :class:`DataError`. ``size`` then
+    resizes freely (e.g. to a network's square input), as :func:`read_image` does.
+    """
+    path = os.fspath(path)
+    _check_file(path, "mask")
+    mask = binarise(_decode_mask(path))
+    if fix_inverted and looks_inverted(mask):
+        mask = ~mask
+    if image_size is not None:
+        mask = fit_to(mask, tuple(image_size), path)
+    if size is not None and (mask.shape[1], mask.shape[0]) != tuple(size):
+        mask = cv2.resize(mask.astype(np.uint8), tuple(size), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return mask
+
+
+def fit_to(mask: np.ndarray, size: Size, path: str = "mask") -> np.ndarray:
+    """``mask`` at ``size`` (width, height): nearest-neighbour resize when the aspect agrees, else DataError."""
+    have = (mask.shape[1], mask.shape[0])
+    if have == tuple(size):
+        return mask
+    if not same_aspect(have, size):
+        raise DataError(f"mask is {have[0]}x{have[1]} but its image is {size[0]}x{size[1]} (different aspect "
+                        "ratio, so it cannot belong to this image)", path=path,
+                        fix="use the mask released with this image")
+    return cv2.resize(mask.astype(np.uint8), tuple(size), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def mask_for_image(mask_path: str | os.PathLike, image_path: str | os.PathLike, *,
+                   fix_inverted: bool = True) -> np.ndarray:
+    """The truth mask at its image's own size ("" = no annotation: all background)."""
+    w, h = image_size(image_path)
+    if not os.fspath(mask_path):
+        return np.zeros((h, w), dtype=bool)
+    return read_mask(mask_path, fix_inverted=fix_inverted, image_size=(w, h))

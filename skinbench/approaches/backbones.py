@@ -1,0 +1,168 @@
+"""Pretrained convolutional backbones from ``keras.applications``, with honest offline weights.
+
+``build(name, input_shape, weights)`` returns the backbone without its classifier top. ImageNet
+weights are looked up as local files first (``$KERAS_HOME/models/``, the shared data's
+``weights/keras/models/``, ``~/.keras/models/``) and loaded with ``load_weights``, so any input size
+works. When the file is missing we never fall back to random weights: offline (``SKINBENCH_OFFLINE=1``)
+we raise :class:`WeightsError` at once; otherwise Keras may download it, and a failure is re-raised as
+a :class:`WeightsError` naming the file, the folder and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from skinbench.errors import ConfigError, WeightsError
+from skinbench.paths import keras_home
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    #: attribute of ``keras.applications`` building the model
+    constructor: str
+    #: module of ``keras.applications`` with ``preprocess_input``
+    module: str
+    #: Keras's file name for the ImageNet no-top weights ({rows} filled in for MobileNetV2)
+    weights_file: str
+    #: layer-name prefixes of the last convolutional block (unfrozen by the "last_block" stage)
+    last_block: tuple[str, ...]
+    default_size: int = 224
+
+
+SPECS: dict[str, BackboneSpec] = {
+    "vgg16": BackboneSpec("VGG16", "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", ("block5_",)),
+    "mobilenet_v2": BackboneSpec("MobileNetV2", "mobilenet_v2",
+                                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
+                                 ("block_16_", "Conv_1")),
+    "resnet50": BackboneSpec("ResNet50", "resnet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                             ("conv5_",)),
+    "efficientnetb0": BackboneSpec("EfficientNetB0", "efficientnet", "efficientnetb0_notop.h5",
+                                   ("block7", "top_")),
+    "densenet121": BackboneSpec("DenseNet121", "densenet", "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                ("conv5_", "bn", "relu")),
+}
+
+
+def spec(name: str) -> BackboneSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise ConfigError(f"unknown backbone {name!r}", fix=f"use one of: {', '.join(SPECS)}") from None
+
+
+def default_size(name: str) -> int:
+    """Input side length the ImageNet weights were trained at."""
+    return spec(name).default_size
+
+
+def preprocess_fn(name: str) -> Callable[[Any], Any]:
+    """The backbone's own ``preprocess_input`` (float RGB 0..255 in, the scaling its weights expect out)."""
+    import keras
+
+    return getattr(keras.applications, spec(name).module).preprocess_input
+
+
+def last_block_prefixes(name: str) -> tuple[str, ...]:
+    return spec(name).last_block
+
+
+def weights_file_names(name: str, rows: int) -> list[str]:
+    """Acceptable file names, best first (MobileNetV2's convolutions do not depend on the input size)."""
+    pattern = spec(name).weights_file
+    if "{rows}" not in pattern:
+        return [pattern]
+    names = [pattern.format(rows=rows)] if rows in (96, 128, 160, 192, 224) else []
+    return names + [pattern.format(rows=224)] * (rows != 224)
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for Keras weight files, in order."""
+    dirs = []
+    if os.environ.get("KERAS_HOME"):
+        dirs.append(Path(os.environ["KERAS_HOME"]) / "models")
+    home = keras_home()
+    if home is not None:
+        dirs.append(Path(home) / "models")
+    dirs.append(Path.home() / ".keras" / "models")
+    return list(dict.fromkeys(dirs))
+
+
+def find_imagenet_weights(name: str, rows: int = 224) -> Path | None:
+    for folder in weights_dirs():
+        for fname in weights_file_names(name, rows):
+            if (folder / fname).is_file():
+                return folder / fname
+    return None
+
+
+def _missing(name: str, rows: int, cause: str = "") -> WeightsError:
+    fname = weights_file_names(name, rows)[0]
+    where = os.pathsep.join(str(d) for d in weights_dirs())
+    return WeightsError(
+        f"ImageNet weights for {name} not found: {fname} is in none of $KERAS_HOME/models/ ({where})"
+        + (f" ({cause})" if cause else ""),
+        fix=f"run once with internet access so Keras downloads {fname} into $KERAS_HOME/models/, copy the "
+            f"file there, or pass --weights PATH (a local weights file); random weights are never used silently")
+
+
+def weights_id(name: str, weights: str | os.PathLike | None, rows: int = 224) -> str:
+    """Short identity of the weights a model gets (for cache keys): file digest, or 'random'."""
+    from skinbench.cache import file_digest
+
+    if weights is None:
+        return "random"
+    path = find_imagenet_weights(name, rows) if weights == "imagenet" else Path(weights)
+    if path is None:
+        return f"imagenet-keras-{name}"  # downloaded by Keras online: its name pins its content (hash-checked)
+    return file_digest(path)[:16]
+
+
+def build(name: str, input_shape: tuple[int, int, int] = (224, 224, 3),
+          weights: str | os.PathLike | None = "imagenet", trainable: bool = False) -> Any:
+    """Backbone without top: ``weights`` is "imagenet", ``None`` (explicit random init) or a file path."""
+    import keras
+
+    info = spec(name)
+    constructor = getattr(keras.applications, info.constructor)
+    kwargs = {"include_top": False, "input_shape": tuple(input_shape)}
+    if name == "mobilenet_v2":
+        kwargs["alpha"] = 1.0
+    rows = int(input_shape[0])
+    if weights == "imagenet":
+        path = find_imagenet_weights(name, rows)
+        if path is None:
+            if os.environ.get("SKINBENCH_OFFLINE", "") not in ("", "0"):
+                raise _missing(name, rows, "SKINBENCH_OFFLINE is set")
+            try:  # online: let Keras download and hash-check its own file
+                model = constructor(weights="imagenet", **kwargs)
+            except Exception as err:  # noqa: BLE001 - any download failure is the same user problem
+                raise _missing(name, rows, f"download failed: {type(err).__name__}") from err
+            model.trainable = trainable
+            return model
+    elif weights is None:
+        path = None
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError("weights file not found", path=path,
+                               fix="pass the path of an existing Keras weights file (.h5 / .weights.h5)")
+    model = constructor(weights=None, **kwargs)
+    if path is not None:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model.load_weights(str(path))
+            partial = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)
+                       or "could not be loaded" in str(w.message)]
+            if partial:  # a partial load would leave random layers: refuse it
+                raise ValueError(partial[0])
+        except Exception as err:  # noqa: BLE001 - wrong layers/shapes all mean "not this architecture"
+            raise WeightsError(f"cannot load these weights into {name} ({type(err).__name__}: "
+                               f"{str(err).splitlines()[0][:200]})", path=path,
+                               fix=f"use a no-top weights file saved from keras.applications.{info.constructor}") from err
+    model.trainable = trainable
+    return model

@@ -1,0 +1,413 @@
+"""Transfer learning from ImageNet backbones: the studies' VGG16 recipe with a pluggable backbone.
+
+Two ways to train the same head (Flatten/GAP -> Dense(512, relu) -> Dropout(0.5) -> Dense):
+- ``mode="features"`` (CPU default): the frozen backbone's features are computed once per image and per
+  augmented view (a fixed number of views), cached by content, and the head trains on them in seconds.
+- ``mode="finetune"`` (GPU-ready): end-to-end training through a tf.data pipeline with staged unfreezing
+  (head -> last block -> all), mixed precision and ``tf.distribute.MirroredStrategy`` when GPUs exist.
+Both use the output bias initialised to the log class priors, class weights total/(k * n_class), a 15%
+stratified (lesion-aware with ``groups``) validation split of the training data, early stopping on
+validation loss and the best epoch kept by a validation metric.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from skinbench.approaches import backbones, tfdata
+from skinbench.approaches.base import PathClassifier
+from skinbench.cache import ArrayCache, file_digest, make_key
+from skinbench.errors import ConfigError
+
+#: bump when feature extraction changes (decode, resize, augmentation, pooling)
+CODE_VERSION = "transfer-features-1"
+
+Stage = tuple[str, float, int]  # (what is trainable: head | last_block | all, learning rate, epochs)
+
+
+# ---------------------------------------------------------------------------------------------- features
+
+def _pool_layer(pooling: str):
+    import keras
+
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="pool")
+    if pooling == "flatten":
+        return keras.layers.Flatten(name="pool")
+    raise ConfigError(f"unknown pooling {pooling!r}", fix="use 'avg' or 'flatten'")
+
+
+def feature_model(backbone: str, weights: Any, size: int, pooling: str = "avg"):
+    """Frozen backbone with its own preprocessing and pooling: float RGB 0..255 in, vector out."""
+    import keras
+
+    base = backbones.build(backbone, (size, size, 3), weights=weights)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Lambda(backbones.preprocess_fn(backbone), name="preprocess")(inputs)
+    x = base(x, training=False)
+    return keras.Model(inputs, _pool_layer(pooling)(x), name=f"{backbone}_features")
+
+
+def view_seeds(digests: Sequence[str], view: int, seed: int) -> np.ndarray:
+    """Augmentation seed of each image's view ``view``, from its content (order-independent)."""
+    return np.array([[int(d[:12], 16), view * 100_003 + seed] for d in digests], dtype=np.int64)
+
+
+def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", weights: Any = "imagenet",
+                     size: int | None = None, pooling: str = "avg", views: Sequence[int] = (0,),
+                     augment: tfdata.Augment | None = None, seed: int = 0, batch_size: int = 32,
+                     cache_dir: str | os.PathLike | None = None, progress: bool = True) -> np.ndarray:
+    """Backbone features (len(views), n, d) float32; view 0 is the image itself, view v > 0 an augmented view.
+
+    Cached per image and view by (file digest, backbone, weights id, size, pooling, augmentation, view,
+    CODE_VERSION). Random weights (``weights=None``) are never cached: each build differs.
+    """
+    import tensorflow as tf
+
+    paths = [os.fspath(p) for p in paths]
+    size = size or backbones.default_size(backbone)
+    if any(v > 0 for v in views) and augment is None:
+        raise ConfigError("augmented views need an augmentation", fix="pass augment=tfdata.Augment(...)")
+    tfdata.check_paths(paths)
+    digests = [file_digest(p) for p in paths]
+    wid = backbones.weights_id(backbone, weights, size)
+    cache = ArrayCache("transfer_features", cache_dir) if weights is not None else None
+    aug_key = augment.as_dict() if augment is not None else None
+
+    def key(i: int, v: int) -> str:
+        return make_key(digests[i], backbone, wid, size, pooling, aug_key if v else None, v, seed if v else 0,
+                        CODE_VERSION)
+
+    out: np.ndarray | None = None
+    todo: dict[int, list[int]] = {}
+    for vi, v in enumerate(views):
+        for i in range(len(paths)):
+            hit = cache.get(key(i, v)) if cache else None
+            if hit is None:
+                todo.setdefault(vi, []).append(i)
+                continue
+            if out is None:
+                out = np.zeros((len(views), len(paths), hit["f"].shape[-1]), np.float32)
+            out[vi, i] = hit["f"]
+    if todo:
+        model = feature_model(backbone, weights, size, pooling)
+        forward = tf.function(lambda x: model(x, training=False))
+        total = sum(len(ix) for ix in todo.values())
+        bar = tqdm(total=total, desc=f"{backbone} features", unit="img", disable=not progress)
+        for vi, idx in todo.items():
+            v = views[vi]
+            ds = tfdata.image_dataset([paths[i] for i in idx], (size, size),
+                                      seeds=view_seeds([digests[i] for i in idx], v, seed),
+                                      augment=augment if v else None, batch_size=batch_size)
+            pos = 0
+            try:
+                for batch in ds:
+                    feats = forward(batch).numpy().astype(np.float32)
+                    if out is None:
+                        out = np.zeros((len(views), len(paths), feats.shape[-1]), np.float32)
+                    for f in feats:
+                        i = idx[pos]
+                        out[vi, i] = f
+                        if cache:
+                            cache.put(key(i, v), f=f)
+                        pos += 1
+                    bar.update(len(feats))
+            except tf.errors.InvalidArgumentError:
+                tfdata.find_unreadable([paths[i] for i in idx])
+                raise
+        bar.close()
+    assert out is not None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+def output_bias(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """log(pos/neg) for a sigmoid output, log class priors for softmax: the first epoch starts calibrated."""
+    counts = np.bincount(y, minlength=n_classes).astype(float) + 1e-3
+    if n_classes == 2:
+        return np.array([np.log(counts[1] / counts[0])])
+    return np.log(counts / counts.sum())
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """total / (k * n_class): every class contributes equally to the loss."""
+    counts = np.bincount(y, minlength=n_classes)
+    return {c: float(len(y) / (n_classes * counts[c])) for c in range(n_classes) if counts[c]}
+
+
+def add_head(x, n_classes: int, bias: np.ndarray, units: int = 512, dropout: float = 0.5):
+    """Dense(units, relu) -> Dropout -> Dense(1, sigmoid) or Dense(k, softmax), the studies' head."""
+    import keras
+
+    x = keras.layers.Dense(units, activation="relu", name="head_dense")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    binary = n_classes == 2
+    return keras.layers.Dense(1 if binary else n_classes, activation="sigmoid" if binary else "softmax",
+                              bias_initializer=keras.initializers.Constant(bias), dtype="float32",
+                              name="head_out")(x)
+
+
+def head_model(n_features: int, n_classes: int, bias: np.ndarray, units: int = 512, dropout: float = 0.5):
+    """The head alone, on cached backbone features."""
+    import keras
+
+    inputs = keras.Input((n_features,))
+    return keras.Model(inputs, add_head(inputs, n_classes, bias, units, dropout), name="head")
+
+
+def full_model(backbone: str, weights: Any, size: int, n_classes: int, bias: np.ndarray,
+               pooling: str = "avg", units: int = 512, dropout: float = 0.5):
+    """Image -> preprocessing -> backbone -> pooling -> head; returns (model, backbone)."""
+    import keras
+
+    base = backbones.build(backbone, (size, size, 3), weights=weights)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Lambda(backbones.preprocess_fn(backbone), name="preprocess")(inputs)
+    x = base(x, training=False)  # BatchNorm stays in inference mode even when unfrozen (keras-io guide)
+    x = _pool_layer(pooling)(x)
+    return keras.Model(inputs, add_head(x, n_classes, bias, units, dropout), name=f"{backbone}_transfer"), base
+
+
+def set_stage(base, stage: str, backbone: str) -> None:
+    """Make ``head`` (backbone frozen), ``last_block`` or ``all`` of the backbone trainable."""
+    if stage not in ("head", "last_block", "all"):
+        raise ConfigError(f"unknown fine-tuning stage {stage!r}", fix="use head, last_block or all")
+    base.trainable = stage != "head"
+    if stage == "last_block":
+        prefixes = backbones.last_block_prefixes(backbone)
+        for layer in base.layers:
+            layer.trainable = layer.name.startswith(prefixes)
+
+
+class BestByMetric:
+    """Keras callback: keep the weights of the epoch with the best validation metric (restored at the end)."""
+
+    def __new__(cls, *args, **kwargs):  # defined lazily so importing this module needs no TensorFlow
+        import keras
+
+        class _Best(keras.callbacks.Callback):
+            def __init__(self, score_fn):
+                super().__init__()
+                self.score_fn, self.best, self.best_weights, self.history = score_fn, -np.inf, None, []
+
+            def on_epoch_end(self, epoch, logs=None):
+                score = self.score_fn(self.model)
+                self.history.append(score)
+                if score > self.best:
+                    self.best, self.best_weights = score, self.model.get_weights()
+
+            def on_train_end(self, logs=None):
+                if self.best_weights is not None:
+                    self.model.set_weights(self.best_weights)
+
+        return _Best(*args, **kwargs)
+
+
+def selection_score(metric: str, y: np.ndarray, proba: np.ndarray) -> float:
+    """Validation score to maximise; falls back to minus log loss where the metric is undefined."""
+    from sklearn.metrics import balanced_accuracy_score, log_loss, roc_auc_score
+
+    if metric == "auc" and len(np.unique(y)) == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    if metric == "balanced_accuracy":
+        return float(balanced_accuracy_score(y, proba.argmax(1)))
+    return -float(log_loss(y, np.clip(proba, 1e-7, 1), labels=np.arange(proba.shape[1])))
+
+
+def _as_proba(out: np.ndarray) -> np.ndarray:
+    out = np.asarray(out, dtype=np.float64)
+    if out.ndim == 1 or out.shape[1] == 1:
+        p = out.reshape(-1)
+        return np.column_stack([1 - p, p])
+    return out / out.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------------------- estimator
+
+class TransferClassifier(PathClassifier):
+    """ImageNet backbone + the studies' head; see the module docstring for the two modes.
+
+    ``stages``: list of (trainable part, learning rate, epochs), trainable part in head | last_block |
+    all; ``mode="features"`` allows only a head stage. ``augment``: "auto" (binary: rotation 10, shifts
+    0.1, h-flip; multiclass adds zoom 0.1 and v-flip), a dict of :class:`tfdata.Augment` fields, or None.
+    ``n_views`` augmented views per training image in features mode (plus the image itself).
+    ``head_solver="logreg"`` replaces the keras head by a class-balanced logistic regression on the
+    standardised features. ``val_size=0`` trains for the stage's epochs without validation (no early
+    stopping; the last weights are kept).
+    """
+
+    def __init__(self, backbone: str = "mobilenet_v2", weights: Any = "imagenet", input_size: int | None = None,
+                 mode: str = "features", pooling: str = "avg", head_units: int = 512, dropout: float = 0.5,
+                 stages: Sequence[Stage] | None = None, batch_size: int = 32, patience: int = 10,
+                 augment: Any = "auto", n_views: int = 4, view_seed: int = 0, val_size: float = 0.15,
+                 select_metric: str = "auto", class_weight: str | None = "balanced", bias_init: bool = True,
+                 head_solver: str = "keras", C: float = 1.0, random_state: int = 0,
+                 cache_dir: str | os.PathLike | None = None, verbose: int = 0):
+        self.backbone, self.weights, self.input_size, self.mode = backbone, weights, input_size, mode
+        self.pooling, self.head_units, self.dropout, self.stages = pooling, head_units, dropout, stages
+        self.batch_size, self.patience, self.augment, self.n_views = batch_size, patience, augment, n_views
+        self.view_seed, self.val_size, self.select_metric = view_seed, val_size, select_metric
+        self.class_weight, self.bias_init, self.head_solver, self.C = class_weight, bias_init, head_solver, C
+        self.random_state, self.cache_dir, self.verbose = random_state, cache_dir, verbose
+
+    # -- configuration -------------------------------------------------------------------------------
+    def _size(self) -> int:
+        return int(self.input_size or backbones.default_size(self.backbone))
+
+    def _augment(self) -> tfdata.Augment | None:
+        if self.augment is None or self.augment is False:
+            return None
+        if self.augment == "auto":
+            return tfdata.AUGMENT_BINARY if len(self.classes_) == 2 else tfdata.AUGMENT_MULTICLASS
+        return tfdata.Augment(**dict(self.augment))
+
+    def _stages(self) -> list[Stage]:
+        if self.stages is None:
+            return [("head", 1e-3, 60)] if self.mode == "features" else \
+                   [("head", 1e-4, 10), ("last_block", 1e-5, 10), ("all", 1e-6, 5)]
+        stages = [(str(s), float(lr), int(ep)) for s, lr, ep in self.stages]
+        if self.mode == "features" and any(s != "head" for s, _, _ in stages):
+            raise ConfigError("mode='features' trains only the head on frozen, cached features",
+                              fix="use mode='finetune' to unfreeze backbone layers")
+        return stages
+
+    def _metric(self) -> str:
+        if self.select_metric != "auto":
+            return self.select_metric
+        return "auc" if len(self.classes_) == 2 else "balanced_accuracy"
+
+    def _features(self, paths: Sequence[str], views: Sequence[int]) -> np.ndarray:
+        return extract_features(paths, backbone=self.backbone, weights=self.weights, size=self._size(),
+                                pooling=self.pooling, views=views, augment=self._augment(), seed=self.view_seed,
+                                batch_size=self.batch_size, cache_dir=self.cache_dir, progress=self.verbose > 0)
+
+    def _split(self, y: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        from skinbench.data.splits import validation_split
+        from skinbench.errors import DataError
+
+        if not self.val_size:
+            return np.arange(len(y)), np.array([], dtype=int)
+        try:
+            return validation_split(y, groups, self.val_size, self.random_state)
+        except DataError as err:
+            raise ConfigError(f"cannot hold out a {self.val_size:.0%} validation split: {err}",
+                              fix="provide more images per class, or val_size=0 to train fixed epochs "
+                                  "without validation") from None
+
+    # -- fit / predict -------------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "TransferClassifier":
+        import keras
+
+        X, y = np.asarray(X).astype(str), np.asarray(y).astype(np.int64)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ConfigError(f"the training labels hold a single class ({self.classes_.tolist()}) among "
+                              f"{len(y)} images", fix="train on images of at least two classes")
+        if not np.array_equal(self.classes_, np.arange(len(self.classes_))):
+            raise ConfigError(f"labels must be 0..k-1 indices, got {self.classes_.tolist()}",
+                              fix="pass Dataset.y (indices into class_names)")
+        if self.mode not in ("features", "finetune"):
+            raise ConfigError(f"unknown mode {self.mode!r}", fix="use 'features' or 'finetune'")
+        if self.head_solver not in ("keras", "logreg"):
+            raise ConfigError(f"unknown head_solver {self.head_solver!r}", fix="use 'keras' or 'logreg'")
+        keras.utils.set_random_seed(self.random_state)
+        tr, va = self._split(y, groups)
+        self.history_: list[dict] = []
+        if self.mode == "features":
+            self._fit_features(X, y, tr, va)
+        else:
+            self._fit_finetune(X, y, tr, va)
+        return self
+
+    def _fit_kwargs(self, k: int, y_tr: np.ndarray) -> dict:
+        return {"class_weight": class_weights(y_tr, k) if self.class_weight == "balanced" else None,
+                "verbose": max(0, self.verbose - 1)}
+
+    def _callbacks(self, score_fn, has_val: bool) -> list:
+        import keras
+
+        if not has_val:
+            return []
+        return [keras.callbacks.EarlyStopping("val_loss", patience=self.patience), BestByMetric(score_fn)]
+
+    def _fit_features(self, X, y, tr, va) -> None:
+        import keras
+
+        k = len(self.classes_)
+        views = list(range(self.n_views + 1)) if self._augment() is not None else [0]
+        feats = self._features(X[tr], views)  # (views, n_tr, d)
+        f_tr, y_tr = feats.reshape(-1, feats.shape[-1]), np.tile(y[tr], len(views))
+        f_va = self._features(X[va], [0])[0] if len(va) else None
+        if self.head_solver == "logreg":
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
+
+            self.head_ = make_pipeline(StandardScaler(), LogisticRegression(
+                C=self.C, class_weight="balanced" if self.class_weight else None, max_iter=2000))
+            self.head_.fit(f_tr, y_tr)
+            if f_va is not None:
+                self.val_score_ = selection_score(self._metric(), y[va], self.head_.predict_proba(f_va))
+            return
+        bias = output_bias(y_tr, k) if self.bias_init else np.zeros(1 if k == 2 else k)
+        self.head_ = head_model(f_tr.shape[1], k, bias, self.head_units, self.dropout)
+        best = BestByMetric(lambda m: selection_score(self._metric(), y[va], _as_proba(m.predict(f_va, verbose=0))))
+        for stage, lr, epochs in self._stages():
+            self.head_.compile(keras.optimizers.Adam(lr), self._loss())
+            hist = self.head_.fit(f_tr, y_tr, batch_size=self.batch_size, epochs=epochs, shuffle=True,
+                                  validation_data=(f_va, y[va]) if f_va is not None else None,
+                                  callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=self.patience), best]
+                                  if f_va is not None else [], **self._fit_kwargs(k, y_tr))
+            self.history_.append({"stage": stage, "epochs": len(hist.history["loss"]), **hist.history})
+        self.val_score_ = best.best if f_va is not None else None
+
+    def _loss(self) -> str:
+        return "binary_crossentropy" if len(self.classes_) == 2 else "sparse_categorical_crossentropy"
+
+    def _fit_finetune(self, X, y, tr, va) -> None:
+        import keras
+        import tensorflow as tf
+
+        k, size = len(self.classes_), self._size()
+        gpus = tf.config.list_logical_devices("GPU")
+        strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
+        batch = self.batch_size * strategy.num_replicas_in_sync
+        train_ds = tfdata.image_dataset(X[tr], (size, size), labels=y[tr], augment=self._augment(), batch_size=batch,
+                                        shuffle=True, repeat_augment=True, seed=self.random_state)
+        val_xy = tfdata.image_dataset(X[va], (size, size), labels=y[va], batch_size=batch) if len(va) else None
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_float16" if gpus else "float32")
+        try:
+            with strategy.scope():
+                bias = output_bias(y[tr], k) if self.bias_init else np.zeros(1 if k == 2 else k)
+                self.model_, base = full_model(self.backbone, self.weights, size, k, bias, self.pooling,
+                                               self.head_units, self.dropout)
+            val_x = val_xy.map(lambda im, _: im) if val_xy is not None else None
+            best = BestByMetric(lambda m: selection_score(self._metric(), y[va], _as_proba(m.predict(val_x, verbose=0))))
+            callbacks = [keras.callbacks.EarlyStopping("val_loss", patience=self.patience), best] if len(va) else []
+            for stage, lr, epochs in self._stages():
+                set_stage(base, stage, self.backbone)
+                with strategy.scope():
+                    self.model_.compile(keras.optimizers.Adam(lr), self._loss())
+                hist = self.model_.fit(train_ds, epochs=epochs, validation_data=val_xy, callbacks=callbacks,
+                                       **self._fit_kwargs(k, y[tr]))
+                self.history_.append({"stage": stage, "epochs": len(hist.history["loss"]), **hist.history})
+        finally:
+            keras.config.set_dtype_policy(previous)
+        self.val_score_ = best.best if len(va) else None
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X).astype(str)
+        if self.mode == "features":
+            f = self._features(X, [0])[0]
+            if self.head_solver == "logreg":
+                return self.head_.predict_proba(f)
+            return _as_proba(self.head_.predict(f, batch_size=256, verbose=0))
+        size = self._size()
+        return _as_proba(self.model_.predict(tfdata.image_dataset(X, (size, size), batch_size=self.batch_size),
+                                             verbose=0))

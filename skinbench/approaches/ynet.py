@@ -1,0 +1,162 @@
+"""MobileNetV2 U-Net and the "Y-Net" (U-Net + classification head) of the HAM10000 reference study.
+
+Encoder: ImageNet MobileNetV2 (frozen by default), skips at block_1/3/6/13 ``expand_relu``; decoder
+256-128-64-32-16 (upsample x2, concatenate the skip, two 3x3 conv + BN + ReLU), sigmoid 3x3 conv.
+The decoder starts from ``block_16_project`` (320 channels; the reference code used ``out_relu``, 1280
+channels, which quadruples the first decoder stage for no gain in resolution).
+Y-Net adds GlobalAveragePooling -> Dense 128 -> Dropout 0.4 -> Dense 128 -> softmax on that same
+activation and trains both heads together (segmentation loss x5, class-weighted cross-entropy x1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+from keras import layers
+from sklearn.utils.class_weight import compute_class_weight
+
+from skinbench.approaches import backbones
+from skinbench.approaches.base import PathClassifier
+from skinbench.approaches.seg_losses import get_loss, soft_jaccard_metric, weighted_categorical_crossentropy
+from skinbench.approaches.seg_training import KerasSegmenter
+from skinbench.approaches.unet import conv_block
+from skinbench.errors import DataError
+
+SKIPS = ("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu", "block_1_expand_relu")
+BOTTLENECK = "block_16_project"
+DECODER = (256, 128, 64, 32, 16)
+
+
+def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
+                         n_classes: int = 0) -> keras.Model:
+    """Outputs ``seg`` (sigmoid map), plus ``cls`` (softmax over ``n_classes``) when n_classes > 0."""
+    encoder = backbones.build("mobilenet_v2", (input_size, input_size, 3), weights, trainable=train_encoder)
+    features = keras.Model(encoder.input, [encoder.get_layer(BOTTLENECK).output]
+                           + [encoder.get_layer(name).output for name in SKIPS], name="encoder")
+    inputs = keras.Input((input_size, input_size, 3))
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)      # MobileNetV2 expects [-1, 1]
+    top, *skips = features(x)
+    x = top
+    for i, filters in enumerate(DECODER):
+        x = layers.UpSampling2D(2)(x)
+        if i < len(skips):
+            x = layers.Concatenate()([x, skips[i]])
+        x = conv_block(x, filters)
+    outputs = {"seg": layers.Conv2D(1, 3, padding="same", activation="sigmoid", dtype="float32", name="seg")(x)}
+    if n_classes:
+        h = layers.GlobalAveragePooling2D()(top)
+        h = layers.Dense(128, activation="relu")(h)
+        h = layers.Dropout(0.4)(h)
+        h = layers.Dense(128, activation="relu")(h)
+        outputs["cls"] = layers.Dense(n_classes, activation="softmax", dtype="float32", name="cls")(h)
+        return keras.Model(inputs, outputs, name="ynet_mobilenetv2")
+    return keras.Model(inputs, outputs["seg"], name="unet_mobilenetv2")
+
+
+class MobileNetUNetSegmenter(KerasSegmenter):
+    """U-Net with an ImageNet MobileNetV2 encoder (``weights=None`` only for tests: random encoder)."""
+
+    def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
+                 loss: str = "bce_dice", learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
+                 validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
+                 positive_fraction: float = 0.0, tune_threshold: bool = True, checkpoint: str | None = None,
+                 random_state: int = 0, verbose: int | None = None):
+        self.input_size = input_size
+        self.weights = weights
+        self.train_encoder = train_encoder
+        self.loss = loss
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.augment = augment
+        self.positive_fraction = positive_fraction
+        self.tune_threshold = tune_threshold
+        self.checkpoint = checkpoint
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _build(self, n_classes: int) -> keras.Model:
+        return build_mobilenet_unet(self.input_size, self.weights, self.train_encoder,
+                                    n_classes if self.joint else 0)
+
+    def _compile(self, model: keras.Model, y, n_classes: int) -> None:
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=get_loss(self.loss),
+                      metrics=[soft_jaccard_metric])
+
+
+class YNetSegmenter(MobileNetUNetSegmenter):
+    """MobileNetV2 U-Net + classification head trained jointly; ``fit`` needs ``y`` (class indices)."""
+
+    joint = True
+
+    def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
+                 loss: str = "bce_dice", seg_loss_weight: float = 5.0, n_classes: int = 0,
+                 learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
+                 validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
+                 positive_fraction: float = 0.0, tune_threshold: bool = True, checkpoint: str | None = None,
+                 random_state: int = 0, verbose: int | None = None):
+        super().__init__(input_size, weights, train_encoder, loss, learning_rate, epochs, batch_size,
+                         validation_fraction, patience, augment, positive_fraction, tune_threshold, checkpoint,
+                         random_state, verbose)
+        self.seg_loss_weight = seg_loss_weight
+        self.n_classes = n_classes
+
+    def _compile(self, model: keras.Model, y, n_classes: int) -> None:
+        present = np.unique(y)
+        weights = np.ones(n_classes)
+        weights[present] = compute_class_weight("balanced", classes=present, y=y)
+        self.class_weights_ = weights
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+                      loss={"seg": get_loss(self.loss), "cls": weighted_categorical_crossentropy(weights)},
+                      loss_weights={"seg": self.seg_loss_weight, "cls": 1.0},
+                      metrics={"seg": [soft_jaccard_metric], "cls": ["accuracy"]})
+
+    def predict_classes_proba(self, X) -> np.ndarray:
+        """(n_images, n_classes) softmax scores of the classification head."""
+        return np.concatenate([self._predict_arrays(x)[1] for _, x in self._batches(X)])
+
+
+def ham_mask_path(image_path: str) -> str:
+    """The lesion mask beside an image in the HAM10000 (``masks/<id>_segmentation.png``) or generic layout."""
+    from pathlib import Path
+
+    p = Path(image_path)
+    for candidate in (p.parent.parent / "masks" / f"{p.stem}_segmentation.png",
+                      p.parent.parent / "masks" / f"{p.stem}_lesion.png"):
+        if candidate.is_file():
+            return str(candidate)
+    raise DataError("no lesion mask found for this image (Y-Net trains on masks too)", path=image_path,
+                    fix="put masks/<image_id>_segmentation.png beside the images folder")
+
+
+class YNetClassifier(PathClassifier):
+    """Task2 view of the Y-Net: trains the same joint model, scores its classification head.
+
+    Masks are found next to the images (:func:`ham_mask_path`). With the same data and parameters as a
+    task4 Y-Net run, the cached checkpoint is reused rather than retrained.
+    """
+
+    def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
+                 epochs: int = 20, batch_size: int = 16, checkpoint: str | None = None, random_state: int = 0):
+        self.input_size = input_size
+        self.weights = weights
+        self.train_encoder = train_encoder
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.checkpoint = checkpoint
+        self.random_state = random_state
+
+    def fit(self, X, y, groups=None) -> "YNetClassifier":
+        y = np.asarray(y, dtype=np.int64)
+        self.ynet_ = YNetSegmenter(input_size=self.input_size, weights=self.weights,
+                                   train_encoder=self.train_encoder, epochs=self.epochs,
+                                   batch_size=self.batch_size, checkpoint=self.checkpoint,
+                                   tune_threshold=False, random_state=self.random_state)
+        self.ynet_.fit(X, [ham_mask_path(p) for p in X], y, groups=groups)
+        self.classes_ = np.arange(self.ynet_.n_classes_)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.ynet_.predict_classes_proba(X).astype(float)

@@ -1,0 +1,126 @@
+"""``skinbench data verify DATASET``: compare a data folder with its manifest.
+
+Reports images of the manifest that are missing, image files the manifest does not list (extra), and
+files whose sha256 (or size) differs from the manifest's checksum. Where the manifest holds the
+*official* checksums (HAM10000) and every present file differs, the folder is a re-encoded copy: that
+is reported as one note, not thousands of lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from skinbench import info
+from skinbench.cache import file_digest
+from skinbench.data.manifests import read_index, read_manifest
+from skinbench.errors import DataError
+from skinbench.paths import data_root
+
+_IMAGE = re.compile(r"^(ISIC_\d+)\.(jpe?g|png)$", re.IGNORECASE)
+SHOW = 5
+
+
+@dataclass
+class VerifyReport:
+    name: str
+    folder: Path
+    n_expected: int
+    n_found: int = 0
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    checksums: str = ""  # "official" | "held" | ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every manifest image is present with the expected checksum (extra files are fine)."""
+        return not self.missing and not self.mismatched
+
+    @property
+    def reencoded(self) -> bool:
+        """Every present image differs from the official checksums: a re-encoded copy, usable but not original."""
+        present = self.n_expected - len(self.missing)
+        return self.checksums == "official" and present > 0 and len(self.mismatched) == present
+
+    @property
+    def usable(self) -> bool:
+        """Nothing missing, and any checksum difference is the documented whole-copy kind (re-encoded)."""
+        present = self.n_expected - len(self.missing)
+        whole = len(self.mismatched) == present and present > 0
+        return not self.missing and (not self.mismatched or self.reencoded or (self.checksums == "held" and whole))
+
+    def summary(self, show: int = SHOW) -> str:
+        def items(xs: list[str]) -> str:
+            return ", ".join(xs[:show]) + (f", ... ({len(xs) - show} more)" if len(xs) > show else "")
+
+        lines = [f"{self.name}: {self.folder}", f"  manifest images: {self.n_expected}; found: {self.n_found}"]
+        lines.append(f"  missing: {len(self.missing)}" + (f" ({items(self.missing)})" if self.missing else ""))
+        lines.append(f"  extra (not in the manifest, ignored): {len(self.extra)}"
+                     + (f" ({items(self.extra)})" if self.extra else ""))
+        lines.append(f"  checksum mismatches ({self.checksums or 'no'} checksums): {len(self.mismatched)}"
+                     + (f" ({items(self.mismatched)})" if self.mismatched else ""))
+        lines += [f"  note: {n}" for n in self.notes]
+        lines.append("  result: " + ("OK" if self.ok else "re-encoded copy (not the original files)"
+                                     if self.reencoded and not self.missing else "PROBLEMS FOUND"))
+        return "\n".join(lines)
+
+
+def _find_images(folder: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            m = _IMAGE.match(f)
+            if m and m.group(1) not in found:
+                found[m.group(1)] = os.path.join(dirpath, f)
+    return found
+
+
+def dataset_folder(name: str, root: str | os.PathLike | None = None) -> Path:
+    base = data_root(root)
+    folder = base / info.dataset(name).folder
+    return folder if folder.is_dir() else base
+
+
+def verify(name: str, root: str | os.PathLike | None = None, manifest_dir: Path | None = None) -> VerifyReport:
+    """Check the folder of dataset ``name`` (under ``root`` or the data root) against its manifest."""
+    meta = info.dataset(name)
+    manifest = read_manifest(name, manifest_dir)
+    if manifest is None:
+        raise DataError(f"dataset {name} has no manifest", path=manifest_dir,
+                        fix="verify works for " + ", ".join(n for n, d in info.DATASETS.items() if d.manifest))
+    folder = dataset_folder(name, root)
+    if not folder.is_dir():
+        raise DataError(f"data folder is missing ({meta.title} expects: {'; '.join(meta.expected)})", path=folder,
+                        fix=f"download it from {meta.source}")
+    checksums = read_index(manifest_dir).get(name, {}).get("checksums", "")
+    report = VerifyReport(name, folder, len(manifest), checksums=checksums)
+    found = _find_images(folder)
+    report.n_found = len(found)
+    wanted = set(manifest["image_id"])
+    report.extra = sorted(set(found) - wanted)
+    has_sum = "sha256" in manifest.columns
+    has_size = "size_bytes" in manifest.columns
+    rows = manifest.to_dict("records")
+    for row in tqdm(rows, desc=f"verify {name}", disable=not sys.stderr.isatty()):
+        path = found.get(row["image_id"])
+        if path is None:
+            report.missing.append(row["image_id"])
+        elif has_size and row["size_bytes"] and os.path.getsize(path) != int(row["size_bytes"]):
+            report.mismatched.append(row["image_id"])  # cheap: no need to hash a file of another size
+        elif has_sum and row["sha256"] and file_digest(path) != row["sha256"]:
+            report.mismatched.append(row["image_id"])
+    if report.reencoded:
+        report.notes.append(f"all {len(report.mismatched)} present images differ from the official checksums "
+                            "of the original release: this folder holds a re-encoded copy (e.g. ../shared/data), "
+                            "fine for the benchmark's tables but not the original files")
+    elif checksums == "held" and report.mismatched:
+        report.notes.append("this manifest's checksums are of the re-encoded copy in ../shared/data; an "
+                            "official download differs from them by design")
+    return report

@@ -1,0 +1,56 @@
+"""Entry points the runner calls: every metric with its bootstrap 95% CI, as plain JSON values."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from skinbench.metrics.bootstrap import bootstrap_ci_batch
+from skinbench.metrics.classification import (
+    check_inputs,
+    classification_scores,
+    classification_scores_batch,
+    confusion_matrix,
+    per_class_report,
+    predict_labels,
+)
+from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
+
+__all__ = ["evaluate_classification", "evaluate_segmentation"]
+
+
+def _with_cis(values: dict, batch_fn, n: int, n_boot: int, seed: int, alpha: float) -> dict:
+    cis = bootstrap_ci_batch(batch_fn, n, n_boot, seed, alpha) if n_boot > 0 and n > 0 else {}
+    return {
+        name: {"value": value, "ci": list(cis[name]) if cis.get(name) is not None else None}
+        for name, value in values.items()
+    }
+
+
+def evaluate_classification(
+    y_true, proba, class_names, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict:
+    """``{"metrics": {name: {"value", "ci"}}, "confusion_matrix": [[..]], "per_class": {..}}``.
+
+    ``n_boot=0`` skips the intervals (ci None). Rows of the confusion matrix are true classes.
+    """
+    y, p = check_inputs(y_true, proba)
+    names = [str(c) for c in class_names]
+    if len(names) != p.shape[1]:
+        raise ValueError(f"{len(names)} class names for {p.shape[1]} probability columns")
+    metrics = _with_cis(
+        classification_scores(y, p), partial(classification_scores_batch, y, p), y.size, n_boot, seed, alpha
+    )
+    return {
+        "metrics": metrics,
+        "confusion_matrix": confusion_matrix(y, predict_labels(p), len(names)).tolist(),
+        "per_class": per_class_report(y, p, names),
+    }
+
+
+def evaluate_segmentation(counts, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """``{"metrics": {name: {"value", "ci"}}}`` from per-image ``(n, 4)`` tp, fp, fn, tn counts."""
+    c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+    metrics = _with_cis(segmentation_scores(c), partial(score_counts_batch, c), c.shape[0], n_boot, seed, alpha)
+    return {"metrics": metrics}

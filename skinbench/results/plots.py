@@ -1,0 +1,196 @@
+"""Figures rendered from result records only (matplotlib, Agg backend: no display needed).
+
+Per record: a confusion matrix. Per table: ROC and precision-recall curves of all approaches on one
+figure, per-class recall bars (multiclass), per-image Jaccard distributions (segmentation).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve  # noqa: E402
+from sklearn.preprocessing import label_binarize  # noqa: E402
+
+from skinbench.cache import atomic_write_bytes  # noqa: E402
+from skinbench.results.records import is_ok, per_image_jaccard, prediction_arrays  # noqa: E402
+
+if TYPE_CHECKING:
+    from skinbench.results.tables import Table
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def _class_names(record: dict, n: int) -> list[str]:
+    names = list((record.get("extras") or {}).get("class_names") or [])
+    return names if len(names) == n else [str(i) for i in range(n)]
+
+
+def plot_confusion(record: dict, path: str | os.PathLike) -> Path | None:
+    """Confusion matrix (counts, rows = truth) of one classification record; None if it has none."""
+    cm = (record.get("extras") or {}).get("confusion_matrix")
+    if not cm:
+        return None
+    cm = np.asarray(cm, dtype=float)
+    names = _class_names(record, len(cm))
+    size = 2.2 + 0.55 * len(names)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, f"{v:.0f}", ha="center", va="center",
+                color="white" if v > cm.max() / 2 else "black", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{record['approach']} ({record['task']}, {record['dataset']})", fontsize=9)
+    return _save(fig, Path(path))
+
+
+def _curve_inputs(record: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(binary truth, score) for curves: the positive class, or micro-averaged one-vs-rest."""
+    try:
+        _, y, scores = prediction_arrays(record)
+    except (KeyError, ValueError, TypeError):
+        return None
+    if scores.shape[1] == 2:
+        return (y == 1).astype(int), scores[:, 1]
+    truth = label_binarize(y, classes=list(range(scores.shape[1])))
+    return truth.ravel(), scores.ravel()
+
+
+def plot_curves(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
+    """ROC and precision-recall curves of several approaches on one figure (two panels)."""
+    fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4.5))
+    drawn = 0
+    prevalence, multiclass = None, False
+    for r in records:
+        inputs = _curve_inputs(r)
+        if inputs is None or len(np.unique(inputs[0])) < 2:
+            continue
+        truth, score = inputs
+        multiclass = len(truth) != len(r["predictions"]["image_id"])
+        fpr, tpr, _ = roc_curve(truth, score)
+        prec, rec, _ = precision_recall_curve(truth, score)
+        ax_roc.plot(fpr, tpr, label=f"{r['approach']} (AUC {auc(fpr, tpr):.3f})")
+        ax_pr.plot(rec, prec, drawstyle="steps-post",
+                   label=f"{r['approach']} (AP {average_precision_score(truth, score):.3f})")
+        prevalence = truth.mean()
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax_roc.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax_pr.axhline(prevalence, ls=":", c="grey")
+    micro = " (one-vs-rest, micro)" if multiclass else ""
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC{micro}")
+    ax_pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall{micro}", ylim=(0, 1.02))
+    for ax in (ax_roc, ax_pr):
+        ax.legend(fontsize=7, loc="lower right" if ax is ax_roc else "upper right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, Path(path))
+
+
+def plot_per_class_recall(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
+    """Grouped bars: recall of each class per approach (from the confusion matrices)."""
+    series = []
+    for r in records:
+        cm = (r.get("extras") or {}).get("confusion_matrix")
+        if cm:
+            cm = np.asarray(cm, dtype=float)
+            support = cm.sum(axis=1)
+            series.append((r["approach"], np.divide(np.diag(cm), support, out=np.zeros(len(cm)),
+                                                    where=support > 0), _class_names(r, len(cm))))
+    if not series:
+        return None
+    names = series[0][2]
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) + 2), 4))
+    for k, (approach, recall, _) in enumerate(series):
+        ax.bar(np.arange(len(names)) + (k - (len(series) - 1) / 2) * width, recall, width, label=approach)
+    ax.set_xticks(range(len(names)), names)
+    ax.set(ylabel="recall (sensitivity)", ylim=(0, 1.05), title=title or "Per-class recall")
+    ax.legend(fontsize=7, ncols=2)
+    return _save(fig, Path(path))
+
+
+def plot_jaccard_distribution(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
+    """Per-image Jaccard of each approach: violins with a box inside, means marked."""
+    data, labels = [], []
+    for r in records:
+        try:
+            _, jac = per_image_jaccard(r)
+        except (KeyError, ValueError, TypeError):
+            continue
+        if len(jac):
+            data.append(jac)
+            labels.append(r["approach"])
+    if not data:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(data) + 2), 4))
+    pos = np.arange(1, len(data) + 1)
+    ax.violinplot(data, positions=pos, showextrema=False)
+    ax.boxplot(data, positions=pos, widths=0.15, showfliers=False)
+    ax.scatter(pos, [d.mean() for d in data], marker="D", c="red", s=18, zorder=3, label="mean")
+    ax.axhline(0.65, ls=":", c="grey", label="ISIC threshold 0.65")
+    ax.set_xticks(pos, labels, rotation=20, ha="right")
+    ax.set(ylabel="per-image Jaccard", ylim=(-0.02, 1.02), title=title or "Per-image Jaccard")
+    ax.legend(fontsize=7)
+    return _save(fig, Path(path))
+
+
+def plot_overlays(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],
+                  titles: Sequence[str], path: str | os.PathLike) -> Path:
+    """One row per image: image | truth contour (green) | prediction contour (red)."""
+    n = len(images)
+    aspect = max(np.shape(images[0])[0] / max(np.shape(images[0])[1], 1), 0.2) if n else 1.0
+    fig, axes = plt.subplots(n, 3, figsize=(9, (3 * aspect + 0.35) * n), squeeze=False)
+    for i, (img, truth, pred, title) in enumerate(zip(images, truths, preds, titles)):
+        for j, (mask, colour, label) in enumerate(((None, None, title), (truth, "lime", "truth"),
+                                                   (pred, "red", "prediction"))):
+            ax = axes[i, j]
+            ax.imshow(img)
+            if mask is not None and np.any(mask) and not np.all(mask):
+                ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors=colour, linewidths=1.2)
+            elif mask is not None:
+                label += " (all)" if np.all(mask) else " (empty)"
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def render_plots(tables: Sequence["Table"], root: str | os.PathLike) -> dict[str, list[Path]]:
+    """All plots of the given tables under ``<root>/plots``; returns ``{table slug: [png, ...]}``."""
+    out_dir = Path(root) / "plots"
+    written: dict[str, list[Path]] = {}
+    for table in tables:
+        ok = [r for r in table.records.values() if is_ok(r)]
+        order = [row["approach"] for row in table.rows]
+        ok.sort(key=lambda r: order.index(r["approach"]) if r["approach"] in order else len(order))
+        files: list[Path | None] = []
+        if table.kind == "segmentation":
+            files.append(plot_jaccard_distribution(ok, out_dir / f"{table.slug}__jaccard.png", table.title))
+        else:
+            files.append(plot_curves(ok, out_dir / f"{table.slug}__curves.png", table.title))
+            if table.kind == "multiclass":
+                files.append(plot_per_class_recall(ok, out_dir / f"{table.slug}__per_class_recall.png",
+                                                   table.title))
+            for r in ok:
+                files.append(plot_confusion(r, out_dir / f"{table.slug}__{r['approach']}__confusion.png"))
+        written[table.slug] = [f for f in files if f is not None]
+    return written
