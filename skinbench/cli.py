@@ -117,7 +117,7 @@ def _approach_names(task: str, requested: Sequence[str]) -> list[str]:
 
 def _print_tables(paths: Sequence[Path]) -> None:
     for path in paths:
-        if path.suffix == ".md":
+        if path.suffix == ".md" and path.name != "README.md":
             print(path.read_text())
 
 
@@ -190,11 +190,11 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from skinbench.results.tables import render_tables
+    from skinbench.results import render_all
 
     if args.task:
         info.task(args.task)
-    paths = render_tables(args.results, task=args.task)
+    paths = render_all(args.results, task=args.task)
     if not paths:
         raise ConfigError("no records to tabulate", fix="run `python -m skinbench run TASK --approach NAME` first")
     _print_tables(paths)
@@ -218,7 +218,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     report = verify(args.dataset, args.data_root)
     print(report)
-    return 0 if report.ok else 1
+    return 0 if report.usable else 1
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "demo": cmd_demo, "smoke": cmd_smoke, "table": cmd_table, "predict": cmd_predict,

@@ -342,7 +342,8 @@ def test_delong_known_cases():
     swapped = delong(y, noisy, s)
     assert swapped["z"] == pytest.approx(-r["z"]) and swapped["p_value"] == pytest.approx(r["p_value"])
     # the DeLong standard error agrees roughly with a paired bootstrap of the AUC difference
-    w = np.stack([np.bincount(i, minlength=y.size) for i in np.random.default_rng(1).integers(0, y.size, (400, y.size))])
+    draws = np.random.default_rng(1).integers(0, y.size, (400, y.size))
+    w = np.stack([np.bincount(i, minlength=y.size) for i in draws])
     boot = classification_scores_batch(y, p, w)["auc"] - classification_scores_batch(y, noisy, w)["auc"]
     assert np.std(boot) == pytest.approx(r["se"], rel=0.2)
     with pytest.raises(ValueError, match="positives"):

@@ -294,7 +294,7 @@ class TransferClassifier(PathClassifier):
             return np.arange(len(y)), np.array([], dtype=int)
         try:
             return validation_split(y, groups, self.val_size, self.random_state)
-        except DataError as err:
+        except (DataError, ValueError) as err:  # ValueError: sklearn, fewer members per class than folds
             raise ConfigError(f"cannot hold out a {self.val_size:.0%} validation split: {err}",
                               fix="provide more images per class, or val_size=0 to train fixed epochs "
                                   "without validation") from None
@@ -315,6 +315,7 @@ class TransferClassifier(PathClassifier):
             raise ConfigError(f"unknown mode {self.mode!r}", fix="use 'features' or 'finetune'")
         if self.head_solver not in ("keras", "logreg"):
             raise ConfigError(f"unknown head_solver {self.head_solver!r}", fix="use 'keras' or 'logreg'")
+        self._stages()  # validates the configuration before any work
         keras.utils.set_random_seed(self.random_state)
         tr, va = self._split(y, groups)
         self.history_: list[dict] = []
@@ -327,13 +328,6 @@ class TransferClassifier(PathClassifier):
     def _fit_kwargs(self, k: int, y_tr: np.ndarray) -> dict:
         return {"class_weight": class_weights(y_tr, k) if self.class_weight == "balanced" else None,
                 "verbose": max(0, self.verbose - 1)}
-
-    def _callbacks(self, score_fn, has_val: bool) -> list:
-        import keras
-
-        if not has_val:
-            return []
-        return [keras.callbacks.EarlyStopping("val_loss", patience=self.patience), BestByMetric(score_fn)]
 
     def _fit_features(self, X, y, tr, va) -> None:
         import keras

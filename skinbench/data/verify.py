@@ -56,6 +56,9 @@ class VerifyReport:
         whole = len(self.mismatched) == present and present > 0
         return not self.missing and (not self.mismatched or self.reencoded or (self.checksums == "held" and whole))
 
+    def __str__(self) -> str:
+        return self.summary()
+
     def summary(self, show: int = SHOW) -> str:
         def items(xs: list[str]) -> str:
             return ", ".join(xs[:show]) + (f", ... ({len(xs) - show} more)" if len(xs) > show else "")

@@ -1,0 +1,292 @@
+"""Reliability (issue 7): same seed -> same numbers; an interrupted run leaves results and caches
+consistent and its rerun reuses the finished work; regenerate.py skips exactly the current records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skinbench import info, runner
+from skinbench.cache import ArrayCache
+from skinbench.paths import REPO_ROOT
+
+#: BoVW settings small enough for seconds-long runs on 120 synthetic 128x96 images
+TINY_BOVW = {"n_words": 20, "C": 1.0, "gamma": 1.0, "n_jobs": 1, "progress": False}
+#: a U-Net that trains two epochs on 48 synthetic images in seconds
+TINY_UNET = {"input_size": 32, "base_filters": 4, "depth": 2, "epochs": 2, "batch_size": 8, "patience": 0,
+             "augment": True, "verbose": 0}
+#: stated tolerance for deep runs: TensorFlow's CPU kernels may sum in a thread-dependent order, so
+#: identical seeds can differ in the last float bits; a pixel may flip, a metric may move this much
+DEEP_ATOL = 0.02
+
+
+def _record(paths: list[Path]) -> dict:
+    (path,) = paths
+    return json.loads(path.read_text())
+
+
+def _jaccard(counts: np.ndarray) -> np.ndarray:
+    tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
+    return np.where(tp + fp + fn > 0, tp / np.maximum(tp + fp + fn, 1), 1.0)
+
+
+def _set_cache(monkeypatch, folder: Path) -> Path:
+    monkeypatch.setenv("SKINBENCH_CACHE", str(folder))
+    return folder
+
+
+# ------------------------------------------------------------------------------------------ determinism
+
+@pytest.mark.slow
+def test_classical_run_is_exactly_reproducible(tmp_path, monkeypatch):
+    """Same seed twice (fresh caches each time, then from cache): identical metrics, CIs and per-image scores."""
+    records = []
+    for name, cache in (("a", "cache_a"), ("b", "cache_b"), ("a_cached", "cache_a")):
+        _set_cache(monkeypatch, tmp_path / cache)
+        paths = runner.run("task1", "bovw", dataset="synthetic", seed=3, params=dict(TINY_BOVW, image_size=128),
+                           n_boot=50, results_root=tmp_path / name, dataset_kwargs={"n_images": 48})
+        records.append(_record(paths))
+    first = records[0]
+    for other in records[1:]:
+        assert other["metrics"] == first["metrics"]
+        assert other["predictions"] == first["predictions"]
+        assert other["run_key"] == first["run_key"]
+        assert other["extras"]["confusion_matrix"] == first["extras"]["confusion_matrix"]
+    # not a degenerate constant predictor: the check above would then prove little
+    scores = np.asarray(first["predictions"]["scores"])
+    assert scores[:, 1].std() > 0.01
+    # and another seed does change the result (the seed reaches the estimator)
+    _set_cache(monkeypatch, tmp_path / "cache_a")
+    other_seed = _record(runner.run("task1", "stratified", dataset="synthetic", seed=4, n_boot=50,
+                                    results_root=tmp_path / "s4", dataset_kwargs={"n_images": 48}))
+    same_seed = _record(runner.run("task1", "stratified", dataset="synthetic", seed=3, n_boot=50,
+                                   results_root=tmp_path / "s3", dataset_kwargs={"n_images": 48}))
+    again = _record(runner.run("task1", "stratified", dataset="synthetic", seed=3, n_boot=50,
+                               results_root=tmp_path / "s3b", dataset_kwargs={"n_images": 48}))
+    assert same_seed["predictions"] == again["predictions"]
+    assert other_seed["predictions"]["scores"] != same_seed["predictions"]["scores"]
+
+
+@pytest.mark.slow
+def test_deep_run_is_reproducible_within_tolerance(tmp_path, monkeypatch):
+    """A tiny U-Net trained twice from scratch (separate caches): per-image Jaccard within DEEP_ATOL."""
+    pytest.importorskip("skinbench.approaches.unet")
+    runs = []
+    for name in ("a", "b"):
+        _set_cache(monkeypatch, tmp_path / f"cache_{name}")
+        start = time.perf_counter()
+        paths = runner.run("task4", "unet", dataset="synthetic", seed=1, params=TINY_UNET, n_boot=20,
+                           results_root=tmp_path / name, dataset_kwargs={"n_images": 48})
+        runs.append(_record(paths))
+        assert time.perf_counter() - start < 120, "tiny U-Net run got too slow for a unit test"
+    a, b = (np.asarray(r["predictions"]["counts"], dtype=float) for r in runs)
+    assert a.shape == b.shape and a.shape[1] == 4
+    np.testing.assert_allclose(_jaccard(a), _jaccard(b), atol=DEEP_ATOL)
+    for metric, value in runs[0]["metrics"].items():
+        if value["value"] is not None:
+            assert runs[1]["metrics"][metric]["value"] == pytest.approx(value["value"], abs=DEEP_ATOL), metric
+
+
+# ------------------------------------------------------------------------------------------- interruption
+
+N_SYNTHETIC = 120  # the CLI's synthetic default
+
+
+@pytest.fixture(scope="module")
+def synthetic_template(tmp_path_factory) -> Path:
+    """The CLI's default synthetic set, generated once; each test copies it into its own cache."""
+    from skinbench.data import synthetic
+
+    root = tmp_path_factory.mktemp("template_cache")
+    old = os.environ.get("SKINBENCH_CACHE")
+    os.environ["SKINBENCH_CACHE"] = str(root)
+    try:
+        synthetic.cached_folder(N_SYNTHETIC, 0)
+    finally:
+        if old is None:
+            os.environ.pop("SKINBENCH_CACHE")
+        else:
+            os.environ["SKINBENCH_CACHE"] = old
+    return root
+
+
+def _cli_command(results: Path) -> list[str]:
+    params = [f"{k}={json.dumps(v)}" for k, v in {**TINY_BOVW, "n_jobs": 2}.items()]
+    return [sys.executable, "-m", "skinbench", "run", "task1", "--approach", "bovw", "--dataset", "synthetic",
+            "--results", str(results), "--n-boot", "50"] + [a for p in params for a in ("--param", p)]
+
+
+def _entries(cache: Path) -> dict[Path, tuple[int, int]]:
+    """Descriptor cache entries -> (inode, mtime_ns): a rewritten entry gets a new inode (atomic rename)."""
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (cache / "local_features").rglob("*.npz")}
+
+
+def _temp_files(*folders: Path) -> list[Path]:
+    return [p for f in folders for p in f.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _interrupt_run(tmp_path: Path, template: Path, sig: int, *, whole_group: bool):
+    """Start the CLI run, wait until the descriptor cache holds some entries, send ``sig``, wait for exit."""
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    shutil.copytree(template, cache)
+    env = dict(os.environ, SKINBENCH_CACHE=str(cache), SKINBENCH_RESULTS=str(results), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "run.log", "wb")
+    proc = subprocess.Popen(_cli_command(results), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # own process group: Ctrl-C reaches it and its workers
+    try:
+        deadline = time.monotonic() + 120
+        while not (cache / "local_features").exists() or len(_entries(cache)) < 10:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"run ended or stalled before the cache filled: {(tmp_path / 'run.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        if whole_group:
+            os.killpg(proc.pid, sig)  # as Ctrl-C in a terminal does
+        else:
+            proc.send_signal(sig)  # as `kill PID` does
+        rc = proc.wait(timeout=60)
+        # worker processes must not outlive the run (orphans would keep writing into the cache)
+        deadline = time.monotonic() + 20
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        orphans = _group_alive(proc.pid)
+    finally:
+        if proc.poll() is None or _group_alive(proc.pid):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # only the group this test started
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        log.close()
+    return rc, orphans, cache, results, env
+
+
+def _assert_consistent(cache: Path, results: Path) -> dict[Path, tuple[int, int]]:
+    """No half-written record, every cache entry loads; returns the entries found."""
+    records = list(results.rglob("*.json")) if results.exists() else []
+    for path in records:
+        json.loads(path.read_text())  # a record that exists is complete
+    assert not [p for p in records if "runs" in p.parts], "an interrupted run must not leave a record"
+    entries = _entries(cache)
+    assert entries, "the run was interrupted before any work was cached"
+    store = ArrayCache("local_features", cache)
+    for path in entries:
+        assert store.get(path.stem) is not None, f"corrupt cache entry {path}"
+    return entries
+
+
+@pytest.mark.slow
+def test_sigint_leaves_consistent_state_and_rerun_reuses_work(tmp_path, synthetic_template):
+    rc, orphans, cache, results, env = _interrupt_run(tmp_path, synthetic_template, signal.SIGINT, whole_group=True)
+    log = (tmp_path / "run.log").read_text()
+    assert rc == 130, log[-2000:]
+    assert "interrupted" in log
+    assert not orphans, "worker processes outlived the interrupted run"
+    before = _assert_consistent(cache, results)
+    assert _temp_files(cache, results) == []
+    # the rerun completes, reuses every finished entry untouched and computes only the rest
+    done = subprocess.run(_cli_command(results), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = _entries(cache)
+    assert len(after) == N_SYNTHETIC  # one descriptor entry per image (train and test)
+    assert all(after[p] == stamp for p, stamp in before.items()), "finished work was recomputed"
+    record = json.loads(next(results.rglob("runs/task1/synthetic/bovw.json")).read_text())
+    assert record["status"] == "ok" and record["split"]["n_train"] + record["split"]["n_test"] == N_SYNTHETIC
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_consistent_state(tmp_path, synthetic_template):
+    """SIGTERM to the main process only (`kill PID`): the same guarantees as Ctrl-C."""
+    rc, orphans, cache, results, _ = _interrupt_run(tmp_path, synthetic_template, signal.SIGTERM, whole_group=False)
+    # Python's default SIGTERM action kills without cleanup (rc -15); with the CLI's handler it exits 143
+    assert rc in (-signal.SIGTERM, 128 + signal.SIGTERM, 130), rc
+    assert not orphans, "worker processes outlived the terminated run"
+    _assert_consistent(cache, results)
+    # a killed atomic write may leave a temporary file; it is never read as an entry, but must not be .npz
+    assert all(not p.name.endswith(".npz") for p in _temp_files(cache))
+
+
+# ------------------------------------------------------------------------------------- regenerate skips
+
+def _load_regenerate():
+    spec = importlib.util.spec_from_file_location("regenerate", REPO_ROOT / "benchmarks" / "regenerate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_regenerate_keeps_current_records_and_reruns_changed_ones(tmp_path, monkeypatch):
+    """On a synthetic stand-in for task1's default dataset: rerun only when seed, code or data change."""
+    monkeypatch.setitem(info.TASKS, "task1", dataclasses.replace(info.TASKS["task1"], default_dataset="synthetic"))
+    monkeypatch.setenv("SKINBENCH_RESULTS", str(tmp_path / "results"))
+    regen = _load_regenerate()
+    calls: list[tuple[str, str, int]] = []
+    real_run = runner.run
+
+    def spy(task, approach, **kw):
+        calls.append((task, approach, kw.get("seed", 0)))
+        return real_run(task, approach, **{**kw, "n_boot": 20})
+
+    monkeypatch.setattr(regen.runner, "run", spy)
+    argv = ["--only", "task1", "--approach", "majority", "--approach", "stratified", "--no-extras"]
+    assert regen.main(argv) == 0
+    assert calls == [("task1", "majority", 0), ("task1", "stratified", 0)]
+    record = tmp_path / "results" / "runs" / "task1" / "synthetic" / "stratified.json"
+    first = json.loads(record.read_text())
+    assert (tmp_path / "results" / "README.md").exists()
+
+    calls.clear()
+    assert regen.main(argv) == 0
+    assert calls == []  # both current: kept
+    assert json.loads(record.read_text())["created"] == first["created"]
+
+    calls.clear()
+    assert regen.main(argv + ["--seed", "1"]) == 0  # another seed: both rerun
+    assert calls == [("task1", "majority", 1), ("task1", "stratified", 1)]
+    assert json.loads(record.read_text())["seed"] == 1
+
+    calls.clear()
+    assert regen.main(argv + ["--seed", "1", "--force"]) == 0
+    assert len(calls) == 2
+
+    calls.clear()  # changed code (e.g. registry params live in info.py, inside the code digest): rerun
+    monkeypatch.setattr(runner, "code_version", lambda: "0123456789abcdef")
+    assert regen.main(argv + ["--seed", "1"]) == 0
+    assert len(calls) == 2
+
+    calls.clear()  # a damaged record is not current: rerun that one only
+    record.write_text(record.read_text()[:100])
+    assert regen.main(argv + ["--seed", "1"]) == 0
+    assert calls == [("task1", "stratified", 1)]
+    json.loads(record.read_text())
+
+
+def test_run_key_changes_with_everything_a_record_depends_on():
+    base = dict(task="task1", approach="bovw", dataset="synthetic", seed=0, params=None, limit=None,
+                manifest_digest="abc")
+    key = runner.run_key(**base)
+    assert runner.run_key(**base) == key
+    for change in ({"seed": 1}, {"params": {"n_words": 50}}, {"limit": 200}, {"manifest_digest": "abd"},
+                   {"approach": "majority"}, {"dataset": "generic"}, {"task": "task2"}):
+        assert runner.run_key(**{**base, **change}) != key, change
+    assert runner.run_key(**{**base, "params": {}}) == key  # no params and empty params are the same run
