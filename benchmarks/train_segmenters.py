@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO))
 
 #: final configurations; the same parameters are used for training (GPU) and evaluation (here)
 TASK4 = {
-    "ynet": dict(input_size=128, weights="imagenet", train_encoder=False, epochs=30, batch_size=32,
-                 learning_rate=1e-3, patience=6, n_classes=7),
-    "mobilenet-unet-ft": dict(input_size=128, weights="imagenet", train_encoder=True, epochs=30, batch_size=32,
-                              learning_rate=5e-4, patience=6),
+    "ynet": dict(input_size=128, weights="imagenet", train_encoder=False, epochs=25, batch_size=32,
+                 learning_rate=1e-3, patience=5, n_classes=7),
+    "mobilenet-unet-ft": dict(input_size=128, weights="imagenet", train_encoder=True, epochs=25, batch_size=32,
+                              learning_rate=5e-4, patience=5),
 }
 TASK3_LOSSES = {"wbce": {"pos_weight": 10.0}, "focal": {}, "tversky": {}, "dice": {}, "bce": {}, "jaccard": {}}
 TASK3 = dict(input_size=256, base_filters=16, depth=4, epochs=40, batch_size=16, learning_rate=1e-3,
@@ -60,6 +60,7 @@ def isic2016_split(root: Path) -> pd.DataFrame:
 
 def export(args: argparse.Namespace) -> None:
     import cv2
+    from PIL import Image
 
     from skinbench.data import load_dataset
     from skinbench.data.images import read_image, read_mask
@@ -75,8 +76,8 @@ def export(args: argparse.Namespace) -> None:
         ip.parent.mkdir(parents=True, exist_ok=True)
         if not ip.exists():
             cv2.imwrite(str(ip), cv2.cvtColor(read_image(img, (size, size)), cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
-            cv2.imwrite(str(mp), read_mask(m, (size, size)).astype(np.uint8) * 255)
+                        [cv2.IMWRITE_JPEG_QUALITY, 80])
+            Image.fromarray(read_mask(m, (size, size))).save(mp, optimize=True)  # 1-bit PNG
         rows.append((image_id, ip.relative_to(out), mp.relative_to(out), int(y), ham.groups[len(rows)]))
     pd.DataFrame(rows, columns=["image_id", "image", "mask", "y", "lesion_id"]).to_csv(out / "ham_train.csv", index=False)
     isic = isic2016_split(root)
@@ -117,6 +118,8 @@ def train(args: argparse.Namespace) -> None:
         ham = pd.read_csv(data / "ham_train.csv", dtype={"image_id": str, "lesion_id": str})
         X, M = [str(data / p) for p in ham["image"]], [str(data / p) for p in ham["mask"]]
         for name, params in TASK4.items():
+            if name in args.skip:
+                continue
             cls = YNetSegmenter if name == "ynet" else MobileNetUNetSegmenter
             t = time.time()
             est = cls(**params, verbose=2).fit(X, M, ham["y"].to_numpy())  # no groups: as the runner
@@ -188,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default=str(REPO / ".gpudata"))
     p.add_argument("--out", required=True)
     p.add_argument("--tasks", nargs="+", default=["task4", "task3"])
+    p.add_argument("--skip", nargs="*", default=[], help="task4 configurations already trained")
     p.add_argument("--budget-s", type=float, default=480.0, help="skip remaining task3 losses after this")
     p = sub.add_parser("evaluate", help="score the trained weights with the runner (full-size truth masks)")
     p.add_argument("--weights", required=True)

@@ -129,6 +129,8 @@ def test_parallel_extraction_matches_serial(tmp_path):
 def test_kernels_and_normalisation():
     A = np.array([[0.2, 0.8, 0.0], [0.5, 0.5, 0.0]])
     np.testing.assert_allclose(intersection_kernel(A, A), [[1.0, 0.7], [0.7, 1.0]])
+    R = np.random.default_rng(0).random((9, 5))
+    np.testing.assert_allclose(intersection_kernel(R, R[:4], max_cells=30), np.minimum(R[:, None], R[None, :4]).sum(2))
     H = np.array([[2.0, 2.0, 0.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
     np.testing.assert_allclose(normalize_blocks(H, [2, 2], "l1"), [[0.25, 0.25, 0, 0.5], [0, 0, 0, 0]])
     sq = normalize_blocks(H, [2, 2], "sqrt")

@@ -37,9 +37,13 @@ ENCODINGS = ("hard", "soft")
 
 
 # ----------------------------------------------------------------------------------------------- kernels
-def intersection_kernel(A: np.ndarray, B: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """Histogram intersection sum_k min(a_k, b_k) (a valid kernel for non-negative histograms)."""
+def intersection_kernel(A: np.ndarray, B: np.ndarray, max_cells: int = 20_000_000) -> np.ndarray:
+    """Histogram intersection sum_k min(a_k, b_k) (a valid kernel for non-negative histograms).
+
+    Rows of ``A`` are taken in chunks so the (chunk, len(B), dim) temporary stays under ``max_cells``.
+    """
     out = np.empty((len(A), len(B)), dtype=np.float64)
+    chunk = max(1, max_cells // max(1, len(B) * A.shape[1]))
     for i in range(0, len(A), chunk):
         out[i:i + chunk] = np.minimum(A[i:i + chunk, None, :], B[None, :, :]).sum(axis=2)
     return out
@@ -118,8 +122,8 @@ class BoVWClassifier(PathClassifier):
                  rootsift: bool = False, color: str = "none", n_words: int = 300, n_color_words: int = 64,
                  spatial: bool = False, encoding: str = "hard", normalization: str = "l1",
                  kernel: str = "rbf", C: float | None = None, gamma: float | None = None,
-                 C_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0), gamma_grid: Sequence[float] = (0.25, 1.0, 4.0),
-                 val_fraction: float = 0.2, val_repeats: int = 3, proba: str = "balanced",
+                 C_grid: Sequence[float] = (0.1, 1.0, 10.0, 100.0), gamma_grid: Sequence[float] = (0.1, 0.3, 1.0, 3.0, 10.0),
+                 val_fraction: float = 0.2, val_repeats: int = 5, proba: str = "balanced",
                  max_train_descriptors: int = 200_000, n_jobs: int = 2, cache_dir: str | None = None,
                  random_state: int = 0, progress: bool = True):
         self.detector = detector
@@ -210,7 +214,7 @@ class BoVWClassifier(PathClassifier):
         n_regions = 2 if self.spatial else 1
         blocks = [km.n_clusters for km in self.vocabularies_ for _ in range(n_regions)]
         H = np.zeros((len(descs), sum(blocks)), dtype=np.float64)
-        for i, d in enumerate(tqdm(descs, desc="encoding", disable=not self.progress, leave=False)):
+        for i, d in enumerate(tqdm(descs, desc="encoding", disable=None if self.progress else True, leave=False)):
             if len(d) == 0:
                 continue
             cols = []
@@ -271,7 +275,7 @@ class BoVWClassifier(PathClassifier):
             return
         Kfix = None if D is not None else self._gram(F, F, None)
         best, best_score = grid[0], -np.inf
-        for C, g in tqdm(grid, desc=f"{self.kernel} C/gamma grid", disable=not self.progress, leave=False):
+        for C, g in tqdm(grid, desc=f"{self.kernel} C/gamma grid", disable=None if self.progress else True, leave=False):
             K = Kfix if D is None else np.exp(-(g * base) * D)
             scores = []
             for tr, va in splits:

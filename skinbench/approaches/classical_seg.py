@@ -91,8 +91,8 @@ class ClassicalSegmenter(PathSegmenter):
 
     def __init__(self, channel: str = "auto", threshold_scale: float | None = None, working_size: int = 256,
                  hair_kernel: float = 0.035, hair_threshold: int = 12, blur: float = 0.012, vignette: float = 1.05,
-                 morph: float = 0.02, channels_grid: Sequence[str] = CHANNELS,
-                 scales_grid: Sequence[float] = (0.9, 1.0, 1.1), n_tune: int = 150, threshold: float = 0.5,
+                 morph: float = 0.02, channels_grid: Sequence[str] = ("blue", "gray", "pca"),
+                 scales_grid: Sequence[float] = (1.0, 1.1, 1.2, 1.3), n_tune: int = 150, threshold: float = 0.5,
                  random_state: int = 0, progress: bool = True):
         self.channel = channel
         self.threshold_scale = threshold_scale
@@ -157,7 +157,7 @@ class ClassicalSegmenter(PathSegmenter):
         rng = np.random.default_rng(self.random_state)
         pick = rng.choice(have, size=min(len(have), int(self.n_tune)), replace=False)
         sums = np.zeros((len(channels), len(scales)))
-        for i in tqdm(pick, desc="tuning classical segmenter", disable=not self.progress, leave=False):
+        for i in tqdm(pick, desc="tuning classical segmenter", disable=None if self.progress else True, leave=False):
             img, _ = self._prepare(str(X[i]))
             truth = read_mask(str(masks[i]), size=(img.shape[1], img.shape[0]))
             for (a, c), (b, s) in product(enumerate(channels), enumerate(scales)):

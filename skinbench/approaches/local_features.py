@@ -204,7 +204,7 @@ def extract_all(paths: Sequence[str], params: DescriptorParams, *, n_jobs: int =
 def _map(todo, paths, params, root, keys, n_jobs, progress) -> Iterator[ImageDescriptors]:
     from tqdm.auto import tqdm
 
-    bar = dict(total=len(todo), desc=f"{params.detector} descriptors", disable=not progress, leave=False)
+    bar = dict(total=len(todo), desc=f"{params.detector} descriptors", disable=None if progress else True, leave=False)
     if n_jobs == 1 or len(todo) < 4:
         prev = cv2.getNumThreads()
         try:

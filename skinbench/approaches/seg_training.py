@@ -301,7 +301,8 @@ class KerasSegmenter(PathSegmenter):
         tr, va = validation_split(len(X), self.validation_fraction, groups, self.random_state)
         model = self._build(n_classes)
         self._compile(model, None if y is None else y[tr], n_classes)
-        kw = dict(labels=None if not self.joint else y, n_classes=n_classes)
+        y = y if self.joint else None  # a segmenter ignores labels (the runner passes them to everyone)
+        kw = dict(n_classes=n_classes)
         if self.checkpoint:
             load_weights(model, self.checkpoint)
             self.train_state_ = {"checkpoint": os.fspath(self.checkpoint)}

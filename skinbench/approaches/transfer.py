@@ -60,11 +60,13 @@ def view_seeds(digests: Sequence[str], view: int, seed: int) -> np.ndarray:
 def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", weights: Any = "imagenet",
                      size: int | None = None, pooling: str = "avg", views: Sequence[int] = (0,),
                      augment: tfdata.Augment | None = None, seed: int = 0, batch_size: int = 32,
-                     cache_dir: str | os.PathLike | None = None, progress: bool = True) -> np.ndarray:
+                     cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                     model: Any | None = None) -> np.ndarray:
     """Backbone features (len(views), n, d) float32; view 0 is the image itself, view v > 0 an augmented view.
 
     Cached per image and view by (file digest, backbone, weights id, size, pooling, augmentation, view,
     CODE_VERSION). Random weights (``weights=None``) are never cached: each build differs.
+    ``model``: an already built :func:`feature_model` with the same settings, to reuse across calls.
     """
     import tensorflow as tf
 
@@ -94,8 +96,7 @@ def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", we
                 out = np.zeros((len(views), len(paths), hit["f"].shape[-1]), np.float32)
             out[vi, i] = hit["f"]
     if todo:
-        model = feature_model(backbone, weights, size, pooling)
-        forward = tf.function(lambda x: model(x, training=False))
+        model = model or feature_model(backbone, weights, size, pooling)
         total = sum(len(ix) for ix in todo.values())
         bar = tqdm(total=total, desc=f"{backbone} features", unit="img", disable=not progress)
         for vi, idx in todo.items():
@@ -106,7 +107,7 @@ def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", we
             pos = 0
             try:
                 for batch in ds:
-                    feats = forward(batch).numpy().astype(np.float32)
+                    feats = np.asarray(model.predict_on_batch(batch), dtype=np.float32)  # traced once per model
                     if out is None:
                         out = np.zeros((len(views), len(paths), feats.shape[-1]), np.float32)
                     for f in feats:
@@ -268,7 +269,7 @@ class TransferClassifier(PathClassifier):
 
     def _stages(self) -> list[Stage]:
         if self.stages is None:
-            return [("head", 1e-3, 60)] if self.mode == "features" else \
+            return [("head", 3e-4, 100)] if self.mode == "features" else \
                    [("head", 1e-4, 10), ("last_block", 1e-5, 10), ("all", 1e-6, 5)]
         stages = [(str(s), float(lr), int(ep)) for s, lr, ep in self.stages]
         if self.mode == "features" and any(s != "head" for s, _, _ in stages):
