@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,8 +25,8 @@ from skinbench import info, runner
 from skinbench.errors import SkinbenchError, WeightsError
 from skinbench.paths import REPO_ROOT, results_dir
 
-#: extra benchmark scripts, run after the records (each takes --quick and --results)
-EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_classical.py", "perf_deep_features.py", "perf_segmentation.py")
+#: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
+EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_classical.py", "perf_deep_features.py", "perf_pipeline.py", "scaling.py")
 
 
 def planned_runs(only: list[str] | None) -> list[tuple[str, str]]:
@@ -82,13 +83,14 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{task}/{approach}: {err}")
             print(f"   FAILED: {err}", file=sys.stderr)
         print(f"   {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    if not args.no_extras:
+    if not (args.no_extras or args.quick):
         for script in EXTRA_SCRIPTS:
             path = REPO_ROOT / "benchmarks" / script
             if path.exists():
-                cmd = [sys.executable, str(path), "--results", str(root)] + (["--quick"] if args.quick else [])
+                cmd = [sys.executable, str(path)]
                 print(f"== {' '.join(cmd)}", file=sys.stderr)
-                if subprocess.call(cmd) != 0:
+                env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+                if subprocess.call(cmd, env=env) != 0:
                     failures.append(script)
     from skinbench.results.dashboard import render_dashboard
     from skinbench.results.tables import render_tables

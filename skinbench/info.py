@@ -131,6 +131,10 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 _B = "skinbench.approaches.baselines"
+#: seconds-long settings for `skinbench smoke` (tiny inputs, one epoch; weights=None is explicit there)
+_SMOKE_SEG = {"input_size": 32, "epochs": 1, "batch_size": 8}
+_SMOKE_TRANSFER = {"weights": None, "input_size": 32, "n_views": 1}
+_SMOKE_BOVW = {"n_words": 20, "image_size": 96}
 APPROACHES: dict[str, ApproachInfo] = {
     a.name: a
     for a in [
@@ -146,45 +150,65 @@ APPROACHES: dict[str, ApproachInfo] = {
         ApproachInfo("ellipse", f"{_B}:EllipseSegmenter", "baseline", ("task4",), "Centred ellipse"),
         # --- classical (issue 4 adds its variants here) ---
         ApproachInfo("bovw", "skinbench.approaches.bovw:BoVWClassifier", "classical", ("task1", "task2"),
-                     "SIFT bag of visual words + RBF SVM (reference recipe, K=300)"),
+                     "SIFT bag of visual words + RBF SVM (reference recipe, K=300)",
+                     smoke_params=_SMOKE_BOVW),
         ApproachInfo("bovw-sift-chi2", "skinbench.approaches.bovw:BoVWClassifier", "classical", ("task1", "task2"),
                      "Denser DoG SIFT (contrast 0.01), RootSIFT, K=300, Hellinger histograms, chi2 SVM",
                      params={"contrast_threshold": 0.01, "rootsift": True, "normalization": "sqrt",
-                             "kernel": "chi2"}),
+                             "kernel": "chi2"},
+                     smoke_params=_SMOKE_BOVW),
         ApproachInfo("bovw-dense", "skinbench.approaches.bovw:BoVWClassifier", "classical", ("task1", "task2"),
                      "Dense RootSIFT (8 px grid), K=300, Hellinger histograms, chi2 SVM",
-                     params={"detector": "dense", "rootsift": True, "normalization": "sqrt", "kernel": "chi2"}),
+                     params={"detector": "dense", "rootsift": True, "normalization": "sqrt", "kernel": "chi2"},
+                     smoke_params=_SMOKE_BOVW),
         ApproachInfo("bovw-color", "skinbench.approaches.bovw:BoVWClassifier", "classical", ("task1", "task2"),
                      "Dense RootSIFT + opponent-colour patch words, centre/periphery pyramid, chi2 SVM",
                      params={"detector": "dense", "rootsift": True, "normalization": "sqrt", "kernel": "chi2",
-                             "color": "opponent", "spatial": True}),
+                             "color": "opponent", "spatial": True},
+                     smoke_params=_SMOKE_BOVW),
         ApproachInfo("bovw-sift-color", "skinbench.approaches.bovw:BoVWClassifier", "classical", ("task1", "task2"),
                      "DoG RootSIFT (contrast 0.01) + opponent-colour patch words, centre/periphery, chi2 SVM",
                      params={"contrast_threshold": 0.01, "rootsift": True, "normalization": "sqrt",
-                             "kernel": "chi2", "color": "opponent", "spatial": True}),
+                             "kernel": "chi2", "color": "opponent", "spatial": True},
+                     smoke_params=_SMOKE_BOVW),
         ApproachInfo("classical-seg", "skinbench.approaches.classical_seg:ClassicalSegmenter", "classical",
                      ("task4",), "Hair removal + Otsu (channel, threshold tuned on train) + central component"),
         # --- deep classification (issue 5 adds its variants here) ---
         ApproachInfo("transfer-vgg16", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "VGG16 ImageNet transfer, Flatten head on cached features (reference recipe)",
                      params={"backbone": "vgg16", "pooling": "flatten"},
-                     needs="VGG16 ImageNet weights (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)"),
+                     needs="VGG16 ImageNet weights (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)",
+                     smoke_params=_SMOKE_TRANSFER),
         ApproachInfo("transfer-mobilenetv2", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 ImageNet transfer (keras head on cached features, 4 views)",
-                     params={"backbone": "mobilenet_v2"}),
+                     params={"backbone": "mobilenet_v2"},
+                     smoke_params=_SMOKE_TRANSFER),
         ApproachInfo("transfer-mobilenetv2-logreg", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 ImageNet features (4 views) + balanced logistic regression",
-                     params={"backbone": "mobilenet_v2", "head_solver": "logreg", "C": 0.01}),
+                     params={"backbone": "mobilenet_v2", "head_solver": "logreg", "C": 0.01},
+                     smoke_params=_SMOKE_TRANSFER),
         ApproachInfo("transfer-mobilenetv2-finetune", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 fine-tuned: head -> last block -> all (GPU advised)",
-                     params={"backbone": "mobilenet_v2", "mode": "finetune"}, needs="a GPU for practical run times"),
+                     params={"backbone": "mobilenet_v2", "mode": "finetune"}, needs="a GPU for practical run times",
+                     smoke_params={**_SMOKE_TRANSFER, "stages": [["head", 1e-3, 1]]}),
         # --- deep segmentation (issue 6 adds its variants here) ---
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),
-                     "Keras U-Net (narrow CPU default)"),
+                     "Keras U-Net (narrow CPU default: base 16, depth 4, BCE+Dice)",
+                     smoke_params=_SMOKE_SEG),
         ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task4",),
-                     "U-Net with frozen MobileNetV2 encoder"),
+                     "U-Net with a MobileNetV2 ImageNet encoder, encoder fine-tuned",
+                     params={"input_size": 128, "train_encoder": True, "epochs": 25, "batch_size": 32,
+                             "learning_rate": 5e-4, "patience": 5},
+                     smoke_params={**_SMOKE_SEG, "weights": None}),
         ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),
-                     "MobileNetV2 U-Net + classification head (Y-Net)"),
+                     "Y-Net: frozen MobileNetV2 U-Net + 7-class head, trained jointly",
+                     params={"input_size": 128, "train_encoder": False, "epochs": 25, "batch_size": 32,
+                             "learning_rate": 1e-3, "patience": 5, "n_classes": 7},
+                     smoke_params={**_SMOKE_SEG, "weights": None, "n_classes": 0}),
+        ApproachInfo("ynet-cls", "skinbench.approaches.ynet:YNetClassifier", "deep", ("task2",),
+                     "Y-Net's classification head (joint segmentation + diagnosis training)",
+                     params={"input_size": 128, "epochs": 25, "batch_size": 32},
+                     needs="HAM10000 lesion masks beside the images (masks/)"),
     ]
 }
 

@@ -93,7 +93,7 @@ class PairAugment:
             image, mask = image[::-1], mask[::-1]
         image = image.astype(np.float32)
         lo, hi = self.brightness
-        if hi > lo:
+        if (lo, hi) != (1.0, 1.0):
             image = np.clip(image * rng.uniform(lo, hi), 0.0, 255.0)
         return image, np.ascontiguousarray(mask)
 
@@ -195,6 +195,7 @@ class Checkpointer(keras.callbacks.Callback):
             {k: float(v) for k, v in (logs or {}).items()}])
         if self.patience and self.state["wait"] >= self.patience:
             self.model.stop_training = True
+            self.state["stopped_early"] = True
         write_state(self.run_dir, self.state)
 
 
@@ -222,7 +223,7 @@ def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, e
     else:
         state = {}
     start = state.get("epoch", -1) + 1
-    if not state.get("done") and start < epochs:
+    if not state.get("stopped_early") and start < epochs:
         train.epoch = start
         model.fit(train, validation_data=val, epochs=epochs, initial_epoch=start,
                   verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,

@@ -1,0 +1,309 @@
+"""Throughput and peak memory of every pipeline stage, on the real data and this machine (issue 7).
+
+    python benchmarks/perf_pipeline.py [--results DIR] [--quick] [--image-dir DIR]
+
+Each measurement runs in its own subprocess (so each peak RSS is its own) with a fresh, empty cache
+(so nothing is reused): image decoding + resizing (``read_image`` at 224 and 128 px), SIFT extraction +
+BoVW encoding (``BoVWClassifier.transform`` on images the fit never saw, then again from the descriptor
+cache = encoding alone), MobileNetV2 features through the tf.data pipeline (``transfer.extract_features``)
+next to the same model's raw forward pass on in-memory tensors (the ratio shows how well the pipeline
+feeds the model), and U-Net training steps per second (tiny and default width, and the MobileNetV2
+U-Net). Devices are detected, so the same script runs unchanged on a GPU machine.
+Writes ``<results>/perf/pipeline.json`` and ``pipeline.md`` with the machine and software versions.
+
+Images are a seeded sample of HAM10000 (200x150 JPEGs, lesion masks) via the dataset adapter;
+``--image-dir`` reads a folder of HAM-style ``ISIC_*.jpg`` with ``masks/`` beside it instead (a subset
+copied to a machine without the full data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+SEED = 0
+#: (full, quick) number of images / steps per measurement
+SIZES = {
+    "decode_224": (2000, 200), "decode_128": (2000, 200), "sift_bovw": (300, 40),
+    "backbone_pipeline": (1000, 96), "backbone_raw": (1000, 96),
+    "unet_tiny": (40, 8), "unet_default": (40, 8), "mobilenet_unet": (40, 8),
+}
+BATCH = 32
+UNET_BATCH = 16
+UNET_SIZE = 128
+
+
+# ------------------------------------------------------------------------------------------ image sample
+
+def sample_paths(n: int, image_dir: str | None = None, seed: int = SEED) -> tuple[list[str], list[str]]:
+    """A seeded sample of n HAM10000 image paths and their lesion-mask paths ("" when absent)."""
+    if image_dir:
+        images = sorted(str(p) for p in Path(image_dir).glob("*.jpg"))
+        masks_dir = Path(image_dir).parent / "masks"
+        masks = [str(masks_dir / f"{Path(p).stem}_segmentation.png") for p in images]
+        masks = [m if os.path.isfile(m) else "" for m in masks]
+    else:
+        from skinbench.data import load_dataset
+
+        ds = load_dataset("ham10000")
+        images, masks = list(ds.paths), list(ds.masks("lesion"))
+    if n > len(images):
+        raise SystemExit(f"asked for {n} images, only {len(images)} available")
+    pick = np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
+    return [images[i] for i in pick], [masks[i] for i in pick]
+
+
+# ------------------------------------------------------------------------------------------ measurements
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _devices() -> dict:
+    import tensorflow as tf
+
+    return {"tf_gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+
+
+def measure_decode(n: int, image_dir: str | None, size: int) -> dict:
+    from skinbench.data.images import read_image
+
+    paths, _ = sample_paths(n, image_dir)
+    secs = _timed(lambda: [read_image(p, size=(size, size)) for p in paths])
+    return {"images": n, "seconds": secs, "images_per_s": n / secs}
+
+
+def measure_sift(n: int, image_dir: str | None) -> dict:
+    """Fit on 40 other images (small vocabulary: the fit is not measured), then transform n new ones."""
+    from skinbench.approaches.bovw import BoVWClassifier
+
+    paths, _ = sample_paths(n + 40, image_dir)
+    fit_paths, paths = paths[:40], paths[40:]
+    est = BoVWClassifier(n_words=50, C=1.0, gamma=1.0, progress=False, random_state=SEED)
+    est.fit(np.array(fit_paths), np.arange(40) % 2)
+    first = _timed(lambda: est.transform(np.array(paths)))  # extraction (n_jobs workers) + encoding
+    second = _timed(lambda: est.transform(np.array(paths)))  # descriptors from cache: encoding alone
+    return {"images": n, "seconds": first, "images_per_s": n / first, "n_jobs": est.n_jobs,
+            "encode_only_images_per_s": n / second, "extract_images_per_s": n / max(first - second, 1e-9),
+            "descriptors_per_image": float(np.mean(est.n_descriptors_)), "image_size": est.image_size}
+
+
+def measure_backbone_pipeline(n: int, image_dir: str | None) -> dict:
+    """transfer.extract_features end to end (model build, decode, resize, forward, cache writes)."""
+    from skinbench.approaches import transfer
+
+    paths, _ = sample_paths(n, image_dir)
+    warm, _ = sample_paths(BATCH, image_dir, seed=SEED + 1)
+    transfer.extract_features(warm, backbone="mobilenet_v2", batch_size=BATCH, progress=False)  # TF start-up
+    secs = _timed(lambda: transfer.extract_features(paths, backbone="mobilenet_v2", batch_size=BATCH,
+                                                    progress=False))
+    return {"images": n, "seconds": secs, "images_per_s": n / secs, "batch_size": BATCH, **_devices()}
+
+
+def measure_backbone_raw(n: int, image_dir: str | None) -> dict:
+    """The same feature model on in-memory float tensors: no decoding, no resizing, no cache."""
+    import tensorflow as tf
+
+    from skinbench.approaches import transfer
+
+    model = transfer.feature_model("mobilenet_v2", "imagenet", 224)
+    forward = tf.function(lambda x: model(x, training=False))
+    x = tf.constant(np.random.default_rng(SEED).uniform(0, 255, (BATCH, 224, 224, 3)).astype(np.float32))
+    forward(x).numpy()  # trace + warm-up
+    batches = max(1, n // BATCH)
+    secs = _timed(lambda: [forward(x).numpy() for _ in range(batches)])
+    return {"images": batches * BATCH, "seconds": secs, "images_per_s": batches * BATCH / secs,
+            "batch_size": BATCH, **_devices()}
+
+
+def _train_steps(model, steps: int, image_dir: str | None) -> dict:
+    import keras
+
+    from skinbench.approaches.seg_losses import get_loss, soft_jaccard_metric
+    from skinbench.approaches.seg_training import load_pairs
+
+    paths, masks = sample_paths(UNET_BATCH * 2, image_dir)
+    images, ms = load_pairs(paths, masks, UNET_SIZE)
+    x, y = images.astype(np.float32), ms[..., None].astype(np.float32)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("bce_dice"), metrics=[soft_jaccard_metric])
+    batches = [(x[i:i + UNET_BATCH], y[i:i + UNET_BATCH]) for i in range(0, len(x), UNET_BATCH)]
+    for b in batches:  # trace + warm-up
+        model.train_on_batch(*b)
+    secs = _timed(lambda: [model.train_on_batch(*batches[s % len(batches)]) for s in range(steps)])
+    return {"steps": steps, "seconds": secs, "steps_per_s": steps / secs,
+            "images_per_s": steps * UNET_BATCH / secs, "batch_size": UNET_BATCH, "input_size": UNET_SIZE,
+            "parameters": int(model.count_params()), **_devices()}
+
+
+def measure_unet(steps: int, image_dir: str | None, base_filters: int) -> dict:
+    import keras
+
+    from skinbench.approaches.unet import build_unet
+
+    keras.utils.set_random_seed(SEED)
+    return {"base_filters": base_filters, "depth": 4,
+            **_train_steps(build_unet(UNET_SIZE, base_filters, 4), steps, image_dir)}
+
+
+def measure_mobilenet_unet(steps: int, image_dir: str | None) -> dict:
+    import keras
+
+    from skinbench.approaches.ynet import build_mobilenet_unet
+
+    keras.utils.set_random_seed(SEED)
+    return {"encoder": "MobileNetV2 ImageNet, frozen",
+            **_train_steps(build_mobilenet_unet(UNET_SIZE), steps, image_dir)}
+
+
+MEASURES: dict[str, tuple[str, Callable[[int, str | None], dict]]] = {
+    "decode_224": ("read_image + resize to 224x224", lambda n, d: measure_decode(n, d, 224)),
+    "decode_128": ("read_image + resize to 128x128", lambda n, d: measure_decode(n, d, 128)),
+    "sift_bovw": ("SIFT extraction + BoVW encoding (BoVWClassifier.transform)", measure_sift),
+    "backbone_pipeline": ("MobileNetV2 features via tf.data (extract_features)", measure_backbone_pipeline),
+    "backbone_raw": ("MobileNetV2 raw forward, in-memory tensors", measure_backbone_raw),
+    "unet_tiny": ("U-Net base 8 training steps", lambda n, d: measure_unet(n, d, 8)),
+    "unet_default": ("U-Net base 16 (default) training steps", lambda n, d: measure_unet(n, d, 16)),
+    "mobilenet_unet": ("MobileNetV2 U-Net training steps", measure_mobilenet_unet),
+}
+
+
+# ---------------------------------------------------------------------------------- subprocess harness
+
+def peak_rss_mb() -> dict[str, float]:
+    """Peak resident memory of this process and of its reaped children (worker pools), in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"peak_rss_mb": round(own, 1), "peak_rss_children_mb": round(children, 1)}
+
+
+def run_worker(script: Path, args: list[str], label: str) -> dict:
+    """Run ``script --worker ...`` in a fresh process with an empty cache; returns its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="skinbench-perf-") as tmp:
+        out = Path(tmp) / "result.json"
+        env = dict(os.environ, SKINBENCH_CACHE=str(Path(tmp) / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(script), "--worker", *args, "--out", str(out)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0 or not out.exists():
+            print(f"   {label} FAILED:\n{proc.stdout[-3000:]}", file=sys.stderr)
+            return {"status": "failed", "error": proc.stdout.strip().splitlines()[-1:] or ["?"], "wall_s": wall}
+        result = json.loads(out.read_text())
+        result.update(status="ok", wall_s=round(wall, 2))
+        return result
+
+
+def worker_main(name: str, n: int, image_dir: str | None, out: Path) -> None:
+    result = MEASURES[name][1](n, image_dir)
+    result.update(peak_rss_mb())
+    out.write_text(json.dumps(result))
+
+
+def write_outputs(folder: Path, stem: str, payload: dict, markdown: str) -> list[Path]:
+    from skinbench.cache import atomic_write_bytes
+    from skinbench.results.records import dumps
+
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / f"{stem}.json", dumps(payload))
+    atomic_write_bytes(folder / f"{stem}.md", markdown.encode())
+    return [folder / f"{stem}.json", folder / f"{stem}.md"]
+
+
+def machine_line(env: dict) -> str:
+    m = env.get("machine", {})
+    gpus = ", ".join(m.get("gpus") or []) or "none"
+    return f"{m.get('cpu')} ({m.get('cores')} cores, {m.get('memory_gb')} GB), GPUs: {gpus}; {m.get('platform')}"
+
+
+def _markdown(payload: dict) -> str:
+    rows = []
+    for name, r in payload["measurements"].items():
+        if r.get("status") != "ok":
+            rows.append(f"| {name} | {MEASURES[name][0]} | failed: {' '.join(r.get('error', []))} | | |")
+            continue
+        rate = f"{r['steps_per_s']:.2f} steps/s ({r['images_per_s']:.1f} img/s)" if "steps_per_s" in r \
+            else f"{r['images_per_s']:.1f} img/s"
+        n = r.get("steps", r.get("images"))
+        rows.append(f"| {name} | {MEASURES[name][0]} | {rate} | {n} | {r['peak_rss_mb']:.0f} |")
+    m = payload["measurements"]
+    ratio = payload.get("pipeline_to_raw_ratio")
+    lines = ["# Pipeline performance", "",
+             f"Generated by `python benchmarks/perf_pipeline.py{' --quick' if payload['quick'] else ''}` "
+             f"on {payload['created']}. Machine: {machine_line(payload)}. Load average at start: "
+             f"{payload['load_average']}.", "",
+             "Each row ran in its own process with an empty cache; peak RSS is that process's (MB, imports "
+             "included; SIFT worker processes are counted separately in the JSON).", "",
+             "| stage | what | throughput | n | peak RSS MB |", "|---|---|---|---|---|", *rows, ""]
+    if ratio is not None:
+        lines += [f"Pipeline / raw forward throughput: **{ratio:.2f}** (1.0 = the tf.data pipeline keeps "
+                  "MobileNetV2 fully fed; below 1, decoding or cache writes are the bottleneck).", ""]
+    if m.get("sift_bovw", {}).get("status") == "ok":
+        s = m["sift_bovw"]
+        lines += [f"SIFT: {s['descriptors_per_image']:.0f} descriptors per image at {s['image_size']} px, "
+                  f"n_jobs={s['n_jobs']}; extraction alone {s['extract_images_per_s']:.1f} img/s, encoding alone "
+                  f"{s['encode_only_images_per_s']:.1f} img/s.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", help="results folder (default: results/); writes perf/pipeline.*")
+    parser.add_argument("--quick", action="store_true", help="small n (a minute or two)")
+    parser.add_argument("--image-dir", help="HAM-style folder of ISIC_*.jpg (masks/ beside it) instead of the adapter")
+    parser.add_argument("--only", action="append", choices=list(MEASURES), help="only these measurements")
+    parser.add_argument("--worker", choices=list(MEASURES), help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_main(args.worker, args.n, args.image_dir, Path(args.out))
+        return 0
+
+    from datetime import datetime, timezone
+
+    from skinbench.paths import results_dir
+    from skinbench.results.records import environment
+
+    root = Path(args.results) if args.results else results_dir()
+    measurements: dict[str, dict] = {}
+    load = os.getloadavg()
+    for name, (title, _) in MEASURES.items():
+        if args.only and name not in args.only:
+            continue
+        n = SIZES[name][1 if args.quick else 0]
+        print(f"== perf {name}: {title} (n={n})", file=sys.stderr)
+        extra = ["--image-dir", args.image_dir] if args.image_dir else []
+        measurements[name] = run_worker(Path(__file__).resolve(), [name, "--n", str(n), *extra], name)
+        r = measurements[name]
+        if r["status"] == "ok":
+            rate = r.get("steps_per_s", r.get("images_per_s"))
+            print(f"   {rate:.2f} {'steps' if 'steps_per_s' in r else 'img'}/s, peak {r['peak_rss_mb']:.0f} MB",
+                  file=sys.stderr)
+    payload: dict[str, Any] = {"schema": 1, "benchmark": "pipeline", "quick": args.quick, "seed": SEED,
+                               "data": args.image_dir or "ham10000 (seeded sample)",
+                               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "load_average": [round(x, 2) for x in load], "measurements": measurements,
+                               **environment()}
+    pipe, raw = measurements.get("backbone_pipeline", {}), measurements.get("backbone_raw", {})
+    if pipe.get("status") == "ok" and raw.get("status") == "ok":
+        payload["pipeline_to_raw_ratio"] = pipe["images_per_s"] / raw["images_per_s"]
+    for path in write_outputs(root / "perf", "pipeline", payload, _markdown(payload)):
+        print(f"wrote {path}", file=sys.stderr)
+    return 1 if any(r["status"] != "ok" for r in measurements.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    raise SystemExit(main())
