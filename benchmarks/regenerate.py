@@ -21,9 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from skinbench import info, runner
-from skinbench.errors import SkinbenchError, WeightsError
-from skinbench.paths import REPO_ROOT, results_dir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
+
+from skinbench import info, runner  # noqa: E402
+from skinbench.errors import SkinbenchError, WeightsError  # noqa: E402
+from skinbench.paths import REPO_ROOT, results_dir  # noqa: E402
 
 #: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
 EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_classical.py", "perf_deep_features.py", "perf_pipeline.py", "scaling.py")

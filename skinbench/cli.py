@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -191,13 +193,13 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     from skinbench.results import render_all
+    from skinbench.results.records import load_records
 
     if args.task:
         info.task(args.task)
-    paths = render_all(args.results, task=args.task)
-    if not paths:
+    if not load_records(args.results, task=args.task):
         raise ConfigError("no records to tabulate", fix="run `python -m skinbench run TASK --approach NAME` first")
-    _print_tables(paths)
+    _print_tables(render_all(args.results, task=args.task))
     return 0
 
 
@@ -225,7 +227,14 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "demo": cmd_demo, "smoke": cmd_smo
             "data": cmd_data}
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM behaves like Ctrl-C: workers stop, nothing half-written, exit 130."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _build_parser().parse_args(argv)
     try:

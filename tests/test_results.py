@@ -237,7 +237,9 @@ def test_unrecorded_approach_row_says_what_it_needs(root):
     write_all(root, [make_record("task1", "majority")])
     table = tables.build_tables(rec.load_records(root))[0]
     notes = {row["approach"]: row["note"] for row in table.rows}
-    assert notes["transfer-vgg16"] == "not run: needs VGG16 ImageNet weights"
+    from skinbench import info
+
+    assert notes["transfer-vgg16"] == f"not run: needs {info.approach('transfer-vgg16').needs}"
     assert notes["bovw"].startswith("not run (python -m skinbench run task1 --approach bovw")
 
 

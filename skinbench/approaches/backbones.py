@@ -106,7 +106,7 @@ def _missing(name: str, rows: int, cause: str = "") -> WeightsError:
         f"ImageNet weights for {name} not found: {fname} is in none of $KERAS_HOME/models/ ({where})"
         + (f" ({cause})" if cause else ""),
         fix=f"run once with internet access so Keras downloads {fname} into $KERAS_HOME/models/, copy the "
-            f"file there, or pass --weights PATH (a local weights file); random weights are never used silently")
+            f"file there, or pass `-p weights=PATH` (a local weights file); random weights are never used silently")
 
 
 def weights_id(name: str, weights: str | os.PathLike | None, rows: int = 224) -> str:

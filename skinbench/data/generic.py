@@ -86,12 +86,14 @@ def read_table(csv: Path, label_column: str = "label") -> pd.DataFrame:
     try:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot parse CSV ({err})", path=csv, fix="write a comma-separated file with a header") from None
+        raise DataError(f"cannot parse CSV ({' '.join(str(err).split())})", path=csv, fix="write a comma-separated file with a header") from None
     table.columns = [c.strip() for c in table.columns]
     for col in ("image_id", label_column):
         if col not in table.columns:
             raise DataError(f"CSV lacks column {col!r} (has {list(table.columns)})", path=csv,
                             fix="add a header line image_id,label[,lesion_id][,split]")
+    if table.empty:
+        raise DataError("CSV has a header but no rows", path=csv, fix="add one row per image")
     table["image_id"] = table["image_id"].str.strip()
     dup = table["image_id"][table["image_id"].duplicated()].unique()
     if len(dup):
@@ -102,6 +104,7 @@ def read_table(csv: Path, label_column: str = "label") -> pd.DataFrame:
     if len(empty):
         raise DataError(f"empty {label_column} for {', '.join(empty[:5])}", path=csv, fix="label every image")
     if "split" in table.columns:
+        table["split"] = table["split"].str.strip()
         bad = sorted(set(table["split"]) - set(SPLITS))
         if bad:
             raise DataError(f"unknown split value(s) {bad}", path=csv, fix="use only 'train' and 'test'")
