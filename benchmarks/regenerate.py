@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
@@ -36,15 +37,22 @@ def planned_runs(only: list[str] | None) -> list[tuple[str, str]]:
     return [(t, a) for t in info.TASKS if not only or t in only for a in info.approaches_for(t)]
 
 
+@lru_cache(maxsize=None)
+def _manifest_digest(task: str) -> str:
+    """Load each task's dataset once per regeneration, not once per approach."""
+    from skinbench.data import load_dataset
+
+    dataset = info.task(task).default_dataset
+    return load_dataset(dataset, **info.task(task).dataset_kwargs.get(dataset, {})).manifest_digest
+
+
 def is_current(task: str, approach: str, root: Path, seed: int, limit: int | None) -> bool:
     """True when the stored record was made by this code on this data with these settings."""
     dataset = info.task(task).default_dataset
     targets = info.task(task).targets or (None,)
-    from skinbench.data import load_dataset
     from skinbench.results.records import record_path
 
-    ds = load_dataset(dataset, **info.task(task).dataset_kwargs.get(dataset, {}))
-    key = runner.run_key(task, approach, dataset, seed, None, limit, ds.manifest_digest)
+    key = runner.run_key(task, approach, dataset, seed, None, limit, _manifest_digest(task))
     for target in targets:
         path = record_path(task, dataset, approach, target, root=root)
         try:
@@ -64,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-extras", action="store_true", help="skip the sweep and performance scripts")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    _manifest_digest.cache_clear()  # data may have changed since an earlier call in this process
     root = results_dir() / "quick" if args.quick else results_dir()
     limit = 200 if args.quick else None
     failures: list[str] = []
