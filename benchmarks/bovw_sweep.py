@@ -79,10 +79,9 @@ def sweep(ks: list[int], kernels: list[str], params: dict, seed: int, limit: int
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from skinbench.results.plots import save_figure  # sets the Agg backend
 
     kernels = list(dict.fromkeys(frame["kernel"]))
     fig, axes = plt.subplots(1, len(kernels), figsize=(4.2 * len(kernels), 3.6), sharey=True, squeeze=False)
@@ -98,12 +97,7 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     axes[0][-1].legend(fontsize=8, loc="lower right")
     fig.suptitle("BoVW + SVM on ISIC 2016 Part 3 (dotted: reference F1 0.370)", fontsize=10)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,8 +5,10 @@
     python benchmarks/regenerate.py --only task1 --only task4 --force
 
 A run is skipped when its record already holds the same run key (task, approach, data manifest, seed,
-params and the package's code digest); estimators cache their expensive work by content, so a rerun after
-an interruption resumes. Approaches that cannot run here (ImageNet weights not available offline) get a
+params and the digest of the code that approach runs); estimators cache their expensive work by content,
+so a rerun after an interruption resumes. Approaches the registry marks as needing a GPU on a task
+(``gpu_tasks``: the Y-Net on 8011 images, fine-tuning) are not retrained on a machine without one: their
+records stay as made (each names its command and commit); ``--allow-cpu`` trains them anyway. Approaches that cannot run here (ImageNet weights not available offline) get a
 record that says why. The extra benchmarks (sweeps, performance) run after the records, then the tables,
 plots and the dashboard results/README.md are rendered from the records alone.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +32,8 @@ from skinbench.errors import SkinbenchError, WeightsError  # noqa: E402
 from skinbench.paths import REPO_ROOT, results_dir  # noqa: E402
 
 #: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
-EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_classical.py", "perf_deep_features.py", "perf_pipeline.py", "scaling.py")
+EXTRA_SCRIPTS = ("bovw_sweep.py", "task3_losses.py", "perf_classical.py", "perf_deep_features.py",
+                 "perf_pipeline.py", "scaling.py")
 
 
 def planned_runs(only: list[str] | None) -> list[tuple[str, str]]:
@@ -63,6 +67,11 @@ def is_current(task: str, approach: str, root: Path, seed: int, limit: int | Non
     return True
 
 
+def gpu_present() -> bool:
+    """A CUDA device node or driver tool is visible (checked without importing a framework)."""
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 train/test images per task, into results/quick")
@@ -71,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rerun even when a record is current")
     parser.add_argument("--no-extras", action="store_true", help="skip the sweep and performance scripts")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--allow-cpu", action="store_true", help="also train the GPU-marked approaches here")
     args = parser.parse_args(argv)
+    gpu = args.allow_cpu or gpu_present()
     _manifest_digest.cache_clear()  # data may have changed since an earlier call in this process
     root = results_dir() / "quick" if args.quick else results_dir()
     limit = 200 if args.quick else None
@@ -81,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if not args.force and is_current(task, approach, root, args.seed, limit):
             print(f"== {task} / {approach}: current, kept", file=sys.stderr)
+            continue
+        if task in info.approach(approach).gpu_tasks and not gpu and not args.quick:
+            print(f"== {task} / {approach}: needs a GPU, none found: record kept as made "
+                  "(benchmarks/train_segmenters.py on a GPU, or --allow-cpu)", file=sys.stderr)
             continue
         print(f"== {task} / {approach}", file=sys.stderr)
         start = time.perf_counter()

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf_pipeline import (  # noqa: E402  (benchmarks/ is not a package)
-    SEED, machine_line, peak_rss_mb, run_worker, sample_paths, write_outputs)
+    SEED, machine_line, peak_rss_mb, run_worker, write_outputs)
 
 FULL_SIZES = (1000, 2500, 5000, 10000)
 QUICK_SIZES = (250, 500, 1000)

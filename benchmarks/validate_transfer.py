@@ -14,7 +14,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 
 from skinbench import info
 from skinbench.approaches.transfer import TransferClassifier

@@ -61,6 +61,15 @@ class ApproachInfo:
     needs: str = ""
     #: overrides for a seconds-long smoke run on tiny synthetic data (`skinbench smoke`, CI)
     smoke_params: dict[str, Any] = field(default_factory=dict)
+    #: tasks on which training needs a GPU for practical run times: benchmarks/regenerate.py keeps (does
+    #: not retrain) such records on a machine without one
+    gpu_tasks: tuple[str, ...] = ()
+    #: per-task overrides of ``params`` (one architecture, tuned differently for lesions and for globules)
+    task_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def params_for(self, task: str | None) -> dict[str, Any]:
+        """The registered hyper-parameters for ``task``: ``params`` updated with its ``task_params``."""
+        return {**self.params, **self.task_params.get(task or "", {})}
 
 
 HAM_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -190,25 +199,32 @@ APPROACHES: dict[str, ApproachInfo] = {
         ApproachInfo("transfer-mobilenetv2-finetune", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 fine-tuned: head -> last block -> all (GPU advised)",
                      params={"backbone": "mobilenet_v2", "mode": "finetune"}, needs="a GPU for practical run times",
+                     gpu_tasks=("task1", "task2"),
                      smoke_params={**_SMOKE_TRANSFER, "stages": [["head", 1e-3, 1]]}),
         # --- deep segmentation (issue 6 adds its variants here) ---
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),
-                     "Keras U-Net (narrow CPU default: base 16, depth 4, BCE+Dice)",
+                     "Keras U-Net (narrow CPU default: base 16, depth 4, BCE+Dice)", gpu_tasks=("task4",),
                      smoke_params=_SMOKE_SEG),
-        ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task4",),
-                     "U-Net with a MobileNetV2 ImageNet encoder, encoder fine-tuned",
+        ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task3", "task4"),
+                     "U-Net with a MobileNetV2 ImageNet encoder (lesions: encoder fine-tuned at 128 px; "
+                     "globules/streaks: encoder frozen, 192 px, positive images oversampled)",
                      params={"input_size": 128, "train_encoder": True, "epochs": 25, "batch_size": 32,
                              "learning_rate": 5e-4, "patience": 5},
+                     task_params={"task3": {"input_size": 192, "train_encoder": False, "epochs": 14,
+                                            "batch_size": 16, "learning_rate": 1e-3, "patience": 4,
+                                            "validation_fraction": 0.15, "positive_fraction": 0.5}},
+                     gpu_tasks=("task4",),
                      smoke_params={**_SMOKE_SEG, "weights": None}),
         ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),
                      "Y-Net: frozen MobileNetV2 U-Net + 7-class head, trained jointly",
                      params={"input_size": 128, "train_encoder": False, "epochs": 25, "batch_size": 32,
-                             "learning_rate": 1e-3, "patience": 5, "n_classes": 7},
+                             "learning_rate": 1e-3, "patience": 5, "n_classes": 7}, gpu_tasks=("task4",),
                      smoke_params={**_SMOKE_SEG, "weights": None, "n_classes": 0}),
         ApproachInfo("ynet-cls", "skinbench.approaches.ynet:YNetClassifier", "deep", ("task2",),
                      "Y-Net's classification head (joint segmentation + diagnosis training)",
                      params={"input_size": 128, "epochs": 25, "batch_size": 32},
-                     needs="HAM10000 lesion masks beside the images (masks/)"),
+                     needs="HAM10000 lesion masks beside the images (masks/) and a GPU for practical run times",
+                     gpu_tasks=("task2",)),
     ]
 }
 

@@ -45,19 +45,46 @@ class RunSpec:
     n_boot: int = 1000
 
 
-#: the code that can change a number (rendering, CLI and docs cannot)
-NUMERIC_CODE = ("runner.py", "info.py", "cache.py", "data", "metrics", "approaches")
+#: code every run's numbers depend on (rendering, CLI and docs cannot change a number)
+SHARED_CODE = ("runner.py", "cache.py", "data", "metrics", "approaches/base.py")
 
 
-def code_version() -> str:
-    """Digest of the source that produces numbers: a record made by other code is stale."""
+def approach_sources(approach: str | None = None) -> list[Path]:
+    """The source files a record of ``approach`` depends on: the shared code, the estimator's module and
+    every ``skinbench.approaches`` module it imports (transitively). ``None``: all numeric code.
+
+    So an edit to the U-Net leaves the BoVW records current, and an edit to the metrics does not.
+    """
+    import ast
+
+    pkg = Path(__file__).parent
+    files = {p for name in SHARED_CODE
+             for p in ([pkg / name] if name.endswith(".py") else (pkg / name).rglob("*.py"))}
+    if approach is None:
+        return sorted(files | set((pkg / "approaches").rglob("*.py")))
+    todo = [info.approach(approach).estimator.split(":")[0]]
+    while todo:
+        path = pkg.parent / (todo.pop().replace(".", "/") + ".py")
+        if path in files or not path.is_file():
+            continue
+        files.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("skinbench.approaches"):
+                todo.append(node.module)
+                todo.extend(f"{node.module}.{a.name}" for a in node.names)  # `from pkg import module`
+            elif isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names if a.name.startswith("skinbench.approaches"))
+    return sorted(files)
+
+
+def code_version(approach: str | None = None) -> str:
+    """Digest of the source that produces ``approach``'s numbers: a record made by other code is stale."""
     import hashlib
 
     h = hashlib.sha256()
     pkg = Path(__file__).parent
-    files = [p for name in NUMERIC_CODE for p in ([pkg / name] if name.endswith(".py") else (pkg / name).rglob("*.py"))]
-    for path in sorted(files):
-        h.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+    for path in approach_sources(approach):
+        h.update(path.relative_to(pkg).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -67,8 +94,10 @@ def run_key(task: str, approach: str, dataset: str, seed: int, params: dict | No
     """What a record depends on; benchmarks/regenerate.py reruns only when it changes."""
     from skinbench.cache import make_key
 
-    merged = {**info.approach(approach).params, **(params or {})}
-    return make_key(task, approach, dataset, seed, merged, limit, manifest_digest, code_version())[:20]
+    ainfo = info.approach(approach)
+    merged = {**ainfo.params_for(task), **(params or {})}
+    return make_key(task, approach, dataset, seed, ainfo.estimator, merged, limit, manifest_digest,
+                    code_version(approach))[:20]
 
 
 def resolve(task: str, approach: str, dataset: str | None = None) -> tuple[info.TaskInfo, info.ApproachInfo, str]:
@@ -85,12 +114,13 @@ def resolve(task: str, approach: str, dataset: str | None = None) -> tuple[info.
     return tinfo, ainfo, dataset
 
 
-def build_estimator(ainfo: info.ApproachInfo, seed: int, params: dict[str, Any] | None = None) -> Any:
-    """Instantiate the registered estimator with its registry params, user overrides, seed and cache."""
+def build_estimator(ainfo: info.ApproachInfo, seed: int, params: dict[str, Any] | None = None,
+                    task: str | None = None) -> Any:
+    """Instantiate the registered estimator with its registry params (for ``task``), user overrides, seed, cache."""
     module, cls = ainfo.estimator.split(":")
     estimator_cls = getattr(importlib.import_module(module), cls)
     accepted = inspect.signature(estimator_cls.__init__).parameters
-    kwargs = {**ainfo.params, **(params or {})}
+    kwargs = {**ainfo.params_for(task), **(params or {})}
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ConfigError(f"approach {ainfo.name!r} has no parameter(s) {unknown}",
@@ -178,7 +208,7 @@ def _run_classification(tinfo, ainfo, base, train: Dataset, test: Dataset, seed,
 
     if not train.class_names:
         raise ConfigError(f"dataset {train.name!r} has no labels", fix="add a label column to its CSV")
-    est = build_estimator(ainfo, seed, params)
+    est = build_estimator(ainfo, seed, params, tinfo.name)
     seed_everything(seed)
     _, fit_s = _timed(est.fit, train.paths, train.y, groups=train.groups)
     proba, predict_s = _timed(est.predict_proba, test.paths)
@@ -218,7 +248,7 @@ def _run_segmentation(tinfo, ainfo, base, train: Dataset, test: Dataset, seed, p
 
     target = base["target"]
     train_masks, test_masks = train.masks(target), test.masks(target)
-    est = build_estimator(ainfo, seed, params)
+    est = build_estimator(ainfo, seed, params, tinfo.name)
     seed_everything(seed)
     labels = train.y if train.class_names else None
     _, fit_s = _timed(est.fit, train.paths, train_masks, y=labels)

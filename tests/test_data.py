@@ -11,7 +11,7 @@ import pytest
 from skinbench.data import generic, load_dataset, synthetic
 from skinbench.data.images import read_image, read_mask
 from skinbench.data.manifests import manifest_digest, read_manifest
-from skinbench.data.splits import lesion_split, validation_split
+from skinbench.data.splits import validation_split
 from skinbench.errors import DataError
 
 

@@ -274,7 +274,7 @@ def test_regenerate_keeps_current_records_and_reruns_changed_ones(tmp_path, monk
     assert len(calls) == 2
 
     calls.clear()  # changed code (e.g. registry params live in info.py, inside the code digest): rerun
-    monkeypatch.setattr(runner, "code_version", lambda: "0123456789abcdef")
+    monkeypatch.setattr(runner, "code_version", lambda approach=None: "0123456789abcdef")
     assert regen.main(argv + ["--seed", "1"]) == 0
     assert len(calls) == 2
 
@@ -294,3 +294,50 @@ def test_run_key_changes_with_everything_a_record_depends_on():
                    {"approach": "majority"}, {"dataset": "generic"}, {"task": "task2"}):
         assert runner.run_key(**{**base, **change}) != key, change
     assert runner.run_key(**{**base, "params": {}}) == key  # no params and empty params are the same run
+
+
+def test_code_digest_follows_each_approach_imports_only():
+    """An edit to the U-Net must not make the BoVW records stale; an edit to the metrics makes all stale."""
+    def names(approach):
+        return {p.relative_to(runner.Path(runner.__file__).parent).as_posix() for p in runner.approach_sources(approach)}
+
+    bovw, unet, ynet = names("bovw"), names("unet"), names("ynet")
+    assert {"approaches/bovw.py", "approaches/local_features.py", "metrics/segmentation.py", "runner.py"} <= bovw
+    assert not {"approaches/unet.py", "approaches/seg_training.py"} & bovw
+    assert {"approaches/unet.py", "approaches/seg_training.py", "approaches/seg_losses.py"} <= unet
+    assert unet < ynet and "approaches/backbones.py" in ynet  # the Y-Net imports the U-Net's conv block
+    assert names(None) >= bovw | ynet
+    assert runner.code_version("bovw") != runner.code_version("unet")
+
+
+def test_task_params_override_registry_params_for_that_task_only():
+    ainfo = runner.info.approach("mobilenet-unet")
+    assert ainfo.params_for("task3")["input_size"] != ainfo.params_for("task4")["input_size"]
+    assert ainfo.params_for("task4") == ainfo.params
+    est3 = runner.build_estimator(ainfo, 0, None, "task3")
+    assert est3.input_size == ainfo.task_params["task3"]["input_size"] and est3.train_encoder is False
+    assert runner.build_estimator(ainfo, 0, {"input_size": 64}, "task3").input_size == 64  # user wins
+    base = dict(approach="mobilenet-unet", dataset="synthetic", seed=0, params=None, limit=None, manifest_digest="a")
+    assert runner.run_key(task="task3", **base) != runner.run_key(task="task4", **base)
+
+
+def test_regenerate_keeps_gpu_records_on_a_machine_without_gpu(tmp_path, monkeypatch):
+    """A GPU-marked approach is not retrained on a CPU machine (hours); --allow-cpu trains it."""
+    monkeypatch.setitem(info.TASKS, "task1", dataclasses.replace(info.TASKS["task1"], default_dataset="synthetic"))
+    monkeypatch.setitem(info.APPROACHES, "majority",
+                        dataclasses.replace(info.APPROACHES["majority"], gpu_tasks=("task1",)))
+    monkeypatch.setenv("SKINBENCH_RESULTS", str(tmp_path / "results"))
+    regen = _load_regenerate()
+    calls: list[str] = []
+    monkeypatch.setattr(regen.runner, "run", lambda task, approach, **kw: calls.append(approach) or [])
+    monkeypatch.setattr(regen, "gpu_present", lambda: False)
+    argv = ["--only", "task1", "--approach", "majority", "--approach", "stratified", "--no-extras"]
+    assert regen.main(argv) == 0
+    assert calls == ["stratified"]
+    calls.clear()
+    assert regen.main(argv + ["--allow-cpu"]) == 0
+    assert calls == ["majority", "stratified"]
+    calls.clear()
+    monkeypatch.setattr(regen, "gpu_present", lambda: True)
+    assert regen.main(argv) == 0
+    assert calls == ["majority", "stratified"]

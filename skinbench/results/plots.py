@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from skinbench.results.tables import Table
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a figure as PNG atomically (a crash never leaves half a plot) and close it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -57,7 +58,7 @@ def plot_confusion(record: dict, path: str | os.PathLike) -> Path | None:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{record['approach']} ({record['task']}, {record['dataset']})", fontsize=9)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def _curve_inputs(record: dict) -> tuple[np.ndarray, np.ndarray] | None:
@@ -102,7 +103,7 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike, title: str = "
         ax.legend(fontsize=7, loc="lower right" if ax is ax_roc else "upper right")
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_per_class_recall(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
@@ -125,7 +126,7 @@ def plot_per_class_recall(records: Sequence[dict], path: str | os.PathLike, titl
     ax.set_xticks(range(len(names)), names)
     ax.set(ylabel="recall (sensitivity)", ylim=(0, 1.05), title=title or "Per-class recall")
     ax.legend(fontsize=7, ncols=2)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_jaccard_distribution(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
@@ -150,7 +151,7 @@ def plot_jaccard_distribution(records: Sequence[dict], path: str | os.PathLike, 
     ax.set_xticks(pos, labels, rotation=20, ha="right")
     ax.set(ylabel="per-image Jaccard", ylim=(-0.02, 1.02), title=title or "Per-image Jaccard")
     ax.legend(fontsize=7)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_overlays(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],
@@ -171,7 +172,7 @@ def plot_overlays(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], pr
             ax.set_title(label, fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def render_plots(tables: Sequence["Table"], root: str | os.PathLike) -> dict[str, list[Path]]:

@@ -154,7 +154,9 @@ def _row_from_record(name: str, family: str, r: dict | None, metrics: tuple[str,
     if status != "ok":
         row["note"] = f"{status}: {r.get('reason') or 'no reason recorded'}"
         return row
-    row["note"] = ""
+    checkpoint = (r.get("params") or {}).get("checkpoint")
+    row["note"] = (f"weights trained elsewhere ({os.path.basename(str(checkpoint))}, by `{r.get('command', '?')}`); "
+                   "fit s = loading" if checkpoint else "")
     for m in metrics:
         entry = (r.get("metrics") or {}).get(m)
         if isinstance(entry, dict):

@@ -1,0 +1,135 @@
+"""The reference study's loss comparison for globules and streaks (task3), scored the way ISIC scored them.
+
+The study trained one U-Net per feature with Dice, Jaccard, weighted and plain cross-entropy and reported
+"Dice 0.86" while the foreground precision was 1.5 %: its metric rewarded predicting background. Here
+every loss trains the same model (the registered task3 ``mobilenet-unet``: frozen ImageNet MobileNetV2
+encoder, positive images oversampled, threshold tuned on a validation split of the training images)
+under the same short budget, and each is scored through the runner on the 2016-style test split:
+Jaccard/Dice *over the whole set*, precision and recall of the foreground, next to the all-background
+baseline. The budget (input size, epochs) is CPU-sized and recorded; pass larger values on a GPU.
+
+    python benchmarks/task3_losses.py [--losses dice jaccard wbce bce focal tversky bce_dice]
+                                      [--features globules streaks] [--epochs 3] [--input-size 128]
+
+Writes one full record per (loss, feature) under results/sweeps/task3_losses/runs/ (metrics with CIs,
+per-image counts) and the summary results/sweeps/task3_losses.{csv,md,png,json}. Finished runs are
+kept (rerun = resume); ``--force`` retrains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
+
+from skinbench import info, runner  # noqa: E402
+from skinbench.cache import atomic_write_bytes  # noqa: E402
+from skinbench.paths import results_dir  # noqa: E402
+from skinbench.results.records import environment, record_path  # noqa: E402
+
+APPROACH = "mobilenet-unet"
+DATASET = "isic2018_task2"
+LOSSES = ("dice", "jaccard", "wbce", "bce", "focal", "tversky", "bce_dice")
+METRICS = ("jaccard_set", "dice_set", "precision_set", "recall_set", "jaccard_mean")
+
+
+def run_one(loss: str, feature: str, params: dict, root: Path, seed: int, force: bool) -> dict:
+    """Train and score one loss on one feature (kept when its record already exists with the same key)."""
+    approach_root = root / loss
+    path = record_path("task3", DATASET, APPROACH, feature, root=approach_root)
+    run_params = {**params, "loss": loss}
+    key = runner.run_key("task3", APPROACH, DATASET, seed, run_params, None, _digest())
+    if not force and path.is_file() and json.loads(path.read_text()).get("run_key") == key:
+        print(f"== {feature} / {loss}: current, kept", file=sys.stderr)
+    else:
+        print(f"== {feature} / {loss}", file=sys.stderr)
+        runner.run("task3", APPROACH, target=feature, seed=seed, params=run_params, results_root=approach_root,
+                   command="python benchmarks/task3_losses.py " + " ".join(sys.argv[1:]))
+    record = json.loads(path.read_text())
+    row = {"feature": feature, "loss": loss}
+    for m in METRICS:
+        value, ci = record["metrics"][m]["value"], record["metrics"][m].get("ci")
+        row[m] = value
+        row[f"{m}_ci"] = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    row["fit_s"] = round(record["timings"]["fit_s"], 1)
+    return row
+
+
+def _digest() -> str:
+    from skinbench.data import load_dataset
+
+    return load_dataset(DATASET).manifest_digest
+
+
+def baseline_rows(features: list[str]) -> list[dict]:
+    """The all-background row of each feature, from its committed task3 record (same test images)."""
+    rows = []
+    for feature in features:
+        path = record_path("task3", DATASET, "all-background", feature)
+        if path.is_file():
+            record = json.loads(path.read_text())
+            rows.append({"feature": feature, "loss": "(all-background baseline)",
+                         **{m: record["metrics"][m]["value"] for m in METRICS}, "fit_s": 0.0})
+    return rows
+
+
+def plot(frame: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from skinbench.results.plots import save_figure  # sets the Agg backend
+
+    features = list(dict.fromkeys(frame["feature"]))
+    fig, axes = plt.subplots(1, len(features), figsize=(5.5 * len(features), 3.8), squeeze=False)
+    for ax, feature in zip(axes[0], features):
+        part = frame[(frame["feature"] == feature) & ~frame["loss"].str.startswith("(")]
+        x = range(len(part))
+        for offset, m in zip((-0.27, 0.0, 0.27), ("jaccard_set", "precision_set", "recall_set")):
+            ax.bar([i + offset for i in x], part[m], width=0.27, label=m.replace("_set", " (whole set)"))
+        ax.set_xticks(list(x), part["loss"], rotation=30)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{feature}: test split, one model per loss")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Loss comparison (all-background scores 0 on each bar)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--losses", nargs="+", default=list(LOSSES))
+    ap.add_argument("--features", nargs="+", default=list(info.task("task3").targets))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--input-size", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--name", default="task3_losses")
+    args = ap.parse_args(argv)
+    out = results_dir() / "sweeps"
+    params = {"epochs": args.epochs, "input_size": args.input_size, "patience": 0}
+    start = time.perf_counter()
+    rows = [run_one(loss, feature, params, out / args.name / "runs", args.seed, args.force)
+            for feature in args.features for loss in args.losses]
+    frame = pd.DataFrame(rows + baseline_rows(args.features))
+    atomic_write_bytes(out / f"{args.name}.csv", frame.to_csv(index=False, float_format="%.4f").encode())
+    atomic_write_bytes(out / f"{args.name}.md", frame.to_markdown(index=False, floatfmt=".3f").encode())
+    plot(frame, out / f"{args.name}.png")
+    meta = {"approach": APPROACH, "dataset": DATASET, "seed": args.seed,
+            "params": {**info.approach(APPROACH).params_for("task3"), **params},
+            "varied": "loss", "selection": "none: a comparison table; the task3 rows use the registered loss",
+            "metrics": "ISIC 2018 Task 2 style: *_set pooled over the test split; CI = 95% bootstrap over images",
+            "seconds": round(time.perf_counter() - start, 1), **environment(),
+            "command": "python benchmarks/task3_losses.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    atomic_write_bytes(out / f"{args.name}.json", json.dumps(meta, indent=1, default=str).encode())
+    print(f"wrote {out / args.name}.{{csv,md,png,json}}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

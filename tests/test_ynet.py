@@ -1,0 +1,94 @@
+"""MobileNetV2 U-Net and Y-Net: architecture, joint training, the classification head, clear errors.
+
+Random encoders (``weights=None``) and 32 px inputs keep every test at a few seconds; the ImageNet
+weights path is covered by test_backbones.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from skinbench.approaches.ynet import (  # noqa: E402
+    SKIPS, MobileNetUNetSegmenter, YNetClassifier, YNetSegmenter, build_mobilenet_unet, ham_mask_path)
+from skinbench.data.images import image_size  # noqa: E402
+from skinbench.errors import ConfigError, DataError, WeightsError  # noqa: E402
+
+TINY = dict(input_size=32, weights=None, epochs=1, batch_size=8, verbose=0)
+
+
+def test_ynet_has_a_segmentation_and_a_classification_head():
+    model = build_mobilenet_unet(64, weights=None, n_classes=7)
+    shapes = {name: tuple(t.shape) for name, t in zip(model.output_names, model.outputs)}
+    assert shapes == {"seg": (None, 64, 64, 1), "cls": (None, 7)}
+    encoder = model.get_layer("encoder")
+    assert [o.shape[1] for o in encoder.outputs] == [2, 4, 8, 16, 32]  # bottleneck 1/32, skips 1/16 .. 1/2
+    for name in SKIPS:
+        encoder.get_layer(name)  # raises if the reference's skip layer is absent
+
+
+def test_plain_unet_has_one_output_and_a_frozen_encoder_by_default():
+    model = build_mobilenet_unet(32, weights=None)
+    assert model.output_shape == (None, 32, 32, 1)
+    assert model.get_layer("encoder").trainable_weights == []
+    tuned = build_mobilenet_unet(32, weights=None, train_encoder=True)
+    assert len(tuned.trainable_weights) > len(model.trainable_weights)
+
+
+def test_ynet_needs_labels():
+    with pytest.raises(ConfigError, match="needs y"):
+        YNetSegmenter(**TINY).fit(["a.png"] * 4, ["a_m.png"] * 4)
+
+
+def test_ynet_trains_both_heads_jointly(synthetic_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    tr, te = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+    n_classes = len(synthetic_dataset.class_names)
+    est = YNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"), tr.y)
+    history = est.train_state_["history"][0]
+    assert {"seg_loss", "cls_loss"} <= set(history), history  # both heads were in the loss
+    # class weights are balanced: the rarer class of the training part weighs more
+    counts = np.bincount(tr.y, minlength=n_classes)
+    present = np.flatnonzero(counts)
+    rare, common = present[np.argmin(counts[present])], present[np.argmax(counts[present])]
+    assert est.class_weights_[rare] > est.class_weights_[common]
+    proba = est.predict_classes_proba(te.paths)
+    assert proba.shape == (len(te), n_classes)
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-4)
+    maps = list(est.predict_proba(te.paths[:2]))
+    w, h = image_size(te.paths[0])
+    assert maps[0].shape == (h, w) and 0.0 <= maps[0].min() <= maps[0].max() <= 1.0
+
+
+def test_ynet_classifier_finds_masks_beside_images_and_scores_the_head(synthetic_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    tr, te = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+    clf = YNetClassifier(input_size=32, weights=None, epochs=1, batch_size=8).fit(tr.paths, tr.y)
+    proba = clf.predict_proba(te.paths)
+    assert proba.shape == (len(te), len(clf.classes_)) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-4)
+    assert (clf.predict(te.paths) == clf.classes_[proba.argmax(axis=1)]).all()
+
+
+def test_missing_lesion_mask_names_the_image(tmp_path):
+    (tmp_path / "images").mkdir()
+    image = tmp_path / "images" / "ISIC_0000001.jpg"
+    image.write_bytes(b"")
+    with pytest.raises(DataError) as err:
+        ham_mask_path(str(image))
+    assert "ISIC_0000001.jpg" in str(err.value) and "masks/" in str(err.value)
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "ISIC_0000001_segmentation.png").write_bytes(b"")
+    assert ham_mask_path(str(image)).endswith("ISIC_0000001_segmentation.png")
+
+
+def test_checkpoint_of_another_architecture_is_a_weights_error(synthetic_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    tr = synthetic_dataset.split("train")
+    unet = MobileNetUNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"))
+    unet.export_weights(tmp_path / "unet.npz")
+    with pytest.raises(WeightsError, match="does not fit this model"):
+        YNetSegmenter(**TINY, checkpoint=str(tmp_path / "unet.npz")).fit(tr.paths, tr.masks("lesion"), tr.y)
+    with pytest.raises(WeightsError, match="not found"):
+        MobileNetUNetSegmenter(**TINY, checkpoint=str(tmp_path / "absent.npz")).fit(tr.paths, tr.masks("lesion"))
