@@ -36,7 +36,7 @@ SEED = 0
 SIZES = {
     "decode_224": (2000, 200), "decode_128": (2000, 200), "sift_bovw": (300, 40),
     "backbone_pipeline": (1000, 96), "backbone_raw": (1000, 96),
-    "unet_tiny": (40, 8), "unet_default": (40, 8), "mobilenet_unet": (40, 8),
+    "unet_tiny": (40, 8), "unet_default": (40, 8), "mobilenet_unet": (40, 8), "ynet": (40, 8),
 }
 BATCH = 32
 UNET_BATCH = 16
@@ -139,17 +139,29 @@ def measure_backbone_raw(n: int, image_dir: str | None) -> dict:
             "batch_size": BATCH, **_devices()}
 
 
-def _train_steps(model, steps: int, image_dir: str | None) -> dict:
+def _train_steps(model, steps: int, image_dir: str | None, n_classes: int = 0) -> dict:
+    """Training steps on real image/mask batches; ``n_classes`` > 0: the Y-Net's joint two-head loss."""
     import keras
 
-    from skinbench.approaches.seg_losses import get_loss, soft_jaccard_metric
+    from skinbench.approaches.seg_losses import get_loss, soft_jaccard_metric, weighted_categorical_crossentropy
     from skinbench.approaches.seg_training import load_pairs
 
     paths, masks = sample_paths(UNET_BATCH * 2, image_dir)
     images, ms = load_pairs(paths, masks, UNET_SIZE)
     x, y = images.astype(np.float32), ms[..., None].astype(np.float32)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("bce_dice"), metrics=[soft_jaccard_metric])
-    batches = [(x[i:i + UNET_BATCH], y[i:i + UNET_BATCH]) for i in range(0, len(x), UNET_BATCH)]
+    if n_classes:
+        onehot = np.eye(n_classes, dtype=np.float32)[np.arange(len(x)) % n_classes]
+        y = {"seg": y, "cls": onehot}
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss={"seg": get_loss("bce_dice"), "cls": weighted_categorical_crossentropy(np.ones(n_classes))},
+                      loss_weights={"seg": 5.0, "cls": 1.0})
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("bce_dice"),
+                      metrics=[soft_jaccard_metric])
+    def part(i: int):
+        return {k: v[i:i + UNET_BATCH] for k, v in y.items()} if isinstance(y, dict) else y[i:i + UNET_BATCH]
+
+    batches = [(x[i:i + UNET_BATCH], part(i)) for i in range(0, len(x), UNET_BATCH)]
     for b in batches:  # trace + warm-up
         model.train_on_batch(*b)
     secs = _timed(lambda: [model.train_on_batch(*batches[s % len(batches)]) for s in range(steps)])
@@ -168,14 +180,14 @@ def measure_unet(steps: int, image_dir: str | None, base_filters: int) -> dict:
             **_train_steps(build_unet(UNET_SIZE, base_filters, 4), steps, image_dir)}
 
 
-def measure_mobilenet_unet(steps: int, image_dir: str | None) -> dict:
+def measure_mobilenet_unet(steps: int, image_dir: str | None, n_classes: int = 0) -> dict:
     import keras
 
     from skinbench.approaches.ynet import build_mobilenet_unet
 
     keras.utils.set_random_seed(SEED)
-    return {"encoder": "MobileNetV2 ImageNet, frozen",
-            **_train_steps(build_mobilenet_unet(UNET_SIZE), steps, image_dir)}
+    return {"encoder": "MobileNetV2 ImageNet, frozen", "n_classes": n_classes,
+            **_train_steps(build_mobilenet_unet(UNET_SIZE, n_classes=n_classes), steps, image_dir, n_classes)}
 
 
 MEASURES: dict[str, tuple[str, Callable[[int, str | None], dict]]] = {
@@ -188,6 +200,7 @@ MEASURES: dict[str, tuple[str, Callable[[int, str | None], dict]]] = {
     "unet_tiny": ("U-Net base 8 training steps", lambda n, d: measure_unet(n, d, 8)),
     "unet_default": ("U-Net base 16 (default) training steps", lambda n, d: measure_unet(n, d, 16)),
     "mobilenet_unet": ("MobileNetV2 U-Net training steps", measure_mobilenet_unet),
+    "ynet": ("Y-Net training steps (segmentation + 7-class head)", lambda n, d: measure_mobilenet_unet(n, d, 7)),
 }
 
 

@@ -182,6 +182,10 @@ APPROACHES: dict[str, ApproachInfo] = {
                      smoke_params=_SMOKE_BOVW),
         ApproachInfo("classical-seg", "skinbench.approaches.classical_seg:ClassicalSegmenter", "classical",
                      ("task4",), "Hair removal + Otsu (channel, threshold tuned on train) + central component"),
+        ApproachInfo("classical-dots", "skinbench.approaches.classical_dots:DarkDotSegmenter", "classical",
+                     ("task3",), "Black-hat dark-dot response inside the classical lesion mask "
+                                 "(disk size and threshold tuned on train, pooled Jaccard)",
+                     smoke_params={"n_tune": 10}),
         # --- deep classification (issue 5 adds its variants here) ---
         ApproachInfo("transfer-vgg16", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "VGG16 ImageNet transfer, Flatten head on cached features (reference recipe)",

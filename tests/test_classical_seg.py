@@ -72,3 +72,50 @@ def test_hair_removal_and_hole_filling():
 def test_unknown_channel_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         ClassicalSegmenter(channel="infrared").fit(np.array(["x.png"]), np.array([""]))
+
+
+# ------------------------------------------------------------------------------ dark-dot detector (task3)
+
+def _dotted_lesion(folder, name: str, seed: int, with_dots: bool = True):
+    """A brown lesion holding a cluster of dark dots (a globule area) in one quadrant; returns paths."""
+    rng = np.random.default_rng(seed)
+    w, h = 200, 150
+    img = np.full((h, w, 3), (200, 150, 130), np.float64) + rng.normal(0, 3, (h, w, 3))
+    cv2.ellipse(img, (w // 2, h // 2), (60, 45), 0, 0, 360, (140, 95, 80), -1)
+    truth = np.zeros((h, w), np.uint8)
+    if with_dots:
+        for _ in range(14):
+            x, y = int(rng.integers(w // 2 + 5, w // 2 + 45)), int(rng.integers(h // 2 - 30, h // 2 + 5))
+            cv2.circle(img, (x, y), 2, (45, 30, 25), -1)
+            cv2.circle(truth, (x, y), 6, 1, -1)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    ip, mp = folder / f"{name}.png", folder / f"{name}_globules.png"
+    cv2.imwrite(str(ip), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(mp), truth * 255)
+    return str(ip), str(mp), truth.astype(bool)
+
+
+def test_dark_dot_detector_finds_dots_and_puts_its_threshold_at_half(tmp_path):
+    from skinbench.approaches.classical_dots import DarkDotSegmenter
+
+    data = [_dotted_lesion(tmp_path, f"i{k}", seed=k, with_dots=k % 3 != 0) for k in range(9)]
+    X, M, truths = (np.array([d[i] for d in data], dtype=object) for i in range(3))
+    est = DarkDotSegmenter(progress=False).fit(X[:6], M[:6])
+    assert est.scale_ in est.scales_grid and est.threshold_ in est.thresholds_grid
+    inter = union = 0
+    for prob, truth in zip(est.predict_proba(X[6:]), truths[6:]):
+        assert prob.shape == truth.shape and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
+        pred = prob >= 0.5
+        inter, union = inter + np.count_nonzero(pred & truth), union + np.count_nonzero(pred | truth)
+    all_foreground = sum(t.sum() for t in truths[6:]) / sum(t.size for t in truths[6:])
+    assert inter / union > max(0.3, 5 * all_foreground)  # the dots, not the whole lesion
+
+
+def test_dark_dot_detector_needs_fit_and_matching_masks(tmp_path):
+    from skinbench.approaches.classical_dots import DarkDotSegmenter
+
+    ip, mp, _ = _dotted_lesion(tmp_path, "a", seed=0)
+    with pytest.raises(ConfigError, match="not fitted"):
+        next(DarkDotSegmenter().predict_proba([ip]))
+    with pytest.raises(ConfigError, match="1 images but 2 masks"):
+        DarkDotSegmenter().fit(np.array([ip]), np.array([mp, mp]))

@@ -255,7 +255,11 @@ def test_multiclass_and_segmentation_tables_pick_their_metrics(root):
     cells = dict(zip(built["task2__synthetic"].columns(), built["task2__synthetic"].markdown_rows()[0]))
     assert cells["auc_macro"] == "n/a"  # undefined value shown, not a crash
     assert built["task4__synthetic__lesion"].metrics == tables.SHOWN_METRICS["segmentation"]
-    assert [r["approach"] for r in built["task3__synthetic__streaks"].rows][-1] == "unet"
+    from skinbench import info
+
+    rows = {r["approach"]: r for r in built["task3__synthetic__streaks"].rows}
+    assert list(rows) == info.approaches_for("task3")  # every registered approach, in registry order
+    assert rows["unet"]["status"] == "ok" and rows["mobilenet-unet"]["status"] == "missing"
 
 
 def test_untargeted_skip_fills_every_target_table_and_costs_exclude_non_durations(root):
