@@ -39,6 +39,17 @@ LOSSES = ("dice", "jaccard", "wbce", "bce", "focal", "tversky", "bce_dice")
 METRICS = ("jaccard_set", "dice_set", "precision_set", "recall_set", "jaccard_mean")
 
 
+def summary_row(record: dict, feature: str, loss: str) -> dict:
+    """One table row: each metric with its 95% bootstrap interval, from a record."""
+    row = {"feature": feature, "loss": loss}
+    for m in METRICS:
+        value, ci = record["metrics"][m]["value"], record["metrics"][m].get("ci")
+        row[m] = value
+        row[f"{m}_ci"] = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    row["fit_s"] = round(record["timings"]["fit_s"], 1)
+    return row
+
+
 def run_one(loss: str, feature: str, params: dict, root: Path, seed: int, force: bool) -> dict:
     """Train and score one loss on one feature (kept when its record already exists with the same key)."""
     approach_root = root / loss
@@ -51,14 +62,7 @@ def run_one(loss: str, feature: str, params: dict, root: Path, seed: int, force:
         print(f"== {feature} / {loss}", file=sys.stderr)
         runner.run("task3", APPROACH, target=feature, seed=seed, params=run_params, results_root=approach_root,
                    command="python benchmarks/task3_losses.py " + " ".join(sys.argv[1:]))
-    record = json.loads(path.read_text())
-    row = {"feature": feature, "loss": loss}
-    for m in METRICS:
-        value, ci = record["metrics"][m]["value"], record["metrics"][m].get("ci")
-        row[m] = value
-        row[f"{m}_ci"] = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-    row["fit_s"] = round(record["timings"]["fit_s"], 1)
-    return row
+    return summary_row(json.loads(path.read_text()), feature, loss)
 
 
 def _digest() -> str:
@@ -73,9 +77,7 @@ def baseline_rows(features: list[str]) -> list[dict]:
     for feature in features:
         path = record_path("task3", DATASET, "all-background", feature)
         if path.is_file():
-            record = json.loads(path.read_text())
-            rows.append({"feature": feature, "loss": "(all-background baseline)",
-                         **{m: record["metrics"][m]["value"] for m in METRICS}, "fit_s": 0.0})
+            rows.append(summary_row(json.loads(path.read_text()), feature, "(all-background baseline)"))
     return rows
 
 
@@ -85,7 +87,7 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     from skinbench.results.plots import save_figure  # sets the Agg backend
 
     features = list(dict.fromkeys(frame["feature"]))
-    fig, axes = plt.subplots(1, len(features), figsize=(5.5 * len(features), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(features), figsize=(6.0 * len(features), 4.0), squeeze=False)
     for ax, feature in zip(axes[0], features):
         part = frame[(frame["feature"] == feature) & ~frame["loss"].str.startswith("(")]
         x = range(len(part))
@@ -93,10 +95,13 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
             ax.bar([i + offset for i in x], part[m], width=0.27, label=m.replace("_set", " (whole set)"))
         ax.set_xticks(list(x), part["loss"], rotation=30)
         ax.set_ylim(0, 1)
-        ax.set_title(f"{feature}: test split, one model per loss")
+        base = frame[(frame["feature"] == feature) & frame["loss"].str.startswith("(")]
+        note = (f"\nall-background: 0 pooled, yet per-image mean Jaccard {base['jaccard_mean'].iloc[0]:.2f}"
+                if len(base) else "")
+        ax.set_title(f"{feature}: test split, one model per loss{note}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Loss comparison (all-background scores 0 on each bar)", fontsize=10)
+    fig.suptitle("Loss comparison, foreground scored over the whole test set (ISIC 2018 Task 2 style)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -124,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             "params": {**info.approach(APPROACH).params_for("task3"), **params},
             "varied": "loss", "selection": "none: a comparison table; the task3 rows use the registered loss",
             "metrics": "ISIC 2018 Task 2 style: *_set pooled over the test split; CI = 95% bootstrap over images",
-            "seconds": round(time.perf_counter() - start, 1), **environment(),
+            "fit_s_total": round(float(frame["fit_s"].sum()), 1),
+            "seconds_this_invocation": round(time.perf_counter() - start, 1), **environment(),
             "command": "python benchmarks/task3_losses.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     atomic_write_bytes(out / f"{args.name}.json", json.dumps(meta, indent=1, default=str).encode())
     print(f"wrote {out / args.name}.{{csv,md,png,json}}", file=sys.stderr)

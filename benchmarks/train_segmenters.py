@@ -9,7 +9,8 @@ Three steps, because the lent GPU machine has JAX but neither TensorFlow nor the
 2. ``train`` (GPU machine, ``KERAS_BACKEND=jax``): fits each configuration with the committed
    estimators and exports float16 weights to ``--out``.
 3. ``evaluate`` (here): ``skinbench.runner.run(task, approach, params={"checkpoint": ...})``: the
-   runner scores against the full-resolution truth masks and writes the records.
+   runner scores against the full-resolution truth masks and writes the records; the task4 Y-Net's
+   classification head is scored on task2 (``ynet-cls``) from the same checkpoint.
 
 The configurations are the registry's (``info.APPROACHES[...].params_for(task)``): one place for each
 fact, so a checkpoint trained here fits the model the runner builds.
@@ -122,6 +123,8 @@ def evaluate(args: argparse.Namespace) -> None:
         if checkpoint.is_file():
             print(runner.run(task, approach, target=target, params={"checkpoint": str(checkpoint)},
                              n_boot=args.n_boot))
+        if (task, approach) == ("task4", "ynet") and checkpoint.is_file():  # the same joint model's diagnosis head
+            print(runner.run("task2", "ynet-cls", params={"checkpoint": str(checkpoint)}, n_boot=args.n_boot))
 
 
 def main(argv: list[str] | None = None) -> None:

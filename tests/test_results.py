@@ -459,3 +459,23 @@ def test_isic2016_csv_matches_official_ground_truth_layout(shared_data, tmp_path
     assert ours["malignant"].dtype == truth["malignant"].dtype == np.float64
     # all-benign on the official test set: accuracy 304/379 (the known baseline)
     assert ((ours["malignant"] > 0.5) == (truth["malignant"] > 0.5)).sum() == 304
+
+
+def test_dashboard_tests_the_pooled_metric_when_it_is_primary():
+    """task3 is ranked by jaccard_set: its significance row resamples images and recomputes the pooled value."""
+    from skinbench.metrics.segmentation import segmentation_scores
+    from skinbench.results.dashboard import compare, paired_bootstrap_pooled
+
+    a = make_record("task3", "classical-dots", target="globules", quality=0.3)
+    b = make_record("task3", "mobilenet-unet", target="globules", quality=0.9)
+    b["predictions"] = {k: np.asarray(v)[::-1] for k, v in b["predictions"].items()}  # pairing is by image id
+    rows = compare(a, b, "segmentation", "jaccard_set")
+    assert [r["test"] for r in rows] == ["paired bootstrap, jaccard_set", "paired bootstrap, per-image Jaccard"]
+    ca = np.asarray(a["predictions"]["counts"]).reshape(-1, 4)
+    cb = np.asarray(b["predictions"]["counts"]).reshape(-1, 4)[::-1]
+    diff = segmentation_scores(ca)["jaccard_set"] - segmentation_scores(cb)["jaccard_set"]
+    assert f"{diff:+.3f}" in rows[0]["effect"]
+    res = paired_bootstrap_pooled(ca, cb, "jaccard_set")
+    assert res["ci"][0] <= diff <= res["ci"][1] and rows[0]["p_value"] == pytest.approx(res["p_value"])
+    same = paired_bootstrap_pooled(ca, ca, "jaccard_set")
+    assert same["difference"] == 0.0 and same["p_value"] == 1.0  # no difference: no evidence

@@ -92,3 +92,14 @@ def test_checkpoint_of_another_architecture_is_a_weights_error(synthetic_dataset
         YNetSegmenter(**TINY, checkpoint=str(tmp_path / "unet.npz")).fit(tr.paths, tr.masks("lesion"), tr.y)
     with pytest.raises(WeightsError, match="not found"):
         MobileNetUNetSegmenter(**TINY, checkpoint=str(tmp_path / "absent.npz")).fit(tr.paths, tr.masks("lesion"))
+
+
+def test_ynet_classifier_scores_a_trained_ynet_checkpoint(synthetic_dataset, tmp_path, monkeypatch):
+    """ynet-cls on task2 from the task4 Y-Net's weights: same head, no retraining (train_segmenters evaluate)."""
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    tr, te = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+    ynet = YNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"), tr.y)
+    ynet.export_weights(tmp_path / "ynet.npz")
+    clf = YNetClassifier(input_size=32, weights=None, checkpoint=str(tmp_path / "ynet.npz")).fit(tr.paths, tr.y)
+    assert "checkpoint" in clf.ynet_.train_state_  # loaded, not trained
+    assert np.abs(clf.predict_proba(te.paths) - ynet.predict_classes_proba(te.paths)).max() < 0.02

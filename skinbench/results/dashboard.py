@@ -45,16 +45,46 @@ def _paired(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return ia, ib
 
 
-def compare(a: dict, b: dict, kind: str) -> list[dict]:
+def paired_bootstrap_pooled(counts_a: np.ndarray, counts_b: np.ndarray, metric: str, n_boot: int = 1000,
+                            seed: int = 0) -> dict:
+    """Difference of a pooled (``*_set``) segmentation metric, images resampled in pairs.
+
+    The same resamples as the tables' confidence intervals; p-value as
+    :func:`skinbench.metrics.significance.paired_bootstrap` (bootstrap distribution shifted to the null).
+    """
+    from skinbench.metrics.bootstrap import resample_weights
+    from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
+
+    observed = segmentation_scores(counts_a)[metric] - segmentation_scores(counts_b)[metric]
+    boot = np.concatenate([score_counts_batch(counts_a, w)[metric] - score_counts_batch(counts_b, w)[metric]
+                           for w in resample_weights(len(counts_a), n_boot, seed)])
+    boot = boot[np.isfinite(boot)]
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    extreme = int(np.sum(np.abs(boot - observed) >= abs(observed) - 1e-12))
+    return {"difference": float(observed), "ci": [float(lo), float(hi)],
+            "p_value": float(min(1.0, (1 + extreme) / (1 + boot.size)))}
+
+
+def compare(a: dict, b: dict, kind: str, metric: str = "") -> list[dict]:
     """Paired tests of record ``a`` against ``b`` on the test images both predicted.
 
     Classification: McNemar on correctness (accuracy), DeLong on AUC when binary.
-    Segmentation: paired bootstrap of the per-image Jaccard difference (a - b).
+    Segmentation: paired bootstrap of the per-image Jaccard difference (a - b), and of the pooled
+    primary metric when it is one (``jaccard_set``: how ISIC scored globules and streaks).
     """
     from skinbench.metrics import significance
     from skinbench.metrics.classification import predict_labels
 
     rows: list[dict] = []
+    if kind == "segmentation" and metric.endswith("_set"):
+        ids_a, ids_b = (np.asarray(r["predictions"]["image_id"], dtype=str) for r in (a, b))
+        ia, ib = _paired(ids_a, ids_b)
+        counts_a, counts_b = (np.asarray(r["predictions"]["counts"], dtype=np.int64).reshape(-1, 4) for r in (a, b))
+        res = paired_bootstrap_pooled(counts_a[ia], counts_b[ib], metric)
+        lo, hi = res["ci"]
+        rows.append({"test": f"paired bootstrap, {metric}", "n": len(ia),
+                     "effect": f"Δ {metric} {res['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                     "p_value": res["p_value"]})
     if kind == "segmentation":
         ids_a, jac_a = per_image_jaccard(a)
         ids_b, jac_b = per_image_jaccard(b)
@@ -104,7 +134,7 @@ def significance_section(tables: list[Table]) -> str:
         names = [f"{classical['approach']} ({_primary(classical, metric):.3f})",
                  f"{deep['approach']} ({_primary(deep, metric):.3f})"]
         try:
-            tests = compare(classical, deep, table.kind)
+            tests = compare(classical, deep, table.kind, metric)
         except ImportError:
             rows.append([table.title, metric, *names, MISSING, "skinbench.metrics.significance unavailable", "", ""])
             continue
