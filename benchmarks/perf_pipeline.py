@@ -158,6 +158,7 @@ def _train_steps(model, steps: int, image_dir: str | None, n_classes: int = 0) -
     else:
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("bce_dice"),
                       metrics=[soft_jaccard_metric])
+
     def part(i: int):
         return {k: v[i:i + UNET_BATCH] for k, v in y.items()} if isinstance(y, dict) else y[i:i + UNET_BATCH]
 

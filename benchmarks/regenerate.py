@@ -8,8 +8,8 @@ A run is skipped when its record already holds the same run key (task, approach,
 params and the digest of the code that approach runs); estimators cache their expensive work by content,
 so a rerun after an interruption resumes. Approaches the registry marks as needing a GPU on a task
 (``gpu_tasks``: the Y-Net on 8011 images, fine-tuning) are not retrained on a machine without one: their
-records stay as made (each names its command and commit); ``--allow-cpu`` trains them anyway. Approaches that cannot run here (ImageNet weights not available offline) get a
-record that says why. The extra benchmarks (sweeps, performance) run after the records, then the tables,
+records stay as made (each names its command and commit); ``--allow-cpu`` trains them anyway.
+Approaches that cannot run here (ImageNet weights not available offline) get a record that says why. The extra benchmarks (sweeps, performance) run after the records, then the tables,
 plots and the dashboard results/README.md are rendered from the records alone.
 """
 

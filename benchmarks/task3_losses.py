@@ -50,12 +50,12 @@ def summary_row(record: dict, feature: str, loss: str) -> dict:
     return row
 
 
-def run_one(loss: str, feature: str, params: dict, root: Path, seed: int, force: bool) -> dict:
+def run_one(loss: str, feature: str, params: dict, root: Path, seed: int, force: bool, digest: str) -> dict:
     """Train and score one loss on one feature (kept when its record already exists with the same key)."""
     approach_root = root / loss
     path = record_path("task3", DATASET, APPROACH, feature, root=approach_root)
     run_params = {**params, "loss": loss}
-    key = runner.run_key("task3", APPROACH, DATASET, seed, run_params, None, _digest())
+    key = runner.run_key("task3", APPROACH, DATASET, seed, run_params, None, digest)
     if not force and path.is_file() and json.loads(path.read_text()).get("run_key") == key:
         print(f"== {feature} / {loss}: current, kept", file=sys.stderr)
     else:
@@ -63,12 +63,6 @@ def run_one(loss: str, feature: str, params: dict, root: Path, seed: int, force:
         runner.run("task3", APPROACH, target=feature, seed=seed, params=run_params, results_root=approach_root,
                    command="python benchmarks/task3_losses.py " + " ".join(sys.argv[1:]))
     return summary_row(json.loads(path.read_text()), feature, loss)
-
-
-def _digest() -> str:
-    from skinbench.data import load_dataset
-
-    return load_dataset(DATASET).manifest_digest
 
 
 def baseline_rows(features: list[str]) -> list[dict]:
@@ -119,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     out = results_dir() / "sweeps"
     params = {"epochs": args.epochs, "input_size": args.input_size, "patience": 0}
     start = time.perf_counter()
-    rows = [run_one(loss, feature, params, out / args.name / "runs", args.seed, args.force)
+    from skinbench.data import load_dataset
+
+    digest = load_dataset(DATASET).manifest_digest  # once, not once per (loss, feature)
+    rows = [run_one(loss, feature, params, out / args.name / "runs", args.seed, args.force, digest)
             for feature in args.features for loss in args.losses]
     frame = pd.DataFrame(rows + baseline_rows(args.features))
     atomic_write_bytes(out / f"{args.name}.csv", frame.to_csv(index=False, float_format="%.4f").encode())

@@ -61,9 +61,12 @@ def export(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     root = data_root(args.data_root)
+    splits: dict = {}  # each dataset is loaded once, however many configurations use it
     for task, approach, target, params in configs(args.tasks):
         dataset = info.task(task).default_dataset
-        train = load_dataset(dataset, root).split("train")
+        if dataset not in splits:
+            splits[dataset] = load_dataset(dataset, root).split("train")
+        train = splits[dataset]
         size = params["input_size"]
         rows = []
         for k, (image_id, img, m) in enumerate(zip(train.ids, train.paths, train.masks(target))):
@@ -120,10 +123,10 @@ def evaluate(args: argparse.Namespace) -> None:
     weights = Path(args.weights)
     for task, approach, target, _ in configs(args.tasks):
         checkpoint = weights / weights_name(task, approach, target)
-        if checkpoint.is_file():
-            print(runner.run(task, approach, target=target, params={"checkpoint": str(checkpoint)},
-                             n_boot=args.n_boot))
-        if (task, approach) == ("task4", "ynet") and checkpoint.is_file():  # the same joint model's diagnosis head
+        if not checkpoint.is_file():
+            continue
+        print(runner.run(task, approach, target=target, params={"checkpoint": str(checkpoint)}, n_boot=args.n_boot))
+        if (task, approach) == ("task4", "ynet"):  # the same joint model's diagnosis head, on task2
             print(runner.run("task2", "ynet-cls", params={"checkpoint": str(checkpoint)}, n_boot=args.n_boot))
 
 

@@ -76,19 +76,18 @@ def compare(a: dict, b: dict, kind: str, metric: str = "") -> list[dict]:
     from skinbench.metrics.classification import predict_labels
 
     rows: list[dict] = []
-    if kind == "segmentation" and metric.endswith("_set"):
-        ids_a, ids_b = (np.asarray(r["predictions"]["image_id"], dtype=str) for r in (a, b))
-        ia, ib = _paired(ids_a, ids_b)
-        counts_a, counts_b = (np.asarray(r["predictions"]["counts"], dtype=np.int64).reshape(-1, 4) for r in (a, b))
-        res = paired_bootstrap_pooled(counts_a[ia], counts_b[ib], metric)
-        lo, hi = res["ci"]
-        rows.append({"test": f"paired bootstrap, {metric}", "n": len(ia),
-                     "effect": f"Δ {metric} {res['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
-                     "p_value": res["p_value"]})
     if kind == "segmentation":
         ids_a, jac_a = per_image_jaccard(a)
         ids_b, jac_b = per_image_jaccard(b)
         ia, ib = _paired(ids_a, ids_b)
+        if metric.endswith("_set"):
+            counts_a, counts_b = (np.asarray(r["predictions"]["counts"], dtype=np.int64).reshape(-1, 4)
+                                  for r in (a, b))
+            res = paired_bootstrap_pooled(counts_a[ia], counts_b[ib], metric)
+            lo, hi = res["ci"]
+            rows.append({"test": f"paired bootstrap, {metric}", "n": len(ia),
+                         "effect": f"Δ {metric} {res['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                         "p_value": res["p_value"]})
         res = significance.paired_bootstrap(jac_a[ia], jac_b[ib], n_boot=1000, seed=0)
         diff, (lo, hi) = res.get("difference", res.get("diff")), res["ci"]
         rows.append({"test": "paired bootstrap, per-image Jaccard", "n": len(ia),
