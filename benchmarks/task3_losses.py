@@ -2,14 +2,16 @@
 
 The study trained one U-Net per feature with Dice, Jaccard, weighted and plain cross-entropy and reported
 "Dice 0.86" while the foreground precision was 1.5 %: its metric rewarded predicting background. Here
-every loss trains the same model (the registered task3 ``mobilenet-unet``: frozen ImageNet MobileNetV2
-encoder, positive images oversampled, threshold tuned on a validation split of the training images)
-under the same short budget, and each is scored through the runner on the 2016-style test split:
+every loss trains the same model (the registered task3 ``mobilenet-unet``, by default without its
+encoder fine-tuning stage: frozen ImageNet MobileNetV2 encoder, positive images oversampled, threshold
+tuned on a validation split of the training images) under the same short budget, and each is scored
+through the runner on the 2016-style test split:
 Jaccard/Dice *over the whole set*, precision and recall of the foreground, next to the all-background
 baseline. The budget (input size, epochs) is CPU-sized and recorded; pass larger values on a GPU.
 
     python benchmarks/task3_losses.py [--losses dice jaccard wbce bce focal tversky bce_dice]
                                       [--features globules streaks] [--epochs 3] [--input-size 128]
+                                      [--finetune-epochs 0]
 
 Writes one full record per (loss, feature) under results/sweeps/task3_losses/runs/ (metrics with CIs,
 per-image counts) and the summary results/sweeps/task3_losses.{csv,md,png,json}. Finished runs are
@@ -106,12 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", nargs="+", default=list(info.task("task3").targets))
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--input-size", type=int, default=128)
+    ap.add_argument("--finetune-epochs", type=int, default=0,
+                    help="encoder fine-tuning epochs after the frozen stage (0: the frozen encoder alone)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--name", default="task3_losses")
     args = ap.parse_args(argv)
     out = results_dir() / "sweeps"
-    params = {"epochs": args.epochs, "input_size": args.input_size, "patience": 0}
+    params = {"epochs": args.epochs, "input_size": args.input_size, "patience": 0,
+              "finetune_epochs": args.finetune_epochs}
     start = time.perf_counter()
     from skinbench.data import load_dataset
 

@@ -207,16 +207,20 @@ APPROACHES: dict[str, ApproachInfo] = {
                      smoke_params={**_SMOKE_TRANSFER, "stages": [["head", 1e-3, 1]]}),
         # --- deep segmentation (issue 6 adds its variants here) ---
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),
-                     "Keras U-Net (narrow CPU default: base 16, depth 4, BCE+Dice)", gpu_tasks=("task4",),
-                     smoke_params=_SMOKE_SEG),
+                     "Keras U-Net from scratch (narrow CPU default: base 16, depth 4, 128 px, BCE+Dice; "
+                     "globules/streaks: positive images oversampled)",
+                     task_params={"task3": {"epochs": 20, "patience": 5, "positive_fraction": 0.5}},
+                     gpu_tasks=("task4",), smoke_params=_SMOKE_SEG),
         ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task3", "task4"),
                      "U-Net with a MobileNetV2 ImageNet encoder (lesions: encoder fine-tuned at 128 px; "
-                     "globules/streaks: encoder frozen, 192 px, positive images oversampled)",
+                     "globules/streaks: 192 px, positive images oversampled, decoder trained on the frozen "
+                     "encoder, then the encoder fine-tuned)",
                      params={"input_size": 128, "train_encoder": True, "epochs": 25, "batch_size": 32,
                              "learning_rate": 5e-4, "patience": 5},
                      task_params={"task3": {"input_size": 192, "train_encoder": False, "epochs": 14,
                                             "batch_size": 16, "learning_rate": 1e-3, "patience": 4,
-                                            "validation_fraction": 0.15, "positive_fraction": 0.5}},
+                                            "validation_fraction": 0.15, "positive_fraction": 0.5,
+                                            "finetune_epochs": 12, "finetune_learning_rate": 1e-4}},
                      gpu_tasks=("task4",),
                      smoke_params={**_SMOKE_SEG, "weights": None}),
         ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),

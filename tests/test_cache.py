@@ -7,6 +7,7 @@ so these properties are what makes a rerun's reuse of cached work trustworthy.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,16 @@ def test_atomic_write_interrupted_mid_write_leaves_old_file_and_no_temp(tmp_path
     assert target.read_bytes() == b'{"old": true}'
     assert _leftovers(tmp_path) == []
     assert sorted(p.name for p in target.parent.iterdir()) == ["record.json"]
+
+
+def test_atomic_write_gives_the_usual_file_mode_not_mkstemps_private_one(tmp_path):
+    reference = tmp_path / "plain.txt"
+    reference.write_bytes(b"x")  # what open() gives under this process's umask
+    target = tmp_path / "record.json"
+    atomic_write_bytes(target, b"{}")
+    mode = stat.S_IMODE(target.stat().st_mode)
+    assert mode == stat.S_IMODE(reference.stat().st_mode)
+    assert mode & stat.S_IRGRP  # not mkstemp's 0600 (every umask in use leaves group read on)
 
 
 @pytest.mark.parametrize("exc", [_Boom, KeyboardInterrupt])

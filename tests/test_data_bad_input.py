@@ -46,6 +46,15 @@ def test_missing_data_root_names_expected_files_and_source(tmp_path):
         ham10000.load(tmp_path)  # folder exists, metadata absent
 
 
+def test_missing_dataset_folder_is_named_not_a_file_the_adapter_looked_for(tmp_path):
+    """A data root without the dataset's folder: the error names <root>/<folder>/, not <root>/train."""
+    (tmp_path / "ham10000").mkdir()  # some other dataset is there
+    with pytest.raises(DataError) as err:
+        load_dataset("isic2016_part2b", root=tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'isic2016_part2b'}: dataset folder is missing")
+    assert "train/ISIC_*.jpg" in str(err.value)
+
+
 def test_ground_truth_unknown_label(tmp_path):
     folder = _isic2016(tmp_path, "ISIC_0000001,benign\nISIC_0000002,maybe\n", "ISIC_0000003,1.0\n")
     with pytest.raises(DataError, match=r"Training_GroundTruth.csv: line 2: unknown label 'maybe'.*Fix"):

@@ -464,7 +464,8 @@ def test_isic2016_csv_matches_official_ground_truth_layout(shared_data, tmp_path
 def test_dashboard_tests_the_pooled_metric_when_it_is_primary():
     """task3 is ranked by jaccard_set: its significance row resamples images and recomputes the pooled value."""
     from skinbench.metrics.segmentation import segmentation_scores
-    from skinbench.results.dashboard import compare, paired_bootstrap_pooled
+    from skinbench.metrics.significance import paired_bootstrap_pooled
+    from skinbench.results.dashboard import compare
 
     a = make_record("task3", "classical-dots", target="globules", quality=0.3)
     b = make_record("task3", "mobilenet-unet", target="globules", quality=0.9)

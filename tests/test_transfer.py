@@ -104,6 +104,20 @@ def test_features_mode_fits_binary_and_multiclass(synthetic_dataset, tiny_weight
     assert logreg.predict_proba(dx.paths).shape == (len(dx), k)
 
 
+def test_a_warm_feature_cache_trains_the_same_head_as_a_cold_one(synthetic_dataset, tiny_weights, tmp_path):
+    """Seeded runs agree whether the features were computed (drawing random numbers) or read from the cache."""
+    train, test = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+
+    def fit_predict() -> np.ndarray:
+        clf = TransferClassifier(weights=tiny_weights, input_size=32, n_views=1, stages=[("head", 1e-3, 2)],
+                                 cache_dir=tmp_path / "cache", batch_size=16, random_state=3)
+        return clf.fit(train.paths, train.y, train.groups).predict_proba(test.paths)
+
+    cold = fit_predict()
+    assert any((tmp_path / "cache").rglob("*.npz"))  # the second fit reads the features from here
+    np.testing.assert_allclose(fit_predict(), cold, rtol=1e-5, atol=1e-6)
+
+
 def test_bad_labels_and_splits(synthetic_dataset):
     paths = synthetic_dataset.paths
     with pytest.raises(ConfigError, match="single class"):

@@ -32,6 +32,8 @@ from skinbench.errors import ConfigError, WeightsError
 from skinbench.paths import cache_dir
 
 CODE_VERSION = "seg-training-1"
+#: hyper-parameters of the optional second stage (pretrained encoder unfrozen, see KerasSegmenter.fit)
+FINETUNE_PARAMS = ("finetune_epochs", "finetune_learning_rate")
 
 
 # --------------------------------------------------------------------------- data
@@ -263,7 +265,7 @@ class KerasSegmenter(PathSegmenter):
 
     Expected hyper-parameters on the subclass: input_size, epochs, batch_size, learning_rate,
     validation_fraction, patience, augment, positive_fraction, tune_threshold, checkpoint,
-    random_state, verbose.
+    random_state, verbose; optionally finetune_epochs and finetune_learning_rate (see ``_unfreeze``).
     """
 
     #: the model has a classification head and fit needs ``y``
@@ -273,12 +275,18 @@ class KerasSegmenter(PathSegmenter):
     def _build(self, n_classes: int) -> keras.Model:
         raise NotImplementedError
 
-    def _compile(self, model: keras.Model, y: np.ndarray | None, n_classes: int) -> None:
+    def _compile(self, model: keras.Model, y: np.ndarray | None, n_classes: int, learning_rate: float) -> None:
         raise NotImplementedError
+
+    def _unfreeze(self, model: keras.Model) -> None:
+        """Make the pretrained encoder trainable for the fine-tuning stage."""
+        raise ConfigError(f"{type(self).__name__} has no pretrained encoder to fine-tune",
+                          fix="leave finetune_epochs at 0 for this approach")
 
     # shared -------------------------------------------------------------------
     def _run_dir(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None) -> Path:
-        params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "checkpoint", "tune_threshold")}
+        skip = ("verbose", "checkpoint", "tune_threshold") + FINETUNE_PARAMS  # stage 2 keys its own sub-folder
+        params = {k: v for k, v in self.get_params().items() if k not in skip}
         key = make_key(type(self).__name__, params, [file_digest(p) for p in X],
                        [file_digest(m) if m else "" for m in masks], None if y is None else np.asarray(y).tolist(),
                        CODE_VERSION)
@@ -301,22 +309,34 @@ class KerasSegmenter(PathSegmenter):
         images, ms = load_pairs(list(X), list(masks), self.input_size)
         tr, va = validation_split(len(X), self.validation_fraction, groups, self.random_state)
         model = self._build(n_classes)
-        self._compile(model, None if y is None else y[tr], n_classes)
+        y_tr = None if y is None else y[tr]
+        self._compile(model, y_tr, n_classes, self.learning_rate)
         y = y if self.joint else None  # a segmenter ignores labels (the runner passes them to everyone)
-        kw = dict(n_classes=n_classes)
+        finetune_epochs = getattr(self, "finetune_epochs", 0)
         if self.checkpoint:
             load_weights(model, self.checkpoint)
             self.train_state_ = {"checkpoint": os.fspath(self.checkpoint)}
         else:
-            train = PairBatches(images[tr], ms[tr], self.batch_size, augment=PairAugment() if self.augment else None,
-                                positive_fraction=self.positive_fraction, seed=self.random_state,
-                                workers=min(4, os.cpu_count() or 1), max_queue_size=16,
-                                **{**kw, "labels": None if y is None else y[tr]})
-            val = PairBatches(images[va], ms[va], self.batch_size, augment=None, shuffle=False,
-                              **{**kw, "labels": None if y is None else y[va]})
+            def batches(seed: int) -> PairBatches:
+                return PairBatches(images[tr], ms[tr], self.batch_size, n_classes=n_classes,
+                                   augment=PairAugment() if self.augment else None, seed=seed,
+                                   positive_fraction=self.positive_fraction, labels=None if y is None else y[tr],
+                                   workers=min(4, os.cpu_count() or 1), max_queue_size=16)
+
+            val = PairBatches(images[va], ms[va], self.batch_size, augment=None, shuffle=False, n_classes=n_classes,
+                              labels=None if y is None else y[va])
             self.run_dir_ = self._run_dir(X, masks, y)
-            self.train_state_ = fit_resumable(model, train, val, epochs=self.epochs, run_dir=self.run_dir_,
-                                              patience=self.patience, verbose=self.verbose)
+            self.train_state_ = fit_resumable(model, batches(self.random_state), val, epochs=self.epochs,
+                                              run_dir=self.run_dir_, patience=self.patience, verbose=self.verbose)
+            if finetune_epochs:
+                # Stage 2 (the transfer-learning recipe): decoder trained first, then the whole network at a
+                # lower rate. Stage 1's folder does not depend on these parameters, so it is reused.
+                self._unfreeze(model)
+                self._compile(model, y_tr, n_classes, self.finetune_learning_rate)
+                stage2 = self.run_dir_ / f"finetune-{make_key(finetune_epochs, self.finetune_learning_rate)[:12]}"
+                self.train_state_ = {**fit_resumable(model, batches(self.random_state + 1), val,
+                                                     epochs=finetune_epochs, run_dir=stage2, patience=self.patience,
+                                                     verbose=self.verbose), "head": self.train_state_}
         self.model_ = model
         prob = self._predict_arrays(images[va].astype(np.float32))[0]
         grid = tuple(np.arange(0.05, 0.96, 0.05)) if self.tune_threshold else (0.5,)

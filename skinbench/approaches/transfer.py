@@ -350,6 +350,9 @@ class TransferClassifier(PathClassifier):
                 self.val_score_ = selection_score(self._metric(), y[va], self.head_.predict_proba(f_va))
             return
         bias = output_bias(y_tr, k) if self.bias_init else np.zeros(1 if k == 2 else k)
+        # Computing features draws random numbers and a cache hit draws none: seed again, so a warm cache
+        # and a cold one train the same head.
+        keras.utils.set_random_seed(self.random_state)
         self.head_ = head_model(f_tr.shape[1], k, bias, self.head_units, self.dropout)
         best = BestByMetric(lambda m: selection_score(self._metric(), y[va], _as_proba(m.predict(f_va, verbose=0))))
         for stage, lr, epochs in self._stages():

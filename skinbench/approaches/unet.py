@@ -72,6 +72,6 @@ class UNetSegmenter(KerasSegmenter):
     def _build(self, n_classes: int) -> keras.Model:
         return build_unet(self.input_size, self.base_filters, self.depth)
 
-    def _compile(self, model: keras.Model, y, n_classes: int) -> None:
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+    def _compile(self, model: keras.Model, y, n_classes: int, learning_rate: float) -> None:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       loss=get_loss(self.loss, **(self.loss_params or {})), metrics=[soft_jaccard_metric])

@@ -59,8 +59,9 @@ class MobileNetUNetSegmenter(KerasSegmenter):
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
                  loss: str = "bce_dice", learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
                  validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
-                 positive_fraction: float = 0.0, tune_threshold: bool = True, checkpoint: str | None = None,
-                 random_state: int = 0, verbose: int | None = None):
+                 positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
+                 tune_threshold: bool = True, checkpoint: str | None = None, random_state: int = 0,
+                 verbose: int | None = None):
         self.input_size = input_size
         self.weights = weights
         self.train_encoder = train_encoder
@@ -72,6 +73,8 @@ class MobileNetUNetSegmenter(KerasSegmenter):
         self.patience = patience
         self.augment = augment
         self.positive_fraction = positive_fraction
+        self.finetune_epochs = finetune_epochs
+        self.finetune_learning_rate = finetune_learning_rate
         self.tune_threshold = tune_threshold
         self.checkpoint = checkpoint
         self.random_state = random_state
@@ -81,9 +84,17 @@ class MobileNetUNetSegmenter(KerasSegmenter):
         return build_mobilenet_unet(self.input_size, self.weights, self.train_encoder,
                                     n_classes if self.joint else 0)
 
-    def _compile(self, model: keras.Model, y, n_classes: int) -> None:
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=get_loss(self.loss),
+    def _compile(self, model: keras.Model, y, n_classes: int, learning_rate: float) -> None:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=get_loss(self.loss),
                       metrics=[soft_jaccard_metric])
+
+    def _unfreeze(self, model: keras.Model) -> None:
+        """Encoder trainable except its BatchNorm layers, which keep their ImageNet statistics (keras-io
+        fine-tuning guide): batches of 16 rare-feature crops would otherwise re-estimate them badly."""
+        encoder = model.get_layer("encoder")
+        encoder.trainable = True  # does not reach the layers of this wrapper model: set each one
+        for layer in encoder.layers:
+            layer.trainable = not isinstance(layer, layers.BatchNormalization)
 
 
 class YNetSegmenter(MobileNetUNetSegmenter):
@@ -95,20 +106,21 @@ class YNetSegmenter(MobileNetUNetSegmenter):
                  loss: str = "bce_dice", seg_loss_weight: float = 5.0, n_classes: int = 0,
                  learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
                  validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
-                 positive_fraction: float = 0.0, tune_threshold: bool = True, checkpoint: str | None = None,
-                 random_state: int = 0, verbose: int | None = None):
+                 positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
+                 tune_threshold: bool = True, checkpoint: str | None = None, random_state: int = 0,
+                 verbose: int | None = None):
         super().__init__(input_size, weights, train_encoder, loss, learning_rate, epochs, batch_size,
-                         validation_fraction, patience, augment, positive_fraction, tune_threshold, checkpoint,
-                         random_state, verbose)
+                         validation_fraction, patience, augment, positive_fraction, finetune_epochs,
+                         finetune_learning_rate, tune_threshold, checkpoint, random_state, verbose)
         self.seg_loss_weight = seg_loss_weight
         self.n_classes = n_classes
 
-    def _compile(self, model: keras.Model, y, n_classes: int) -> None:
+    def _compile(self, model: keras.Model, y, n_classes: int, learning_rate: float) -> None:
         present = np.unique(y)
         weights = np.ones(n_classes)
         weights[present] = compute_class_weight("balanced", classes=present, y=y)
         self.class_weights_ = weights
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       loss={"seg": get_loss(self.loss), "cls": weighted_categorical_crossentropy(weights)},
                       loss_weights={"seg": self.seg_loss_weight, "cls": 1.0},
                       metrics={"seg": [soft_jaccard_metric], "cls": ["accuracy"]})

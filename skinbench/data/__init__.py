@@ -8,6 +8,7 @@ from pathlib import Path
 
 from skinbench import info
 from skinbench.data.base import Dataset
+from skinbench.data.layout import MissingDataError, missing_data
 from skinbench.paths import data_root
 
 __all__ = ["Dataset", "load_dataset"]
@@ -20,8 +21,14 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> 
     """
     meta = info.dataset(name)
     base = data_root(root)
-    folder = base / meta.folder if (base / meta.folder).is_dir() else base
+    nested = base / meta.folder
+    folder = nested if nested.is_dir() else base
     if name == "synthetic" and not (folder / "labels.csv").is_file():
         folder = None  # generated into the cache (never into a real data root)
     module, func = meta.adapter.split(":")
-    return getattr(importlib.import_module(module), func)(None if folder is None else Path(folder), **kwargs)
+    try:
+        return getattr(importlib.import_module(module), func)(None if folder is None else Path(folder), **kwargs)
+    except MissingDataError:
+        if folder == base:  # neither <root>/<folder>/ nor root itself holds the dataset: name the usual place
+            raise missing_data(name, nested) from None
+        raise

@@ -8,10 +8,14 @@ from skinbench import info
 from skinbench.errors import DataError
 
 
-def missing_data(name: str, path: Path, what: str = "dataset folder") -> DataError:
-    """DataError naming the expected files and the official source of dataset ``name``."""
+class MissingDataError(DataError):
+    """An expected file or folder of a dataset is absent (as opposed to present but malformed)."""
+
+
+def missing_data(name: str, path: Path, what: str = "dataset folder") -> MissingDataError:
+    """MissingDataError naming the expected files and the official source of dataset ``name``."""
     meta = info.dataset(name)
-    return DataError(f"{what} is missing ({meta.title} expects: {'; '.join(meta.expected)})", path=path,
+    return MissingDataError(f"{what} is missing ({meta.title} expects: {'; '.join(meta.expected)})", path=path,
                      fix=f"download it from {meta.source} and pass the folder holding {meta.folder}/ "
                          "with --data-root or $SKINBENCH_DATA")
 

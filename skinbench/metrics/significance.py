@@ -103,12 +103,31 @@ def paired_bootstrap(values_a, values_b, n_boot: int = 1000, seed: int = 0, alph
     d = a - b
     observed = float(d.mean())
     boot = np.concatenate([w @ d / d.size for w in resample_weights(d.size, n_boot, seed)])
+    return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), **_summarise(observed, boot, alpha)}
+
+
+def paired_bootstrap_pooled(counts_a, counts_b, metric: str, n_boot: int = 1000, seed: int = 0,
+                            alpha: float = 0.05) -> dict:
+    """Difference of a pooled (``*_set``) segmentation metric of two predictions of the same images.
+
+    ``counts_*``: (n_images, 4) confusion counts (tp, fp, fn, tn) in the same image order. Images are
+    resampled in pairs with the tables' own resamples; CI and p-value as :func:`paired_bootstrap`.
+    Returns ``{"difference", "ci", "p_value"}``.
+    """
+    from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
+
+    counts_a, counts_b = np.asarray(counts_a), np.asarray(counts_b)
+    if counts_a.shape != counts_b.shape or counts_a.ndim != 2 or counts_a.shape[1] != 4 or not len(counts_a):
+        raise ValueError(f"counts must be two equal (n_images, 4) arrays: {counts_a.shape}, {counts_b.shape}")
+    observed = float(segmentation_scores(counts_a)[metric] - segmentation_scores(counts_b)[metric])
+    boot = np.concatenate([score_counts_batch(counts_a, w)[metric] - score_counts_batch(counts_b, w)[metric]
+                           for w in resample_weights(len(counts_a), n_boot, seed)])
+    return _summarise(observed, boot[np.isfinite(boot)], alpha)
+
+
+def _summarise(observed: float, boot: np.ndarray, alpha: float) -> dict:
+    """Percentile CI, and the p-value of the bootstrap distribution shifted to the null (0 difference)."""
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     extreme = int(np.sum(np.abs(boot - observed) >= abs(observed) - 1e-12))
-    return {
-        "mean_a": float(a.mean()),
-        "mean_b": float(b.mean()),
-        "difference": observed,
-        "ci": [float(lo), float(hi)],
-        "p_value": float(min(1.0, (1 + extreme) / (1 + n_boot))),
-    }
+    return {"difference": observed, "ci": [float(lo), float(hi)],
+            "p_value": float(min(1.0, (1 + extreme) / (1 + boot.size)))}

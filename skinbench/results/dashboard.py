@@ -45,26 +45,6 @@ def _paired(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return ia, ib
 
 
-def paired_bootstrap_pooled(counts_a: np.ndarray, counts_b: np.ndarray, metric: str, n_boot: int = 1000,
-                            seed: int = 0) -> dict:
-    """Difference of a pooled (``*_set``) segmentation metric, images resampled in pairs.
-
-    The same resamples as the tables' confidence intervals; p-value as
-    :func:`skinbench.metrics.significance.paired_bootstrap` (bootstrap distribution shifted to the null).
-    """
-    from skinbench.metrics.bootstrap import resample_weights
-    from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
-
-    observed = segmentation_scores(counts_a)[metric] - segmentation_scores(counts_b)[metric]
-    boot = np.concatenate([score_counts_batch(counts_a, w)[metric] - score_counts_batch(counts_b, w)[metric]
-                           for w in resample_weights(len(counts_a), n_boot, seed)])
-    boot = boot[np.isfinite(boot)]
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    extreme = int(np.sum(np.abs(boot - observed) >= abs(observed) - 1e-12))
-    return {"difference": float(observed), "ci": [float(lo), float(hi)],
-            "p_value": float(min(1.0, (1 + extreme) / (1 + boot.size)))}
-
-
 def compare(a: dict, b: dict, kind: str, metric: str = "") -> list[dict]:
     """Paired tests of record ``a`` against ``b`` on the test images both predicted.
 
@@ -83,7 +63,7 @@ def compare(a: dict, b: dict, kind: str, metric: str = "") -> list[dict]:
         if metric.endswith("_set"):
             counts_a, counts_b = (np.asarray(r["predictions"]["counts"], dtype=np.int64).reshape(-1, 4)
                                   for r in (a, b))
-            res = paired_bootstrap_pooled(counts_a[ia], counts_b[ib], metric)
+            res = significance.paired_bootstrap_pooled(counts_a[ia], counts_b[ib], metric)
             lo, hi = res["ci"]
             rows.append({"test": f"paired bootstrap, {metric}", "n": len(ia),
                          "effect": f"Δ {metric} {res['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
