@@ -109,22 +109,24 @@ def test_finetuning_reuses_the_frozen_stage_and_keeps_batchnorm_statistics(synth
     """Stage 2 trains the encoder's convolutions, never its BatchNorm statistics, and stage 1 is not redone."""
     monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
     tr = synthetic_dataset.split("train")
+
+    def first_conv_and_bn_mean(est: MobileNetUNetSegmenter) -> tuple[np.ndarray, np.ndarray]:
+        weights = est.model_.get_layer("encoder").weights
+        conv = next(w for w in weights if "Conv1" in w.path and "kernel" in w.path)
+        bn = next(w for w in weights if "moving_mean" in w.path)
+        return np.array(conv), np.array(bn)
+
     frozen = MobileNetUNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"))
-    encoder = frozen.model_.get_layer("encoder")
-    conv = next(w for w in encoder.weights if "Conv1" in w.path and "kernel" in w.path)
-    bn = next(w for w in encoder.weights if "moving_mean" in w.path)
-    before = {"conv": np.array(conv), "bn": np.array(bn)}
+    conv_before, bn_before = first_conv_and_bn_mean(frozen)
 
     tuned = MobileNetUNetSegmenter(**TINY, finetune_epochs=1).fit(tr.paths, tr.masks("lesion"))
     assert tuned.run_dir_ == frozen.run_dir_  # same stage-1 folder: its finished run was reused
     assert tuned.train_state_["head"]["epoch"] == frozen.train_state_["epoch"]
     assert len(tuned.train_state_["history"]) == 1  # one fine-tuning epoch ran
     assert any(p.name.startswith("finetune-") for p in tuned.run_dir_.iterdir())
-    encoder = tuned.model_.get_layer("encoder")
-    conv = next(w for w in encoder.weights if "Conv1" in w.path and "kernel" in w.path)
-    bn = next(w for w in encoder.weights if "moving_mean" in w.path)
-    assert not np.allclose(np.array(conv), before["conv"])  # the encoder learned
-    assert np.array_equal(np.array(bn), before["bn"])  # ImageNet statistics kept
+    conv_after, bn_after = first_conv_and_bn_mean(tuned)
+    assert not np.allclose(conv_after, conv_before)  # the encoder learned
+    assert np.array_equal(bn_after, bn_before)  # ImageNet statistics kept
 
 
 def test_finetuning_needs_a_pretrained_encoder(synthetic_dataset, tmp_path, monkeypatch):
