@@ -1,81 +1,72 @@
 """Reproduce the ISIC 2016 study's BoVW sweep: vocabulary size K x SVM kernel, on ISIC 2016 Part 3.
 
-For each (K, kernel): the vocabulary is fitted on the training images, C (and gamma) are chosen on
-lesion-aware validation splits of the training images, the final model is refitted on all training
-images and scored once on the test set. Descriptors come from the content cache, so only the first
-configuration pays for SIFT. Writes results/sweeps/bovw_task1.{csv,md,png,json}.
+A sweep definition (skinbench.sweep): each (K, kernel) is one point, run through the runner: the
+vocabulary is fitted on the training images, C (and gamma) are chosen on lesion-aware validation splits of
+the training images, the final model is refitted on all training images and scored once on the test set,
+with bootstrap CIs. Each point's record (with what the fit chose, ``extras.fit``) is kept under
+results/sweeps/<name>/<kernel>-K<K>/runs/, so a rerun keeps current points and runs only the rest.
+Descriptors come from the content cache, so only the first configuration pays for SIFT. Writes
+results/sweeps/bovw_task1.{csv,md,png,json}.
 
     python benchmarks/bovw_sweep.py [--ks 30 100 200 300 400 500] [--kernels rbf intersection chi2 linear]
-                                    [--params '{"detector": "dense"}'] [--name bovw_task1] [--limit N]
+                                    [--params '{"detector": "dense"}'] [--name bovw_task1] [--workers N]
     python benchmarks/bovw_sweep.py --variants    # every registered bovw* row -> bovw_variants_task1.*
+    python benchmarks/bovw_sweep.py --dataset synthetic --limit 24 --ks 10 --kernels rbf --results /tmp/x  # quick
+    python benchmarks/bovw_sweep.py --variants --dataset synthetic --limit 24 --params '{"n_words": 20, "image_size": 96}' --results /tmp/x
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from skinbench import info
-from skinbench.approaches.bovw import BoVWClassifier
-from skinbench.cache import atomic_write_bytes
-from skinbench.data import load_dataset
-from skinbench.metrics.classification import classification_scores
-from skinbench.paths import results_dir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
+
+from skinbench import info, sweep  # noqa: E402
+from skinbench.cache import atomic_write_bytes  # noqa: E402
+from skinbench.paths import committed_results_dir  # noqa: E402
 
 METRICS = ("accuracy", "precision", "recall", "f1", "auc", "ap")
+DATASET = "isic2016_task3"
 
 
-def _one(train, test, params: dict, seed: int, **label) -> dict:
-    """Fit one configuration on train (selection on validation splits), score validation and test."""
-    t0 = time.perf_counter()
-    clf = BoVWClassifier(random_state=seed, progress=False, **params)
-    clf.fit(train.paths, train.y, train.groups)
-    val = classification_scores(clf.validation_["y"], clf.validation_["proba"])
-    tst = classification_scores(test.y, clf.predict_proba(test.paths))
-    C, g = clf.best_params_
-    row = {**label, "C": C, "gamma": g, "val_selection_ap": clf.validation_["best_score"],
-           **{f"val_{m}": val[m] for m in METRICS}, **{f"test_{m}": tst[m] for m in METRICS},
-           "seconds": round(time.perf_counter() - t0, 1)}
-    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
-    return row
+def bovw_approaches() -> list[str]:
+    return [a.name for a in info.APPROACHES.values() if a.estimator.endswith("bovw:BoVWClassifier")]
 
 
-def _data(seed: int, limit: int | None):
-    ds = load_dataset("isic2016_task3")
-    train, test = ds.split("train"), ds.split("test")
-    if limit:
-        train = train.subset(np.random.default_rng(seed).choice(len(train), limit, replace=False))
-    return ds, train, test
+def grid(ks: list[int], kernels: list[str], params: dict, seed: int, limit: int | None, dataset: str,
+         name: str) -> list[sweep.Point]:
+    """The K x kernel grid of the registered ``bovw`` row (plus fixed ``params``)."""
+    return sweep.SweepConfig(["task1"], ["bovw"], seeds=[seed], grid={"n_words": ks, "kernel": kernels},
+                             params=params, dataset=dataset, limit=limit, name=name,
+                             out="sweeps/{name}/{kernel}-K{n_words}", fit_summary=True).points()
 
 
-def variants(seed: int, limit: int | None) -> tuple[pd.DataFrame, dict]:
-    """Every classical BoVW row of the registry, with the same selection protocol (best on validation)."""
-    ds, train, test = _data(seed, limit)
-    rows = [_one(train, test, dict(a.params), seed, approach=a.name) for a in info.APPROACHES.values()
-            if a.estimator.endswith("bovw:BoVWClassifier")]
-    meta = {"seed": seed, "dataset": "isic2016_task3", "manifest_digest": ds.manifest_digest,
-            "n_train": len(train), "n_test": len(test), "limit": limit,
-            "params": {a.name: a.params for a in info.APPROACHES.values() if a.estimator.endswith("bovw:BoVWClassifier")},
-            "selection": "C/gamma by mean validation AP over lesion-aware validation splits of the training set; "
-                         "val_* metrics are on the first validation split, test_* on the official test set",
-            "reference": info.task("task1").reference}
-    return pd.DataFrame(rows), meta
+def variants(seed: int, limit: int | None, dataset: str, name: str, params: dict) -> list[sweep.Point]:
+    """Every classical BoVW row of the registry, with the same selection protocol (best on validation);
+    ``params`` (normally none) override every row, e.g. small settings for a quick check."""
+    return sweep.SweepConfig(["task1"], bovw_approaches(), seeds=[seed], dataset=dataset, limit=limit,
+                             params=params, name=name, out="sweeps/{name}/{approach}", fit_summary=True).points()
 
 
-def sweep(ks: list[int], kernels: list[str], params: dict, seed: int, limit: int | None) -> tuple[pd.DataFrame, dict]:
-    ds, train, test = _data(seed, limit)
-    rows = [_one(train, test, {**params, "n_words": k, "kernel": kernel}, seed, kernel=kernel, K=k)
-            for kernel in kernels for k in ks]
-    meta = {"seed": seed, "params": params, "dataset": "isic2016_task3", "manifest_digest": ds.manifest_digest,
-            "n_train": len(train), "n_test": len(test), "limit": limit,
-            "selection": "C/gamma by mean validation AP over lesion-aware validation splits of the training set",
-            "reference": info.task("task1").reference}
-    return pd.DataFrame(rows), meta
+def row(record, **label) -> dict:
+    """One table row from a point's record: what validation chose, validation and test scores."""
+    fit = record.extras.get("fit") or {}
+    C, g = (list(fit.get("best_params") or []) + [None, None])[:2]
+    val = fit.get("val_scores") or {}
+    return {**label, "C": C, "gamma": g, "val_selection_ap": fit.get("val_selection_score"),
+            **{f"val_{m}": val.get(m) for m in METRICS}, **{f"test_{m}": record.value(m) for m in METRICS},
+            **{f"test_{m}_ci": _ci(record, m) for m in ("f1", "auc", "ap")},
+            "seconds": round(record.total_seconds or 0.0, 1)}
+
+
+def _ci(record, metric: str) -> str:
+    lo, hi = record.ci(metric)
+    return f"[{lo:.3f}, {hi:.3f}]" if lo is not None else ""
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
@@ -100,40 +91,70 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ks", type=int, nargs="+", default=[30, 100, 200, 300, 400, 500])
     ap.add_argument("--kernels", nargs="+", default=["rbf", "intersection", "chi2", "linear"])
     ap.add_argument("--params", default="{}", help="extra BoVWClassifier parameters as JSON")
     ap.add_argument("--name", default="bovw_task1")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, default=None, help="subsample the training set (smoke runs)")
+    ap.add_argument("--limit", type=int, default=None, help="at most N train and N test images (smoke runs)")
+    ap.add_argument("--dataset", default=DATASET, help="a task1 dataset (synthetic: a quick check)")
+    ap.add_argument("--results", help="results folder (default: the committed results/)")
     ap.add_argument("--variants", action="store_true",
                     help="instead of the K x kernel grid, run every registered bovw* approach (-> bovw_variants_task1)")
+    sweep.add_engine_options(ap)
     args = ap.parse_args(argv)
+    root = Path(args.results) if args.results else committed_results_dir()
     if args.variants:
-        frame, meta = variants(args.seed, args.limit)
         args.name = "bovw_variants_task1" if args.name == "bovw_task1" else args.name
+        points = variants(args.seed, args.limit, args.dataset, args.name, json.loads(args.params))
     else:
-        frame, meta = sweep(args.ks, args.kernels, json.loads(args.params), args.seed, args.limit)
+        points = grid(args.ks, args.kernels, json.loads(args.params), args.seed, args.limit, args.dataset, args.name)
+    command = "python benchmarks/bovw_sweep.py " + " ".join(argv)
+    summary = sweep.run_sweep(points, root, command=command, **sweep.engine_options(args))
+    print(summary, file=sys.stderr)
+    if not summary.ok:
+        return 1
+    rows = []
+    for point, record in sweep.iter_records(summary, points):
+        p = dict(point.spec.params)
+        label = {"approach": point.spec.approach} if args.variants else {"kernel": p["kernel"], "K": p["n_words"]}
+        rows.append(row(record, **label))
+    frame = pd.DataFrame(rows)
     from skinbench.results.records import environment
 
-    out = results_dir() / "sweeps"
+    out = root / "sweeps"
     atomic_write_bytes(out / f"{args.name}.csv", frame.to_csv(index=False, float_format="%.4f").encode())
     atomic_write_bytes(out / f"{args.name}.md", frame.to_markdown(index=False, floatfmt=".3f").encode())
-    best = frame.loc[frame["val_selection_ap"].idxmax()]
+    best = frame.loc[frame["val_selection_ap"].astype(float).idxmax()]
     if args.variants:
         best_on_val = {"approach": best["approach"]}
     else:
         plot(frame, out / f"{args.name}.png")
         best_on_val = {"kernel": best["kernel"], "K": int(best["K"])}
-    meta.update(environment(), best_on_validation=best_on_val,
-                command="python benchmarks/bovw_sweep.py " + " ".join(argv or []))
+    first = next(r for _, r in sweep.iter_records(summary, points))
+    meta = {"seed": args.seed, "dataset": args.dataset, "manifest_digest": first.split.get("manifest_digest"),
+            "n_train": first.split.get("n_train"), "n_test": first.split.get("n_test"), "limit": args.limit,
+            "params": json.loads(args.params) if not args.variants else
+            {a: info.approach(a).params for a in bovw_approaches()},
+            "selection": "C/gamma by mean validation AP over lesion-aware validation splits of the training set; "
+                         "val_* metrics are on the first validation split, test_* on the official test set "
+                         "(CIs: 95% bootstrap over test images)",
+            "records": f"sweeps/{args.name}/<point>/runs/ (one runner record per point)",
+            "reference": info.task("task1").reference, **environment(), "best_on_validation": best_on_val,
+            "command": command}
     atomic_write_bytes(out / f"{args.name}.json", json.dumps(meta, indent=1, default=str).encode())
-    print(f"wrote {out / args.name}.{{csv,md,png,json}}")
+    print(f"wrote {out / args.name}.{{csv,md,json{'' if args.variants else ',png'}}}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    import sys
+    from skinbench.errors import SkinbenchError
 
-    main(sys.argv[1:])
+    try:
+        raise SystemExit(main())
+    except SkinbenchError as err:
+        print(f"bovw_sweep: error: {err}", file=sys.stderr)
+        raise SystemExit(2)

@@ -47,10 +47,12 @@ UNET_SIZE = 128
 
 def sample_paths(n: int, image_dir: str | None = None, seed: int = SEED) -> tuple[list[str], list[str]]:
     """A seeded sample of n HAM10000 image paths and their lesion-mask paths ("" when absent)."""
+    from skinbench.data import ham10000
+
     if image_dir:
         images = sorted(str(p) for p in Path(image_dir).glob("*.jpg"))
         masks_dir = Path(image_dir).parent / "masks"
-        masks = [str(masks_dir / f"{Path(p).stem}_segmentation.png") for p in images]
+        masks = [str(masks_dir / ham10000.mask_file_name(Path(p).stem)) for p in images]
         masks = [m if os.path.isfile(m) else "" for m in masks]
     else:
         from skinbench.data import load_dataset
@@ -144,7 +146,7 @@ def _train_steps(model, steps: int, image_dir: str | None, n_classes: int = 0) -
     import keras
 
     from skinbench.approaches.seg_losses import get_loss, soft_jaccard_metric, weighted_categorical_crossentropy
-    from skinbench.approaches.seg_training import load_pairs
+    from skinbench.approaches.seg_data import load_pairs
 
     paths, masks = sample_paths(UNET_BATCH * 2, image_dir)
     images, ms = load_pairs(paths, masks, UNET_SIZE)

@@ -3,9 +3,11 @@
     python benchmarks/regenerate.py            # everything (hours on 2 CPU cores; caches make reruns cheap)
     python benchmarks/regenerate.py --quick    # a 200-image subset per split, into results/quick/
     python benchmarks/regenerate.py --only task1 --only task4 --force
+    python benchmarks/regenerate.py --status   # current / stale (and why) / missing, in seconds, no training
+    python benchmarks/regenerate.py --verify --only task4 --approach ellipse   # same key, same numbers?
 
 A run is skipped when its record already holds the same run key (task, approach, data manifest, seed,
-params and the digest of the code that approach runs); estimators cache their expensive work by content,
+params and the declared algorithm versions: see skinbench/provenance.py); estimators cache their expensive work by content,
 so a rerun after an interruption resumes. Approaches the registry marks as needing a GPU on a task
 (``gpu_tasks``: the Y-Net on 8011 images, fine-tuning) are not retrained on a machine without one: their
 records stay as made (each names its command and commit); ``--allow-cpu`` trains them anyway.
@@ -16,7 +18,6 @@ plots and the dashboard results/README.md are rendered from the records alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -27,13 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
 
-from skinbench import info, runner  # noqa: E402
+from skinbench import info, provenance, runner  # noqa: E402
 from skinbench.errors import SkinbenchError, WeightsError  # noqa: E402
 from skinbench.paths import REPO_ROOT, results_dir  # noqa: E402
 
 #: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
 EXTRA_SCRIPTS = ("bovw_sweep.py", "task3_losses.py", "perf_classical.py", "perf_deep_features.py",
-                 "perf_pipeline.py", "scaling.py")
+                 "perf_pipeline.py", "scaling.py", "subgroups.py", "duplicates_report.py")
 
 
 def planned_runs(only: list[str] | None) -> list[tuple[str, str]]:
@@ -50,21 +51,50 @@ def _manifest_digest(task: str) -> str:
     return load_dataset(dataset, **info.task(task).dataset_kwargs.get(dataset, {})).manifest_digest
 
 
-def is_current(task: str, approach: str, root: Path, seed: int, limit: int | None) -> bool:
-    """True when the stored record was made by this code on this data with these settings."""
-    dataset = info.task(task).default_dataset
-    targets = info.task(task).targets or (None,)
-    from skinbench.results.records import record_path
+def currency(task: str, approach: str, root: Path, seed: int, limit: int | None) -> provenance.Currency:
+    """Whether the stored records of (task, approach) were made with today's inputs and versions."""
+    spec = provenance.RunSpec(task, approach, seed=seed, limit=limit)
+    return provenance.check(spec, root, _manifest_digest(task))
 
-    key = runner.run_key(task, approach, dataset, seed, None, limit, _manifest_digest(task))
-    for target in targets:
-        path = record_path(task, dataset, approach, target, root=root)
-        try:
-            if json.loads(path.read_text()).get("run_key") != key:
-                return False
-        except (OSError, ValueError):
-            return False
-    return True
+
+def print_status(runs: list[tuple[str, str]], root: Path, seed: int, limit: int | None) -> int:
+    """``--status``: one line per expected record set; exit 0 when every one is current."""
+    counts: dict[str, int] = {}
+    for task, approach in runs:
+        c = currency(task, approach, root, seed, limit)
+        counts[c.status] = counts.get(c.status, 0) + 1
+        gpu = " [GPU-marked]" if task in info.approach(approach).gpu_tasks else ""
+        print(f"{c.status:8s} {task}/{approach}{gpu}")
+        for reason in c.reasons:
+            print(f"         - {reason}")
+    print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return 0 if set(counts) <= {"current"} else 1
+
+
+def verify(runs: list[tuple[str, str]], root: Path, seed: int, limit: int | None) -> int:
+    """``--verify``: rerun current records into a scratch folder; fail if a number moved under the same
+    run key (a change that alters numbers must bump a declared version: skinbench/provenance.py)."""
+    import tempfile
+
+    from skinbench.results.records import RunRecord
+
+    moved = 0
+    with tempfile.TemporaryDirectory(prefix="skinbench-verify-") as scratch:
+        for task, approach in runs:
+            c = currency(task, approach, root, seed, limit)
+            if not c.current:
+                print(f"-- {task}/{approach}: {c.status}, not verified", file=sys.stderr)
+                continue
+            spec = provenance.RunSpec(task, approach, seed=seed, limit=limit)
+            for new_path in runner.execute(spec, results_root=scratch, command="regenerate.py --verify"):
+                old = RunRecord.from_file(root / new_path.relative_to(scratch))
+                new = RunRecord.from_file(new_path)
+                diffs = {m: (old.value(m), new.value(m)) for m in new.metrics
+                         if old.value(m) != new.value(m) and not (old.value(m) is not None and new.value(m)
+                                                                 is not None and abs(old.value(m) - new.value(m)) < 1e-6)}
+                moved += bool(diffs)
+                print(f"{'MOVED' if diffs else 'same '} {new_path.relative_to(scratch)} {diffs or ''}")
+    return 1 if moved else 0
 
 
 def gpu_present() -> bool:
@@ -81,16 +111,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-extras", action="store_true", help="skip the sweep and performance scripts")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--allow-cpu", action="store_true", help="also train the GPU-marked approaches here")
+    parser.add_argument("--status", action="store_true",
+                        help="list every expected record: current, stale (and why) or missing; train nothing")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="write records although the code has uncommitted changes (marked +dirty)")
+    parser.add_argument("--verify", action="store_true",
+                        help="rerun the current records (use --approach / --only to choose; deterministic ones) "
+                             "into a scratch folder and fail if a number moved under the same run key")
     args = parser.parse_args(argv)
     gpu = args.allow_cpu or gpu_present()
     _manifest_digest.cache_clear()  # data may have changed since an earlier call in this process
     root = results_dir() / "quick" if args.quick else results_dir()
     limit = 200 if args.quick else None
+    runs = [(t, a) for t, a in planned_runs(args.only) if not args.approach or a in args.approach]
+    if args.status:
+        return print_status(runs, root, args.seed, limit)
+    if args.verify:
+        return verify(runs, root, args.seed, limit)
+    from skinbench.results.records import code_is_dirty
+
+    if code_is_dirty() and not args.allow_dirty:
+        print("regenerate: the code has uncommitted changes, so its records could not be traced to a commit. "
+              "Fix: commit first (or pass --allow-dirty for a scratch run).", file=sys.stderr)
+        return 2
     failures: list[str] = []
-    for task, approach in planned_runs(args.only):
-        if args.approach and approach not in args.approach:
-            continue
-        if not args.force and is_current(task, approach, root, args.seed, limit):
+    for task, approach in runs:
+        if not args.force and currency(task, approach, root, args.seed, limit).current:
             print(f"== {task} / {approach}: current, kept", file=sys.stderr)
             continue
         if task in info.approach(approach).gpu_tasks and not gpu and not args.quick:
@@ -118,11 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                 env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
                 if subprocess.call(cmd, env=env) != 0:
                     failures.append(script)
-    from skinbench.results.dashboard import render_dashboard
-    from skinbench.results.tables import render_tables
+    from skinbench.results.render import render_all
 
-    render_tables(root)
-    print(f"dashboard: {render_dashboard(root)}", file=sys.stderr)
+    render_all(root)
+    print(f"dashboard: {root / 'README.md'}", file=sys.stderr)
     for line in failures:
         print(f"FAILED {line}", file=sys.stderr)
     return 1 if failures else 0

@@ -11,11 +11,14 @@ baseline. The budget (input size, epochs) is CPU-sized and recorded; pass larger
 
     python benchmarks/task3_losses.py [--losses dice jaccard wbce bce focal tversky bce_dice]
                                       [--features globules streaks] [--epochs 3] [--input-size 128]
-                                      [--finetune-epochs 0]
+                                      [--finetune-epochs 0] [--workers N | --scheduler ADDR]
+    python benchmarks/task3_losses.py --dataset synthetic --limit 24 --epochs 1 --input-size 32 \
+        --losses dice bce --features globules --results /tmp/x          # a quick check
 
-Writes one full record per (loss, feature) under results/sweeps/task3_losses/runs/ (metrics with CIs,
-per-image counts) and the summary results/sweeps/task3_losses.{csv,md,png,json}. Finished runs are
-kept (rerun = resume); ``--force`` retrains.
+A sweep definition (skinbench.sweep): loss x feature points, each one runner record under
+results/sweeps/task3_losses/runs/<loss>/runs/ (metrics with CIs, per-image counts), and the summary
+results/sweeps/task3_losses.{csv,md,png,json}. Current points are kept (rerun = resume); ``--force``
+retrains.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
 
-from skinbench import info, runner  # noqa: E402
+from skinbench import info, sweep  # noqa: E402
 from skinbench.cache import atomic_write_bytes  # noqa: E402
-from skinbench.paths import results_dir  # noqa: E402
-from skinbench.results.records import environment, record_path  # noqa: E402
+from skinbench.paths import committed_results_dir  # noqa: E402
+from skinbench.results.records import RunRecord, environment, record_path  # noqa: E402
 
 APPROACH = "mobilenet-unet"
 DATASET = "isic2018_task2"
@@ -41,39 +44,32 @@ LOSSES = ("dice", "jaccard", "wbce", "bce", "focal", "tversky", "bce_dice")
 METRICS = ("jaccard_set", "dice_set", "precision_set", "recall_set", "jaccard_mean")
 
 
-def summary_row(record: dict, feature: str, loss: str) -> dict:
+def summary_row(record: RunRecord, feature: str, loss: str) -> dict:
     """One table row: each metric with its 95% bootstrap interval, from a record."""
     row = {"feature": feature, "loss": loss}
     for m in METRICS:
-        value, ci = record["metrics"][m]["value"], record["metrics"][m].get("ci")
-        row[m] = value
-        row[f"{m}_ci"] = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-    row["fit_s"] = round(record["timings"]["fit_s"], 1)
+        lo, hi = record.ci(m)
+        row[m] = record.value(m)
+        row[f"{m}_ci"] = f"[{lo:.3f}, {hi:.3f}]" if lo is not None else ""
+    row["fit_s"] = round(record.fit_seconds or 0.0, 1)
     return row
 
 
-def run_one(loss: str, feature: str, params: dict, root: Path, seed: int, force: bool, digest: str) -> dict:
-    """Train and score one loss on one feature (kept when its record already exists with the same key)."""
-    approach_root = root / loss
-    path = record_path("task3", DATASET, APPROACH, feature, root=approach_root)
-    run_params = {**params, "loss": loss}
-    key = runner.run_key("task3", APPROACH, DATASET, seed, run_params, None, digest)
-    if not force and path.is_file() and json.loads(path.read_text()).get("run_key") == key:
-        print(f"== {feature} / {loss}: current, kept", file=sys.stderr)
-    else:
-        print(f"== {feature} / {loss}", file=sys.stderr)
-        runner.run("task3", APPROACH, target=feature, seed=seed, params=run_params, results_root=approach_root,
-                   command="python benchmarks/task3_losses.py " + " ".join(sys.argv[1:]))
-    return summary_row(json.loads(path.read_text()), feature, loss)
+def points(losses: list[str], features: list[str], params: dict, seed: int, dataset: str, limit: int | None,
+           name: str) -> list[sweep.Point]:
+    """One point per (loss, feature): the registered task3 approach with ``params`` and that loss."""
+    return sweep.SweepConfig(["task3"], [APPROACH], seeds=[seed], grid={"loss": losses}, params=params,
+                             targets=features, dataset=dataset, limit=limit, name=name,
+                             out="sweeps/{name}/runs/{loss}").points()
 
 
-def baseline_rows(features: list[str]) -> list[dict]:
-    """The all-background row of each feature, from its committed task3 record (same test images)."""
+def baseline_rows(features: list[str], dataset: str, root: Path) -> list[dict]:
+    """The all-background row of each feature, from its task3 record (same test images)."""
     rows = []
     for feature in features:
-        path = record_path("task3", DATASET, "all-background", feature)
+        path = record_path("task3", dataset, "all-background", feature, root=root)
         if path.is_file():
-            rows.append(summary_row(json.loads(path.read_text()), feature, "(all-background baseline)"))
+            rows.append(summary_row(RunRecord.from_file(path), feature, "(all-background baseline)"))
     return rows
 
 
@@ -103,6 +99,7 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--losses", nargs="+", default=list(LOSSES))
     ap.add_argument("--features", nargs="+", default=list(info.task("task3").targets))
@@ -113,27 +110,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--name", default="task3_losses")
+    ap.add_argument("--dataset", default=DATASET, help="a task3 dataset (synthetic: a quick check)")
+    ap.add_argument("--limit", type=int, help="at most N train and N test images (quick checks)")
+    ap.add_argument("--results", help="results folder (default: the committed results/)")
+    sweep.add_engine_options(ap)
     args = ap.parse_args(argv)
-    out = results_dir() / "sweeps"
+    bad = sorted(set(args.losses) - set(LOSSES))
+    if bad:
+        from skinbench.errors import ConfigError
+
+        raise ConfigError(f"unknown loss(es) {bad}", fix=f"use some of: {', '.join(LOSSES)}")
+    root = Path(args.results) if args.results else committed_results_dir()
+    out = root / "sweeps"
     params = {"epochs": args.epochs, "input_size": args.input_size, "patience": 0,
               "finetune_epochs": args.finetune_epochs}
     start = time.perf_counter()
-    from skinbench.data import load_dataset
-
-    digest = load_dataset(DATASET).manifest_digest  # once, not once per (loss, feature)
-    rows = [run_one(loss, feature, params, out / args.name / "runs", args.seed, args.force, digest)
-            for feature in args.features for loss in args.losses]
-    frame = pd.DataFrame(rows + baseline_rows(args.features))
+    command = "python benchmarks/task3_losses.py " + " ".join(argv)
+    todo = points(args.losses, args.features, params, args.seed, args.dataset, args.limit, args.name)
+    summary = sweep.run_sweep(todo, root, command=command, force=args.force, **sweep.engine_options(args))
+    print(summary, file=sys.stderr)
+    if not summary.ok:
+        return 1
+    found = {(p.spec.params["loss"], r.target): r for p, r in sweep.iter_records(summary, todo)}
+    rows = [summary_row(found[(loss, feature)], feature, loss) for feature in args.features for loss in args.losses]
+    frame = pd.DataFrame(rows + baseline_rows(args.features, args.dataset, root))
     atomic_write_bytes(out / f"{args.name}.csv", frame.to_csv(index=False, float_format="%.4f").encode())
     atomic_write_bytes(out / f"{args.name}.md", frame.to_markdown(index=False, floatfmt=".3f").encode())
     plot(frame, out / f"{args.name}.png")
-    meta = {"approach": APPROACH, "dataset": DATASET, "seed": args.seed,
+    meta = {"approach": APPROACH, "dataset": args.dataset, "seed": args.seed, "limit": args.limit,
             "params": {**info.approach(APPROACH).params_for("task3"), **params},
             "varied": "loss", "selection": "none: a comparison table; the task3 rows use the registered loss",
             "metrics": "ISIC 2018 Task 2 style: *_set pooled over the test split; CI = 95% bootstrap over images",
             "fit_s_total": round(float(frame["fit_s"].sum()), 1),
             "seconds_this_invocation": round(time.perf_counter() - start, 1), **environment(),
-            "command": "python benchmarks/task3_losses.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": command}
     atomic_write_bytes(out / f"{args.name}.json", json.dumps(meta, indent=1, default=str).encode())
     print(f"wrote {out / args.name}.{{csv,md,png,json}}", file=sys.stderr)
     return 0

@@ -1,28 +1,32 @@
 """Choose the transfer head's configuration on a VALIDATION split of the training set (never the test set).
 
-The training images are split once, lesion-aware and stratified (15%, seed 0); each candidate
-configuration is fitted on the rest (which makes its own inner validation split for early stopping)
-and scored on the held-out part. Backbone features come from the content-keyed cache, so a sweep
-costs seconds once the features exist. Writes results/validation/transfer_<task>.json (+ .md).
+A sweep definition (skinbench.sweep, ``work="validation"``): each configuration is one point. The
+training images are split once, lesion-aware and stratified (15%, the seed); each configuration is
+fitted on the rest (which makes its own inner validation split for early stopping) and scored on the
+held-out part. Backbone features come from the content-keyed cache, so a sweep costs seconds once the
+features exist. Each point's row is kept under results/validation/transfer_<task>_<backbone>/ (a rerun
+keeps current rows); the summary is results/validation/transfer_<task>_<backbone>.json (+ .md).
 
-    python benchmarks/validate_transfer.py task1 [--configs NAME ...]
+    python benchmarks/validate_transfer.py task1 [--configs NAME ...] [--workers N]
+    python benchmarks/validate_transfer.py task1 --dataset synthetic --limit 24 --configs logreg-v0-C0.1 \\
+        --results /tmp/x                                                     # a quick check
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
 
-from skinbench import info
-from skinbench.approaches.transfer import TransferClassifier
-from skinbench.cache import atomic_write_bytes
-from skinbench.data import load_dataset
-from skinbench.data.splits import validation_split
-from skinbench.metrics.classification import classification_scores
-from skinbench.paths import results_dir
+from skinbench import info, sweep  # noqa: E402
+from skinbench.cache import atomic_write_bytes  # noqa: E402
+from skinbench.paths import committed_results_dir  # noqa: E402
+from skinbench.provenance import RunSpec  # noqa: E402
 
+APPROACH = "transfer-mobilenetv2"
 CONFIGS: dict[str, dict] = {
     "head-v0": {"n_views": 0},
     "head-v4": {"n_views": 4},
@@ -36,42 +40,64 @@ CONFIGS: dict[str, dict] = {
 KEYS = {"task1": ("auc", "ap", "balanced_accuracy"), "task2": ("balanced_accuracy", "f1_macro", "auc_macro")}
 
 
-def main() -> None:
+def points(task: str, configs: list[str], backbone: str, seed: int, dataset: str | None,
+           limit: int | None) -> list[sweep.Point]:
+    """One validation point per configuration (the grid is the named list above, not a product)."""
+    out = f"validation/transfer_{task}_{backbone}"
+    return [sweep.Point(RunSpec(task, APPROACH, dataset, seed, {**CONFIGS[name], "backbone": backbone}, None, limit),
+                        work="validation", out=out, label=name) for name in configs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=["task1", "task2"])
-    parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS), metavar="NAME")
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--dataset", help="a dataset of the task (default: its own; synthetic: a quick check)")
+    parser.add_argument("--limit", type=int, help="at most N training images (quick checks)")
+    parser.add_argument("--results", help="results folder (default: the committed results/)")
+    sweep.add_engine_options(parser)
+    args = parser.parse_args(argv)
 
-    tinfo = info.task(args.task)
-    train = load_dataset(tinfo.default_dataset).split("train")
-    X, y, groups = train.paths, train.y, train.groups
-    fit_idx, val_idx = validation_split(y, groups, 0.15, args.seed)
-    rows = []
-    for name in args.configs:
-        start = time.perf_counter()
-        clf = TransferClassifier(backbone=args.backbone, random_state=args.seed, **CONFIGS[name])
-        clf.fit(X[fit_idx], y[fit_idx], groups[fit_idx])
-        scores = classification_scores(y[val_idx], clf.predict_proba(X[val_idx]))
-        epochs = clf.history_[0]["epochs"] if clf.history_ else None
-        row = {"config": name, "params": CONFIGS[name], "epochs": epochs,
-               "seconds": round(time.perf_counter() - start, 1),
-               **{k: round(float(scores[k]), 4) for k in KEYS[args.task] if scores.get(k) is not None}}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    out = results_dir() / "validation" / f"transfer_{args.task}_{args.backbone}"
-    record = {"task": args.task, "dataset": tinfo.default_dataset, "backbone": args.backbone, "seed": args.seed,
-              "split": {"n_fit": len(fit_idx), "n_val": len(val_idx), "manifest_digest": train.manifest_digest,
-                        "how": "15% lesion-aware stratified validation split of the training set"},
-              "rows": rows}
+    root = Path(args.results) if args.results else committed_results_dir()
+    todo = points(args.task, args.configs, args.backbone, args.seed, args.dataset, args.limit)
+    summary = sweep.run_sweep(todo, root, command="python benchmarks/validate_transfer.py " + " ".join(argv),
+                              **sweep.engine_options(args))
+    print(summary, file=sys.stderr)
+    if not summary.ok:
+        return 1
+    rows, split = [], {}
+    for point in todo:
+        stored = json.loads(summary.outputs[point.id][0].read_text())
+        split = stored["split"]
+        epochs = (stored["fit"].get("epochs") or [None])[0]
+        rows.append({"config": point.label, "params": CONFIGS[point.label], "epochs": epochs,
+                     "seconds": stored["seconds"],
+                     **{k: round(float(stored["scores"][k]), 4) for k in KEYS[args.task]
+                        if stored["scores"].get(k) is not None}})
+        print(json.dumps(rows[-1]), flush=True)
+    dataset = args.dataset or info.task(args.task).default_dataset
+    out = root / "validation" / f"transfer_{args.task}_{args.backbone}"
+    record = {"task": args.task, "dataset": dataset, "backbone": args.backbone, "seed": args.seed,
+              "limit": args.limit, "split": split, "rows": rows,
+              "points": f"validation/transfer_{args.task}_{args.backbone}/ (one row per configuration)"}
     atomic_write_bytes(out.with_suffix(".json"), json.dumps(record, indent=2).encode())
     cols = ["config", *KEYS[args.task], "epochs", "seconds"]
-    md = [f"# {args.task} transfer ({args.backbone}) on the validation split (n={len(val_idx)}), not test", "",
+    md = [f"# {args.task} transfer ({args.backbone}) on the validation split (n={split.get('n_val')}), not test", "",
           "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     atomic_write_bytes(out.with_suffix(".md"), ("\n".join(md) + "\n").encode())
+    print(f"wrote {out}.{{json,md}}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from skinbench.errors import SkinbenchError
+
+    try:
+        raise SystemExit(main())
+    except SkinbenchError as err:
+        print(f"validate_transfer: error: {err}", file=sys.stderr)
+        raise SystemExit(2)

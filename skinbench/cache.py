@@ -75,6 +75,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+#: process-wide tally of cache use, per namespace: ``{"hits": n, "misses": n}``; the runner takes the
+#: difference around ``fit`` so a record says how much of its work was found rather than done
+_LEDGER: dict[str, dict[str, int]] = {}
+
+
+def note_cache(namespace: str, hit: bool, n: int = 1) -> None:
+    """Count ``n`` look-ups of ``namespace`` (an ArrayCache, or a reused training stage) as hits or misses."""
+    entry = _LEDGER.setdefault(namespace, {"hits": 0, "misses": 0})
+    entry["hits" if hit else "misses"] += n
+
+
+def ledger() -> dict[str, dict[str, int]]:
+    """A copy of the tally (see :func:`ledger_since`)."""
+    return {k: dict(v) for k, v in _LEDGER.items()}
+
+
+def ledger_since(before: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Cache use since ``before`` (namespaces with no look-ups left out)."""
+    out = {}
+    for name, now in _LEDGER.items():
+        then = before.get(name, {"hits": 0, "misses": 0})
+        diff = {k: now[k] - then.get(k, 0) for k in now}
+        if any(diff.values()):
+            out[name] = diff
+    return out
+
+
 class ArrayCache:
     """Arrays stored under ``<cache root>/<namespace>/<key[:2]>/<key>.npz`` with a payload checksum."""
 
@@ -85,6 +112,11 @@ class ArrayCache:
         return self.dir / key[:2] / f"{key}.npz"
 
     def get(self, key: str) -> dict[str, np.ndarray] | None:
+        hit = self._read(key)
+        note_cache(self.dir.name, hit is not None)
+        return hit
+
+    def _read(self, key: str) -> dict[str, np.ndarray] | None:
         path = self._path(key)
         if not path.exists():
             return None

@@ -1,14 +1,21 @@
 """``python -m skinbench``: list, run, demo, table, predict, data verify.
 
 User errors print one line (``skinbench: error: ...``) and exit 2; an interrupt exits 130 and leaves
-nothing half-written (records are atomic, caches are per-item).
+nothing half-written (records are atomic, caches are per-item). Before any work a run checks its names,
+its ``-p`` parameters (:mod:`skinbench.params`) and its data (:func:`skinbench.data.base.check_for_task`:
+labels, positive class, masks, every file readable). Tables print compactly on the terminal
+(:func:`compact_table`); the wide markdown and CSV stay in ``<results>/tables/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import io
 import os
+import re
+import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -26,60 +33,128 @@ DEMO_APPROACHES = {
     "task3": ["all-background", "all-foreground"],
     "task4": ["all-background", "all-foreground", "ellipse", "classical-seg"],
 }
+#: demo settings sized to the synthetic data. BoVW's reference settings (K = 300 words, C from 0.1 up, made
+#: for 900 real 384 px images) do not fit 120 training images of 128x96 px with ~150 SIFT descriptors
+#: each: the word histograms are sparse, the validation grid picks the strongest regularisation (C = 0.1)
+#: whose SVM decision values are almost constant, Platt scaling then returns about the training prior for
+#: every image and, balanced, every image scores ~0.56 malignant (task1 accuracy 0.275 = the malignant
+#: share, balanced accuracy 0.5, although the ranking is fine: AUC 0.77). A 50-word vocabulary and C >= 1
+#: give task1 balanced accuracy ~0.9 (AUC ~0.93) on the 160-image demo set, clearly above the baselines.
+DEMO_PARAMS: dict[str, dict[str, Any]] = {"bovw": {"n_words": 50, "C_grid": [1.0, 10.0, 100.0]}}
+DEMO_N_IMAGES = 160
+
+#: example commands shown by ``--help`` (and checked, like the README's, by tests/test_cli_docs.py)
+EXAMPLES = """\
+examples:
+  python -m skinbench list                                  tasks, datasets, approaches
+  python -m skinbench list bovw                             an approach's parameters, defaults, per-task values
+  python -m skinbench demo                                  every task on built-in synthetic data (about 1 min)
+  python -m skinbench run task1 --approach bovw             fit on train, score on test, write a record + tables
+  python -m skinbench run task1 -a bovw -p n_words=500      override a hyper-parameter
+  python -m skinbench run task4 --approach all --limit 200  every approach of a task on a subset
+  python -m skinbench run task1 -a bovw --dataset generic --data-root my_images --positive melanoma
+  python -m skinbench table task2                           re-render tables from stored records
+  python -m skinbench data verify ham10000                  missing / extra / mismatched files and masks
+"""
+
+#: columns of the compact terminal table per kind of task (the primary metric is moved first)
+COMPACT_METRICS = {
+    "binary": ("ap", "auc", "balanced_accuracy", "accuracy", "recall"),
+    "multiclass": ("balanced_accuracy", "accuracy", "f1_macro", "auc_macro"),
+    "segmentation": ("jaccard_mean", "dice_mean", "thresholded_jaccard", "jaccard_set"),
+    # a classification table's `<slug>__clinical` table (calibration, operating points; binary has all)
+    "clinical": ("ece", "brier", "spec_at_sens80", "spec_at_sens95", "sens_at_spec80", "pauc_above_tpr80"),
+}
+SHORT = {"balanced_accuracy": "bal_acc", "accuracy": "acc", "thresholded_jaccard": "thr_jacc",
+         "jaccard_mean": "jacc", "dice_mean": "dice", "jaccard_set": "jacc_set", "f1_macro": "f1_m",
+         "auc_macro": "auc_m", "recall": "sens", "spec_at_sens80": "spec@sens80",
+         "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80", "pauc_above_tpr80": "pauc80"}
+NOTE_WIDTH = 40
 
 
-def _parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """``--param k=v`` pairs; values parsed as JSON when they can be (numbers, lists, true/false)."""
-    params: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--param {item!r} is not KEY=VALUE", fix="write e.g. --param vocab_size=300")
-        key, value = item.split("=", 1)
+# ------------------------------------------------------------------------------------------- parsing
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _int_at_least(low: int, what: str):
+    def parse(text: str) -> int:
         try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number ({what}), got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low} ({what}), got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected two or more distinct class names separated by commas, got {text!r}")
+    return names
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="dataset name (default: the task's own; see `list`)")
     p.add_argument("--data-root", help="folder holding the datasets (default: $SKINBENCH_DATA or ../shared/data)")
+    p.add_argument("--classes", type=_names, metavar="A,B[,...]",
+                   help="generic data: the class list in order (for two classes the second is the positive one)")
+    p.add_argument("--positive", metavar="CLASS", help="generic data: the positive class of a binary label set")
+
+
+def _add_param_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an estimator hyper-parameter, e.g. -p n_words=500 (see `list APPROACH`)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skinbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="skinbench", description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"skinbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("list", help="tasks, datasets and approaches")
+    p = sub.add_parser("list", help="tasks, datasets and approaches; `list APPROACH` shows its parameters")
+    p.add_argument("name", nargs="?", help="an approach (its parameters), a task or a dataset")
 
+    limit = _int_at_least(1, "at most N train and N test images")
     p = sub.add_parser("run", help="run approaches on a task, write records, regenerate its tables")
     p.add_argument("task", help="task1 | task2 | task3 | task4")
     p.add_argument("--approach", "-a", action="append", required=True,
                    help="approach name (repeatable), or 'all' for every approach of the task")
     _add_data_options(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an estimator hyper-parameter")
+    p.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (one record each)")
+    _add_param_option(p)
     p.add_argument("--target", help="segmentation target (default: all of the task's)")
-    p.add_argument("--limit", type=int, help="at most N train and N test images (quick runs)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    p.add_argument("--results", help="results folder (default: results/ or $SKINBENCH_RESULTS)")
+    p.add_argument("--limit", type=limit, help="at most N train and N test images (quick runs)")
+    p.add_argument("--n-boot", type=_int_at_least(1, "bootstrap resamples"), default=1000,
+                   help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--results", help="results folder (default: $SKINBENCH_RESULTS or ./skinbench-results)")
     p.add_argument("--predictions", help="also write ISIC submission files (CSV / mask PNGs) here")
+    p.add_argument("--ci", action="store_true", help="show 95%% CIs in the printed table")
 
     p = sub.add_parser("demo", help="every task on the built-in synthetic data (no download); prints tables")
-    p.add_argument("--results", help="where to write (default: a temporary folder)")
-    p.add_argument("--n-images", type=int, default=160, help="synthetic images to generate")
+    p.add_argument("--results", help="keep records, tables and plots here (default: a temporary folder, removed)")
+    p.add_argument("--n-images", type=_int_at_least(8, "synthetic images"), default=DEMO_N_IMAGES,
+                   help="synthetic images to generate")
+    p.add_argument("--task", action="append", help="only these tasks")
+    p.add_argument("--ci", action="store_true", help="show 95%% CIs in the printed tables")
 
     p = sub.add_parser("smoke", help="every task x approach on tiny synthetic data (CI); non-zero if one fails")
-    p.add_argument("--results", help="where to write (default: a temporary folder)")
+    p.add_argument("--results", help="keep the records here (default: a temporary folder, removed)")
     p.add_argument("--task", action="append", help="only these tasks")
     p.add_argument("--approach", "-a", action="append", help="only these approaches")
 
     p = sub.add_parser("table", help="regenerate comparison tables and plots from stored records")
     p.add_argument("task", nargs="?", help="only this task")
-    p.add_argument("--results", help="results folder (default: results/)")
+    p.add_argument("--results", help="results folder (default: $SKINBENCH_RESULTS or ./skinbench-results)")
+    p.add_argument("--ci", action="store_true", help="show 95%% CIs in the printed tables")
 
     p = sub.add_parser("predict", help="fit on train, write test predictions in the ISIC submission layout")
     p.add_argument("task")
@@ -87,20 +162,202 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the CSV / PNG masks")
     _add_data_options(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--limit", type=int)
+    _add_param_option(p)
+    p.add_argument("--limit", type=limit, help="at most N train and N test images (quick runs)")
 
     p = sub.add_parser("data", help="dataset utilities")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    v = dsub.add_parser("verify", help="check a data folder against its manifest (missing, extra, checksums)")
+    v = dsub.add_parser("verify", help="check a data folder against its manifest (missing, extra, checksums, masks)")
     v.add_argument("dataset")
     v.add_argument("--data-root")
+    v.add_argument("--duplicates", action="store_true",
+                   help="also list exact and near-duplicate images, and the pairs crossing the train/test split")
+    __import__("skinbench.sweep").sweep.add_parser(sub)  # `sweep`: all its logic is in skinbench/sweep.py
+    __import__("skinbench.score").score.add_parser(sub)  # `score`: all its logic is in skinbench/score.py
     return parser
 
 
+# ------------------------------------------------------------------------------------ checks before work
+def approach_params(task: str, names: Sequence[str], items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``-p`` items checked against each approach's signature and typed: ``{approach: params}``.
+
+    With several approaches a parameter goes to those that take it; one that none takes is an error
+    (named with the first approach's parameters), as is a value of the wrong type.
+    """
+    from skinbench.params import approach_signature, parse_assignments, validate_params
+
+    raw = parse_assignments(list(items), example_param(names[0], task))
+    if len(names) == 1:
+        return {names[0]: validate_params(names[0], task, raw)}
+    out: dict[str, dict[str, Any]] = {}
+    taken: set[str] = set()
+    for name in names:
+        sig = approach_signature(name)
+        mine = {k: v for k, v in raw.items() if k in sig}
+        taken |= set(mine)
+        out[name] = validate_params(name, task, mine)
+    unused = [k for k in raw if k not in taken]
+    if unused:
+        validate_params(names[0], task, {unused[0]: raw[unused[0]]})  # raises, naming the parameters
+    for key in raw:
+        skipped = [n for n in names if key not in out[n]]
+        if skipped:
+            print(f"skinbench: -p {key} applies to {', '.join(n for n in names if key in out[n])} "
+                  f"(not a parameter of {', '.join(skipped)})", file=sys.stderr)
+    return out
+
+
+def example_param(approach: str, task: str) -> str:
+    """A ``-p KEY=VALUE`` that ``approach`` accepts: a registered value for ``task``, else a default."""
+    from skinbench.params import approach_signature
+
+    sig = approach_signature(approach)
+    simple = (int, float, str)
+    candidates = list(info.approach(approach).params_for(task).items()) + [(k, p.default) for k, p in sig.items()]
+    for key, value in candidates:
+        if key in sig and key not in ("cache_dir", "random_state") and isinstance(value, simple):
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            return f"-p {key}={text}"
+    return "-p KEY=VALUE"
+
+
+def _dataset_kwargs(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if getattr(args, "classes", None) or getattr(args, "positive", None):
+        if dataset != "generic":
+            raise ConfigError(f"--classes/--positive apply to your own data (--dataset generic), not {dataset!r}, "
+                              "whose classes are fixed", fix="drop --classes/--positive, or use --dataset generic")
+        if args.classes:
+            kwargs["class_names"] = list(args.classes)
+        if args.positive:
+            kwargs["positive_class"] = args.positive
+    return kwargs
+
+
+def preflight(task: str, dataset: str, data_root: str | None, dataset_kwargs: dict[str, Any],
+              target: str | None = None) -> None:
+    """Load the data once and check it for ``task`` before any approach runs (labels, positive class,
+    training classes, masks, every listed file of both splits): :func:`skinbench.data.base.check_for_task`."""
+    from skinbench.data import load_dataset
+    from skinbench.data.base import check_for_task
+
+    tinfo = info.task(task)
+    ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **dataset_kwargs})
+    check_for_task(task, ds.split("train"), ds.split("test"), targets=[target] if target else None)
+
+
+# ---------------------------------------------------------------------------------------- tables
+def _read_table_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def _positive_from_md(md: Path) -> str | None:
+    if not md.is_file():
+        return None
+    m = re.search(r"[Pp]ositive class(?:\s*[:=]\s*|\s+is\s+|\s+)[`'\"*]*([\w\-. ]+?)[`'\"*]*(?:[.;,)]|\s*$)",
+                  md.read_text(), re.M)
+    return m.group(1).strip() if m else None
+
+
+def compact_table(md_or_table: Any, ci: bool = False) -> str:
+    """A terminal-width table from a rendered table (a ``.md`` or ``.csv`` path under ``<results>/tables``,
+    or a :class:`skinbench.results.tables.Table`): the approach, a few key metrics with the task's
+    primary metric first (marked ``*``), n_test, fit seconds and a shortened note. No HTML comment, no
+    header paragraph; ``ci`` adds the 95% CIs."""
+    md = None
+    if isinstance(md_or_table, (str, os.PathLike)):
+        path = Path(md_or_table)
+        md = path.with_suffix(".md")
+        rows = _read_table_csv(path.with_suffix(".csv"))
+        slug = path.stem
+    else:
+        rows = list(csv.DictReader(io.StringIO(md_or_table.csv())))
+        slug = md_or_table.slug
+    parts = slug.split("__")
+    task = parts[0]
+    fields = list(rows[0]) if rows else []
+    kind = ("segmentation" if "jaccard_mean" in fields else "multiclass" if "auc_macro" in fields
+            else "clinical" if "ece" in fields else "binary")
+    primary = info.TASKS[task].primary_metric if task in info.TASKS and kind != "clinical" else ""
+    if kind == "clinical":  # a secondary table: rows without numbers are already listed in the main one
+        rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    metrics = [m for m in COMPACT_METRICS[kind] if m in fields]
+    if primary in fields:
+        metrics = [primary] + [m for m in metrics if m != primary]
+    if ci:
+        metrics = metrics[:3]  # a CI triples a cell's width: the primary metric and two more
+
+    def cell(row: dict[str, str], m: str) -> str:
+        if row.get("status", "ok") != "ok" or row.get(m, "") == "":
+            return "—" if row.get("status", "ok") != "ok" else "n/a"
+        text = f"{float(row[m]):.3f}"
+        if ci and row.get(f"{m}_lo") and row.get(f"{m}_hi"):
+            text += f" [{float(row[f'{m}_lo']):.2f},{float(row[f'{m}_hi']):.2f}]"
+        return text
+
+    def note(text: str) -> str:
+        text = " ".join(text.split())
+        if text.startswith("not run (python -m skinbench"):
+            return "not run"
+        return text if len(text) <= NOTE_WIDTH else text[:NOTE_WIDTH - 1] + "…"
+
+    def seconds(text: str) -> str:
+        if not text:
+            return "—"
+        value = float(text)
+        return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+    n_tests = {r.get("n_test") for r in rows if r.get("n_test")}
+    per_row = len(n_tests) > 1  # records of different subsets: show n_test per row, else once in the title
+    timed = "fit_s" in fields
+    noted = any(r.get("note") for r in rows)
+    headers = (["approach"] + [SHORT.get(m, m) + ("*" if m == primary else "") for m in metrics]
+               + (["n_test"] if per_row else []) + (["fit s"] if timed else []) + (["note"] if noted else []))
+    body = [[r.get("approach", "")] + [cell(r, m) for m in metrics] + ([r.get("n_test") or "—"] if per_row else [])
+            + ([seconds(r.get("fit_s", ""))] if timed else []) + ([note(r.get("note", ""))] if noted else [])
+            for r in rows]
+    from tabulate import tabulate
+
+    title = " / ".join(parts)
+    extras = [f"* primary: {primary}"] if primary else []
+    positive = _positive_from_md(md) if md is not None else None
+    if positive:
+        extras.append(f"positive class: {positive}")
+    if len(n_tests) == 1:
+        extras.append(f"n_test {next(iter(n_tests))}")
+    return f"{title}  ({'; '.join(extras)})\n" + tabulate(body, headers=headers, tablefmt="simple",
+                                                         disable_numparse=True) + "\n"
+
+
+def _print_tables(paths: Sequence[Path], ci: bool = False, root: Path | None = None) -> None:
+    shown = [p for p in paths if p.suffix == ".csv" and p.parent.name == "tables"]
+    for path in shown:
+        print(compact_table(path, ci=ci))
+    if shown and root is not None:
+        print(f"full tables (markdown, CSV) and plots: {root / 'tables'}", file=sys.stderr)
+
+
+def _results_root(explicit: str | None) -> Path:
+    from skinbench.paths import user_results_dir
+
+    return Path(explicit).expanduser().resolve() if explicit else user_results_dir()
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    prog = argv0 if argv0 and argv0 not in ("__main__.py", "-c", "-m") and not argv0.startswith("pytest") \
+        else "python -m skinbench"
+    if prog.endswith(".py"):
+        prog = "python -m skinbench"
+    return " ".join([prog, shlex.join(list(argv))])
+
+
+# --------------------------------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    if args.name:
+        return _list_one(args.name)
     print(tabulate([(t.name, t.kind, t.title, t.default_dataset, ", ".join(t.targets) or "-")
                     for t in info.TASKS.values()], ["task", "kind", "title", "default dataset", "targets"]))
     print()
@@ -108,37 +365,68 @@ def cmd_list(args: argparse.Namespace) -> int:
     print()
     print(tabulate([(a.name, a.family, ", ".join(a.tasks), a.title, a.needs or "-")
                     for a in info.APPROACHES.values()], ["approach", "family", "tasks", "title", "needs"]))
+    print("\n`python -m skinbench list APPROACH` shows an approach's parameters.")
     return 0
+
+
+def _list_one(name: str) -> int:
+    from tabulate import tabulate
+
+    from skinbench.params import describe_approach
+
+    if name in info.APPROACHES:
+        a = info.APPROACHES[name]
+        print(f"{a.name} ({a.family}): {a.title}")
+        print(f"estimator {a.estimator}; tasks {', '.join(a.tasks)}" + (f"; needs {a.needs}" if a.needs else ""))
+        print()
+        headers = ["parameter", "type", "default", *(f"{t} value" for t in a.tasks), "smoke"]
+        print(tabulate(describe_approach(name), headers=headers, disable_numparse=True))
+        print("\nA task's value is what a run uses (blank: the default); override with -p KEY=VALUE.")
+        return 0
+    if name in info.TASKS:
+        t = info.TASKS[name]
+        print(f"{t.name} ({t.kind}): {t.title}\ndatasets: {', '.join(t.datasets)} (default {t.default_dataset})")
+        if t.targets:
+            print(f"targets: {', '.join(t.targets)}")
+        print(f"primary metric: {t.primary_metric}\napproaches: {', '.join(info.approaches_for(name))}")
+        return 0
+    if name in info.DATASETS:
+        d = info.DATASETS[name]
+        print(f"{d.name}: {d.title}\nsource: {d.source}\nfolder: $SKINBENCH_DATA/{d.folder}/ holding:")
+        for item in d.expected:
+            print(f"  {item}")
+        return 0
+    raise ConfigError(f"unknown name {name!r}", fix="use an approach, task or dataset shown by `python -m skinbench list`")
 
 
 def _approach_names(task: str, requested: Sequence[str]) -> list[str]:
     if "all" in requested:
         return info.approaches_for(task)
-    return list(requested)
-
-
-def _print_tables(paths: Sequence[Path]) -> None:
-    for path in paths:
-        if path.suffix == ".md" and path.name != "README.md":
-            print(path.read_text())
+    return list(dict.fromkeys(requested))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from skinbench import runner
-    from skinbench.results.tables import render_tables
+    from skinbench.results.render import render_all
 
     info.task(args.task)
     names = _approach_names(args.task, args.approach)
-    for name in names:  # validate every name before any work starts
-        runner.resolve(args.task, name, args.dataset)
-    params = _parse_params(args.param)
+    dataset = None
+    for name in names:  # validate every name, parameter and the data before any work starts
+        _, _, dataset = runner.resolve(args.task, name, args.dataset)
+    params = approach_params(args.task, names, args.param)
+    kwargs = _dataset_kwargs(args, dataset)
+    preflight(args.task, dataset, args.data_root, kwargs, args.target)
+    root = _results_root(args.results)
     failures = 0
     for name in names:
         print(f"== {args.task} / {name}", file=sys.stderr)
         try:
-            paths = runner.run(args.task, name, dataset=args.dataset, data_root=args.data_root, seed=args.seed,
-                               params=params or None, target=args.target, limit=args.limit, n_boot=args.n_boot,
-                               results_root=args.results, predictions_dir=args.predictions)
+            paths = [path for seed in args.seed for path in runner.run(
+                args.task, name, dataset=args.dataset, data_root=args.data_root, seed=seed,
+                               params=params[name] or None, target=args.target, limit=args.limit,
+                               n_boot=args.n_boot, results_root=root, predictions_dir=args.predictions,
+                               command=args.command_line, dataset_kwargs=kwargs or None)]
         except SkinbenchError as err:
             if len(names) == 1:
                 raise
@@ -147,70 +435,100 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         for path in paths:
             print(f"wrote {path}", file=sys.stderr)
-    _print_tables(render_tables(args.results, task=args.task))
+    _print_tables(render_all(root, task=args.task), ci=args.ci, root=root)
     return 1 if failures == len(names) else 0
+
+
+def _scratch(explicit: str | None, prefix: str) -> tuple[Path, bool]:
+    """(folder, temporary?): ``--results`` as given, else a new temporary folder the caller removes."""
+    if explicit:
+        return Path(explicit).expanduser().resolve(), False
+    return Path(tempfile.mkdtemp(prefix=prefix)), True
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from skinbench import runner
-    from skinbench.results.tables import render_tables
+    from skinbench.results.render import render_all
 
-    root = Path(args.results or tempfile.mkdtemp(prefix="skinbench-demo-"))
-    for task, names in DEMO_APPROACHES.items():
-        dataset_kwargs = {"n_images": args.n_images}
-        for name in names:
-            print(f"== {task} / {name} (synthetic)", file=sys.stderr)
-            runner.run(task, name, dataset="synthetic", results_root=root, n_boot=200,
-                       dataset_kwargs=dataset_kwargs)
-    _print_tables(render_tables(root))
-    print(f"records, tables and plots: {root}", file=sys.stderr)
+    tasks = args.task or list(DEMO_APPROACHES)
+    for task in tasks:
+        if task not in DEMO_APPROACHES:
+            raise ConfigError(f"unknown task {task!r}", fix=f"use one of: {', '.join(DEMO_APPROACHES)}")
+    root, temporary = _scratch(args.results, "skinbench-demo-")
+    try:
+        for task in tasks:
+            for name in DEMO_APPROACHES[task]:
+                print(f"== {task} / {name} (synthetic)", file=sys.stderr)
+                runner.run(task, name, dataset="synthetic", results_root=root, n_boot=200,
+                           params=DEMO_PARAMS.get(name), dataset_kwargs={"n_images": args.n_images},
+                           command=args.command_line)
+        _print_tables(render_all(root), ci=args.ci, root=None if temporary else root)
+        if temporary:
+            print("(demo results were temporary; pass --results DIR to keep records, tables and plots)",
+                  file=sys.stderr)
+        else:
+            print(f"records, tables and plots: {root}", file=sys.stderr)
+    finally:
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
     """Seconds-long runs of everything registered, with each approach's ``smoke_params``."""
     from skinbench import runner
-    from skinbench.results.tables import render_tables
+    from skinbench.results.render import render_all
 
-    root = Path(args.results or tempfile.mkdtemp(prefix="skinbench-smoke-"))
+    root, temporary = _scratch(args.results, "skinbench-smoke-")
     failed = []
-    for task in args.task or list(info.TASKS):
-        for name in info.approaches_for(task):
-            if args.approach and name not in args.approach:
-                continue
-            print(f"== smoke {task} / {name}", file=sys.stderr)
-            try:
-                runner.run(task, name, dataset="synthetic", results_root=root, n_boot=50, limit=24,
-                           params=info.approach(name).smoke_params or None, dataset_kwargs={"n_images": 48})
-            except Exception as err:  # report every failure, then fail the whole smoke run
-                failed.append(f"{task}/{name}: {type(err).__name__}: {err}")
-                print(f"FAILED {failed[-1]}", file=sys.stderr)
-    _print_tables(render_tables(root))
+    try:
+        for task in args.task or list(info.TASKS):
+            for name in info.approaches_for(task):
+                if args.approach and name not in args.approach:
+                    continue
+                print(f"== smoke {task} / {name}", file=sys.stderr)
+                try:
+                    runner.run(task, name, dataset="synthetic", results_root=root, n_boot=50, limit=24,
+                               params=info.approach(name).smoke_params or None, dataset_kwargs={"n_images": 48},
+                               command=args.command_line)
+                except Exception as err:  # report every failure, then fail the whole smoke run
+                    failed.append(f"{task}/{name}: {type(err).__name__}: {err}")
+                    print(f"FAILED {failed[-1]}", file=sys.stderr)
+        _print_tables(render_all(root))
+    finally:
+        if temporary:
+            shutil.rmtree(root, ignore_errors=True)
     for line in failed:
         print(f"skinbench smoke: FAILED {line}", file=sys.stderr)
     return 1 if failed else 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from skinbench.results import render_all
     from skinbench.results.records import load_records
+    from skinbench.results.render import render_all
 
     if args.task:
         info.task(args.task)
-    if not load_records(args.results, task=args.task):
-        raise ConfigError("no records to tabulate", fix="run `python -m skinbench run TASK --approach NAME` first")
-    _print_tables(render_all(args.results, task=args.task))
+    root = _results_root(args.results)
+    if not load_records(root, task=args.task):
+        raise ConfigError(f"no records to tabulate in {root}",
+                          fix="run `python -m skinbench run TASK --approach NAME` first, or pass --results DIR")
+    _print_tables(render_all(root, task=args.task), ci=args.ci, root=root)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from skinbench import runner
 
+    _, _, dataset = runner.resolve(args.task, args.approach, args.dataset)
+    params = approach_params(args.task, [args.approach], args.param)[args.approach]
+    kwargs = _dataset_kwargs(args, dataset)
+    preflight(args.task, dataset, args.data_root, kwargs)
     out = Path(args.out)
     with tempfile.TemporaryDirectory() as scratch:
         runner.run(args.task, args.approach, dataset=args.dataset, data_root=args.data_root, seed=args.seed,
-                   params=_parse_params(args.param) or None, limit=args.limit, results_root=scratch,
-                   predictions_dir=out)
+                   params=params or None, limit=args.limit, results_root=scratch, predictions_dir=out,
+                   command=args.command_line, dataset_kwargs=kwargs or None)
     print(f"predictions written to {out}", file=sys.stderr)
     return 0
 
@@ -218,13 +536,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from skinbench.data.verify import verify
 
-    report = verify(args.dataset, args.data_root)
+    report = verify(args.dataset, args.data_root, duplicates=args.duplicates)
     print(report)
     return 0 if report.usable else 1
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "demo": cmd_demo, "smoke": cmd_smoke, "table": cmd_table, "predict": cmd_predict,
-            "data": cmd_data}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "demo": cmd_demo, "smoke": cmd_smoke, "table": cmd_table,
+            "predict": cmd_predict, "data": cmd_data, "sweep": lambda args: args.handler(args),
+            "score": lambda args: args.handler(args)}
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -233,10 +552,14 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from skinbench import quiet
+
+    quiet.install()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
+    args.command_line = _command_line(argv)
     try:
         return COMMANDS[args.command](args)
     except SkinbenchError as err:

@@ -66,6 +66,9 @@ class ApproachInfo:
     gpu_tasks: tuple[str, ...] = ()
     #: per-task overrides of ``params`` (one architecture, tuned differently for lesions and for globules)
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: a classifier that also trains on masks (the Y-Net head): the runner passes the Dataset's mask
+    #: paths of this target to ``fit(X, y, groups=..., masks=...)``
+    needs_masks: str | None = None
 
     def params_for(self, task: str | None) -> dict[str, Any]:
         """The registered hyper-parameters for ``task``: ``params`` updated with its ``task_params``."""
@@ -140,9 +143,12 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 _B = "skinbench.approaches.baselines"
-#: seconds-long settings for `skinbench smoke` (tiny inputs, one epoch; weights=None is explicit there)
+#: seconds-long settings for `skinbench smoke` (tiny inputs, one epoch; weights=None is explicit there).
+#: Every epoch-like parameter (``*epochs*``, ``stages``) is overridden, task_params included
+#: (tests/test_cli_params.py checks it against each estimator's signature).
 _SMOKE_SEG = {"input_size": 32, "epochs": 1, "batch_size": 8}
-_SMOKE_TRANSFER = {"weights": None, "input_size": 32, "n_views": 1}
+_SMOKE_FINETUNE = {"finetune_epochs": 0}
+_SMOKE_TRANSFER = {"weights": None, "input_size": 32, "n_views": 1, "stages": [["head", 1e-3, 2]]}
 _SMOKE_BOVW = {"n_words": 20, "image_size": 96}
 APPROACHES: dict[str, ApproachInfo] = {
     a.name: a
@@ -222,17 +228,17 @@ APPROACHES: dict[str, ApproachInfo] = {
                                             "validation_fraction": 0.15, "positive_fraction": 0.5,
                                             "finetune_epochs": 12, "finetune_learning_rate": 1e-4}},
                      gpu_tasks=("task4",),
-                     smoke_params={**_SMOKE_SEG, "weights": None}),
+                     smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
         ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),
                      "Y-Net: frozen MobileNetV2 U-Net + 7-class head, trained jointly",
                      params={"input_size": 128, "train_encoder": False, "epochs": 25, "batch_size": 32,
                              "learning_rate": 1e-3, "patience": 5, "n_classes": 7}, gpu_tasks=("task4",),
-                     smoke_params={**_SMOKE_SEG, "weights": None, "n_classes": 0}),
+                     smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None, "n_classes": 0}),
         ApproachInfo("ynet-cls", "skinbench.approaches.ynet:YNetClassifier", "deep", ("task2",),
                      "Y-Net's classification head (joint segmentation + diagnosis training, frozen "
                      "encoder, 128 px, 5 epochs: a CPU budget of about 30 min)",
                      params={"input_size": 128, "epochs": 5, "batch_size": 32},
-                     needs="HAM10000 lesion masks beside the images (masks/)",
+                     needs="HAM10000 lesion masks beside the images (masks/)", needs_masks="lesion",
                      smoke_params={**_SMOKE_SEG, "weights": None}),
     ]
 }

@@ -19,9 +19,29 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     return (REPO_ROOT.parent / "shared" / "data").resolve()
 
 
-def results_dir() -> Path:
-    """Committed results (``$SKINBENCH_RESULTS`` overrides, e.g. for tests)."""
+#: where ``run``/``table`` write without ``--results`` (relative to the working directory)
+USER_RESULTS = "skinbench-results"
+
+
+def committed_results_dir() -> Path:
+    """The repository's committed ``results/``: what ``benchmarks/`` regenerate (``$SKINBENCH_RESULTS``
+    overrides, e.g. for tests, so a test never writes into the checkout)."""
     return Path(os.environ.get("SKINBENCH_RESULTS", REPO_ROOT / "results")).resolve()
+
+
+def user_results_dir() -> Path:
+    """Where the command line writes a user's records and tables without ``--results``:
+    ``$SKINBENCH_RESULTS``, else ``./skinbench-results`` in the working directory (never the tracked
+    ``results/`` of the checkout, whose tables only ``benchmarks/`` regenerate)."""
+    env = os.environ.get("SKINBENCH_RESULTS")
+    return Path(env).expanduser().resolve() if env else (Path.cwd() / USER_RESULTS).resolve()
+
+
+def results_dir() -> Path:
+    """The library default (runner, records, tables): the committed results, as
+    :func:`committed_results_dir`. The CLI passes :func:`user_results_dir` explicitly; benchmarks should
+    call :func:`committed_results_dir` by name."""
+    return committed_results_dir()
 
 
 def cache_dir() -> Path:

@@ -13,7 +13,7 @@ import os
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,83 +21,21 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from skinbench import info
+from skinbench import info, provenance
 from skinbench.data import Dataset, load_dataset
 from skinbench.data.images import read_image, read_mask
 from skinbench.errors import ConfigError
 from skinbench.paths import cache_dir, results_dir
+from skinbench.provenance import RunSpec
+from skinbench.results.records import RunRecord
 
 #: how many test images get an overlay figure (image | truth | prediction) per segmentation run
 N_OVERLAYS = 6
 
 
-@dataclass
-class RunSpec:
-    """Everything that defines a run (and so its record's identity)."""
-
-    task: str
-    approach: str
-    dataset: str
-    seed: int = 0
-    params: dict[str, Any] | None = None
-    target: str | None = None
-    limit: int | None = None
-    n_boot: int = 1000
-
-
-#: code every run's numbers depend on (rendering, CLI and docs cannot change a number)
-SHARED_CODE = ("runner.py", "cache.py", "data", "metrics", "approaches/base.py")
-
-
-def approach_sources(approach: str | None = None) -> list[Path]:
-    """The source files a record of ``approach`` depends on: the shared code, the estimator's module and
-    every ``skinbench.approaches`` module it imports (transitively). ``None``: all numeric code.
-
-    So an edit to the U-Net leaves the BoVW records current, and an edit to the metrics does not.
-    """
-    import ast
-
-    pkg = Path(__file__).parent
-    files = {p for name in SHARED_CODE
-             for p in ([pkg / name] if name.endswith(".py") else (pkg / name).rglob("*.py"))}
-    if approach is None:
-        return sorted(files | set((pkg / "approaches").rglob("*.py")))
-    todo = [info.approach(approach).estimator.split(":")[0]]
-    while todo:
-        path = pkg.parent / (todo.pop().replace(".", "/") + ".py")
-        if path in files or not path.is_file():
-            continue
-        files.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("skinbench.approaches"):
-                todo.append(node.module)
-                todo.extend(f"{node.module}.{a.name}" for a in node.names)  # `from pkg import module`
-            elif isinstance(node, ast.Import):
-                todo.extend(a.name for a in node.names if a.name.startswith("skinbench.approaches"))
-    return sorted(files)
-
-
-def code_version(approach: str | None = None) -> str:
-    """Digest of the source that produces ``approach``'s numbers: a record made by other code is stale."""
-    import hashlib
-
-    h = hashlib.sha256()
-    pkg = Path(__file__).parent
-    for path in approach_sources(approach):
-        h.update(path.relative_to(pkg).as_posix().encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def run_key(task: str, approach: str, dataset: str, seed: int, params: dict | None, limit: int | None,
-            manifest_digest: str) -> str:
-    """What a record depends on; benchmarks/regenerate.py reruns only when it changes."""
-    from skinbench.cache import make_key
-
-    ainfo = info.approach(approach)
-    merged = {**ainfo.params_for(task), **(params or {})}
-    return make_key(task, approach, dataset, seed, ainfo.estimator, merged, limit, manifest_digest,
-                    code_version(approach))[:20]
+#: declared version of how the runner turns predictions into numbers (threshold 0.5, probability maps
+#: resized to the truth mask's grid); enters every run key (skinbench.provenance)
+SCORING_VERSION = 1
 
 
 def resolve(task: str, approach: str, dataset: str | None = None) -> tuple[info.TaskInfo, info.ApproachInfo, str]:
@@ -156,34 +94,65 @@ def _limit(ds: Dataset, n: int | None, seed: int) -> Dataset:
     return ds.subset(np.sort(keep))
 
 
-def run(task: str, approach: str, *, dataset: str | None = None, data_root: str | os.PathLike | None = None,
-        seed: int = 0, params: dict[str, Any] | None = None, target: str | None = None,
-        limit: int | None = None, n_boot: int = 1000, results_root: str | os.PathLike | None = None,
-        predictions_dir: str | os.PathLike | None = None, command: str | None = None,
-        dataset_kwargs: dict[str, Any] | None = None) -> list[Path]:
-    """Run ``approach`` on ``task`` and write one record per segmentation target (or one for classification).
+def run(task: str, approach: str, *, dataset: str | None = None, seed: int = 0,
+        params: dict[str, Any] | None = None, target: str | None = None, limit: int | None = None,
+        n_boot: int = 1000, **kwargs: Any) -> list[Path]:
+    """Shorthand for ``execute(RunSpec(task, approach, ...), **kwargs)``."""
+    spec = RunSpec(task, approach, dataset, seed, dict(params or {}), target, limit, n_boot)
+    return execute(spec, **kwargs)
+
+
+def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
+            results_root: str | os.PathLike | None = None, predictions_dir: str | os.PathLike | None = None,
+            command: str | None = None, dataset_kwargs: dict[str, Any] | None = None) -> list[Path]:
+    """Run ``spec`` and write one record per segmentation target (or one for classification).
 
     Returns the record paths. ``predictions_dir`` additionally receives the ISIC submission files;
     ``dataset_kwargs`` go to the dataset adapter (e.g. ``n_images`` for the synthetic data).
     """
-    tinfo, ainfo, dataset = resolve(task, approach, dataset)
+    tinfo, ainfo, dataset = resolve(spec.task, spec.approach, spec.dataset)
     root = Path(results_root) if results_root else results_dir()
     ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **(dataset_kwargs or {})})
-    train, test = _limit(ds.split("train"), limit, seed), _limit(ds.split("test"), limit, seed)
+    train, test = _limit(ds.split("train"), spec.limit, spec.seed), _limit(ds.split("test"), spec.limit, spec.seed)
     if len(train) == 0 or len(test) == 0:
         raise ConfigError(f"dataset {dataset!r} has an empty train or test split",
                           fix="check the split column of its manifest / CSV")
-    base = dict(task=task, dataset=dataset, approach=approach, family=ainfo.family, title=ainfo.title, seed=seed,
-                limit=limit, run_key=run_key(task, approach, dataset, seed, params, limit, ds.manifest_digest), command=command or " ".join(sys.argv),
-                split={"n_train": len(train), "n_test": len(test), "manifest_digest": ds.manifest_digest})
+    inputs = provenance.key_inputs(spec, ds.manifest_digest)
+    base = RunRecord(task=spec.task, dataset=dataset, approach=spec.approach, family=ainfo.family,
+                     title=ainfo.title, seed=spec.seed, limit=spec.limit, command=command or command_as_typed(),
+                     run_key=provenance.run_key(inputs), key_inputs=inputs,
+                     code_digest=provenance.code_digest(spec.approach),
+                     split={"n_train": len(train), "n_test": len(test), "manifest_digest": ds.manifest_digest})
     if tinfo.kind == "classification":
-        return [_run_classification(tinfo, ainfo, base, train, test, seed, params, n_boot, root, predictions_dir)]
-    targets = [target] if target else list(tinfo.targets)
+        return [_run_classification(tinfo, ainfo, base, train, test, spec, root, predictions_dir)]
+    targets = [spec.target] if spec.target else list(tinfo.targets)
     for t in targets:
         if t not in ds.targets:
             raise ConfigError(f"dataset {dataset!r} has no {t!r} masks", fix=f"targets: {', '.join(ds.targets)}")
-    return [_run_segmentation(tinfo, ainfo, dict(base, target=t), train, test, seed, params, n_boot, root,
-                              predictions_dir) for t in targets]
+    return [_run_segmentation(tinfo, ainfo, replace(base, target=t), train, test, spec, root, predictions_dir)
+            for t in targets]
+
+
+def command_as_typed(argv: list[str] | None = None) -> str:
+    """The command line as a user would type it again (``python -m skinbench run ...``, not a file path)."""
+    import shlex
+
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    head = Path(argv[0])
+    if head.name == "__main__.py" and head.parent.name == "skinbench":
+        first = "python -m skinbench"
+    elif head.name == "skinbench":
+        first = "skinbench"
+    elif head.suffix == ".py":
+        try:
+            first = "python " + head.resolve().relative_to(Path(__file__).resolve().parents[1]).as_posix()
+        except ValueError:
+            first = "python " + head.name
+    else:
+        first = head.name
+    return " ".join([first, *map(shlex.quote, argv[1:])])
 
 
 def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
@@ -192,41 +161,53 @@ def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def _finish(record: dict[str, Any], root: Path, timings: dict[str, float]) -> Path:
-    from skinbench.results.records import environment, record_path, write_record
+def _fit(est: Any, *args: Any, **kwargs: Any) -> tuple[float, dict[str, dict[str, int]]]:
+    """Fit, returning wall seconds and the cache look-ups it made (work found vs work done)."""
+    from skinbench import cache
+
+    before = cache.ledger()
+    _, seconds = _timed(est.fit, *args, **kwargs)
+    return seconds, cache.ledger_since(before)
+
+
+def _finish(record: RunRecord, root: Path, timings: dict[str, Any]) -> Path:
+    from skinbench.results.records import environment, path_of, write_record
 
     timings["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    record.update(schema=1, status="ok", timings=timings, created=datetime.now(timezone.utc).isoformat(),
-                  **environment())
-    path = record_path(record["task"], record["dataset"], record["approach"], record.get("target"), root=root)
-    return write_record(record, path)
+    env = environment()
+    record = replace(record, status="ok", timings=timings, created=datetime.now(timezone.utc).isoformat(),
+                     versions=env["versions"], machine=env["machine"])
+    return write_record(record, path_of(record, root))
 
 
-def _run_classification(tinfo, ainfo, base, train: Dataset, test: Dataset, seed, params, n_boot, root,
-                        predictions_dir) -> Path:
+def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,
+                        test: Dataset, spec: RunSpec, root: Path, predictions_dir) -> Path:
     from skinbench.metrics.evaluate import evaluate_classification
 
     if not train.class_names:
         raise ConfigError(f"dataset {train.name!r} has no labels", fix="add a label column to its CSV")
-    est = build_estimator(ainfo, seed, params, tinfo.name)
-    seed_everything(seed)
-    _, fit_s = _timed(est.fit, train.paths, train.y, groups=train.groups)
+    est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
+    seed_everything(spec.seed)
+    fit_kwargs: dict[str, Any] = {"groups": train.groups}
+    if ainfo.needs_masks:
+        fit_kwargs["masks"] = train.masks(ainfo.needs_masks)
+    fit_s, cache_use = _fit(est, train.paths, train.y, **fit_kwargs)
     proba, predict_s = _timed(est.predict_proba, test.paths)
     scores = _full_columns(np.asarray(proba, dtype=float), est.classes_, len(train.class_names))
     evaluation, eval_s = _timed(evaluate_classification, test.y, scores, list(train.class_names),
-                                n_boot=n_boot, seed=seed)
+                                n_boot=spec.n_boot, seed=spec.seed)
     extras = {k: v for k, v in evaluation.items() if k != "metrics"}
-    record = dict(base, params=_params_of(est), metrics=evaluation["metrics"],
-                  extras=dict(extras, class_names=list(train.class_names)),
-                  predictions={"image_id": test.ids.tolist(), "y_true": test.y.tolist(),
-                               "scores": np.round(scores, 6).tolist()})
+    record = replace(base, params=_params_of(est), metrics=evaluation["metrics"],
+                     extras=dict(extras, class_names=list(train.class_names)),
+                     predictions={"image_id": test.ids.tolist(), "y_true": test.y.tolist(),
+                                  "scores": np.round(scores, 6).tolist()})
     if predictions_dir:
         from skinbench.results import submission
 
         submission.write_classification_csv(Path(predictions_dir), tinfo.name, test.ids, scores,
                                             list(train.class_names))
     return _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
-                                  "images_per_s_predict": len(test) / max(predict_s, 1e-9)})
+                                  "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
 
 
 def _full_columns(proba: np.ndarray, classes: Iterable[int], n_classes: int) -> np.ndarray:
@@ -241,23 +222,27 @@ def _params_of(est: Any) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k != "cache_dir" and isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
 
 
-def _run_segmentation(tinfo, ainfo, base, train: Dataset, test: Dataset, seed, params, n_boot, root,
-                      predictions_dir) -> Path:
+def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,
+                      test: Dataset, spec: RunSpec, root: Path, predictions_dir) -> Path:
     from skinbench.metrics.evaluate import evaluate_segmentation
     from skinbench.metrics.segmentation import confusion_counts
+    from skinbench.metrics.surface import surface_distances
 
-    target = base["target"]
+    target = base.target
     train_masks, test_masks = train.masks(target), test.masks(target)
-    est = build_estimator(ainfo, seed, params, tinfo.name)
-    seed_everything(seed)
+    est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
+    seed_everything(spec.seed)
     labels = train.y if train.class_names else None
-    _, fit_s = _timed(est.fit, train.paths, train_masks, y=labels)
-    counts, overlays = [], []
+    fit_s, cache_use = _fit(est, train.paths, train_masks, y=labels, groups=train.groups)
+    counts, overlays, surface = [], [], []
     start = time.perf_counter()
     for i, prob in enumerate(est.predict_proba(test.paths)):
         truth = _truth(test_masks[i], test.paths[i])
         pred = _to_shape(np.asarray(prob, dtype=np.float32), truth.shape) >= 0.5
         counts.append(confusion_counts(truth, pred))
+        # per-image [hd95, assd] for the tables' boundary columns: 10-14 ms per 450x600 HAM10000 mask
+        # (task4: 20-28 s per 2004-image run, counted in predict_s), < 1 ms per task3 mask
+        surface.append(surface_distances(truth, pred))
         if i < N_OVERLAYS:
             overlays.append((read_image(test.paths[i], size=(truth.shape[1], truth.shape[0])), truth, pred))
         if predictions_dir:
@@ -266,13 +251,14 @@ def _run_segmentation(tinfo, ainfo, base, train: Dataset, test: Dataset, seed, p
             submission.write_mask_png(Path(predictions_dir), test.ids[i], pred, target)
     predict_s = time.perf_counter() - start
     counts_arr = np.asarray(counts, dtype=np.int64)
-    evaluation, eval_s = _timed(evaluate_segmentation, counts_arr, n_boot=n_boot, seed=seed)
-    record = dict(base, params=_params_of(est), metrics=evaluation["metrics"],
-                  extras={k: v for k, v in evaluation.items() if k != "metrics"},
-                  predictions={"image_id": test.ids.tolist(), "counts": counts_arr.tolist()})
+    evaluation, eval_s = _timed(evaluate_segmentation, counts_arr, n_boot=spec.n_boot, seed=spec.seed)
+    record = replace(base, params=_params_of(est), metrics=evaluation["metrics"],
+                     extras={k: v for k, v in evaluation.items() if k != "metrics"},
+                     predictions={"image_id": test.ids.tolist(), "counts": counts_arr.tolist(),
+                                  "surface": np.round(np.reshape(surface, (-1, 2)), 3).tolist()})
     path = _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
-                                  "images_per_s_predict": len(test) / max(predict_s, 1e-9)})
-    _overlay_figure(overlays, test.ids[:N_OVERLAYS], base, root)
+                                  "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
+    _overlay_figure(overlays, test.ids[:N_OVERLAYS], record, root)
     return path
 
 
@@ -293,24 +279,23 @@ def _to_shape(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def _overlay_figure(overlays, ids, base, root: Path) -> None:
+def _overlay_figure(overlays, ids, record: RunRecord, root: Path) -> None:
     if not overlays:
         return
-    from skinbench.results.plots import plot_overlays
+    from skinbench.results.plots import overlay_path, plot_overlays
 
     images, truths, preds = zip(*overlays)
-    name = f"overlay_{base['task']}_{base['dataset']}_{base['approach']}__{base['target']}.png"
-    plot_overlays(list(images), list(truths), list(preds), [str(i) for i in ids], root / "plots" / name)
+    plot_overlays(list(images), list(truths), list(preds), [str(i) for i in ids], overlay_path(root, record))
 
 
 def write_skipped(task: str, approach: str, reason: str, *, dataset: str | None = None,
                   results_root: str | os.PathLike | None = None) -> Path:
     """A record saying plainly why an approach has no numbers (e.g. weights not available offline)."""
-    from skinbench.results.records import environment, record_path, write_record
+    from skinbench.results.records import environment, path_of, write_record
 
     tinfo, ainfo, dataset = resolve(task, approach, dataset)
     root = Path(results_root) if results_root else results_dir()
-    record = dict(schema=1, status="skipped", reason=reason, task=task, dataset=dataset, approach=approach,
-                  family=ainfo.family, title=ainfo.title, created=datetime.now(timezone.utc).isoformat(),
-                  **environment())
-    return write_record(record, record_path(task, dataset, approach, None, root=root))
+    record = RunRecord(task=task, dataset=dataset, approach=approach, status="skipped", reason=reason,
+                       family=ainfo.family, title=ainfo.title, created=datetime.now(timezone.utc).isoformat(),
+                       **environment())
+    return write_record(record, path_of(record, root))

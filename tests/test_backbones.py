@@ -84,3 +84,17 @@ def test_mobilenet_imagenet_loads_offline_at_any_size(shared_data, monkeypatch):
     np.testing.assert_array_equal(a.get_weights()[0], b.get_weights()[0])
     assert not np.allclose(a.get_weights()[0], random.get_weights()[0])
     assert backbones.weights_id("mobilenet_v2", "imagenet") != "random"
+
+
+def test_mobilenet_v2_owns_its_unet_layer_names():
+    """The U-Net taps are the backbone's facts: they exist in the model at strides 32 (bottleneck), 16..2."""
+    pytest.importorskip("keras")
+    from skinbench.approaches import ynet
+
+    bottleneck, skips = backbones.unet_layers("mobilenet_v2")
+    assert (ynet.BOTTLENECK, ynet.SKIPS) == (bottleneck, skips)  # the Y-Net reads them, keeps no copy
+    model = backbones.build("mobilenet_v2", (64, 64, 3), weights=None)
+    sides = [model.get_layer(name).output.shape[1] for name in (bottleneck, *skips)]
+    assert sides == [2, 4, 8, 16, 32]
+    with pytest.raises(ConfigError, match="mobilenet_v2"):
+        backbones.unet_layers("vgg16")

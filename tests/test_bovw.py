@@ -137,3 +137,38 @@ def test_kernels_and_normalisation():
     np.testing.assert_allclose(np.linalg.norm(sq[0]), 1.0)
     with pytest.raises(ConfigError):
         BoVWClassifier(kernel="poly").fit(np.array(["a", "b"]), np.array([0, 1]))
+
+
+def test_vocabulary_never_learns_from_the_validation_images(synthetic_dataset, tmp_path, monkeypatch):
+    """Each validation split's k-means sees exactly its fitting images' descriptors; the final one all of them."""
+    import skinbench.approaches.bovw as bovw
+    from skinbench.data.splits import validation_split
+
+    ds = synthetic_dataset
+    samples: list[np.ndarray] = []
+    real_fit = bovw.MiniBatchKMeans.fit
+    monkeypatch.setattr(bovw.MiniBatchKMeans, "fit",
+                        lambda self, X, *a, **k: samples.append(np.array(X, copy=True)) or real_fit(self, X, *a, **k))
+    clf = BoVWClassifier(cache_dir=str(tmp_path / "c"), **{**FAST, "val_repeats": 2})
+    clf.fit(ds.paths, ds.y, groups=ds.groups)
+    sift = [d.sift_features() for d in clf._descriptors(ds.paths)]
+    assert sum(map(len, sift)) <= clf.max_train_descriptors  # every descriptor sampled: exact comparison
+    splits = [validation_split(ds.y, ds.groups, clf.val_fraction, clf.random_state + r) for r in range(2)]
+    assert len(samples) == len(splits) + 1
+    for sample, (fit_idx, val_idx) in zip(samples, splits):
+        assert len(val_idx) and sum(len(sift[i]) for i in val_idx) > 0
+        np.testing.assert_array_equal(sample, np.concatenate([sift[i] for i in fit_idx]))
+    np.testing.assert_array_equal(samples[-1], np.concatenate(sift))  # the final vocabulary: all training images
+
+
+def test_transform_encodes_in_chunks_and_changes_no_number(tmp_path, monkeypatch):
+    X, y = _textures(tmp_path, n_per_class=5)
+    clf = BoVWClassifier(color="lab", spatial=True, encoding="soft", cache_dir=str(tmp_path / "c"), **FAST).fit(X, y)
+    at_once = clf._encode(clf._descriptors(X))  # every image's descriptors held together
+    sizes: list[int] = []
+    real = BoVWClassifier._descriptors
+    monkeypatch.setattr(BoVWClassifier, "_descriptors", lambda self, paths: sizes.append(len(paths)) or real(self, paths))
+    monkeypatch.setattr(BoVWClassifier, "transform_chunk", 3)
+    np.testing.assert_array_equal(clf.transform(X), at_once)
+    assert sizes == [3, 3, 3, 1]
+    assert clf.transform(X[:0]).shape == (0, at_once.shape[1])

@@ -97,3 +97,194 @@ def test_predict_writes_isic_masks(tmp_path):
 def test_table_without_records_is_a_clear_error(tmp_path):
     proc = _run_cli("table", "--results", str(tmp_path))
     assert proc.returncode == 2 and "no records" in proc.stderr
+
+
+# ------------------------------------------------------------------ issue 13: bad input met at the CLI
+
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from helpers_generic import edit_labels, first, generic_copy, line_of  # noqa: E402
+
+from skinbench.paths import cache_dir  # noqa: E402
+
+
+def _one_error_line(err: str) -> str:
+    """The CLI's single error line (nothing else before it: no run started, no traceback)."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("skinbench: error:") or ": error: " in lines[0], err
+    return lines[0]
+
+
+def _generic_run(capsys, folder: Path, tmp_path: Path, task: str = "task1", approach: str = "majority",
+                 *extra: str) -> tuple[int, str]:
+    rc = main(["run", task, "-a", approach, "--dataset", "generic", "--data-root", str(folder),
+               "--results", str(tmp_path / "results"), "--n-boot", "20", *extra])
+    return rc, capsys.readouterr().err
+
+
+def test_cli_label_typo_on_a_test_row(tmp_path, synthetic_dataset, capsys):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    table = edit_labels(folder, lambda t: None)
+    victim = first(table, "test", "malignant")
+    edit_labels(folder, lambda t: t.assign(label=t["label"].where(t["image_id"] != victim, "malignamt")))
+    rc, err = _generic_run(capsys, folder, tmp_path)
+    line = _one_error_line(err)
+    assert rc == 2 and f"labels.csv: line {line_of(table, victim)}: label 'malignamt'" in line
+    assert "valid labels: benign, malignant" in line
+    assert not (tmp_path / "results").exists()
+
+
+def test_cli_ambiguous_positive_class_then_declared(tmp_path, synthetic_dataset, capsys):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    edit_labels(folder, lambda t: t.assign(label=t["label"].map({"benign": "other", "malignant": "melanoma"})))
+    rc, err = _generic_run(capsys, folder, tmp_path)
+    assert rc == 2 and "do not say which class is positive" in _one_error_line(err) and "--positive" in err
+    rc, err = _generic_run(capsys, folder, tmp_path, "task1", "majority", "--positive", "melanoma")
+    assert rc == 0, err
+    record = json.loads(next((tmp_path / "results" / "runs").rglob("majority.json")).read_text())
+    assert record["extras"]["class_names"] == ["other", "melanoma"]  # class 1 = the declared positive one
+
+
+def test_cli_mask_of_another_size_names_the_mask(tmp_path, synthetic_dataset, capsys):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    victim = folder / "masks" / f"{first(edit_labels(folder, lambda t: None), 'test')}_lesion.png"
+    cv2.imwrite(str(victim), np.zeros((100, 100), np.uint8))
+    rc, err = _generic_run(capsys, folder, tmp_path, "task4", "all-background")
+    line = _one_error_line(err)
+    assert rc == 2 and f"{victim.name}: mask is 100x100 but its image" in line and "aspect" in line
+
+
+def test_cli_missing_mask_is_an_error_before_any_work(tmp_path, synthetic_dataset, capsys):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    gone = first(edit_labels(folder, lambda t: None), "test")
+    (folder / "masks" / f"{gone}_lesion.png").unlink()
+    rc, err = _generic_run(capsys, folder, tmp_path, "task4", "all-background")
+    assert rc == 2 and f"have no lesion mask file (first: {gone})" in _one_error_line(err)
+
+
+def test_cli_unreadable_test_image_found_before_fitting(tmp_path, synthetic_dataset, capsys):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    zero = folder / "images" / f"{first(edit_labels(folder, lambda t: None), 'test')}.png"
+    zero.write_bytes(b"")
+    rc, err = _generic_run(capsys, folder, tmp_path, "task1", "bovw", "-p", "n_words=10")
+    line = _one_error_line(err)  # the "== task1 / bovw" line of a started run would be a second line
+    assert rc == 2 and f"{zero.name}: image file is empty (0 bytes)" in line
+
+
+def test_cli_one_class_training_set_names_label_and_file(tmp_path, synthetic_dataset, capsys):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    edit_labels(folder, lambda t: t.assign(label=t["label"].where(t["split"] == "test", "benign")))
+    rc, err = _generic_run(capsys, folder, tmp_path, "task1", "bovw")
+    line = _one_error_line(err)
+    assert rc == 2 and "labels.csv: the training split holds one class only: 'benign'" in line
+    assert "got [0]" not in line
+
+
+@pytest.mark.realdata
+def test_cli_ham10000_missing_mask(tmp_path, shared_data, capsys):
+    """The real HAM10000 (linked, not copied) with one mask file gone: task4 stops before any work and
+    `data verify` reports the mask."""
+    src = shared_data / "ham10000"
+    folder = tmp_path / "ham10000"
+    (folder / "masks").mkdir(parents=True)
+    for name in ("HAM10000_metadata.csv", "images"):
+        (folder / name).symlink_to(src / name)
+    gone = "ISIC_0024306"
+    for entry in os.scandir(src / "masks"):
+        if entry.name != f"{gone}_segmentation.png":
+            (folder / "masks" / entry.name).symlink_to(entry.path)
+    rc = main(["run", "task4", "-a", "all-background", "--data-root", str(tmp_path), "--results",
+               str(tmp_path / "results")])
+    line = _one_error_line(capsys.readouterr().err)
+    assert rc == 2 and f"1 image(s) have no lesion mask file (first: {gone})" in line
+    assert "data verify ham10000" in line
+    assert main(["data", "verify", "ham10000", "--data-root", str(tmp_path)]) == 1
+    assert f"missing lesion masks: 1 ({gone})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "task1", "-a", "bovw", "-p", "n_words=abc"], "-p n_words=abc: parameter n_words of approach 'bovw' "
+                                                           "takes an integer, not 'abc' Fix: e.g. -p n_words=300"),
+    (["run", "task4", "-a", "unet", "-p", "epochs=abc"], "parameter epochs of approach 'unet' takes an integer"),
+    (["run", "task3", "-a", "classical-dots", "-p", "n_tune=abc"], "parameter n_tune of approach 'classical-dots' "
+                                                                    "takes an integer, not 'abc' Fix: e.g. -p n_tune=400"),
+    (["run", "task1", "-a", "bovw", "-p", "vocab_size=500"], "has no parameter 'vocab_size' Fix: did you mean n_words?"),
+    (["run", "task1", "-a", "majority", "-p", "novalue"], "Fix: write e.g. -p strategy=prior"),
+])
+def test_cli_param_errors_before_any_work(argv, needle, capsys):
+    before = sorted(p.name for p in cache_dir().glob("*")) if cache_dir().is_dir() else []
+    assert main([*argv, "--dataset", "synthetic"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert needle in line
+    after = sorted(p.name for p in cache_dir().glob("*")) if cache_dir().is_dir() else []
+    assert after == before, "a rejected parameter must not leave cache folders"
+
+
+@pytest.mark.parametrize("value, needle", [("-5", "must be at least 1"), ("0", "must be at least 1"),
+                                           ("ten", "expected a whole number")])
+def test_cli_limit_is_checked_by_argparse_in_one_line(value, needle):
+    proc = _run_cli("run", "task1", "-a", "majority", "--limit", value)
+    assert proc.returncode == 2
+    line = _one_error_line(proc.stderr)
+    assert "argument --limit" in line and needle in line
+
+
+def test_cli_list_approach_shows_parameters_defaults_and_task_values(capsys):
+    assert main(["list", "mobilenet-unet"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("finetune_epochs"))
+    assert row.split()[1:] == ["an", "integer", "0", "12", "0"]  # type, default, task3, (task4 default), smoke
+    assert "task3 value" in out and "task4 value" in out
+
+
+def test_cli_run_prints_a_compact_table_and_writes_to_the_user_folder(tmp_path, monkeypatch, capsys):
+    from skinbench.paths import REPO_ROOT
+
+    monkeypatch.delenv("SKINBENCH_RESULTS")
+    monkeypatch.chdir(tmp_path)
+    committed = REPO_ROOT / "results" / "tables"
+    before = {p: p.stat().st_mtime_ns for p in committed.glob("*")} if committed.is_dir() else {}
+    assert main(["run", "task1", "-a", "majority", "--dataset", "synthetic", "--n-boot", "20"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "skinbench-results" / "runs" / "task1").is_dir()
+    assert ({p: p.stat().st_mtime_ns for p in committed.glob("*")} if committed.is_dir() else {}) == before
+    assert "<!--" not in out and "ap*" in out and "majority" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    assert main(["table", "task1", "--ci"]) == 0
+    out = capsys.readouterr().out
+    assert "[" in out and "<!--" not in out
+
+
+def test_cli_record_command_is_the_command_as_typed(tmp_path):
+    assert main(["run", "task1", "-a", "majority", "--dataset", "synthetic", "--n-boot", "20",
+                 "--results", str(tmp_path)]) == 0
+    record = json.loads(next(tmp_path.rglob("majority.json")).read_text())
+    assert record["command"].startswith("python -m skinbench run task1 -a majority --dataset synthetic")
+
+
+def test_smoke_and_demo_remove_their_temporary_folders(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["smoke", "--task", "task1", "-a", "majority"]) == 0
+    assert not list(tmp_path.glob("skinbench-smoke-*"))
+    assert main(["demo", "--task", "task1", "--n-images", "40"]) == 0
+    assert not list(tmp_path.glob("skinbench-demo-*"))
+
+
+@pytest.mark.slow
+def test_demo_bovw_beats_the_baselines(tmp_path):
+    """The demo's task1 comparison is sensible: BoVW is not a constant predictor and beats both baselines."""
+    assert main(["demo", "--task", "task1", "--results", str(tmp_path)]) == 0
+    runs = tmp_path / "runs" / "task1"
+    value = {name: {m: json.loads(next(runs.rglob(f"{name}.json")).read_text())["metrics"][m]["value"]
+                    for m in ("accuracy", "balanced_accuracy", "auc")} for name in ("majority", "stratified", "bovw")}
+    assert value["bovw"]["balanced_accuracy"] > max(value["majority"]["balanced_accuracy"],
+                                                    value["stratified"]["balanced_accuracy"]) + 0.15
+    assert value["bovw"]["accuracy"] > value["majority"]["accuracy"]
+    assert value["bovw"]["auc"] > 0.75

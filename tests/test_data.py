@@ -111,7 +111,10 @@ def test_generic_computes_lesion_split_and_finds_masks(tmp_path, synthetic_datas
     rows[["image_id", "label", "lesion_id"]].to_csv(folder / "labels.csv", index=False)
     ds = generic.load(folder, seed=0)
     assert ds.name == "generic" and len(ds) == 48 and ds.targets == ("lesion",)
-    assert ds.masks("lesion")[0].endswith(f"{first}_lesion.png") and ds.masks("lesion")[1] == ""
+    masks = ds.masks("lesion", missing="empty")
+    assert masks[0].endswith(f"{first}_lesion.png") and masks[1] == ""
+    with pytest.raises(DataError, match=r"47 image\(s\) have no lesion mask file"):
+        ds.masks("lesion")  # an absent mask file is an error, never an empty lesion
     assert set(ds.frame["split"]) == {"train", "test"}
     _no_leak(ds.frame)
     assert generic.load(folder, seed=0).manifest_digest == ds.manifest_digest

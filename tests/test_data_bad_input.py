@@ -207,3 +207,205 @@ def test_fake_ham10000_official_download_layout(tmp_path):
     assert mask.shape == (45, 60) and mask[30, 40] and not mask[0, 0]
     with pytest.raises(DataError, match=r"of the manifest ham10000.csv are not listed.*Fix"):
         ham10000.load(tmp_path)  # an incomplete download: the real manifest lists 10015
+
+
+# --------------------------------------------------------------------------- issue 13: checks before a run
+
+from helpers_generic import edit_labels, first, generic_copy, line_of  # noqa: E402
+
+from skinbench.data.base import check_for_task  # noqa: E402
+from skinbench.data.images import ASPECT_TOLERANCE, check_mask_sizes, check_readable  # noqa: E402
+
+
+def _check(ds, task, **kw):
+    check_for_task(task, ds.split("train"), ds.split("test"), **kw)
+
+
+def test_mask_size_rule_same_aspect_within_one_percent_else_error(tmp_path):
+    """Rule 4: same size or aspect within 1% (HAM10000's 600x450 masks of 200x150 images) -> resized;
+    anything else -> DataError naming the mask, both sizes and the fix."""
+    assert ASPECT_TOLERANCE == 0.01
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((150, 200, 3), np.uint8))
+    for name, (w, h), ok in (("ham.png", (600, 450), True), ("close.png", (600, 452), True),
+                             ("far.png", (600, 460), False), ("square.png", (150, 150), False)):
+        cv2.imwrite(str(tmp_path / name), np.zeros((h, w), np.uint8))
+        sizes = check_readable([image, tmp_path / name])
+        if ok:
+            check_mask_sizes([(str(image), str(tmp_path / name))], sizes)
+            assert mask_for_image(tmp_path / name, image).shape == (150, 200)
+        else:
+            with pytest.raises(DataError, match=rf"{name}: mask is {w}x{h} but its image img.png is 200x150.*1%.*Fix"):
+                check_mask_sizes([(str(image), str(tmp_path / name))], sizes)
+            with pytest.raises(DataError, match=rf"{name}: mask is {w}x{h}"):
+                mask_for_image(tmp_path / name, image)
+
+
+def test_generic_mask_of_another_aspect_fails_the_task_check(tmp_path, synthetic_dataset):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    victim = folder / "masks" / f"{first(edit_labels(folder, lambda t: None), 'test')}_lesion.png"
+    cv2.imwrite(str(victim), np.zeros((96, 96), np.uint8))  # the image is 128x96
+    ds = generic.load(folder)
+    with pytest.raises(DataError, match=rf"{victim.name}: mask is 96x96 but its image .* is 128x96"):
+        _check(ds, "task4")
+    cv2.imwrite(str(victim), np.zeros((288, 384), np.uint8))  # 3x, same aspect: resized by rule 4
+    _check(generic.load(folder), "task4")
+
+
+def test_missing_mask_is_an_error_not_an_empty_lesion(tmp_path, synthetic_dataset):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    gone = first(edit_labels(folder, lambda t: None), "test")
+    (folder / "masks" / f"{gone}_lesion.png").unlink()
+    ds = generic.load(folder)
+    with pytest.raises(DataError, match=rf"1 image\(s\) have no lesion mask file \(first: {gone}\).*Fix: add .*{gone[:0]}"):
+        ds.masks("lesion")
+    assert ds.masks("lesion", missing="empty")[list(ds.ids).index(gone)] == ""
+    with pytest.raises(DataError, match=gone):
+        _check(ds, "task4")
+    _check(ds, "task3")  # globules/streaks masks are all there
+
+
+def _fake_ham(folder: Path, n: int = 12, drop_mask: str | None = None) -> list[str]:
+    rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
+    ids = []
+    for k in range(n):
+        image_id, dx = f"ISIC_00{24306 + k}", ("nv" if k % 3 else "mel")
+        ids.append(image_id)
+        rows.append(f"HAM_{k:07d},{image_id},{dx},histo,50.0,male,back")
+        _jpg(folder / "images" / f"{image_id}.jpg", 60, 45)
+        (folder / "masks").mkdir(exist_ok=True)
+        if image_id != drop_mask:
+            mask = np.zeros((135, 180), np.uint8)  # 3x the image, as HAM10000 masks are
+            mask[40:90, 60:120] = 255
+            cv2.imwrite(str(folder / "masks" / f"{image_id}_segmentation.png"), mask)
+    (folder / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
+    return ids
+
+
+def test_ham10000_missing_mask_fails_before_work_and_verify_reports_it(tmp_path):
+    from skinbench.data.manifests import write_manifest
+    from skinbench.data.verify import verify
+
+    ids = _fake_ham(tmp_path / "ham10000", drop_mask="ISIC_0024309")
+    ds = ham10000.load(tmp_path / "ham10000", manifest_dir=tmp_path / "none")
+    with pytest.raises(DataError, match=r"1 image\(s\) have no lesion mask file \(first: ISIC_0024309\).*"
+                                        r"Fix: download .*skinbench data verify ham10000"):
+        ds.masks("lesion")
+    with pytest.raises(DataError, match="ISIC_0024309"):
+        _check(ds, "task4")
+    _check(ds, "task2")  # diagnosis needs no masks
+    manifest = ds.frame[["image_id", "label", "lesion_id", "split"]].assign(sha256="")
+    write_manifest("ham10000", manifest, {"checksums": ""}, directory=tmp_path / "manifests")
+    report = verify("ham10000", tmp_path, manifest_dir=tmp_path / "manifests")
+    assert report.missing_masks == {"lesion": ["ISIC_0024309"]} and not report.ok and not report.usable
+    assert "missing lesion masks: 1 (ISIC_0024309)" in report.summary()
+    assert len(ids) == 12
+
+
+def test_label_typo_is_named_with_file_line_and_valid_labels(tmp_path, synthetic_dataset):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    table = edit_labels(folder, lambda t: None)
+    victim = first(table, "test", "malignant")  # a test row only: must not pass unnoticed
+    edit_labels(folder, lambda t: t.assign(label=t["label"].where(t["image_id"] != victim, "malignamt")))
+    ds = generic.load(folder)
+    with pytest.raises(DataError, match=rf"labels.csv: line {line_of(table, victim)}: label 'malignamt' \(image "
+                                        rf"{victim}\) is not a class of task1 \(valid labels: benign, malignant\)"):
+        _check(ds, "task1")
+    with pytest.raises(DataError, match=rf"labels.csv: line {line_of(table, victim)}: label 'malignamt' \(image "
+                                        rf"{victim}\) is not a declared class \(valid labels: benign, malignant\)"):
+        generic.load(folder, class_names=["benign", "malignant"])  # a declared list: checked at load
+
+
+def test_positive_class_is_declared_never_the_second_sorted_label(tmp_path, synthetic_dataset):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    edit_labels(folder, lambda t: t.assign(label=t["label"].map({"benign": "other", "malignant": "melanoma"})))
+    ds = generic.load(folder)
+    assert ds.positive_class is None and ds.class_names == ("melanoma", "other")
+    with pytest.raises(DataError, match=r"labels.csv: labels .* do not say which class is positive for task1.*"
+                                        r"Fix: declare your classes: --classes NEG,POS .* --positive"):
+        _check(ds, "task1")
+    ds = generic.load(folder, positive_class="melanoma")
+    assert ds.class_names == ("other", "melanoma") and ds.positive_class == "melanoma"
+    _check(ds, "task1")
+    ds = generic.load(folder, class_names=["other", "melanoma"])
+    assert ds.positive_class == "melanoma" and list(ds.split("test").y) == [
+        int(v == "melanoma") for v in ds.split("test").frame["label"]]
+    edit_labels(folder, lambda t: t.assign(label=t["label"].map({"other": "0", "melanoma": "1"})))
+    ds = generic.load(folder)  # the 0/1 convention declares 1 positive
+    assert ds.class_names == ("0", "1") and ds.positive_class == "1"
+    _check(ds, "task1")
+    assert synthetic_dataset.positive_class == "malignant"
+
+
+def test_three_labels_on_a_binary_task_are_listed_with_lines(tmp_path, synthetic_dataset):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    edit_labels(folder, lambda t: t.assign(label=t["dx"]))  # nevus / melanoma / keratosis
+    with pytest.raises(DataError, match=r"labels.csv: the labels are not task1's classes \(benign, malignant\): 'nevus' \(\d+ row\(s\), first "
+                                        r"labels.csv line \d+\).*Fix: declare"):
+        _check(generic.load(folder), "task1")
+    with pytest.raises(DataError, match=r"task1 is binary but the data has 3 classes: 'nevus' \(\d+ row\(s\), "
+                                        r"first labels.csv line \d+\)"):
+        _check(generic.load(folder, class_names=["nevus", "melanoma", "keratosis"]), "task1")
+    _check(generic.load(folder, class_names=["nevus", "melanoma", "keratosis"]), "task2")
+
+
+def test_segmentation_only_csv_and_official_mask_names(tmp_path, synthetic_dataset):
+    """labels.csv without a label column; <id>_segmentation.png is the lesion target without a flag."""
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    for p in (folder / "masks").glob("*_lesion.png"):
+        p.rename(p.with_name(p.name.replace("_lesion.png", "_segmentation.png")))
+    for p in (folder / "masks").glob("*_globules.png"):
+        p.rename(p.with_name(p.name.replace("_globules.png", "_attribute_globules.png")))
+    edit_labels(folder, lambda t: t[["image_id", "lesion_id"]])  # no label, no split column
+    ds = generic.load(folder)
+    assert set(ds.targets) == {"lesion", "globules", "streaks"} and ds.class_names == ()
+    assert all(p.endswith("_segmentation.png") for p in ds.masks("lesion"))
+    assert set(ds.frame["split"]) == {"train", "test"}
+    train, test = (set(ds.frame.loc[ds.frame["split"] == s, "lesion_id"]) for s in ("train", "test"))
+    assert not train & test
+    _check(ds, "task4")
+    with pytest.raises(DataError, match=r"task1 .* needs a label per image.*Fix: add a label column"):
+        _check(ds, "task1")
+
+
+def test_every_listed_file_is_checked_up_front(tmp_path, synthetic_dataset):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    table = edit_labels(folder, lambda t: None)
+    zero, junk = first(table, "test"), first(table, "train")
+    (folder / "images" / f"{zero}.png").write_bytes(b"")
+    cut = folder / "images" / f"{junk}.png"
+    cut.write_bytes(cut.read_bytes()[:300])
+    ds = generic.load(folder)
+    with pytest.raises(DataError, match=r"\.png: .*(empty|truncated).*and 1 more bad image file"):
+        _check(ds, "task1")
+
+
+def test_one_class_training_set_and_single_image_class_name_label_and_file(tmp_path, synthetic_dataset):
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    table = edit_labels(folder, lambda t: t.assign(label=t["label"].where(t["split"] == "test", "benign")))
+    with pytest.raises(DataError, match=r"labels.csv: the training split holds one class only: 'benign' "
+                                        r"\(\d+ image\(s\)\).*valid labels: benign, malignant"):
+        _check(generic.load(folder), "task1")
+    lone = first(table, "train")
+    edit_labels(folder, lambda t: t.assign(label=t["label"].where(t["image_id"] != lone, "malignant")))
+    with pytest.raises(DataError, match=rf"class 'malignant' has a single training image, {lone}.png "
+                                        rf"\(labels.csv line {line_of(table, lone)}\).*Fix: add another training "
+                                        r"image labelled 'malignant'"):
+        _check(generic.load(folder), "task1")
+
+
+def test_fix_texts_lead_somewhere_that_works(tmp_path, synthetic_dataset):
+    """Generic data: removing the rows of absent images (the fix) loads. Official data: the fix is a
+    download, never removing rows (which the manifest check would then reject)."""
+    folder = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    gone = first(edit_labels(folder, lambda t: None), "train")
+    (folder / "images" / f"{gone}.png").unlink()
+    with pytest.raises(DataError, match=r"remove those rows from labels.csv") as err:
+        generic.load(folder)
+    assert err.value.fix and "remove those rows" in err.value.fix
+    edit_labels(folder, lambda t: t[t["image_id"] != gone])  # follow the fix
+    assert gone not in set(generic.load(folder).ids)
+    official = _isic2016(tmp_path / "isic", "ISIC_0000001,benign\nISIC_0000009,malignant\n", "ISIC_0000003,0.0\n")
+    with pytest.raises(DataError) as err:
+        isic2016.load(official, manifest_dir=tmp_path / "none")
+    assert "remove" not in err.value.fix and "data verify isic2016_task3" in err.value.fix

@@ -364,3 +364,33 @@ def test_deep_pipeline_names_the_bad_image(dataset_with_one_bad_image, tmp_path)
         transfer.extract_features(paths, backbone="mobilenet_v2", weights=None, size=32, batch_size=4,
                                   cache_dir=tmp_path / "cache", progress=False)
     assert bad.name in str(info.value)
+
+
+@pytest.mark.parametrize("mutate", IMAGE_MUTATIONS, ids=lambda m: m.__name__)
+def test_cheap_up_front_check_agrees_with_decoding(tmp_path, mutate):
+    """check_readable (headers and end markers only, run on every file before any fitting) rejects exactly
+    the image and mask files that decoding them would reject, naming the file."""
+    from skinbench.data.images import check_readable
+
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "data"
+    ids = _good_folder(folder, rng)
+    mutate(folder, rng)
+    images = [str(folder / "images" / f"{i}.png") for i in ids]
+    masks = [str(folder / "masks" / f"{i}_lesion.png") for i in ids]
+    decode_fails = []
+    for path, reader in [(p, read_image) for p in images] + [(m, read_mask) for m in masks]:
+        try:
+            reader(path)
+        except DataError:
+            decode_fails.append(path)
+    try:
+        check_readable(images + masks)
+        cheap_fails = None
+    except DataError as err:
+        cheap_fails = err
+    if decode_fails:
+        assert cheap_fails is not None, f"{mutate.__name__}: decoding fails but the up-front check passes"
+        assert Path(decode_fails[0]).name in str(cheap_fails)
+    else:
+        assert cheap_fails is None, f"{mutate.__name__}: valid files rejected: {cheap_fails}"

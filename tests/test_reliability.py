@@ -147,20 +147,27 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+#: the run pauses after its 10th computed descriptor (skinbench.testing_hooks): the signal then lands
+#: mid-extraction at a known point, however loaded the machine, instead of racing the run's end
+PAUSE_AT = "descriptors:10"
+
+
 def _interrupt_run(tmp_path: Path, template: Path, sig: int, *, whole_group: bool):
-    """Start the CLI run, wait until the descriptor cache holds some entries, send ``sig``, wait for exit."""
-    cache, results = tmp_path / "cache", tmp_path / "results"
+    """Start the CLI run, wait until it pauses mid-extraction (10 entries cached), send ``sig``, wait for exit."""
+    cache, results, paused = tmp_path / "cache", tmp_path / "results", tmp_path / "paused"
     shutil.copytree(template, cache)
     env = dict(os.environ, SKINBENCH_CACHE=str(cache), SKINBENCH_RESULTS=str(results), PYTHONUNBUFFERED="1")
     log = open(tmp_path / "run.log", "wb")
-    proc = subprocess.Popen(_cli_command(results), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(_cli_command(results), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(env, SKINBENCH_TEST_PAUSE_AT=PAUSE_AT, SKINBENCH_TEST_PAUSE_FILE=str(paused)),
                             start_new_session=True)  # own process group: Ctrl-C reaches it and its workers
     try:
-        deadline = time.monotonic() + 120
-        while not (cache / "local_features").exists() or len(_entries(cache)) < 10:
+        deadline = time.monotonic() + 300
+        while not paused.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"run ended or stalled before the cache filled: {(tmp_path / 'run.log').read_text()[-2000:]}")
+                pytest.fail(f"run ended or stalled before its pause point: {(tmp_path / 'run.log').read_text()[-2000:]}")
             time.sleep(0.05)
+        assert len(_entries(cache)) >= 10
         if whole_group:
             os.killpg(proc.pid, sig)  # as Ctrl-C in a terminal does
         else:
@@ -249,10 +256,10 @@ def test_regenerate_keeps_current_records_and_reruns_changed_ones(tmp_path, monk
 
     def spy(task, approach, **kw):
         calls.append((task, approach, kw.get("seed", 0)))
-        return real_run(task, approach, **{**kw, "n_boot": 20})
+        return real_run(task, approach, **kw)  # the default n_boot: it is part of the run key
 
     monkeypatch.setattr(regen.runner, "run", spy)
-    argv = ["--only", "task1", "--approach", "majority", "--approach", "stratified", "--no-extras"]
+    argv = ["--only", "task1", "--approach", "majority", "--approach", "stratified", "--no-extras", "--allow-dirty"]
     assert regen.main(argv) == 0
     assert calls == [("task1", "majority", 0), ("task1", "stratified", 0)]
     record = tmp_path / "results" / "runs" / "task1" / "synthetic" / "stratified.json"
@@ -273,8 +280,8 @@ def test_regenerate_keeps_current_records_and_reruns_changed_ones(tmp_path, monk
     assert regen.main(argv + ["--seed", "1", "--force"]) == 0
     assert len(calls) == 2
 
-    calls.clear()  # changed code (e.g. registry params live in info.py, inside the code digest): rerun
-    monkeypatch.setattr(runner, "code_version", lambda approach=None: "0123456789abcdef")
+    calls.clear()  # a declared version bump (here the metrics contract): every record reruns
+    monkeypatch.setattr("skinbench.metrics.METRICS_VERSION", 99)
     assert regen.main(argv + ["--seed", "1"]) == 0
     assert len(calls) == 2
 
@@ -285,21 +292,28 @@ def test_regenerate_keeps_current_records_and_reruns_changed_ones(tmp_path, monk
     json.loads(record.read_text())
 
 
+def _key(manifest_digest: str = "abc", **spec) -> str:
+    from skinbench import provenance
+
+    spec = {"task": "task1", "approach": "bovw", "dataset": "synthetic", **spec}
+    return provenance.run_key(provenance.key_inputs(provenance.RunSpec(**spec), manifest_digest))
+
+
 def test_run_key_changes_with_everything_a_record_depends_on():
-    base = dict(task="task1", approach="bovw", dataset="synthetic", seed=0, params=None, limit=None,
-                manifest_digest="abc")
-    key = runner.run_key(**base)
-    assert runner.run_key(**base) == key
+    key = _key()
+    assert _key() == key
     for change in ({"seed": 1}, {"params": {"n_words": 50}}, {"limit": 200}, {"manifest_digest": "abd"},
-                   {"approach": "majority"}, {"dataset": "generic"}, {"task": "task2"}):
-        assert runner.run_key(**{**base, **change}) != key, change
-    assert runner.run_key(**{**base, "params": {}}) == key  # no params and empty params are the same run
+                   {"approach": "majority"}, {"dataset": "generic"}, {"task": "task2"}, {"n_boot": 200}):
+        assert _key(**change) != key, change
+    assert _key(params={}) == key  # no params and empty params are the same run
 
 
 def test_code_digest_follows_each_approach_imports_only():
-    """An edit to the U-Net must not make the BoVW records stale; an edit to the metrics makes all stale."""
+    """Provenance: each record's code digest covers the code it ran (the U-Net is not in the BoVW's)."""
+    from skinbench import provenance
+
     def names(approach):
-        return {p.relative_to(runner.Path(runner.__file__).parent).as_posix() for p in runner.approach_sources(approach)}
+        return {p.relative_to(provenance.PACKAGE).as_posix() for p in provenance.approach_sources(approach)}
 
     bovw, unet, ynet = names("bovw"), names("unet"), names("ynet")
     assert {"approaches/bovw.py", "approaches/local_features.py", "metrics/segmentation.py", "runner.py"} <= bovw
@@ -307,7 +321,7 @@ def test_code_digest_follows_each_approach_imports_only():
     assert {"approaches/unet.py", "approaches/seg_training.py", "approaches/seg_losses.py"} <= unet
     assert unet < ynet and "approaches/backbones.py" in ynet  # the Y-Net imports the U-Net's conv block
     assert names(None) >= bovw | ynet
-    assert runner.code_version("bovw") != runner.code_version("unet")
+    assert provenance.code_digest("bovw") != provenance.code_digest("unet")
 
 
 def test_task_params_override_registry_params_for_that_task_only():
@@ -317,8 +331,7 @@ def test_task_params_override_registry_params_for_that_task_only():
     est3 = runner.build_estimator(ainfo, 0, None, "task3")
     assert est3.input_size == ainfo.task_params["task3"]["input_size"] and est3.train_encoder is False
     assert runner.build_estimator(ainfo, 0, {"input_size": 64}, "task3").input_size == 64  # user wins
-    base = dict(approach="mobilenet-unet", dataset="synthetic", seed=0, params=None, limit=None, manifest_digest="a")
-    assert runner.run_key(task="task3", **base) != runner.run_key(task="task4", **base)
+    assert _key(task="task3", approach="mobilenet-unet") != _key(task="task4", approach="mobilenet-unet")
 
 
 def test_regenerate_keeps_gpu_records_on_a_machine_without_gpu(tmp_path, monkeypatch):
@@ -331,7 +344,7 @@ def test_regenerate_keeps_gpu_records_on_a_machine_without_gpu(tmp_path, monkeyp
     calls: list[str] = []
     monkeypatch.setattr(regen.runner, "run", lambda task, approach, **kw: calls.append(approach) or [])
     monkeypatch.setattr(regen, "gpu_present", lambda: False)
-    argv = ["--only", "task1", "--approach", "majority", "--approach", "stratified", "--no-extras"]
+    argv = ["--only", "task1", "--approach", "majority", "--approach", "stratified", "--no-extras", "--allow-dirty"]
     assert regen.main(argv) == 0
     assert calls == ["stratified"]
     calls.clear()
@@ -341,3 +354,23 @@ def test_regenerate_keeps_gpu_records_on_a_machine_without_gpu(tmp_path, monkeyp
     monkeypatch.setattr(regen, "gpu_present", lambda: True)
     assert regen.main(argv) == 0
     assert calls == ["majority", "stratified"]
+
+
+def test_pause_point_pauses_only_at_its_point_and_call(tmp_path, monkeypatch):
+    """The hook the interruption tests use: the n-th call of the named point writes the marker and waits."""
+    from skinbench import testing_hooks as hooks
+
+    marker = tmp_path / "paused"
+    monkeypatch.setattr(hooks, "_calls", {})
+    monkeypatch.setenv(hooks.PAUSE_AT, "here:2")
+    monkeypatch.setenv(hooks.PAUSE_FILE, str(marker))
+    monkeypatch.setenv(hooks.PAUSE_S, "0.2")
+    hooks.pause_point("elsewhere")
+    hooks.pause_point("here")
+    assert not marker.exists()
+    start = time.monotonic()
+    hooks.pause_point("here")
+    assert marker.read_text() == str(os.getpid()) and time.monotonic() - start >= 0.2
+    marker.unlink()
+    hooks.pause_point("here")
+    assert not marker.exists()

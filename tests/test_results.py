@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from skinbench import info
 from skinbench.results import records as rec
 from skinbench.results import submission, tables
+from skinbench.results.render import render_all
 
 DIGEST = "ab12cd34ef56" + "0" * 52
 
@@ -30,7 +32,7 @@ def _metric(value: float, width: float = 0.05) -> dict:
 
 def make_record(task: str, approach: str, *, dataset: str = "synthetic", target: str | None = None,
                 n: int = 40, seed: int = 0, quality: float = 1.0, n_classes: int = 2,
-                status: str = "ok", reason: str | None = None) -> dict:
+                status: str = "ok", reason: str | None = None) -> rec.RunRecord:
     """A plausible record as the runner writes it; ``quality`` 0 = random scores, 1 = strong signal."""
     rng = np.random.default_rng(abs(hash((approach, seed))) % 2**32)
     ids = [f"ISIC_{k:07d}" for k in range(n)]
@@ -44,8 +46,7 @@ def make_record(task: str, approach: str, *, dataset: str = "synthetic", target:
                "created": "2024-01-01T00:00:00", "command": "pytest"}
     r.update(rec.environment())
     if status != "ok":
-        r["reason"] = reason
-        return r
+        return rec.RunRecord(**r, reason=reason or "")
     if info_t.kind == "classification":
         y = np.arange(n) % n_classes
         logits = rng.normal(size=(n, n_classes)) + quality * 3 * np.eye(n_classes)[y]
@@ -78,7 +79,7 @@ def make_record(task: str, approach: str, *, dataset: str = "synthetic", target:
                           "thresholded_jaccard": _metric(0.3), "jaccard_set": _metric(0.4),
                           "dice_set": _metric(0.5), "precision_set": _metric(0.6), "recall_set": _metric(0.7)},
                  extras={}, predictions={"image_id": ids, "counts": counts})
-    return r
+    return rec.RunRecord(**r)
 
 
 @pytest.fixture
@@ -86,12 +87,12 @@ def root(tmp_path) -> Path:
     return tmp_path / "results"
 
 
-def write_all(root: Path, records: list[dict]) -> None:
+def write_all(root: Path, records: list[rec.RunRecord]) -> None:
     for r in records:
-        rec.write_record(r, rec.record_path(r["task"], r["dataset"], r["approach"], r.get("target"), root=root))
+        rec.write_record(r, rec.path_of(r, root))
 
 
-def task1_records() -> list[dict]:
+def task1_records() -> list[rec.RunRecord]:
     return [*(make_record("task1", name, quality=0.0) for name in info.baselines_for("task1")),
             make_record("task1", "bovw", quality=0.6),
             make_record("task1", "transfer-mobilenetv2", quality=1.2),
@@ -114,16 +115,16 @@ def test_record_path_defaults_to_results_dir(monkeypatch, tmp_path):
 
 def test_write_and_load_round_trip_converts_numpy(root):
     r = make_record("task1", "bovw")
-    r["params"] = {"k": np.int64(300), "c": np.float32(1 / 3), "bad": float("nan"), "path": Path("/x")}
+    r.params = {"k": np.int64(300), "c": np.float32(1 / 3), "bad": float("nan"), "path": Path("/x")}
     path = rec.write_record(r, rec.record_path("task1", "synthetic", "bovw", root=root))
     text = path.read_text()
     assert text.index('"approach"') < text.index('"task"')  # sorted keys
     loaded = rec.load_records(root)
     assert len(loaded) == 1
     got = loaded[0]
-    assert got["schema"] == rec.SCHEMA
-    assert got["params"] == {"k": 300, "c": 0.333333, "bad": None, "path": "/x"}
-    assert got["extras"]["confusion_matrix"] == r["extras"]["confusion_matrix"].tolist()
+    assert got.schema == rec.SCHEMA
+    assert got.params == {"k": 300, "c": 0.333333, "bad": None, "path": "/x"}
+    assert got.extras["confusion_matrix"] == r.extras["confusion_matrix"].tolist()
     assert rec.load_records(root, task="task2") == []
     assert len(rec.load_records(root, task="task1", dataset="synthetic")) == 1
 
@@ -132,7 +133,7 @@ def test_write_record_default_path_uses_results_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("SKINBENCH_RESULTS", str(tmp_path))
     path = rec.write_record(make_record("task3", "unet", target="streaks"))
     assert path == tmp_path.resolve() / "runs/task3/synthetic/unet__streaks.json"
-    assert rec.load_records()[0]["target"] == "streaks"
+    assert rec.load_records()[0].target == "streaks"
 
 
 def test_failed_serialisation_leaves_no_partial_file(root):
@@ -140,14 +141,14 @@ def test_failed_serialisation_leaves_no_partial_file(root):
     good = make_record("task1", "bovw")
     rec.write_record(good, path)
     before = path.read_bytes()
-    bad = dict(good, params={"estimator": object()})
+    bad = replace(good, params={"estimator": object()})
     with pytest.raises(TypeError, match="not JSON serialisable"):
         rec.write_record(bad, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["bovw.json"]  # no temp file left
     other = rec.record_path("task1", "synthetic", "prior", root=root)
     with pytest.raises(TypeError):
-        rec.write_record(dict(bad, approach="prior"), other)
+        rec.write_record(replace(bad, approach="prior"), other)
     assert not other.exists()
 
 
@@ -159,22 +160,24 @@ def test_corrupt_record_is_skipped_with_warning(root):
     not_record.write_text("[1, 2]")
     with pytest.warns(UserWarning) as caught:
         loaded = rec.load_records(root)
-    assert [r["approach"] for r in loaded] == ["bovw"]
+    assert [r.approach for r in loaded] == ["bovw"]
     messages = " ".join(str(w.message) for w in caught)
     assert str(bad) in messages and str(not_record) in messages
 
 
 def test_per_image_jaccard_follows_official_empty_convention():
-    r = {"predictions": {"image_id": ["a", "b", "c"], "counts": [[5, 5, 0, 90], [0, 0, 0, 100], [0, 3, 2, 95]]}}
-    ids, jac = rec.per_image_jaccard(r)
+    r = rec.RunRecord("task4", "synthetic", "x", predictions={
+        "image_id": ["a", "b", "c"], "counts": [[5, 5, 0, 90], [0, 0, 0, 100], [0, 3, 2, 95]]})
+    ids, jac = r.per_image_jaccard()
     assert ids.tolist() == ["a", "b", "c"]
     np.testing.assert_allclose(jac, [0.5, 1.0, 0.0])
 
 
 def test_prediction_arrays_expands_binary_scores():
-    r = {"predictions": {"image_id": ["a", "b"], "y_true": ["malignant", "benign"], "scores": [0.9, 0.2]},
-         "extras": {"class_names": ["benign", "malignant"]}}
-    ids, y, scores = rec.prediction_arrays(r)
+    r = rec.RunRecord("task1", "synthetic", "x",
+                      predictions={"image_id": ["a", "b"], "y_true": ["malignant", "benign"], "scores": [0.9, 0.2]},
+                      extras={"class_names": ["benign", "malignant"]})
+    ids, y, scores = r.prediction_arrays()
     assert y.tolist() == [1, 0]
     np.testing.assert_allclose(scores, [[0.1, 0.9], [0.8, 0.2]])
 
@@ -199,7 +202,7 @@ def _md_table(text: str) -> list[list[str]]:
 
 def test_tables_have_baselines_skipped_and_missing_rows_and_csv_agrees(root):
     write_all(root, task1_records())
-    written = tables.render_tables(root, plots=False)
+    written = render_all(root, plots=False)
     md_path = root / "tables" / "task1__synthetic.md"
     csv_path = root / "tables" / "task1__synthetic.csv"
     assert {md_path, csv_path} <= set(written)
@@ -291,7 +294,7 @@ def test_render_tables_writes_plots(root):
     write_all(root, task1_records() + [make_record("task2", "bovw", n_classes=7, n=28),
                                        make_record("task4", "ellipse", target="lesion"),
                                        make_record("task4", "unet", target="lesion", quality=0.5)])
-    written = tables.render_tables(root)
+    written = render_all(root)
     pngs = {p.name for p in written if p.suffix == ".png"}
     assert {"task1__synthetic__curves.png", "task1__synthetic__bovw__confusion.png",
             "task2__synthetic__per_class_recall.png", "task2__synthetic__curves.png",
@@ -332,7 +335,7 @@ def test_task1_submission_loads_and_scores_in_official_scorer(tmp_path, scorer_p
     from isic_challenge_scoring.load_csv import parse_csv
 
     r = make_record("task1", "bovw", quality=0.5)
-    ids, y, scores = rec.prediction_arrays(r)
+    ids, y, scores = r.prediction_arrays()
     files = submission.write_record_submission(r, tmp_path)
     names = sorted(p.name for p in files)
     assert names == ["task1__synthetic__bovw_isic2016_part3.csv", "task1__synthetic__bovw_scorer.csv"]
@@ -353,12 +356,12 @@ def test_task2_submission_uses_isic2018_columns(tmp_path, scorer_pandas_shim):
     from isic_challenge_scoring.load_csv import parse_csv
 
     r = make_record("task2", "bovw", n_classes=7, n=28)
-    ids, y, scores = rec.prediction_arrays(r)
+    ids, y, scores = r.prediction_arrays()
     files = submission.write_record_submission(r, tmp_path)
     official = [p for p in files if p.name.endswith("_isic2018_task3.csv")][0]
     assert official.read_text().splitlines()[0] == "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"
     parsed = parse_csv(io.StringIO(official.read_text()), pd.Index(list(submission.ISIC2018_TASK3_COLUMNS)))
-    names = r["extras"]["class_names"]
+    names = r.class_names
     np.testing.assert_allclose(parsed.loc[ids, "MEL"], scores[:, names.index("mel")], atol=1e-6)
     np.testing.assert_allclose(parsed.loc[ids, "AKIEC"], scores[:, names.index("akiec")], atol=1e-6)
     with pytest.raises(Exception, match="seven HAM10000 classes"):
@@ -389,7 +392,7 @@ def test_mask_pngs_score_in_official_scorer(tmp_path):
     png = cv2.imread(str(pred_dir / "ISIC_0000000_segmentation.png"), cv2.IMREAD_UNCHANGED)
     assert png.ndim == 2 and set(np.unique(png)) <= {0, 255}
     score = SegmentationScore.from_dir(truth_dir, pred_dir)
-    _, jac = rec.per_image_jaccard({"predictions": {"image_id": ids, "counts": counts}})
+    _, jac = rec.RunRecord("task4", "t", "x", predictions={"image_id": ids, "counts": counts}).per_image_jaccard()
     assert score.macro_average["jaccard"] == pytest.approx(jac.mean())
     attr = scorer_task2.score(attr_truth, attr_pred)
     assert set(attr) >= {"globules", "overall"}
@@ -398,14 +401,11 @@ def test_mask_pngs_score_in_official_scorer(tmp_path):
 # ----------------------------------------------------------------------------- dashboard
 
 def test_dashboard(root):
-    from skinbench.results import render_all
-    from skinbench.results.dashboard import render_dashboard
-
     write_all(root, task1_records() + [make_record("task4", "ellipse", target="lesion", quality=0.3),
                                        make_record("task4", "classical-seg", target="lesion", quality=0.6),
                                        make_record("task4", "unet", target="lesion", quality=0.9)])
-    path = render_dashboard(root)
-    assert path == root / "README.md"
+    render_all(root)
+    path = root / "README.md"
     text = path.read_text()
     assert "Generated file: do not edit" in "\n".join(text.splitlines()[:4])
     for needle in ("## task1:", "## task4:", *info.baselines_for("task1"), "ellipse", "ab12cd34ef56", "numpy",
@@ -430,20 +430,20 @@ def test_dashboard_comparison_pairs_by_image_id():
 
     a = make_record("task1", "bovw", quality=0.6)
     b = make_record("task1", "transfer-mobilenetv2", quality=1.2)
-    order = np.arange(len(b["predictions"]["image_id"]))[::-1]  # same images, another order
-    b["predictions"] = {k: np.asarray(v)[order] for k, v in b["predictions"].items()}
+    order = np.arange(len(b.predictions["image_id"]))[::-1]  # same images, another order
+    b.predictions = {k: np.asarray(v)[order] for k, v in b.predictions.items()}
     got = compare(a, b, "binary")
-    _, y, sa = rec.prediction_arrays(a)
-    _, _, sb = rec.prediction_arrays(b)
+    _, y, sa = a.prediction_arrays()
+    _, _, sb = b.prediction_arrays()
     sb = sb[np.argsort(order)]
     expected = sig.mcnemar((sa[:, 1] > 0.5) == y, (sb[:, 1] > 0.5) == y)["p_value"]
     assert got[0]["n"] == len(y) and got[0]["p_value"] == pytest.approx(expected)
     assert got[1]["p_value"] == pytest.approx(sig.delong(y, sa[:, 1], sb[:, 1])["p_value"])
     seg_a = make_record("task4", "classical-seg", target="lesion", quality=0.3)
     seg_b = make_record("task4", "unet", target="lesion", quality=0.9)
-    seg_b["predictions"] = {k: np.asarray(v)[::-1] for k, v in seg_b["predictions"].items()}
+    seg_b.predictions = {k: np.asarray(v)[::-1] for k, v in seg_b.predictions.items()}
     (row,) = compare(seg_a, seg_b, "segmentation")
-    ja, jb = rec.per_image_jaccard(seg_a)[1], rec.per_image_jaccard(seg_b)[1][::-1]
+    ja, jb = seg_a.per_image_jaccard()[1], seg_b.per_image_jaccard()[1][::-1]
     assert row["p_value"] == pytest.approx(sig.paired_bootstrap(ja, jb, n_boot=1000, seed=0)["p_value"])
     assert f"{(ja - jb).mean():+.3f}" in row["effect"]
 
@@ -469,14 +469,34 @@ def test_dashboard_tests_the_pooled_metric_when_it_is_primary():
 
     a = make_record("task3", "classical-dots", target="globules", quality=0.3)
     b = make_record("task3", "mobilenet-unet", target="globules", quality=0.9)
-    b["predictions"] = {k: np.asarray(v)[::-1] for k, v in b["predictions"].items()}  # pairing is by image id
+    b.predictions = {k: np.asarray(v)[::-1] for k, v in b.predictions.items()}  # pairing is by image id
     rows = compare(a, b, "segmentation", "jaccard_set")
     assert [r["test"] for r in rows] == ["paired bootstrap, jaccard_set", "paired bootstrap, per-image Jaccard"]
-    ca = np.asarray(a["predictions"]["counts"]).reshape(-1, 4)
-    cb = np.asarray(b["predictions"]["counts"]).reshape(-1, 4)[::-1]
+    ca = a.counts()
+    cb = b.counts()[::-1]
     diff = segmentation_scores(ca)["jaccard_set"] - segmentation_scores(cb)["jaccard_set"]
     assert f"{diff:+.3f}" in rows[0]["effect"]
     res = paired_bootstrap_pooled(ca, cb, "jaccard_set")
     assert res["ci"][0] <= diff <= res["ci"][1] and rows[0]["p_value"] == pytest.approx(res["p_value"])
     same = paired_bootstrap_pooled(ca, ca, "jaccard_set")
     assert same["difference"] == 0.0 and same["p_value"] == 1.0  # no difference: no evidence
+
+
+def test_several_seeds_show_mean_and_sd_beside_the_first_seeds_ci(root):
+    import statistics
+
+    seeds = [make_record("task1", "bovw", seed=k, quality=0.3 + 0.2 * k) for k in range(3)]
+    write_all(root, [make_record("task1", "majority"), *seeds])
+    assert {p.name for p in (root / "runs/task1/synthetic").iterdir()} == \
+        {"majority.json", "bovw.json", "bovw__seed1.json", "bovw__seed2.json"}
+    (table,) = tables.build_tables(rec.load_records(root))
+    assert table.multi_seed and "Over seeds" in table.header
+    cells = dict(zip(table.columns(), next(r for r in table.markdown_rows() if r[0] == "bovw")))
+    values = [r.value("ap") for r in seeds]
+    assert cells["ap over seeds (mean ± sd)"] == \
+        f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f} (n=3)"
+    assert cells["seed"] == "0" and cells["ap"].startswith(f"{seeds[0].value('ap'):.3f} [")
+    majority = dict(zip(table.columns(), next(r for r in table.markdown_rows() if r[0] == "majority")))
+    assert majority["ap over seeds (mean ± sd)"] == "one seed"
+    row = next(r for r in csv.DictReader(io.StringIO(table.csv())) if r["approach"] == "bovw")
+    assert float(row["n_seeds"]) == 3 and float(row["ap_seed_mean"]) == pytest.approx(statistics.fmean(values))

@@ -8,7 +8,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from skinbench.approaches import seg_losses  # noqa: E402
-from skinbench.approaches.seg_training import PairAugment, load_pairs, recalibrate  # noqa: E402
+from skinbench.approaches.seg_data import PairAugment, load_pairs  # noqa: E402
+from skinbench.approaches.seg_threshold import recalibrate  # noqa: E402
 from skinbench.approaches.unet import UNetSegmenter, build_unet  # noqa: E402
 from skinbench.errors import ConfigError  # noqa: E402
 
@@ -96,7 +97,7 @@ def test_fit_predict_resume(synthetic_dataset, tmp_path, monkeypatch):
     # a longer run with the same data resumes from the saved epoch instead of restarting
     state = est.train_state_
     est2 = UNetSegmenter(**{**kw, "epochs": 2})
-    run_dir = est2._run_dir(np.asarray(tr.paths), np.asarray(tr.masks("lesion")), None)
+    run_dir = est2._run_dir(np.asarray(tr.paths), np.asarray(tr.masks("lesion")), None, est.validation_index_)
     (run_dir).mkdir(parents=True, exist_ok=True)
     for name in ("last.weights.h5", "best.weights.h5", "state.json"):
         (run_dir / name).write_bytes((est.run_dir_ / name).read_bytes())
@@ -108,6 +109,51 @@ def test_fit_predict_resume(synthetic_dataset, tmp_path, monkeypatch):
     est3 = UNetSegmenter(**{**kw, "checkpoint": str(tmp_path / "w.npz")}).fit(tr.paths, tr.masks("lesion"))
     a, b = next(est2.predict_proba(te.paths[:1])), next(est3.predict_proba(te.paths[:1]))
     assert np.abs(a - b).max() < 0.05
+
+
+#: stated tolerance of interrupt-then-resume vs an uninterrupted fit. On CPU the two were bit-identical
+#: (same weights, Adam moments, step count and batches); GPU kernels may sum in another order.
+RESUME_ATOL = 1e-6
+
+
+def test_interrupted_fit_resumes_to_the_uninterrupted_weights(synthetic_dataset, tmp_path, monkeypatch):
+    """Ctrl-C after epoch 1 of 2, then the same fit again: it resumes (optimizer state, batch order and
+    augmentation of epoch 2 restored) and ends where a 2-epoch fit from scratch ends."""
+    import warnings
+
+    from skinbench.approaches import seg_checkpoints
+
+    tr = synthetic_dataset.split("train")
+    kw = dict(input_size=32, base_filters=4, depth=2, epochs=2, batch_size=8, patience=0, verbose=0)
+
+    def fit(cache: str) -> UNetSegmenter:
+        monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / cache))
+        return UNetSegmenter(**kw).fit(tr.paths, tr.masks("lesion"), groups=tr.groups)
+
+    straight = fit("straight")
+    real_epoch_end = seg_checkpoints.Checkpointer.on_epoch_end
+
+    def interrupt_after_first_epoch(self, epoch, logs=None):
+        real_epoch_end(self, epoch, logs)  # epoch 1's checkpoint and state are written, then Ctrl-C
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(seg_checkpoints.Checkpointer, "on_epoch_end", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit("resumed")
+    monkeypatch.setattr(seg_checkpoints.Checkpointer, "on_epoch_end", real_epoch_end)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = fit("resumed")
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]  # optimizer state loaded
+    for a, b in zip(straight.train_state_["history"], resumed.train_state_["history"], strict=True):
+        assert b == pytest.approx(a, abs=RESUME_ATOL)
+    last = {}
+    for name, est in (("straight", straight), ("resumed", resumed)):
+        est.model_.load_weights(str(est.run_dir_ / "last.weights.h5"))
+        last[name] = est.model_.get_weights()
+    for a, b in zip(last["straight"], last["resumed"], strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=RESUME_ATOL)
 
 
 def test_masks_inverted_resized_nonbinary_are_normalised(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from skinbench.approaches.ynet import (  # noqa: E402
-    SKIPS, MobileNetUNetSegmenter, YNetClassifier, YNetSegmenter, build_mobilenet_unet, ham_mask_path)
+    SKIPS, MobileNetUNetSegmenter, YNetClassifier, YNetSegmenter, build_mobilenet_unet)
 from skinbench.data.images import image_size  # noqa: E402
 from skinbench.errors import ConfigError, DataError, WeightsError  # noqa: E402
 
@@ -62,25 +62,31 @@ def test_ynet_trains_both_heads_jointly(synthetic_dataset, tmp_path, monkeypatch
     assert maps[0].shape == (h, w) and 0.0 <= maps[0].min() <= maps[0].max() <= 1.0
 
 
-def test_ynet_classifier_finds_masks_beside_images_and_scores_the_head(synthetic_dataset, tmp_path, monkeypatch):
+def test_ynet_classifier_trains_on_the_masks_it_is_given_and_scores_the_head(synthetic_dataset, tmp_path,
+                                                                             monkeypatch):
     monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
     tr, te = synthetic_dataset.split("train"), synthetic_dataset.split("test")
-    clf = YNetClassifier(input_size=32, weights=None, epochs=1, batch_size=8).fit(tr.paths, tr.y)
+    clf = YNetClassifier(input_size=32, weights=None, epochs=1, batch_size=8).fit(
+        tr.paths, tr.y, groups=tr.groups, masks=tr.masks("lesion"))
     proba = clf.predict_proba(te.paths)
     assert proba.shape == (len(te), len(clf.classes_)) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-4)
     assert (clf.predict(te.paths) == clf.classes_[proba.argmax(axis=1)]).all()
 
 
-def test_missing_lesion_mask_names_the_image(tmp_path):
-    (tmp_path / "images").mkdir()
-    image = tmp_path / "images" / "ISIC_0000001.jpg"
-    image.write_bytes(b"")
+def test_ynet_classifier_needs_a_mask_for_every_image(synthetic_dataset):
+    """Masks come from the runner (Dataset.masks), never guessed from paths: none or a gap is a clear error."""
+    import skinbench.approaches.ynet as ynet
+
+    assert not hasattr(ynet, "ham_mask_path")
+    tr = synthetic_dataset.split("train")
+    clf = YNetClassifier(input_size=32, weights=None, epochs=1)
+    with pytest.raises(ConfigError, match="lesion masks"):
+        clf.fit(tr.paths, tr.y)
+    masks = tr.masks("lesion").copy()
+    masks[3] = ""
     with pytest.raises(DataError) as err:
-        ham_mask_path(str(image))
-    assert "ISIC_0000001.jpg" in str(err.value) and "masks/" in str(err.value)
-    (tmp_path / "masks").mkdir()
-    (tmp_path / "masks" / "ISIC_0000001_segmentation.png").write_bytes(b"")
-    assert ham_mask_path(str(image)).endswith("ISIC_0000001_segmentation.png")
+        clf.fit(tr.paths, tr.y, masks=masks)
+    assert tr.paths[3] in str(err.value) and "1 of" in str(err.value)
 
 
 def test_checkpoint_of_another_architecture_is_a_weights_error(synthetic_dataset, tmp_path, monkeypatch):
@@ -100,7 +106,8 @@ def test_ynet_classifier_scores_a_trained_ynet_checkpoint(synthetic_dataset, tmp
     tr, te = synthetic_dataset.split("train"), synthetic_dataset.split("test")
     ynet = YNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"), tr.y)
     ynet.export_weights(tmp_path / "ynet.npz")
-    clf = YNetClassifier(input_size=32, weights=None, checkpoint=str(tmp_path / "ynet.npz")).fit(tr.paths, tr.y)
+    clf = YNetClassifier(input_size=32, weights=None, checkpoint=str(tmp_path / "ynet.npz")).fit(
+        tr.paths, tr.y, masks=tr.masks("lesion"))
     assert "checkpoint" in clf.ynet_.train_state_  # loaded, not trained
     assert np.abs(clf.predict_proba(te.paths) - ynet.predict_classes_proba(te.paths)).max() < 0.02
 
@@ -138,3 +145,14 @@ def test_finetuning_needs_a_pretrained_encoder(synthetic_dataset, tmp_path, monk
     est.finetune_epochs = 1  # not a UNetSegmenter parameter: set by hand to reach the guard
     with pytest.raises(ConfigError, match="no pretrained encoder"):
         est.fit(tr.paths, tr.masks("lesion"))
+
+
+def test_ynet_segmenter_passes_every_parent_argument_by_name():
+    """YNetSegmenter forwards its parent's hyper-parameters by keyword: a reordered parent cannot shift them."""
+    values = dict(input_size=48, weights=None, train_encoder=True, loss="dice", learning_rate=0.5, epochs=7,
+                  batch_size=3, validation_fraction=0.3, patience=2, augment=False, positive_fraction=0.25,
+                  finetune_epochs=4, finetune_learning_rate=0.125, tune_threshold=False, checkpoint="c.npz",
+                  random_state=11, verbose=1)
+    est = YNetSegmenter(**values, seg_loss_weight=2.0, n_classes=3)
+    assert {k: getattr(est, k) for k in values} == values
+    assert est.get_params()["seg_loss_weight"] == 2.0 and est.get_params()["n_classes"] == 3

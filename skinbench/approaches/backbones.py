@@ -31,13 +31,21 @@ class BackboneSpec:
     #: layer-name prefixes of the last convolutional block (unfrozen by the "last_block" stage)
     last_block: tuple[str, ...]
     default_size: int = 224
+    #: U-Net encoder taps: the skip layers, deepest first (strides 16, 8, 4, 2), and the layer the decoder
+    #: starts from (stride 32); empty where no U-Net uses this backbone
+    skips: tuple[str, ...] = ()
+    bottleneck: str = ""
 
 
 SPECS: dict[str, BackboneSpec] = {
     "vgg16": BackboneSpec("VGG16", "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", ("block5_",)),
     "mobilenet_v2": BackboneSpec("MobileNetV2", "mobilenet_v2",
                                  "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
-                                 ("block_16_", "Conv_1")),
+                                 ("block_16_", "Conv_1"),
+                                 skips=("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu",
+                                        "block_1_expand_relu"),
+                                 # 320 channels; ``out_relu`` (the reference code's) has 1280 at the same stride
+                                 bottleneck="block_16_project"),
     "resnet50": BackboneSpec("ResNet50", "resnet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
                              ("conv5_",)),
     "efficientnetb0": BackboneSpec("EfficientNetB0", "efficientnet", "efficientnetb0_notop.h5",
@@ -68,6 +76,15 @@ def preprocess_fn(name: str) -> Callable[[Any], Any]:
 
 def last_block_prefixes(name: str) -> tuple[str, ...]:
     return spec(name).last_block
+
+
+def unet_layers(name: str) -> tuple[str, tuple[str, ...]]:
+    """(bottleneck, skips deepest first): the layer names a U-Net decoder taps in this backbone."""
+    info = spec(name)
+    if not info.skips:
+        raise ConfigError(f"backbone {name!r} has no U-Net encoder layers listed",
+                          fix=f"use one of: {', '.join(n for n, s in SPECS.items() if s.skips)}")
+    return info.bottleneck, info.skips
 
 
 def weights_file_names(name: str, rows: int) -> list[str]:

@@ -4,11 +4,16 @@
 :mod:`skinbench.data.images`, so a runner, a test or a notebook drives them the same way.
 Constructor arguments are hyper-parameters only (``get_params``/``set_params`` work); the runner
 sets ``random_state`` and, where the estimator has it, ``cache_dir``.
+
+``algorithm_version`` is the estimator's declared numeric version: it enters every record's run key
+(:mod:`skinbench.provenance`), so bump it in the same change that alters what the estimator computes
+(a rename, a moved function or a comment does not). The golden check (tests/test_provenance.py)
+fails when a deterministic estimator's numbers move while its version stays.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, runtime_checkable
+from typing import ClassVar, Iterable, Protocol, runtime_checkable
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -27,8 +32,10 @@ class Classifier(Protocol):
 
 @runtime_checkable
 class Segmenter(Protocol):
-    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None) -> "Segmenter":
-        """``masks`` mask paths ("" = no mask: all background); ``y`` optional class indices (Y-Net)."""
+    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None,
+            groups: np.ndarray | None = None) -> "Segmenter":
+        """``masks`` mask paths; ``y`` optional class indices (Y-Net); ``groups`` lesion ids, so a
+        validation split never holds one lesion on both sides."""
 
     def predict_proba(self, X: np.ndarray) -> Iterable[np.ndarray]:
         """One float32 (H, W) foreground probability map per image, at that image's own size."""
@@ -37,6 +44,8 @@ class Segmenter(Protocol):
 class PathClassifier(ClassifierMixin, BaseEstimator):
     """Base for classifiers on image paths: ``predict`` is argmax over ``predict_proba``."""
 
+    algorithm_version: ClassVar[int] = 1
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
@@ -44,6 +53,7 @@ class PathClassifier(ClassifierMixin, BaseEstimator):
 class PathSegmenter(BaseEstimator):
     """Base for segmenters on image paths: ``predict`` thresholds ``predict_proba`` at ``threshold``."""
 
+    algorithm_version: ClassVar[int] = 1
     threshold: float = 0.5
 
     def predict(self, X: np.ndarray) -> Iterable[np.ndarray]:

@@ -34,7 +34,8 @@ class ConstantSegmenter(PathSegmenter):
     def __init__(self, value: float = 0.0):
         self.value = value
 
-    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None) -> "ConstantSegmenter":
+    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None,
+            groups: np.ndarray | None = None) -> "ConstantSegmenter":
         return self
 
     def predict_proba(self, X: np.ndarray) -> Iterator[np.ndarray]:
@@ -50,7 +51,8 @@ class EllipseSegmenter(PathSegmenter):
         self.max_train_masks = max_train_masks
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None) -> "EllipseSegmenter":
+    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None,
+            groups: np.ndarray | None = None) -> "EllipseSegmenter":
         rng = np.random.default_rng(self.random_state)
         paths = [m for m in masks if m]
         if len(paths) > self.max_train_masks:

@@ -4,7 +4,8 @@ Pipeline: local descriptors (:mod:`local_features`, cached per image) -> k-means
 capped random sample of training descriptors -> one histogram of visual words per image (optionally a
 second vocabulary of colour patches, concatenated) -> normalisation -> SVM with a precomputed kernel
 (linear, RBF, chi-squared or histogram intersection), class-balanced. C and gamma are chosen on
-lesion-aware validation splits of the *training* images only.
+lesion-aware validation splits of the *training* images only; each split builds its vocabulary from its
+fitting images, so no validation image shapes the words it is scored with.
 
 Scores: Platt-scaled SVM probabilities are calibrated to the training prior, so an argmax would
 almost never pick a rare class. With ``proba="balanced"`` (default) they are divided by the training
@@ -16,7 +17,7 @@ prior-calibrated probabilities.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
@@ -116,6 +117,11 @@ class BoVWClassifier(PathClassifier):
     The defaults are the reference recipe of the ISIC 2016 study: DoG SIFT keypoints on the grey image,
     K = 300 words, hard assignment, RBF SVM. See the module docstring for the scores.
     """
+
+    #: 2: each validation split's vocabulary is fitted without that split's validation images
+    algorithm_version: ClassVar[int] = 2
+    #: images per chunk in ``transform``: descriptors of one chunk only are held at a time
+    transform_chunk: ClassVar[int] = 256
 
     def __init__(self, detector: str = "sift", image_size: int = 384, dense_step: int = 8,
                  dense_sizes: Sequence[int] = (16,), contrast_threshold: float = 0.04, max_keypoints: int = 0,
@@ -261,34 +267,51 @@ class BoVWClassifier(PathClassifier):
                 return []  # too few images to validate: fall back to the grid's middle point
         return out
 
-    def _select(self, F: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> None:
-        """Grid over (C, gamma) scored on validation splits of the training data; sets best_params_."""
+    def _gamma_base(self, F: np.ndarray) -> float | None:
+        """gamma is relative to the mean distance between (up to 2000) fitting images' histograms."""
+        if self.kernel not in ("rbf", "chi2"):
+            return None
+        return 1.0 / max(float(kernel_distance(F[:2000], F[:2000], self.kernel).mean()), 1e-12)
+
+    def _select(self, descs: list[ImageDescriptors], y: np.ndarray, groups: np.ndarray | None) -> None:
+        """Grid over (C, gamma) scored on validation splits of the training data; sets best_params_.
+
+        Each split fits its own vocabulary (and gamma scale) on its fitting images only, then encodes all
+        training images with it: the validation images are scored, never learned from.
+        """
         from tqdm.auto import tqdm
 
         grid = self._grid()
         splits = self._splits(y, groups)
         self.validation_ = {"splits": len(splits), "scores": []}
-        D = kernel_distance(F, F, self.kernel) if self.kernel in ("rbf", "chi2") else None
-        base = self.gamma_base_
         if not splits or len(grid) == 1:
             self.best_params_ = grid[0] if len(grid) == 1 else self._middle(grid)
             return
-        Kfix = None if D is not None else self._gram(F, F, None)
-        best, best_score = grid[0], -np.inf
-        for C, g in tqdm(grid, desc=f"{self.kernel} C/gamma grid", disable=None if self.progress else True, leave=False):
-            K = Kfix if D is None else np.exp(-(g * base) * D)
-            scores = []
-            for tr, va in splits:
+        scores = np.zeros((len(splits), len(grid)))
+        first = None
+        for r, (tr, va) in enumerate(tqdm(splits, desc=f"{self.kernel} C/gamma grid per validation split",
+                                          disable=None if self.progress else True, leave=False)):
+            self._fit_vocabulary([descs[i] for i in tr], np.random.default_rng([self.random_state, r]))
+            F = self._encode(descs)
+            base = self._gamma_base(F[tr])
+            D = kernel_distance(F, F, self.kernel) if self.kernel in ("rbf", "chi2") else None
+            Kfix = None if D is not None else self._gram(F, F, None)
+            for j, (C, g) in enumerate(grid):
+                K = Kfix if D is None else np.exp(-(g * base) * D)
                 svc = SVC(kernel="precomputed", C=C, class_weight="balanced")
                 svc.fit(K[np.ix_(tr, tr)], y[tr])
-                scores.append(self._score(y[va], svc, K[np.ix_(va, tr)]))
-            mean = float(np.mean(scores))
-            self.validation_["scores"].append({"C": C, "gamma": g, "score": mean})
+                scores[r, j] = self._score(y[va], svc, K[np.ix_(va, tr)])
+            if r == 0:
+                first = (D, Kfix, base)
+        best, best_score = grid[0], -np.inf
+        for (C, g), mean in zip(grid, scores.mean(axis=0)):
+            self.validation_["scores"].append({"C": C, "gamma": g, "score": float(mean)})
             if mean > best_score + 1e-12:
-                best, best_score = (C, g), mean
+                best, best_score = (C, g), float(mean)
         self.best_params_ = best
         self.validation_["best_score"] = best_score
         # validation predictions of the chosen setting on the first split, for reporting val metrics
+        D, Kfix, base = first
         tr, va = splits[0]
         K = Kfix if D is None else np.exp(-(best[1] * base) * D)
         svc = self._svc(best[0], y[tr]).fit(K[np.ix_(tr, tr)], y[tr])
@@ -329,17 +352,13 @@ class BoVWClassifier(PathClassifier):
         if len(self.classes_) < 2:
             raise DataError(f"BoVWClassifier needs at least two classes, got {self.classes_.tolist()}",
                             fix="train on images of at least two classes")
-        rng = np.random.default_rng(self.random_state)
         descs = self._descriptors(X)
         self.n_descriptors_ = np.array([len(d) for d in descs])
-        self._fit_vocabulary(descs, rng)
+        self._select(descs, y, groups)
+        # the final vocabulary: every training image (none is held out any more)
+        self._fit_vocabulary(descs, np.random.default_rng(self.random_state))
         F = self._encode(descs)
-        if self.kernel in ("rbf", "chi2"):  # gamma is relative to the mean training distance
-            Dm = kernel_distance(F[: 2000], F[: 2000], self.kernel)
-            self.gamma_base_ = 1.0 / max(float(Dm.mean()), 1e-12)
-        else:
-            self.gamma_base_ = None
-        self._select(F, y, groups)
+        self.gamma_base_ = self._gamma_base(F)
         C, g = self.best_params_
         self.gamma_abs_ = None if g is None else g * self.gamma_base_
         self.svc_ = self._svc(C, y).fit(self._gram(F, F, self.gamma_abs_), y)
@@ -348,8 +367,12 @@ class BoVWClassifier(PathClassifier):
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Normalised word histograms of images (after fit)."""
-        return self._encode(self._descriptors(X))
+        """Normalised word histograms of images (after fit), ``transform_chunk`` images at a time (rows are
+        normalised one by one, so chunking changes no number)."""
+        X = [str(p) for p in X]
+        step = int(self.transform_chunk)
+        parts = [self._encode(self._descriptors(X[i:i + step])) for i in range(0, len(X), step)]
+        return np.concatenate(parts) if parts else self._encode([])
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         F = self.transform(X)

@@ -64,7 +64,10 @@ class DarkDotSegmenter(PathSegmenter):
             maps.append(cv2.GaussianBlur(response, (b, b), 0))
         return maps, size
 
-    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None) -> "DarkDotSegmenter":
+    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None,
+            groups: np.ndarray | None = None) -> "DarkDotSegmenter":
+        """Choose disk scale and threshold on a sample of the training images; nothing is held out (the
+        choice is the whole fit), so ``groups`` has no split to keep lesions apart in."""
         from tqdm.auto import tqdm
 
         if len(X) != len(masks):

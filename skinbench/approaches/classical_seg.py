@@ -142,7 +142,10 @@ class ClassicalSegmenter(PathSegmenter):
         return channel, scale
 
     # ------------------------------------------------------------------------------- estimator API
-    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None) -> "ClassicalSegmenter":
+    def fit(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None = None,
+            groups: np.ndarray | None = None) -> "ClassicalSegmenter":
+        """Choose channel and threshold scale on a sample of the training images; nothing is held out
+        (the choice is the whole fit), so ``groups`` has no split to keep lesions apart in."""
         from tqdm.auto import tqdm
 
         if self.channel != "auto" and self.channel not in CHANNELS:

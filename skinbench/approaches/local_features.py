@@ -19,6 +19,7 @@ import numpy as np
 from skinbench.cache import ArrayCache, file_digest, make_key
 from skinbench.data.images import read_image
 from skinbench.errors import ConfigError
+from skinbench.testing_hooks import pause_point
 
 #: bump when the extraction algorithm changes: old cache entries then stop matching
 CODE_VERSION = "local-features-1"
@@ -196,8 +197,13 @@ def extract_all(paths: Sequence[str], params: DescriptorParams, *, n_jobs: int =
                 continue
         todo.append(i)
     if todo:
-        for i, out in zip(todo, _map(todo, paths, params, root, keys, n_jobs, progress)):
-            results[i] = out
+        computed = _map(todo, paths, params, root, keys, n_jobs, progress)
+        try:
+            for i, out in zip(todo, computed):
+                results[i] = out
+                pause_point("descriptors")  # tests interrupt a run here (skinbench.testing_hooks)
+        finally:
+            computed.close()  # an interrupt ends the worker processes now, not at garbage collection
     return results  # type: ignore[return-value]
 
 

@@ -3,12 +3,15 @@
 Encoder: ImageNet MobileNetV2 (frozen by default), skips at block_1/3/6/13 ``expand_relu``; decoder
 256-128-64-32-16 (upsample x2, concatenate the skip, two 3x3 conv + BN + ReLU), sigmoid 3x3 conv.
 The decoder starts from ``block_16_project`` (320 channels; the reference code used ``out_relu``, 1280
-channels, which quadruples the first decoder stage for no gain in resolution).
+channels, which quadruples the first decoder stage for no gain in resolution). Those layer names are
+the backbone's facts and live in :mod:`backbones` (``unet_layers``).
 Y-Net adds GlobalAveragePooling -> Dense 128 -> Dropout 0.4 -> Dense 128 -> softmax on that same
 activation and trains both heads together (segmentation loss x5, class-weighted cross-entropy x1).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 import keras
@@ -20,17 +23,17 @@ from skinbench.approaches.base import PathClassifier
 from skinbench.approaches.seg_losses import get_loss, soft_jaccard_metric, weighted_categorical_crossentropy
 from skinbench.approaches.seg_training import KerasSegmenter
 from skinbench.approaches.unet import conv_block
-from skinbench.errors import DataError
+from skinbench.errors import ConfigError, DataError
 
-SKIPS = ("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu", "block_1_expand_relu")
-BOTTLENECK = "block_16_project"
+BACKBONE = "mobilenet_v2"
+BOTTLENECK, SKIPS = backbones.unet_layers(BACKBONE)
 DECODER = (256, 128, 64, 32, 16)
 
 
 def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
                          n_classes: int = 0) -> keras.Model:
     """Outputs ``seg`` (sigmoid map), plus ``cls`` (softmax over ``n_classes``) when n_classes > 0."""
-    encoder = backbones.build("mobilenet_v2", (input_size, input_size, 3), weights, trainable=train_encoder)
+    encoder = backbones.build(BACKBONE, (input_size, input_size, 3), weights, trainable=train_encoder)
     features = keras.Model(encoder.input, [encoder.get_layer(BOTTLENECK).output]
                            + [encoder.get_layer(name).output for name in SKIPS], name="encoder")
     inputs = keras.Input((input_size, input_size, 3))
@@ -109,9 +112,12 @@ class YNetSegmenter(MobileNetUNetSegmenter):
                  positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
                  tune_threshold: bool = True, checkpoint: str | None = None, random_state: int = 0,
                  verbose: int | None = None):
-        super().__init__(input_size, weights, train_encoder, loss, learning_rate, epochs, batch_size,
-                         validation_fraction, patience, augment, positive_fraction, finetune_epochs,
-                         finetune_learning_rate, tune_threshold, checkpoint, random_state, verbose)
+        super().__init__(input_size=input_size, weights=weights, train_encoder=train_encoder, loss=loss,
+                         learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
+                         validation_fraction=validation_fraction, patience=patience, augment=augment,
+                         positive_fraction=positive_fraction, finetune_epochs=finetune_epochs,
+                         finetune_learning_rate=finetune_learning_rate, tune_threshold=tune_threshold,
+                         checkpoint=checkpoint, random_state=random_state, verbose=verbose)
         self.seg_loss_weight = seg_loss_weight
         self.n_classes = n_classes
 
@@ -130,25 +136,15 @@ class YNetSegmenter(MobileNetUNetSegmenter):
         return np.concatenate([self._predict_arrays(x)[1] for _, x in self._batches(X)])
 
 
-def ham_mask_path(image_path: str) -> str:
-    """The lesion mask beside an image in the HAM10000 (``masks/<id>_segmentation.png``) or generic layout."""
-    from pathlib import Path
-
-    p = Path(image_path)
-    for candidate in (p.parent.parent / "masks" / f"{p.stem}_segmentation.png",
-                      p.parent.parent / "masks" / f"{p.stem}_lesion.png"):
-        if candidate.is_file():
-            return str(candidate)
-    raise DataError("no lesion mask found for this image (Y-Net trains on masks too)", path=image_path,
-                    fix="put masks/<image_id>_segmentation.png beside the images folder")
-
-
 class YNetClassifier(PathClassifier):
     """Task2 view of the Y-Net: trains the same joint model, scores its classification head.
 
-    Masks are found next to the images (:func:`ham_mask_path`). With the same data and parameters as a
-    task4 Y-Net run, the cached checkpoint is reused rather than retrained.
+    ``fit`` needs the lesion masks: the runner passes the Dataset's (``ApproachInfo.needs_masks``). With
+    the same data and parameters as a task4 Y-Net run, the cached checkpoint is reused, not retrained.
     """
+
+    #: 2: the Y-Net's lesion-aware validation split (KerasSegmenter version 2)
+    algorithm_version: ClassVar[int] = 2
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
                  epochs: int = 20, batch_size: int = 16, checkpoint: str | None = None, random_state: int = 0):
@@ -160,13 +156,26 @@ class YNetClassifier(PathClassifier):
         self.checkpoint = checkpoint
         self.random_state = random_state
 
-    def fit(self, X, y, groups=None) -> "YNetClassifier":
+    def fit(self, X, y, groups=None, masks=None) -> "YNetClassifier":
+        X = np.asarray(X, dtype=str)
+        if masks is None:
+            raise ConfigError("YNetClassifier trains on lesion masks too and got none",
+                              fix="call fit(X, y, groups, masks=Dataset.masks('lesion')) on a dataset with "
+                                  "lesion masks")
+        masks = np.asarray(masks, dtype=str)
+        if len(masks) != len(X):
+            raise ConfigError(f"{len(X)} images but {len(masks)} masks", fix="pass one mask path per image")
+        empty = np.flatnonzero(masks == "")
+        if len(empty):
+            raise DataError(f"{len(empty)} of {len(X)} training images have no lesion mask (the Y-Net trains on "
+                            "masks too)", path=X[empty[0]],
+                            fix="add those images' lesion mask files or leave the images out")
         y = np.asarray(y, dtype=np.int64)
         self.ynet_ = YNetSegmenter(input_size=self.input_size, weights=self.weights,
                                    train_encoder=self.train_encoder, epochs=self.epochs,
                                    batch_size=self.batch_size, checkpoint=self.checkpoint,
                                    tune_threshold=False, random_state=self.random_state)
-        self.ynet_.fit(X, [ham_mask_path(p) for p in X], y, groups=groups)
+        self.ynet_.fit(X, masks, y, groups=groups)
         self.classes_ = np.arange(self.ynet_.n_classes_)
         return self
 

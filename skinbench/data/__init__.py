@@ -11,7 +11,11 @@ from skinbench.data.base import Dataset
 from skinbench.data.layout import MissingDataError, missing_data
 from skinbench.paths import data_root
 
-__all__ = ["Dataset", "load_dataset"]
+__all__ = ["Dataset", "load_dataset", "READ_VERSION"]
+
+#: declared version of how pixels, masks, labels and splits are read (enters every run key, see
+#: skinbench.provenance): bump it in a change that alters what an estimator or the scorer is given
+READ_VERSION = 1
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Dataset:

@@ -34,6 +34,8 @@ NAME = "ham10000"
 METADATA = "HAM10000_metadata.csv"
 IMAGE_DIRS = (("images",), ("HAM10000_images_part_1", "HAM10000_images_part_2"), ("HAM10000_images",))
 MASK_DIRS = ("masks", "HAM10000_segmentations_lesion_tschandl")
+#: file name of an image's lesion mask in MASK_DIRS (ISIC 2018 Task 1 naming); the one copy of this rule
+MASK_FILE = "{}_segmentation.png"
 TEST_SIZE = 0.2
 SPLIT_SEED = 0
 
@@ -68,6 +70,11 @@ def _image_index(folder: Path) -> dict[str, str]:
     raise layout.missing_data(NAME, folder / "images", what="image folder images/ (or HAM10000_images_part_1/2)")
 
 
+def mask_file_name(image_id: str) -> str:
+    """``<image_id>_segmentation.png``: the lesion mask of ``image_id`` in a HAM10000 mask folder."""
+    return MASK_FILE.format(image_id)
+
+
 def compute_split(table: pd.DataFrame, seed: int = SPLIT_SEED) -> np.ndarray:
     """The lesion-aware split stratified by dx (what build_manifests.py saved once)."""
     y = table["dx"].map({c: i for i, c in enumerate(HAM_CLASSES)}).to_numpy()
@@ -95,8 +102,7 @@ def load(folder: str | os.PathLike, manifest_dir: str | os.PathLike | None = Non
     mask_dir = next((folder / d for d in MASK_DIRS if (folder / d).is_dir()), None)
     if mask_dir is not None:
         names = set(os.listdir(mask_dir))
-        frame["mask_lesion"] = [str(mask_dir / f"{i}_segmentation.png") if f"{i}_segmentation.png" in names else ""
-                                for i in ids]
+        frame["mask_lesion"] = [str(mask_dir / mask_file_name(i)) if mask_file_name(i) in names else "" for i in ids]
         extra["masks_missing"] = int((frame["mask_lesion"] == "").sum())
         targets = ("lesion",)
     for col in ("dx_type", "age", "sex", "localization"):

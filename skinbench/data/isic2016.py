@@ -34,6 +34,10 @@ TEST_DIRS = ("ISBI2016_ISIC_Part3_Test_Data", "test")
 LABELS = {"benign": "benign", "malignant": "malignant", "0": "benign", "0.0": "benign",
           "1": "malignant", "1.0": "malignant"}
 _ID = re.compile(r"^ISIC_\d+$")
+#: removing rows of an official ground-truth file would fail the manifest check: download instead
+ABSENT_FIX = ("download the complete ISIC 2016 Part 3 images from https://challenge.isic-archive.com/data/#2016 "
+              "(`python -m skinbench data verify isic2016_task3` lists what is missing); for a subset of your "
+              "own, use --dataset generic")
 
 
 def read_ground_truth(path: Path) -> pd.DataFrame:
@@ -72,7 +76,7 @@ def load(folder: str | os.PathLike, manifest_dir: str | os.PathLike | None = Non
         source = layout.require_file(NAME, folder, csv)
         table = read_ground_truth(source)
         image_dir = layout.first_dir(NAME, folder, *dirs)
-        table["image"] = find_images(table["image_id"].tolist(), image_dir, source)
+        table["image"] = find_images(table["image_id"].tolist(), image_dir, source, fix=ABSENT_FIX)
         table["split"] = split
         parts.append(table)
     both = set(parts[0]["image_id"]) & set(parts[1]["image_id"])
@@ -83,4 +87,4 @@ def load(folder: str | os.PathLike, manifest_dir: str | os.PathLike | None = Non
     frame["lesion_id"] = frame["image_id"]
     frame = frame[["image_id", "image", "label", "lesion_id", "split"]]
     frame, digest = apply_manifest(NAME, frame, folder, manifest_dir, take_split=False)
-    return Dataset(NAME, folder, frame, CLASSES, (), digest)
+    return Dataset(NAME, folder, frame, CLASSES, (), digest, positive_class="malignant", classes_declared=True)

@@ -37,7 +37,7 @@ def read_manifest(name: str, directory: Path | None = None) -> pd.DataFrame | No
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"manifest lacks columns {missing}", path=path,
-                        fix="regenerate it with `python benchmarks/build_manifests.py`")
+                        fix="restore it with `git checkout -- data_manifests/` (it is part of the repository)")
     return frame
 
 
@@ -80,7 +80,8 @@ def apply_manifest(name: str, frame: pd.DataFrame, source: Path, directory: Path
     if len(unknown):
         raise DataError(f"{len(unknown)} image(s) are not in the manifest {path} (first: "
                         f"{', '.join(unknown[:5])})", path=source,
-                        fix="use the official release, or rebuild the manifest (benchmarks/build_manifests.py)")
+                        fix="use the official release's files as downloaded; for data of your own, use "
+                            "--dataset generic (a folder with labels.csv and images/)")
     absent = m.index[~m.index.isin(ids)]
     if len(absent):
         raise DataError(f"{len(absent)} image(s) of the manifest {path.name} are not listed (first: "

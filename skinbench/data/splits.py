@@ -21,9 +21,9 @@ def _n_folds(fraction: float) -> int:
     return max(2, int(round(1.0 / fraction)))
 
 
-def _check(y: np.ndarray, groups: np.ndarray | None, n_folds: int, what: str) -> None:
-    classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2:
+def _check(y: np.ndarray, groups: np.ndarray | None, n_folds: int, what: str, min_classes: int = 2) -> None:
+    classes = np.unique(y)
+    if len(classes) < min_classes:
         raise DataError(f"cannot make a stratified {what} split: only one class ({classes.tolist()}) "
                         f"among {len(y)} images", fix="provide images of at least two classes")
     units = len(np.unique(groups)) if groups is not None else len(y)
@@ -33,25 +33,26 @@ def _check(y: np.ndarray, groups: np.ndarray | None, n_folds: int, what: str) ->
                         fix=f"provide at least {n_folds} {kind} (more for a meaningful score)")
 
 
-def held_out_split(y, groups=None, fraction: float = 0.2, seed: int = 0,
-                   what: str = "train/test") -> tuple[np.ndarray, np.ndarray]:
+def held_out_split(y, groups=None, fraction: float = 0.2, seed: int = 0, what: str = "train/test",
+                   min_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(keep_idx, held_out_idx): about ``fraction`` held out, stratified by ``y``, whole groups only.
 
-    ``groups=None`` means every image is its own lesion. Deterministic for a given ``seed``.
+    ``groups=None`` means every image is its own lesion. Deterministic for a given ``seed``. Each side
+    must hold ``min_classes`` classes (1: ``y`` is only a stratum, e.g. a segmenter's empty/non-empty mask).
     """
     y = np.asarray(y)
     groups = None if groups is None else np.asarray(groups).astype(str)
     if groups is not None and len(groups) != len(y):
         raise ValueError(f"groups has {len(groups)} entries but y has {len(y)}")
     n_folds = _n_folds(fraction)
-    _check(y, groups, n_folds, what)
+    _check(y, groups, n_folds, what, min_classes)
     dummy = np.zeros((len(y), 1))
     group_ids = groups if groups is not None else np.arange(len(y)).astype(str)
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # "least populated class has only k members": checked below
         warnings.simplefilter("ignore", UserWarning)
         keep, held = next(splitter.split(dummy, y, group_ids))
-    if len(held) == 0 or len(np.unique(y[keep])) < 2:
+    if len(held) == 0 or len(np.unique(y[keep])) < min_classes:
         raise DataError(f"the {what} split left a side without data or with one class ({len(y)} images)",
                         fix="provide more images per class")
     return np.sort(keep), np.sort(held)
@@ -65,10 +66,11 @@ def lesion_split(y, groups=None, test_size: float = 0.2, seed: int = 0) -> np.nd
     return split
 
 
-def validation_split(y, groups=None, fraction: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(y, groups=None, fraction: float = 0.15, seed: int = 0,
+                     min_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(train_idx, val_idx) inside a training set, for choosing hyper-parameters without the test set.
 
     Lesion-aware when ``groups`` (lesion ids) are given, stratified by ``y``; raises :class:`DataError`
     for a single class or too few images/lesions.
     """
-    return held_out_split(y, groups, fraction, seed, what="validation")
+    return held_out_split(y, groups, fraction, seed, what="validation", min_classes=min_classes)

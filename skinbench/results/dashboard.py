@@ -1,6 +1,9 @@
 """``results/README.md``: the generated comparison dashboard (tables, costs, significance, environment).
 
 Everything comes from the records through :mod:`skinbench.results.tables`; nothing is computed twice.
+Under each classification table: its calibration / operating-point table (``Table.clinical``) and the
+reliability diagram. At the end, links to the analyses written beside the tables when they exist
+(``subgroups/``: HAM10000 subgroups by ``benchmarks/subgroups.py``; ``data_hygiene/``: duplicates).
 """
 
 from __future__ import annotations
@@ -13,28 +16,22 @@ from tabulate import tabulate
 
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
-from skinbench.paths import results_dir
-from skinbench.results.records import distinct, is_ok, load_records, per_image_jaccard, prediction_arrays
-from skinbench.results.tables import (MISSING, Table, build_tables, fmt_seconds, render_tables, second_keys,
-                                      total_seconds)
+from skinbench.results.plots import overlay_name
+from skinbench.results.records import RunRecord, distinct
+from skinbench.results.tables import MISSING, Table, fmt_seconds
 
 
-def _family(record: dict) -> str:
-    name = record["approach"]
-    return info.APPROACHES[name].family if name in info.APPROACHES else record.get("family", "other")
+def _family(record: RunRecord) -> str:
+    name = record.approach
+    return info.APPROACHES[name].family if name in info.APPROACHES else record.family or "other"
 
 
-def _primary(record: dict, metric: str) -> float | None:
-    entry = (record.get("metrics") or {}).get(metric)
-    return entry.get("value") if isinstance(entry, dict) else entry
-
-
-def best_of(table: Table, family: str) -> dict | None:
+def best_of(table: Table, family: str) -> RunRecord | None:
     """The family's record with the highest primary metric in this table (None if it has none)."""
     metric = info.task(table.task).primary_metric
     candidates = [r for r in table.records.values()
-                  if is_ok(r) and _family(r) == family and _primary(r, metric) is not None]
-    return max(candidates, key=lambda r: _primary(r, metric), default=None)
+                  if r.ok and _family(r) == family and r.value(metric) is not None]
+    return max(candidates, key=lambda r: r.value(metric), default=None)
 
 
 def _paired(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +42,7 @@ def _paired(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return ia, ib
 
 
-def compare(a: dict, b: dict, kind: str, metric: str = "") -> list[dict]:
+def compare(a: RunRecord, b: RunRecord, kind: str, metric: str = "") -> list[dict]:
     """Paired tests of record ``a`` against ``b`` on the test images both predicted.
 
     Classification: McNemar on correctness (accuracy), DeLong on AUC when binary.
@@ -57,29 +54,27 @@ def compare(a: dict, b: dict, kind: str, metric: str = "") -> list[dict]:
 
     rows: list[dict] = []
     if kind == "segmentation":
-        ids_a, jac_a = per_image_jaccard(a)
-        ids_b, jac_b = per_image_jaccard(b)
+        ids_a, jac_a = a.per_image_jaccard()
+        ids_b, jac_b = b.per_image_jaccard()
         ia, ib = _paired(ids_a, ids_b)
         if metric.endswith("_set"):
-            counts_a, counts_b = (np.asarray(r["predictions"]["counts"], dtype=np.int64).reshape(-1, 4)
-                                  for r in (a, b))
-            res = significance.paired_bootstrap_pooled(counts_a[ia], counts_b[ib], metric)
+            res = significance.paired_bootstrap_pooled(a.counts()[ia], b.counts()[ib], metric)
             lo, hi = res["ci"]
             rows.append({"test": f"paired bootstrap, {metric}", "n": len(ia),
                          "effect": f"Δ {metric} {res['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
                          "p_value": res["p_value"]})
         res = significance.paired_bootstrap(jac_a[ia], jac_b[ib], n_boot=1000, seed=0)
-        diff, (lo, hi) = res.get("difference", res.get("diff")), res["ci"]
+        diff, (lo, hi) = res["difference"], res["ci"]
         rows.append({"test": "paired bootstrap, per-image Jaccard", "n": len(ia),
                      "effect": f"Δ mean Jaccard {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]",
                      "p_value": res.get("p_value")})
         return rows
-    ids_a, y_a, s_a = prediction_arrays(a)
-    ids_b, y_b, s_b = prediction_arrays(b)
+    ids_a, y_a, s_a = a.prediction_arrays()
+    ids_b, y_b, s_b = b.prediction_arrays()
     ia, ib = _paired(ids_a, ids_b)
     y = y_a[ia]
     if not np.array_equal(y, y_b[ib]):
-        raise ValueError(f"{a['approach']} and {b['approach']} disagree on the true labels of shared images")
+        raise ValueError(f"{a.approach} and {b.approach} disagree on the true labels of shared images")
     correct_a, correct_b = predict_labels(s_a[ia]) == y, predict_labels(s_b[ib]) == y
     res = significance.mcnemar(correct_a, correct_b)
     rows.append({"test": "McNemar, accuracy", "n": len(ia),
@@ -107,11 +102,11 @@ def significance_section(tables: list[Table]) -> str:
         classical, deep = best_of(table, "classical"), best_of(table, "deep")
         if classical is None or deep is None:
             missing = " and ".join(f for f, r in (("classical", classical), ("deep", deep)) if r is None)
-            rows.append([table.title, metric, classical and classical["approach"] or MISSING,
-                         deep and deep["approach"] or MISSING, MISSING, f"no {missing} result yet", "", ""])
+            rows.append([table.title, metric, classical and classical.approach or MISSING,
+                         deep and deep.approach or MISSING, MISSING, f"no {missing} result yet", "", ""])
             continue
-        names = [f"{classical['approach']} ({_primary(classical, metric):.3f})",
-                 f"{deep['approach']} ({_primary(deep, metric):.3f})"]
+        names = [f"{classical.approach} ({classical.value(metric):.3f})",
+                 f"{deep.approach} ({deep.value(metric):.3f})"]
         try:
             tests = compare(classical, deep, table.kind, metric)
         except ImportError:
@@ -135,33 +130,80 @@ def significance_section(tables: list[Table]) -> str:
 def cost_table(table: Table) -> str:
     """Wall-clock seconds per approach (every ``*_s`` timing the records hold), total and peak memory."""
     recs = [table.records[row["approach"]] for row in table.rows
-            if row["approach"] in table.records and is_ok(table.records[row["approach"]])]
+            if row["approach"] in table.records and table.records[row["approach"]].ok]
     keys: list[str] = []
     for r in recs:
-        keys += [k for k in second_keys(r.get("timings") or {}) if k not in keys and k != "total_s"]
+        keys += [k for k in r.second_keys() if k not in keys]
     if not recs or not keys:
         return ""
     first = ("fit_s", "predict_s", "evaluate_s")
     keys.sort(key=lambda k: (first.index(k) if k in first else len(first), k))
     rows = []
     for r in recs:
-        t = r.get("timings") or {}
-        rss = t.get("peak_rss_mb")
-        rows.append([r["approach"], *(fmt_seconds(t.get(k)) for k in keys), fmt_seconds(total_seconds(r)),
+        rss = r.timings.get("peak_rss_mb")
+        rows.append([r.approach, *(fmt_seconds(r.timings.get(k)) for k in keys), fmt_seconds(r.total_seconds),
                      MISSING if rss is None else f"{rss:.0f}"])
     headers = ["approach", *(k.removesuffix("_s") + " s" for k in keys), "total s", "peak RSS MB"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
 
 
-def overlay_files(plots_dir: Path, table: Table) -> list[Path]:
-    """Overlay figures the runner wrote for this table's segmenters (image | truth | prediction)."""
+def overlay_links(plots_dir: Path, table: Table) -> list[tuple[str, Path]]:
+    """(label, file) of the overlay figures the runner wrote for this table's segmenters."""
     if table.kind != "segmentation":
         return []
-    return [p for name in table.records
-            for p in sorted(plots_dir.glob(f"overlay_{table.task}_{table.dataset}_{name}__{table.target}.png"))]
+    paths = ((name, plots_dir / overlay_name(table.task, table.dataset, name, table.target))
+             for name in table.records)
+    return [(f"overlay {name}", path) for name, path in paths if path.exists()]
 
 
-def _env_section(records: list[dict]) -> str:
+def equivalence_note(table: Table) -> str:
+    """Name the rows made by older code that was declared equivalent (same algorithm versions)."""
+    from skinbench.provenance import made_by_older_code
+
+    names = [row["approach"] for row in table.rows
+             if row["approach"] in table.records and table.records[row["approach"]].ok
+             and made_by_older_code(table.records[row["approach"]])]
+    if not names:
+        return ""
+    return (f"Made by older code declared equivalent (same declared algorithm versions; each record keeps "
+            f"its commit and code digest): {', '.join(names)}.\n")
+
+
+def clinical_section(table: Table, plot_files: dict[str, list[Path]]) -> str:
+    """Markdown of a classification table's calibration / operating-point table with its links."""
+    clinical = table.clinical
+    if clinical is None:
+        return ""
+    out = [clinical.markdown(heading="####")]
+    plots = plot_files.get(clinical.slug, [])
+    if plots:
+        out.append("Plots: " + ", ".join(f"[{p.stem.removeprefix(table.slug + '__')}](plots/{p.name})"
+                                         for p in sorted(plots)) + "\n")
+    out.append(f"Tables: [markdown](tables/{clinical.slug}.md), [CSV](tables/{clinical.slug}.csv)\n")
+    return "\n".join(out)
+
+
+#: analyses written by scripts beside the tables: (folder, title, what); linked when they exist
+ANALYSES = (
+    ("subgroups", "Subgroups (HAM10000)", "the primary metric per sex, age band, body site and diagnosis "
+     "method, with CIs, sizes and the best-worst gap (`python benchmarks/subgroups.py`)"),
+    ("data_hygiene", "Data hygiene", "exact and near-duplicate images, the pairs crossing the train/test split "
+     "and the effect on the primary metric of leaving them out (`python benchmarks/duplicates_report.py`)"),
+)
+
+
+def analyses_section(root: Path) -> str:
+    """Links to the reports under ``<root>/subgroups`` and ``<root>/data_hygiene`` that exist."""
+    items = []
+    for folder, title, what in ANALYSES:
+        reports = sorted((root / folder).glob("*.md")) if (root / folder).is_dir() else []
+        if reports:
+            links = ", ".join(f"[{p.stem}]({folder}/{p.name})" for p in reports)
+            items.append(f"- **{title}**: {links}. {what[0].upper() + what[1:]}.")
+    return "## Further analyses\n\n" + "\n".join(items) + "\n" if items else ""
+
+
+def _env_section(records: list[RunRecord]) -> str:
     out = ["## Software and machine\n"]
     versions = distinct(records, "versions")
     if versions:
@@ -173,7 +215,7 @@ def _env_section(records: list[dict]) -> str:
         out.append(tabulate(rows, headers=["software", "version(s) used by the records"], tablefmt="github"))
         out.append("")
     for machine in distinct(records, "machine"):
-        users = sorted({f"{r['task']}/{r['approach']}" for r in records if r.get("machine") == machine})
+        users = sorted({f"{r.task}/{r.approach}" for r in records if r.machine == machine})
         gpus = ", ".join(machine.get("gpus") or []) or "none"
         out.append(f"- **Machine**: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
                    f"{machine.get('memory_gb', '?')} GiB RAM, GPU: {gpus}; {machine.get('platform', '')} "
@@ -181,20 +223,10 @@ def _env_section(records: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _plot_label(path: Path, table: Table) -> str:
-    stem = path.stem.removeprefix(table.slug + "__")
-    if stem.startswith("overlay_"):
-        return "overlay " + stem.removeprefix(f"overlay_{table.task}_{table.dataset}_").split("__")[0]
-    return stem.replace("__", " ")
-
-
-def render_dashboard(root: str | os.PathLike | None = None, tables_rendered: bool = False) -> Path:
-    """Write ``<root>/README.md`` from the records (rendering the tables and plots first unless told)."""
-    root = Path(root) if root is not None else results_dir()
-    if not tables_rendered:
-        render_tables(root)
-    records = load_records(root)
-    tables = build_tables(records)
+def render_dashboard(root: str | os.PathLike, records: list[RunRecord], tables: list[Table],
+                     plot_files: dict[str, list[Path]]) -> Path:
+    """Write ``<root>/README.md`` from the records, their tables and plots (see ``render.render_all``)."""
+    root = Path(root)
     plots_dir = root / "plots"
     parts = ["<!-- generated by `python -m skinbench table` (skinbench/results/dashboard.py); do not edit -->",
              "# skinbench results dashboard\n",
@@ -211,17 +243,26 @@ def render_dashboard(root: str | os.PathLike | None = None, tables_rendered: boo
         parts.append(f"## {tname}: {tinfo.title}\n")
         for table in task_tables:
             parts.append(table.markdown(heading="###"))
+            note = equivalence_note(table)
+            if note:
+                parts.append(note)
             cost = cost_table(table)
             if cost:
                 parts.append(f"Wall-clock cost (seconds, on the machine below):\n\n{cost}")
-            plots = sorted(plots_dir.glob(f"{table.slug}__*.png")) + overlay_files(plots_dir, table)
+            plots = [(p.stem.removeprefix(table.slug + "__").replace("__", " "), p)
+                     for p in sorted(plot_files.get(table.slug, []))] + overlay_links(plots_dir, table)
             if plots:
-                parts.append("Plots: " + ", ".join(f"[{_plot_label(p, table)}](plots/{p.name})"
-                                                   for p in plots) + "\n")
+                parts.append("Plots: " + ", ".join(f"[{label}](plots/{p.name})" for label, p in plots) + "\n")
             parts.append(f"Tables: [markdown](tables/{table.slug}.md), [CSV](tables/{table.slug}.csv)\n")
+            clinical = clinical_section(table, plot_files)
+            if clinical:
+                parts.append(clinical)
     sig = significance_section(tables)
     if sig:
         parts.append(sig)
+    analyses = analyses_section(root)
+    if analyses:
+        parts.append(analyses)
     if records:
         parts.append(_env_section(records))
     path = root / "README.md"

@@ -1,7 +1,9 @@
 """Figures rendered from result records only (matplotlib, Agg backend: no display needed).
 
 Per record: a confusion matrix. Per table: ROC and precision-recall curves of all approaches on one
-figure, per-class recall bars (multiclass), per-image Jaccard distributions (segmentation).
+figure, per-class recall bars (multiclass), a reliability diagram of all approaches (classification;
+keyed ``<slug>__clinical``, it belongs to the calibration table), per-image Jaccard distributions
+(segmentation).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 from sklearn.preprocessing import label_binarize  # noqa: E402
 
 from skinbench.cache import atomic_write_bytes  # noqa: E402
-from skinbench.results.records import is_ok, per_image_jaccard, prediction_arrays  # noqa: E402
+from skinbench.results.records import RunRecord  # noqa: E402
 
 if TYPE_CHECKING:
     from skinbench.results.tables import Table
@@ -35,14 +37,23 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _class_names(record: dict, n: int) -> list[str]:
-    names = list((record.get("extras") or {}).get("class_names") or [])
+def _class_names(record: RunRecord, n: int) -> list[str]:
+    names = record.class_names
     return names if len(names) == n else [str(i) for i in range(n)]
 
 
-def plot_confusion(record: dict, path: str | os.PathLike) -> Path | None:
+def overlay_name(task: str, dataset: str, approach: str, target: str | None) -> str:
+    """The file name of a segmentation run's overlay figure (the runner writes it, the dashboard links it)."""
+    return f"overlay_{task}_{dataset}_{approach}__{target}.png"
+
+
+def overlay_path(root: str | os.PathLike, record: RunRecord) -> Path:
+    return Path(root) / "plots" / overlay_name(record.task, record.dataset, record.approach, record.target)
+
+
+def plot_confusion(record: RunRecord, path: str | os.PathLike) -> Path | None:
     """Confusion matrix (counts, rows = truth) of one classification record; None if it has none."""
-    cm = (record.get("extras") or {}).get("confusion_matrix")
+    cm = record.extras.get("confusion_matrix")
     if not cm:
         return None
     cm = np.asarray(cm, dtype=float)
@@ -57,14 +68,14 @@ def plot_confusion(record: dict, path: str | os.PathLike) -> Path | None:
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{record['approach']} ({record['task']}, {record['dataset']})", fontsize=9)
+    ax.set_title(f"{record.approach} ({record.task}, {record.dataset})", fontsize=9)
     return save_figure(fig, Path(path))
 
 
-def _curve_inputs(record: dict) -> tuple[np.ndarray, np.ndarray] | None:
+def _curve_inputs(record: RunRecord) -> tuple[np.ndarray, np.ndarray] | None:
     """(binary truth, score) for curves: the positive class, or micro-averaged one-vs-rest."""
     try:
-        _, y, scores = prediction_arrays(record)
+        _, y, scores = record.prediction_arrays()
     except (KeyError, ValueError, TypeError):
         return None
     if scores.shape[1] == 2:
@@ -73,7 +84,7 @@ def _curve_inputs(record: dict) -> tuple[np.ndarray, np.ndarray] | None:
     return truth.ravel(), scores.ravel()
 
 
-def plot_curves(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
+def plot_curves(records: Sequence[RunRecord], path: str | os.PathLike, title: str = "") -> Path | None:
     """ROC and precision-recall curves of several approaches on one figure (two panels)."""
     fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4.5))
     drawn = 0
@@ -83,12 +94,12 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike, title: str = "
         if inputs is None or len(np.unique(inputs[0])) < 2:
             continue
         truth, score = inputs
-        multiclass = len(truth) != len(r["predictions"]["image_id"])
+        multiclass = len(truth) != len(r.predictions["image_id"])
         fpr, tpr, _ = roc_curve(truth, score)
         prec, rec, _ = precision_recall_curve(truth, score)
-        ax_roc.plot(fpr, tpr, label=f"{r['approach']} (AUC {auc(fpr, tpr):.3f})")
+        ax_roc.plot(fpr, tpr, label=f"{r.approach} (AUC {auc(fpr, tpr):.3f})")
         ax_pr.plot(rec, prec, drawstyle="steps-post",
-                   label=f"{r['approach']} (AP {average_precision_score(truth, score):.3f})")
+                   label=f"{r.approach} (AP {average_precision_score(truth, score):.3f})")
         prevalence = truth.mean()
         drawn += 1
     if not drawn:
@@ -106,15 +117,52 @@ def plot_curves(records: Sequence[dict], path: str | os.PathLike, title: str = "
     return save_figure(fig, Path(path))
 
 
-def plot_per_class_recall(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
+def plot_reliability(records: Sequence[RunRecord], path: str | os.PathLike, title: str = "",
+                     n_bins: int | None = None) -> Path | None:
+    """Reliability diagram of several approaches on one figure: per equal-mass bin, the mean predicted
+    probability against the observed frequency (binary: of the positive class; multiclass: top-class
+    confidence against accuracy), ECE in the legend (``metrics.calibration.reliability_curve``)."""
+    from skinbench.metrics.calibration import DEFAULT_BINS, reliability_curve
+
+    n_bins = n_bins or DEFAULT_BINS
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    drawn, target = 0, ""
+    for r in records:
+        try:
+            _, y, scores = r.prediction_arrays()
+            curve = reliability_curve(y, scores, n_bins)
+        except (KeyError, ValueError, TypeError, IndexError):
+            continue
+        if not curve["count"]:
+            continue
+        ece = "n/a" if curve["ece"] is None else f"{curve['ece']:.3f}"
+        ax.plot(curve["mean_predicted"], curve["observed"], marker="o", ms=3.5, lw=1.2,
+                label=f"{r.approach} (ECE {ece})")
+        target = curve["target"]
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.plot([0, 1], [0, 1], ls=":", c="grey", label="perfectly calibrated")
+    observed = "observed frequency of the positive class" if target.startswith("positive") else "accuracy"
+    ax.set(xlabel=f"mean predicted {target} (per bin)", ylabel=observed, xlim=(-0.02, 1.02), ylim=(-0.02, 1.02),
+           title=f"Reliability ({n_bins} equal-mass bins)")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, Path(path))
+
+
+def plot_per_class_recall(records: Sequence[RunRecord], path: str | os.PathLike, title: str = "") -> Path | None:
     """Grouped bars: recall of each class per approach (from the confusion matrices)."""
     series = []
     for r in records:
-        cm = (r.get("extras") or {}).get("confusion_matrix")
+        cm = r.extras.get("confusion_matrix")
         if cm:
             cm = np.asarray(cm, dtype=float)
             support = cm.sum(axis=1)
-            series.append((r["approach"], np.divide(np.diag(cm), support, out=np.zeros(len(cm)),
+            series.append((r.approach, np.divide(np.diag(cm), support, out=np.zeros(len(cm)),
                                                     where=support > 0), _class_names(r, len(cm))))
     if not series:
         return None
@@ -129,17 +177,17 @@ def plot_per_class_recall(records: Sequence[dict], path: str | os.PathLike, titl
     return save_figure(fig, Path(path))
 
 
-def plot_jaccard_distribution(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path | None:
+def plot_jaccard_distribution(records: Sequence[RunRecord], path: str | os.PathLike, title: str = "") -> Path | None:
     """Per-image Jaccard of each approach: violins with a box inside, means marked."""
     data, labels = [], []
     for r in records:
         try:
-            _, jac = per_image_jaccard(r)
+            _, jac = r.per_image_jaccard()
         except (KeyError, ValueError, TypeError):
             continue
         if len(jac):
             data.append(jac)
-            labels.append(r["approach"])
+            labels.append(r.approach)
     if not data:
         return None
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(data) + 2), 4))
@@ -176,13 +224,15 @@ def plot_overlays(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], pr
 
 
 def render_plots(tables: Sequence["Table"], root: str | os.PathLike) -> dict[str, list[Path]]:
-    """All plots of the given tables under ``<root>/plots``; returns ``{table slug: [png, ...]}``."""
+    """All plots of the given tables under ``<root>/plots``; returns ``{table slug: [png, ...]}``
+    (a classification table's reliability diagram under its calibration table's slug,
+    ``<slug>__clinical``, so the main table's files and links stay as they were)."""
     out_dir = Path(root) / "plots"
     written: dict[str, list[Path]] = {}
     for table in tables:
-        ok = [r for r in table.records.values() if is_ok(r)]
+        ok = [r for r in table.records.values() if r.ok]
         order = [row["approach"] for row in table.rows]
-        ok.sort(key=lambda r: order.index(r["approach"]) if r["approach"] in order else len(order))
+        ok.sort(key=lambda r: order.index(r.approach) if r.approach in order else len(order))
         files: list[Path | None] = []
         if table.kind == "segmentation":
             files.append(plot_jaccard_distribution(ok, out_dir / f"{table.slug}__jaccard.png", table.title))
@@ -192,6 +242,9 @@ def render_plots(tables: Sequence["Table"], root: str | os.PathLike) -> dict[str
                 files.append(plot_per_class_recall(ok, out_dir / f"{table.slug}__per_class_recall.png",
                                                    table.title))
             for r in ok:
-                files.append(plot_confusion(r, out_dir / f"{table.slug}__{r['approach']}__confusion.png"))
+                files.append(plot_confusion(r, out_dir / f"{table.slug}__{r.approach}__confusion.png"))
+            reliability = plot_reliability(ok, out_dir / f"{table.slug}__reliability.png", table.title)
+            if reliability is not None:
+                written[f"{table.slug}__clinical"] = [reliability]
         written[table.slug] = [f for f in files if f is not None]
     return written

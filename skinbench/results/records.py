@@ -18,6 +18,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable
 
 import numpy as np
@@ -25,18 +26,179 @@ import numpy as np
 from skinbench.cache import atomic_write_bytes
 from skinbench.paths import REPO_ROOT, results_dir
 
-#: bump when the record layout changes incompatibly
-SCHEMA = 1
+#: the record layout version; the one place it is written (``RunRecord.schema``). Schema 1 records
+#: (before the typed record) are read through :func:`_from_schema1`.
+SCHEMA = 2
 #: decimals kept for floats: enough for any metric or score, small diffs in git
 FLOAT_DECIMALS = 6
 
 
+@dataclass
+class RunRecord:
+    """One run's result: what ran (spec and provenance), on what (split), and every per-image prediction.
+
+    The runner builds it, :func:`write_record` stores it, and tables, plots, the dashboard and the
+    submission writers read it; nothing else guesses at keys.
+    """
+
+    task: str
+    dataset: str
+    approach: str
+    status: str = "ok"  # ok | skipped
+    family: str = ""
+    title: str = ""
+    target: str | None = None
+    seed: int | None = None
+    limit: int | None = None
+    #: the estimator's full parameters as it ran (``get_params``)
+    params: dict[str, Any] = field(default_factory=dict)
+    #: n_train, n_test, manifest_digest
+    split: dict[str, Any] = field(default_factory=dict)
+    #: ``{name: {"value": float | None, "ci": [lo, hi] | None}}``
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: confusion matrix, per-class scores, class names, positive class
+    extras: dict[str, Any] = field(default_factory=dict)
+    #: image_id plus y_true/scores (classification) or counts [tp, fp, fn, tn] (segmentation)
+    predictions: dict[str, Any] = field(default_factory=dict)
+    #: ``*_s`` durations, peak_rss_mb, and ``cache``: look-ups found vs computed during fit
+    timings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    command: str = ""
+    #: why a skipped record has no numbers
+    reason: str = ""
+    #: :func:`skinbench.provenance.run_key` of ``key_inputs``; None: not current under any declaration
+    run_key: str | None = None
+    #: what the run key hashes (so a stale record can say which input changed)
+    key_inputs: dict[str, Any] | None = None
+    #: digest of the exact source that made the record (provenance; not part of the key)
+    code_digest: str | None = None
+    schema: int = SCHEMA
+
+    # ------------------------------------------------------------------ reading
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+        """A record from its stored form; schema 1 records are migrated on the way in."""
+        if not isinstance(data, dict) or not {"task", "dataset", "approach"} <= data.keys():
+            raise ValueError("not a skinbench record (needs task, dataset, approach)")
+        schema = data.get("schema", 1)
+        if schema == 1:
+            data = _from_schema1(data)
+        elif schema != SCHEMA:
+            raise ValueError(f"record schema {schema} is newer than this skinbench ({SCHEMA}); upgrade skinbench")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "RunRecord":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        return {k: v for k, v in out.items() if v not in (None, "", {}) or k in ("target", "seed", "limit")}
+
+    @property
+    def ok(self) -> bool:
+        """A record with results (not one that says the approach was skipped)."""
+        return self.status == "ok"
+
+    @property
+    def path_name(self) -> str:
+        return f"{self.approach}__{self.target}" if self.target else self.approach
+
+    def value(self, metric: str) -> float | None:
+        entry = self.metrics.get(metric)
+        return entry.get("value") if isinstance(entry, dict) else entry
+
+    def ci(self, metric: str) -> tuple[float | None, float | None]:
+        entry = self.metrics.get(metric)
+        ci = entry.get("ci") if isinstance(entry, dict) else None
+        return (ci[0], ci[1]) if ci else (None, None)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.extras.get("class_names") or [])
+
+    @property
+    def fit_seconds(self) -> float | None:
+        value = self.timings.get("fit_s")
+        return None if value is None else float(value)
+
+    @property
+    def total_seconds(self) -> float | None:
+        """Wall-clock cost of a run: the sum of its ``*_s`` parts."""
+        keys = self.second_keys()
+        return sum(float(self.timings[k]) for k in keys) if keys else None
+
+    def second_keys(self) -> list[str]:
+        """Timing entries that are durations (``*_s``); others (``peak_rss_mb``, rates) are not summed."""
+        return [k for k, v in self.timings.items() if k.endswith("_s") and isinstance(v, (int, float))]
+
+    @property
+    def cache_hit_fraction(self) -> float | None:
+        """Share of the fit's cache look-ups that found their work done (None: not recorded)."""
+        use = self.timings.get("cache")
+        if not use:
+            return None
+        hits = sum(v.get("hits", 0) for v in use.values())
+        total = hits + sum(v.get("misses", 0) for v in use.values())
+        return hits / total if total else None
+
+    def prediction_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(image_ids, y_true int, scores (n, n_classes))`` of a classification record.
+
+        Binary records may store only the positive-class score (1-D); it is expanded to two columns.
+        """
+        pred = self.predictions
+        ids = np.asarray(pred["image_id"], dtype=str)
+        scores = np.asarray(pred["scores"], dtype=float)
+        if scores.ndim == 1:
+            scores = np.stack([1.0 - scores, scores], axis=1)
+        y = pred["y_true"]
+        if len(y) and isinstance(y[0], str):
+            y = [self.class_names.index(v) for v in y]
+        return ids, np.asarray(y, dtype=np.int64), scores
+
+    def counts(self) -> np.ndarray:
+        """Per-image confusion counts ``(n, 4)`` = tp, fp, fn, tn of a segmentation record."""
+        return np.asarray(self.predictions["counts"], dtype=np.int64).reshape(-1, 4)
+
+    def per_image_jaccard(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(image_ids, jaccard)`` from the stored counts (empty truth and empty prediction score 1.0,
+        as the official ISIC scorer does; see :func:`skinbench.metrics.segmentation.per_image_scores`)."""
+        from skinbench.metrics.segmentation import per_image_scores
+
+        jac = per_image_scores(self.counts())["jaccard"]
+        return np.asarray(self.predictions["image_id"], dtype=str), jac
+
+
+def _from_schema1(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: the run key of a record current at the legacy commit is re-issued under the
+    declared versions it is equivalent to (:mod:`skinbench.provenance`); any other keeps no key."""
+    from skinbench import provenance
+
+    out = dict(data, schema=SCHEMA)
+    out.update(provenance.migrate_legacy_key(data))
+    return out
+
+
 def record_path(task: str, dataset: str, approach: str, target: str | None = None,
-                root: str | os.PathLike | None = None) -> Path:
-    """``<root>/runs/<task>/<dataset>/<approach>[__<target>].json`` (root: ``paths.results_dir()``)."""
+                root: str | os.PathLike | None = None, seed: int | None = 0) -> Path:
+    """``<root>/runs/<task>/<dataset>/<approach>[__<target>][__seed<k>].json`` (root: ``paths.results_dir()``).
+
+    Seed 0 has no suffix, so the first seed of every row keeps the path it always had.
+    """
     base = Path(root) if root is not None else results_dir()
     name = f"{approach}__{target}" if target else approach
+    if seed:
+        name += f"__seed{seed}"
     return base / "runs" / task / dataset / f"{name}.json"
+
+
+def path_of(record: RunRecord, root: str | os.PathLike | None = None) -> Path:
+    return record_path(record.task, record.dataset, record.approach, record.target, root=root, seed=record.seed)
 
 
 def _clean(obj: Any) -> Any:
@@ -83,27 +245,38 @@ def _to_json(obj: Any, level: int = 0) -> str:
     return json.dumps(obj, allow_nan=False)
 
 
-def dumps(record: dict) -> bytes:
+def dumps(record: RunRecord | dict) -> bytes:
     """The exact bytes a record is stored as (sorted keys, indented, rounded floats, compact rows)."""
-    return (_to_json(_clean(record)) + "\n").encode()
+    data = record.to_dict() if isinstance(record, RunRecord) else record
+    return (_to_json(_clean(data)) + "\n").encode()
 
 
-def write_record(record: dict, path: str | os.PathLike | None = None) -> Path:
+def write_record(record: RunRecord, path: str | os.PathLike | None = None) -> Path:
     """Write ``record`` atomically (default path from its task/dataset/approach/target); return the path.
 
     Serialisation happens before anything touches the disk, so a record that cannot be serialised
     leaves no file behind, and an existing record is replaced only by a complete new one.
     """
-    data = dumps({"schema": SCHEMA, **record})
-    if path is None:
-        path = record_path(record["task"], record["dataset"], record["approach"], record.get("target"))
-    path = Path(path)
+    if not isinstance(record, RunRecord):
+        raise TypeError(f"write_record takes a RunRecord, not {type(record).__name__}")
+    data = dumps(record)
+    path = Path(path) if path is not None else path_of(record)
     atomic_write_bytes(path, data)
     return path
 
 
+def read_record(path: str | os.PathLike) -> RunRecord | None:
+    """The record at ``path``; None (with a warning naming the file and the fix) if it is not one."""
+    try:
+        return RunRecord.from_file(path)
+    except (OSError, ValueError, TypeError) as err:
+        warnings.warn(f"{path}: skipped unreadable result record ({err}). Fix: rerun that approach "
+                      f"or delete the file.", stacklevel=3)
+        return None
+
+
 def load_records(root: str | os.PathLike | None = None, task: str | None = None,
-                 dataset: str | None = None) -> list[dict]:
+                 dataset: str | None = None) -> list[RunRecord]:
     """All records under ``<root>/runs`` (optionally one task / dataset), sorted by path.
 
     A file that is not a valid record is skipped with a warning naming it (one bad file must not hide
@@ -111,55 +284,7 @@ def load_records(root: str | os.PathLike | None = None, task: str | None = None,
     """
     base = (Path(root) if root is not None else results_dir()) / "runs"
     pattern = f"{task or '*'}/{dataset or '*'}/*.json"
-    out = []
-    for path in sorted(base.glob(pattern)):
-        try:
-            record = json.loads(path.read_text())
-            if not isinstance(record, dict) or not {"task", "dataset", "approach"} <= record.keys():
-                raise ValueError("not a skinbench record (needs task, dataset, approach)")
-        except (OSError, ValueError) as err:
-            warnings.warn(f"{path}: skipped unreadable result record ({err}). Fix: rerun that approach "
-                          f"or delete the file.", stacklevel=2)
-            continue
-        out.append(record)
-    return out
-
-
-# --------------------------------------------------------------------------- per-image predictions
-
-def prediction_arrays(record: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(image_ids, y_true int, scores (n, n_classes))`` of a classification record.
-
-    Binary records may store only the positive-class score (1-D); it is expanded to two columns.
-    """
-    pred = record["predictions"]
-    ids = np.asarray(pred["image_id"], dtype=str)
-    scores = np.asarray(pred["scores"], dtype=float)
-    if scores.ndim == 1:
-        scores = np.stack([1.0 - scores, scores], axis=1)
-    y = pred["y_true"]
-    names = list(record.get("extras", {}).get("class_names") or [])
-    if len(y) and isinstance(y[0], str):
-        y = [names.index(v) for v in y]
-    return ids, np.asarray(y, dtype=np.int64), scores
-
-
-def per_image_jaccard(record: dict) -> tuple[np.ndarray, np.ndarray]:
-    """``(image_ids, jaccard)`` from a segmentation record's ``predictions.counts`` ([tp, fp, fn, tn]).
-
-    Computed by :func:`skinbench.metrics.segmentation.per_image_scores` (empty truth and empty
-    prediction score 1.0, as the official ISIC scorer does).
-    """
-    from skinbench.metrics.segmentation import per_image_scores
-
-    pred = record["predictions"]
-    jac = per_image_scores(np.asarray(pred["counts"], dtype=np.int64).reshape(-1, 4))["jaccard"]
-    return np.asarray(pred["image_id"], dtype=str), jac
-
-
-def is_ok(record: dict) -> bool:
-    """A record with results (not one that says the approach was skipped or failed)."""
-    return record.get("status", "ok") == "ok"
+    return [r for r in (read_record(p) for p in sorted(base.glob(pattern))) if r is not None]
 
 
 # --------------------------------------------------------------------------- environment
@@ -219,9 +344,18 @@ def _machine() -> dict:
     }
 
 
+#: what a record's numbers can depend on: edits elsewhere (results/, docs) do not make a commit "dirty"
+CODE_PATHS = ("skinbench", "benchmarks", "data_manifests", "pyproject.toml")
+
+
+def code_is_dirty() -> bool:
+    """Uncommitted changes to the code or manifests (records written meanwhile do not count)."""
+    return bool(_run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=REPO_ROOT))
+
+
 def _git_commit() -> str | None:
     commit = _run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT)
-    if commit and _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT):
+    if commit and code_is_dirty():
         commit += "+dirty"
     return commit
 
@@ -250,11 +384,11 @@ def environment() -> dict:
     return {"versions": versions, "machine": dict(_machine())}
 
 
-def distinct(records: Iterable[dict], key: str) -> list[Any]:
-    """Distinct values of a top-level record field (e.g. ``"machine"``), in first-seen order."""
+def distinct(records: Iterable[RunRecord], key: str) -> list[Any]:
+    """Distinct values of a record field (e.g. ``"machine"``), in first-seen order."""
     seen: list[Any] = []
     for r in records:
-        value = r.get(key)
+        value = getattr(r, key) or None
         if value is not None and value not in seen:
             seen.append(value)
     return seen

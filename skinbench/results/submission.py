@@ -20,7 +20,7 @@ import numpy as np
 
 from skinbench.cache import atomic_write_bytes
 from skinbench.errors import ConfigError
-from skinbench.results.records import prediction_arrays
+from skinbench.results.records import RunRecord
 
 #: ISIC 2018 Task 3 column order; our class names are the lowercase HAM10000 dx codes
 ISIC2018_TASK3_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
@@ -130,13 +130,13 @@ def write_classification_csv(folder: str | os.PathLike, task: str, image_ids: Se
     return written
 
 
-def write_record_submission(record: dict, folder: str | os.PathLike) -> list[Path]:
+def write_record_submission(record: RunRecord, folder: str | os.PathLike) -> list[Path]:
     """:func:`write_classification_csv` from a stored classification record (stem task__dataset__approach).
 
     Segmentation records hold only per-image counts: their masks are written at predict time
     (``python -m skinbench predict`` / ``run --predictions``) with :func:`write_mask_png`.
     """
-    ids, _, scores = prediction_arrays(record)
-    names = list((record.get("extras") or {}).get("class_names") or [f"class_{i}" for i in range(scores.shape[1])])
-    stem = "__".join((record["task"], record["dataset"], record["approach"]))
-    return write_classification_csv(folder, record["task"], ids, scores, names, stem=stem)
+    ids, _, scores = record.prediction_arrays()
+    names = record.class_names or [f"class_{i}" for i in range(scores.shape[1])]
+    stem = "__".join((record.task, record.dataset, record.approach))
+    return write_classification_csv(folder, record.task, ids, scores, names, stem=stem)

@@ -2,6 +2,20 @@
 
 One table per (task, dataset[, target]); every approach the registry lists for the task gets a row,
 so a missing result (weights unavailable, skipped, never run) is visible rather than silently absent.
+
+Metrics computed here at render time from a record's stored per-image predictions (so committed
+records show them without retraining; nothing new is stored in the records):
+
+* every classification table has a second table, ``Table.clinical`` (:class:`ClinicalTable`, written
+  as ``<slug>__clinical.md|csv``): calibration (ECE on equal-mass bins, Brier) and, binary only, the
+  operating points (specificity at 80% / 95% sensitivity, sensitivity at 80% specificity, the ISIC 2024
+  partial AUC above 80% TPR), from :func:`skinbench.metrics.calibration.clinical_scores`;
+* a segmentation table gains ``hd95_mean`` and ``assd_mean`` columns when one of its records stores
+  per-image boundary distances (``predictions["surface"]``, written by runs made since they were
+  added); a table whose records have none renders as before.
+
+Both use the record's own bootstrap settings (``n_boot`` of its run key, its seed), so their CIs draw
+the same resamples as the record's stored metrics.
 """
 
 from __future__ import annotations
@@ -10,14 +24,14 @@ import csv
 import io
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from tabulate import tabulate
 
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
-from skinbench.paths import results_dir
-from skinbench.results.records import distinct, is_ok, load_records
+from skinbench.results.records import RunRecord, distinct
 
 #: metrics shown per kind of task (all of them stay in the records)
 SHOWN_METRICS: dict[str, tuple[str, ...]] = {
@@ -28,6 +42,14 @@ SHOWN_METRICS: dict[str, tuple[str, ...]] = {
 }
 FAMILY_ORDER = ("baseline", "classical", "deep")
 MISSING = "—"
+#: boundary-distance columns a segmentation table adds when a record stores ``predictions["surface"]``
+SURFACE_SHOWN = ("hd95_mean", "assd_mean")
+#: bootstrap resamples of a record whose run key does not say (records before run keys used the default)
+DEFAULT_N_BOOT = 1000
+#: column headings of the calibration / operating-point table (the CSV keeps the metric names)
+CLINICAL_LABELS = {"ece": "ece", "brier": "brier", "spec_at_sens80": "spec@sens80",
+                   "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80",
+                   "pauc_above_tpr80": "pAUC>80%TPR"}
 
 
 def fmt_value(value: float | None, ci: list | tuple | None = None) -> str:
@@ -46,37 +68,14 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{seconds:.1f}" if seconds < 100 else f"{seconds:.0f}"
 
 
-def fit_seconds(record: dict) -> float | None:
-    timings = record.get("timings") or {}
-    for key in ("fit_s", "fit", "fit_seconds"):
-        if timings.get(key) is not None:
-            return float(timings[key])
-    return None
-
-
-def second_keys(timings: dict) -> list[str]:
-    """Timing entries that are durations (``*_s``); others (``peak_rss_mb``, rates) are not summed."""
-    return [k for k, v in timings.items() if k.endswith("_s") and isinstance(v, (int, float))]
-
-
-def total_seconds(record: dict) -> float | None:
-    """Wall-clock cost of a run: its ``total_s``, else the sum of its ``*_s`` parts."""
-    timings = record.get("timings") or {}
-    if timings.get("total_s") is not None:
-        return float(timings["total_s"])
-    keys = second_keys(timings)
-    return sum(float(timings[k]) for k in keys) if keys else None
-
-
-def metric_kind(task: str, records: list[dict]) -> str:
+def metric_kind(task: str, records: list[RunRecord]) -> str:
     """``binary``, ``multiclass`` or ``segmentation`` for a group of records of one task."""
     if info.task(task).kind == "segmentation":
         return "segmentation"
     for r in records:
-        names = (r.get("extras") or {}).get("class_names")
-        if names:
-            return "multiclass" if len(names) > 2 else "binary"
-        if "auc_macro" in (r.get("metrics") or {}) and "auc" not in r["metrics"]:
+        if r.class_names:
+            return "multiclass" if len(r.class_names) > 2 else "binary"
+        if "auc_macro" in r.metrics and "auc" not in r.metrics:
             return "multiclass"
     return "binary"
 
@@ -91,9 +90,29 @@ class Table:
     kind: str
     header: str
     metrics: tuple[str, ...]
-    #: approach name -> record (ok, skipped or failed) for the rows that have one
-    records: dict[str, dict] = field(default_factory=dict)
+    #: approach name -> record (ok or skipped) for the rows that have one: its first seed
+    records: dict[str, RunRecord] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
+    #: approach name -> every ok record of that row, one per seed (seed order)
+    seed_records: dict[str, list[RunRecord]] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> str:
+        return info.task(self.task).primary_metric
+
+    @property
+    def multi_seed(self) -> bool:
+        return any(len(v) > 1 for v in self.seed_records.values())
+
+    def seed_summary(self, name: str) -> tuple[float, float, int] | None:
+        """(mean, sd, n) of the primary metric over the row's seeds; None with fewer than two."""
+        values = [r.value(self.primary) for r in self.seed_records.get(name, [])]
+        values = [v for v in values if v is not None]
+        if len(values) < 2:
+            return None
+        import statistics
+
+        return statistics.fmean(values), statistics.stdev(values), len(values)
 
     @property
     def slug(self) -> str:
@@ -107,8 +126,11 @@ class Table:
         out = []
         for row in self.rows:
             cells = [row["approach"], row["family"]]
-            cells += [MISSING if row["status"] != "ok" else fmt_value(row[m], (row[f"{m}_lo"], row[f"{m}_hi"]))
-                      for m in self.metrics]
+            cells += [MISSING if row["status"] != "ok" or m in row.get("absent", ())
+                      else fmt_value(row[m], (row[f"{m}_lo"], row[f"{m}_hi"])) for m in self.metrics]
+            if self.multi_seed:
+                summary = self.seed_summary(row["approach"])
+                cells.append(f"{summary[0]:.3f} ± {summary[1]:.3f} (n={summary[2]})" if summary else "one seed")
             cells += [MISSING if row["n_test"] is None else str(row["n_test"]),
                       MISSING if row["seed"] is None else str(row["seed"]),
                       fmt_seconds(row["fit_s"]), row["note"]]
@@ -116,7 +138,8 @@ class Table:
         return out
 
     def columns(self) -> list[str]:
-        return ["approach", "family", *self.metrics, "n_test", "seed", "fit s", "note"]
+        seeds = [f"{self.primary} over seeds (mean ± sd)"] if self.multi_seed else []
+        return ["approach", "family", *self.metrics, *seeds, "n_test", "seed", "fit s", "note"]
 
     def markdown(self, heading: str = "###") -> str:
         body = tabulate(self.markdown_rows(), headers=self.columns(), tablefmt="github", disable_numparse=True)
@@ -127,7 +150,123 @@ class Table:
         fields = ["approach", "family", "status"]
         for m in self.metrics:
             fields += [m, f"{m}_lo", f"{m}_hi"]
+        if self.multi_seed:
+            fields += [f"{self.primary}_seed_mean", f"{self.primary}_seed_sd", "n_seeds"]
         fields += ["n_test", "seed", "fit_s", "note"]
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for row in self.rows:
+            summary = self.seed_summary(row["approach"]) if self.multi_seed else None
+            extra = dict(zip((f"{self.primary}_seed_mean", f"{self.primary}_seed_sd", "n_seeds"), summary or ()))
+            writer.writerow({k: "" if {**row, **extra}.get(k) is None else {**row, **extra}.get(k) for k in fields})
+        return buf.getvalue()
+
+    @cached_property
+    def clinical(self) -> "ClinicalTable | None":
+        """The calibration / operating-point table of a classification table (None for segmentation),
+        scored on first use from the rows' stored predictions."""
+        if self.kind == "segmentation":
+            return None
+        return build_clinical(self)
+
+
+def record_n_boot(r: RunRecord) -> int:
+    """The bootstrap resamples a record's metrics used (its run key's ``n_boot``; the default before)."""
+    n_boot = (r.key_inputs or {}).get("n_boot")
+    return int(n_boot) if n_boot else DEFAULT_N_BOOT
+
+
+def clinical_metrics(r: RunRecord, n_bins: int | None = None) -> dict[str, dict]:
+    """``{name: {"value", "ci"}}`` calibration and operating points of a classification record,
+    re-scored from its stored predictions with its own bootstrap settings (``clinical_scores``)."""
+    from skinbench.metrics.calibration import DEFAULT_BINS, clinical_scores
+
+    _, y, scores = r.prediction_arrays()
+    return clinical_scores(y, scores, n_boot=record_n_boot(r), seed=r.seed or 0,
+                           n_bins=n_bins or DEFAULT_BINS)
+
+
+def has_surface(r: RunRecord) -> bool:
+    return r.ok and bool(r.predictions.get("surface"))
+
+
+def surface_metrics(r: RunRecord) -> dict[str, dict]:
+    """``{name: {"value", "ci"}}`` boundary metrics of a segmentation record from its stored per-image
+    ``surface`` distances (:func:`skinbench.metrics.evaluate.evaluate_surface`)."""
+    from skinbench.metrics.evaluate import evaluate_surface
+
+    counts = r.predictions.get("counts")
+    return evaluate_surface(r.predictions["surface"], counts, n_boot=record_n_boot(r), seed=r.seed or 0)["metrics"]
+
+
+@dataclass
+class ClinicalTable:
+    """Calibration and operating points of one classification table's rows (same approaches, same
+    order), scored at render time from the records' stored per-image predictions."""
+
+    table: Table
+    metrics: tuple[str, ...]
+    n_bins: int
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return f"{self.table.slug}__clinical"
+
+    @property
+    def title(self) -> str:
+        return f"Calibration and operating points: {self.table.title}"
+
+    @property
+    def header(self) -> str:
+        t = self.table
+        binary = t.kind == "binary"
+        names = next((r.class_names for r in t.records.values() if r.ok and r.class_names), [])
+        parts = [f"{info.task(t.task).title}; computed when rendering from each record's stored per-image "
+                 f"predictions (no retraining, nothing stored)."]
+        if binary:
+            positive = f" `{names[1]}`" if len(names) == 2 else ""
+            parts.append(f"Positive class:{positive}. ECE: expected calibration error of the "
+                         f"positive-class probability over {self.n_bins} equal-mass bins; Brier: mean squared "
+                         f"error of that probability (both lower is better).")
+            parts.append("spec@sens80 / spec@sens95: the best specificity among thresholds that reach 80% / 95% "
+                         "sensitivity; sens@spec80: the best sensitivity among thresholds with at least 80% "
+                         "specificity; pAUC>80%TPR: the ISIC 2024 partial AUC, the ROC area above 80% TPR "
+                         "(range 0 to 0.2, random ranking 0.02).")
+        else:
+            parts.append(f"ECE: expected calibration error of the top-class confidence against whether the top "
+                         f"class is right, over {self.n_bins} equal-mass bins; Brier: mean over images and the "
+                         f"{len(names) or 'K'} classes of the squared error of the probabilities (both lower "
+                         f"is better). Operating points are binary-only.")
+        parts.append("Values: estimate [95% bootstrap CI over test images, the record's own resamples]. "
+                     "Definitions: `skinbench/metrics/calibration.py`, `skinbench/metrics/operating_points.py`.")
+        return " ".join(parts)
+
+    def columns(self) -> list[str]:
+        heads = [f"ece ({self.n_bins} bins)" if m == "ece" else CLINICAL_LABELS.get(m, m) for m in self.metrics]
+        return ["approach", "family", *heads, "n_test", "seed", "note"]
+
+    def markdown_rows(self) -> list[list[str]]:
+        out = []
+        for row in self.rows:
+            cells = [row["approach"], row["family"]]
+            cells += [MISSING if row["status"] != "ok" else fmt_value(row[m], (row[f"{m}_lo"], row[f"{m}_hi"]))
+                      for m in self.metrics]
+            cells += [MISSING if row["n_test"] is None else str(row["n_test"]),
+                      MISSING if row["seed"] is None else str(row["seed"]), row["note"]]
+            out.append(cells)
+        return out
+
+    def markdown(self, heading: str = "###") -> str:
+        body = tabulate(self.markdown_rows(), headers=self.columns(), tablefmt="github", disable_numparse=True)
+        return f"{heading} {self.title}\n\n{self.header}\n\n{body}\n"
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        fields = ["approach", "family", "status"]
+        for m in self.metrics:
+            fields += [m, f"{m}_lo", f"{m}_hi"]
+        fields += ["ece_bins", "n_test", "seed", "note"]
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for row in self.rows:
@@ -135,11 +274,55 @@ class Table:
         return buf.getvalue()
 
 
-def _group_key(r: dict) -> tuple[str, str, str]:
-    return (r["task"], r["dataset"], r.get("target") or "")
+def _round(x: float | None) -> float | None:
+    """As records store floats (``records.FLOAT_DECIMALS``), so derived CSV cells look like stored ones."""
+    from skinbench.results.records import FLOAT_DECIMALS
+
+    return None if x is None else round(float(x), FLOAT_DECIMALS)
 
 
-def _row_from_record(name: str, family: str, r: dict | None, metrics: tuple[str, ...], task: str) -> dict:
+def build_clinical(table: Table) -> ClinicalTable:
+    """The :class:`ClinicalTable` of a classification table: one row per row of ``table``."""
+    from skinbench.metrics.calibration import (
+        CLINICAL_METRICS_BINARY,
+        CLINICAL_METRICS_MULTICLASS,
+        DEFAULT_BINS,
+    )
+
+    metrics = CLINICAL_METRICS_BINARY if table.kind == "binary" else CLINICAL_METRICS_MULTICLASS
+    clinical = ClinicalTable(table, metrics, DEFAULT_BINS)
+    for main in table.rows:
+        row = {k: main[k] for k in ("approach", "family", "status", "n_test", "seed")}
+        row.update({f"{m}{s}": None for m in metrics for s in ("", "_lo", "_hi")}, ece_bins=None)
+        row["note"] = {"ok": "", "missing": "not run"}.get(main["status"], f"{main['status']} (see the main table)")
+        r = table.records.get(main["approach"])
+        if main["status"] == "ok" and r is not None:
+            try:
+                scores = clinical_metrics(r, clinical.n_bins)
+            except (KeyError, ValueError, TypeError, IndexError) as err:
+                row.update(status="no predictions", note=f"cannot re-score the stored predictions: {err}")
+            else:
+                for m in metrics:
+                    entry = scores.get(m) or {}
+                    row[m] = _round(entry.get("value"))
+                    row[f"{m}_lo"], row[f"{m}_hi"] = (_round(x) for x in entry.get("ci") or (None, None))
+                row["ece_bins"] = (scores.get("ece") or {}).get("n_bins")
+        clinical.rows.append(row)
+    return clinical
+
+
+def _group_key(r: RunRecord) -> tuple[str, str, str]:
+    return (r.task, r.dataset, r.target or "")
+
+
+def _cache_note(r: RunRecord) -> str:
+    """Say when the fit found most of its work in the cache, so a small "fit s" is not read as cheap."""
+    fraction = r.cache_hit_fraction
+    return f"fit s: {fraction:.0%} of cached work found, not done" if fraction else ""
+
+
+def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple[str, ...], task: str,
+                     derived: dict[str, dict] | None = None) -> dict:
     row: dict = {"approach": name, "family": family, "n_test": None, "seed": None, "fit_s": None}
     for m in metrics:
         row[m] = row[f"{m}_lo"] = row[f"{m}_hi"] = None
@@ -148,26 +331,28 @@ def _row_from_record(name: str, family: str, r: dict | None, metrics: tuple[str,
         row.update(status="missing", note=f"not run: needs {needs}" if needs else
                    f"not run (python -m skinbench run {task} --approach {name})")
         return row
-    status = r.get("status", "ok")
-    row.update(status=status, n_test=(r.get("split") or {}).get("n_test"), seed=r.get("seed"),
-               fit_s=fit_seconds(r))
-    if status != "ok":
-        row["note"] = f"{status}: {r.get('reason') or 'no reason recorded'}"
+    row.update(status=r.status, n_test=r.split.get("n_test"), seed=r.seed, fit_s=r.fit_seconds)
+    if not r.ok:
+        row["note"] = f"{r.status}: {r.reason or 'no reason recorded'}"
         return row
-    checkpoint = (r.get("params") or {}).get("checkpoint")
-    row["note"] = (f"weights trained elsewhere ({os.path.basename(str(checkpoint))}, by `{r.get('command', '?')}`); "
-                   "fit s = loading" if checkpoint else "")
+    checkpoint = r.params.get("checkpoint")
+    row["note"] = (f"weights trained elsewhere ({os.path.basename(str(checkpoint))}, by `{r.command or '?'}`); "
+                   "fit s = loading" if checkpoint else _cache_note(r))
     for m in metrics:
-        entry = (r.get("metrics") or {}).get(m)
-        if isinstance(entry, dict):
-            ci = entry.get("ci") or (None, None)
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = entry.get("value"), ci[0], ci[1]
-        elif isinstance(entry, (int, float)):
-            row[m] = entry
+        row[m] = r.value(m)
+        row[f"{m}_lo"], row[f"{m}_hi"] = r.ci(m)
+    if derived is not None:  # metrics scored at render time from the stored predictions
+        absent = [m for m in metrics if m not in r.metrics and m not in derived]
+        for m, entry in derived.items():
+            if m in metrics:
+                row[m] = _round(entry.get("value"))
+                row[f"{m}_lo"], row[f"{m}_hi"] = (_round(x) for x in entry.get("ci") or (None, None))
+        if absent:
+            row["absent"] = tuple(absent)
     return row
 
 
-def _header(task: str, dataset: str, ok: list[dict], all_records: list[dict]) -> str:
+def _header(task: str, dataset: str, ok: list[RunRecord], all_records: list[RunRecord]) -> str:
     t = info.task(task)
     splits = distinct(ok or all_records, "split")
     parts = [f"{t.title}."]
@@ -179,7 +364,7 @@ def _header(task: str, dataset: str, ok: list[dict], all_records: list[dict]) ->
         if len(digests) > 1:
             parts.append(f"**Warning: records disagree on the data split ({len(digests)} manifest digests); "
                          f"rerun the older ones.**")
-    limits = sorted({r["limit"] for r in ok if r.get("limit")})
+    limits = sorted({r.limit for r in ok if r.limit})
     if limits:
         parts.append(f"**Subset run** (at most {', '.join(map(str, limits))} images per split): not comparable "
                      f"with full-data numbers.")
@@ -189,71 +374,97 @@ def _header(task: str, dataset: str, ok: list[dict], all_records: list[dict]) ->
     return " ".join(parts)
 
 
-def _groups(records: list[dict], task: str | None) -> dict[tuple[str, str, str], list[dict]]:
+def _groups(records: list[RunRecord], task: str | None) -> dict[tuple[str, str, str], list[RunRecord]]:
     """Records by (task, dataset, target). A skipped record without a target (the approach could not
     run at all) belongs to every target table of its task and dataset."""
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
     untargeted = []
     for r in records:
-        if (task is not None and r["task"] != task) or r["task"] not in info.TASKS:
+        if (task is not None and r.task != task) or r.task not in info.TASKS:
             continue
-        if not r.get("target") and info.TASKS[r["task"]].targets:
+        if not r.target and info.TASKS[r.task].targets:
             untargeted.append(r)
         else:
             groups.setdefault(_group_key(r), []).append(r)
     for r in untargeted:
-        keys = [k for k in groups if k[:2] == (r["task"], r["dataset"])]
-        keys = keys or [(r["task"], r["dataset"], t) for t in info.TASKS[r["task"]].targets]
+        keys = [k for k in groups if k[:2] == (r.task, r.dataset)]
+        keys = keys or [(r.task, r.dataset, t) for t in info.TASKS[r.task].targets]
         for key in keys:
-            if not any(x["approach"] == r["approach"] for x in groups.get(key, [])):
+            if not any(x.approach == r.approach for x in groups.get(key, [])):
                 groups.setdefault(key, []).append(r)
     return groups
 
 
-def build_tables(records: list[dict], task: str | None = None) -> list[Table]:
+def _derived(r: RunRecord | None) -> dict[str, dict]:
+    """Boundary metrics of an ok segmentation record that stores them; {} otherwise."""
+    return surface_metrics(r) if r is not None and has_surface(r) else {}
+
+
+def build_tables(records: list[RunRecord], task: str | None = None) -> list[Table]:
     """Tables for every (task, dataset, target) that has at least one record."""
     tables = []
     for (tname, dname, target), recs in sorted(_groups(records, task).items()):
-        kind = metric_kind(tname, [r for r in recs if is_ok(r)] or recs)
+        kind = metric_kind(tname, [r for r in recs if r.ok] or recs)
         metrics = SHOWN_METRICS[kind]
-        by_name = {r["approach"]: r for r in recs}
-        ok = [r for r in recs if is_ok(r)]
-        table = Table(tname, dname, target or None, kind, _header(tname, dname, ok, recs), metrics, by_name)
+        by_seed: dict[str, list[RunRecord]] = {}
+        for r in sorted(recs, key=lambda r: r.seed or 0):
+            by_seed.setdefault(r.approach, []).append(r)
+        by_name = {n: rs[0] for n, rs in by_seed.items()}
+        # boundary columns only when a shown record stores the per-image distances
+        surface = kind == "segmentation" and any(has_surface(r) for r in by_name.values())
+        if surface:
+            metrics = metrics + SURFACE_SHOWN
+        ok = [r for r in recs if r.ok]
+        table = Table(tname, dname, target or None, kind, _header(tname, dname, ok, recs), metrics, by_name,
+                      seed_records={n: [r for r in rs if r.ok] for n, rs in by_seed.items()})
+        if surface:
+            table.header += (" hd95_mean / assd_mean: mean per-image 95th-percentile Hausdorff distance / average "
+                             "symmetric surface distance between the mask boundaries, in pixels of the truth "
+                             "mask (lower is better; both masks empty 0, one empty the image diagonal), from "
+                             "the distances a record stores (runs made before they were stored show "
+                             f"{MISSING}).")
+        if table.multi_seed:
+            table.header += (f" Over seeds: mean ± sd of {table.primary} across the seeds run (n); every other "
+                             f"value and its CI is the first seed's (the `seed` column).")
         registered = info.approaches_for(tname)
         names = registered + sorted(n for n in by_name if n not in registered)
-        fam = {n: (info.APPROACHES[n].family if n in info.APPROACHES else by_name[n].get("family", "other"))
+        fam = {n: (info.APPROACHES[n].family if n in info.APPROACHES else by_name[n].family or "other")
                for n in names}
         order = {f: i for i, f in enumerate(FAMILY_ORDER)}
         names.sort(key=lambda n: order.get(fam[n], len(order)))  # stable: registry order within a family
-        table.rows = [_row_from_record(n, fam[n], by_name.get(n), metrics, tname) for n in names]
+        table.rows = [_row_from_record(n, fam[n], by_name.get(n), metrics, tname,
+                                       _derived(by_name.get(n)) if surface else None) for n in names]
         tables.append(table)
     return tables
 
 
-def render_tables(root: str | os.PathLike | None = None, task: str | None = None,
-                  plots: bool = True) -> list[Path]:
-    """Write ``<root>/tables/<task>__<dataset>[__<target>].md|.csv`` (and the plots) from the records.
+def write_tables(tables: list[Table], root: str | os.PathLike,
+                 plot_files: dict[str, list[Path]] | None = None) -> list[Path]:
+    """Write ``<root>/tables/<slug>.md|.csv`` for each table (linking its plots), and beside each
+    classification table its calibration / operating-point table ``<slug>__clinical.md|.csv`` (linking
+    ``plot_files[<slug>__clinical]``, the reliability diagram); returns the files.
 
-    Returns every file written. Records are read from ``<root>/runs`` only.
+    Called by :func:`skinbench.results.render.render_all`, the one rendering entry point.
     """
-    root = Path(root) if root is not None else results_dir()
-    records = load_records(root, task=task)
-    tables = build_tables(records, task)
-    plot_files: dict[str, list[Path]] = {}
-    if plots:
-        from skinbench.results.plots import render_plots
-
-        plot_files = render_plots(tables, root)
+    root = Path(root)
     written: list[Path] = []
     for table in tables:
-        md = table.markdown(heading="#")
-        links = plot_files.get(table.slug, [])
-        if links:
-            md += "\nPlots: " + ", ".join(f"[{p.stem}](../plots/{p.name})" for p in links) + "\n"
-        md = ("<!-- generated by `python -m skinbench table` from results/runs; do not edit -->\n" + md)
-        for suffix, text in ((".md", md), (".csv", table.csv())):
-            path = root / "tables" / f"{table.slug}{suffix}"
-            atomic_write_bytes(path, text.encode())
-            written.append(path)
-        written.extend(links)
+        written.extend(_write_one(root, table.slug, table.markdown(heading="#"), table.csv(),
+                                  (plot_files or {}).get(table.slug, [])))
+        clinical = table.clinical
+        if clinical is not None:
+            written.extend(_write_one(root, clinical.slug, clinical.markdown(heading="#"), clinical.csv(),
+                                      (plot_files or {}).get(clinical.slug, [])))
     return written
+
+
+def _write_one(root: Path, slug: str, md: str, csv_text: str, links: list[Path]) -> list[Path]:
+    if links:
+        md += "\nPlots: " + ", ".join(f"[{p.stem}](../plots/{p.name})" for p in links) + "\n"
+    md = "<!-- generated by `python -m skinbench table` from results/runs; do not edit -->\n" + md
+    out = []
+    for suffix, text in ((".md", md), (".csv", csv_text)):
+        path = root / "tables" / f"{slug}{suffix}"
+        atomic_write_bytes(path, text.encode())
+        out.append(path)
+    return out + list(links)

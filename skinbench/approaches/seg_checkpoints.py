@@ -1,0 +1,126 @@
+"""Resumable Keras training: ``last`` and ``best`` weights plus a small JSON state per run folder.
+
+Files are replaced atomically, so an interrupted run resumes from the last finished epoch and a
+finished run is reused instead of retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from skinbench.approaches.seg_data import PairBatches
+from skinbench.cache import atomic_write_bytes
+from skinbench.errors import WeightsError
+
+
+class EpochSync(keras.callbacks.Callback):
+    """Gives the training batches Keras's epoch number, so a resumed fit draws the same batches."""
+
+    def __init__(self, batches: PairBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.batches.set_epoch(epoch)
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Each epoch: save ``last`` weights and state; save ``best`` when ``monitor`` improves; stop early."""
+
+    def __init__(self, run_dir: Path, monitor: str, mode: str, patience: int, state: dict):
+        super().__init__()
+        self.run_dir, self.monitor, self.mode, self.patience, self.state = run_dir, monitor, mode, patience, state
+
+    def _save(self, name: str) -> None:
+        tmp = self.run_dir / f".tmp-{os.getpid()}-{name}"
+        self.model.save_weights(str(tmp))
+        os.replace(tmp, self.run_dir / name)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = float((logs or {}).get(self.monitor, np.nan))
+        best = self.state.get("best")
+        improved = np.isfinite(value) and (best is None or (value < best if self.mode == "min" else value > best))
+        if improved:
+            self._save("best.weights.h5")
+            self.state.update(best=value, best_epoch=epoch, wait=0)
+        else:
+            self.state["wait"] = self.state.get("wait", 0) + 1
+        self._save("last.weights.h5")
+        self.state.update(epoch=epoch, rng=[np.asarray(v).tolist() for v in rng_states(self.model)], history=self.state.get("history", []) + [
+            {k: float(v) for k, v in (logs or {}).items()}])
+        if self.patience and self.state["wait"] >= self.patience:
+            self.model.stop_training = True
+            self.state["stopped_early"] = True
+        write_state(self.run_dir, self.state)
+
+
+def rng_states(model: keras.Model) -> list:
+    """The dropout layers' seed-generator states: not in the weights file, so kept in ``state.json``."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def read_state(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def write_state(run_dir: Path, state: dict) -> None:
+    atomic_write_bytes(run_dir / "state.json", json.dumps(state, indent=1).encode())
+
+
+def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, epochs: int, run_dir: Path,
+                  monitor: str = "val_loss", mode: str = "min", patience: int = 0, verbose: int | None = None) -> dict:
+    """Train ``model`` with best/last checkpoints in ``run_dir``; resume or reuse what is already there.
+
+    Returns the state dict (best value and epoch, history). The best weights are loaded on return.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = read_state(run_dir)
+    if state and (run_dir / "last.weights.h5").exists():
+        if not model.optimizer.built:  # unbuilt, Keras skips the saved Adam moments and step count
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(str(run_dir / "last.weights.h5"))
+        for var, value in zip(rng_states(model), state.get("rng", [])):
+            var.assign(np.asarray(value, dtype=var.dtype))
+    else:
+        state = {}
+    start = state.get("epoch", -1) + 1
+    if not state.get("stopped_early") and start < epochs:
+        # shuffle=False: PairBatches shuffles per (seed, epoch); Keras would reorder its batches with
+        # Python's global random state, which a resumed process does not share with the interrupted one
+        model.fit(train, validation_data=val, epochs=epochs, initial_epoch=start, shuffle=False,
+                  verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+                  callbacks=[EpochSync(train), Checkpointer(run_dir, monitor, mode, patience, state)])
+    state["done"] = True
+    write_state(run_dir, state)
+    if (run_dir / "best.weights.h5").exists():
+        model.load_weights(str(run_dir / "best.weights.h5"))
+    return state
+
+
+
+def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
+    """Load ``*.weights.h5`` (Keras) or ``*.npz`` (:meth:`KerasSegmenter.export_weights`) into ``model``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError("checkpoint file not found", path=path,
+                           fix="pass the path of weights trained with the same parameters")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as npz:
+                arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+            model.set_weights([a.astype(np.asarray(w).dtype) for a, w in zip(arrays, model.get_weights(), strict=True)])
+        else:
+            model.load_weights(str(path))
+    except ValueError as err:
+        raise WeightsError(f"checkpoint does not fit this model ({str(err).splitlines()[0][:160]})", path=path,
+                           fix="use the same architecture parameters (input_size, base_filters, depth, ...) "
+                               "as the run that saved it") from err

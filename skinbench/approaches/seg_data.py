@@ -1,0 +1,165 @@
+"""Image+mask pairs for the Keras segmenters: cached loading, paired augmentation, batches.
+
+The pipeline is a ``keras.utils.PyDataset`` over in-memory uint8 arrays with OpenCV warps rather than
+``tf.data``: it runs unchanged on every Keras backend, so the same code trains on a CPU with TensorFlow
+and on a GPU machine that only has JAX or PyTorch. Image and mask get the *same* affine matrix (and
+flips); brightness changes the image only.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import keras
+import numpy as np
+from tqdm.auto import tqdm
+
+from skinbench.cache import ArrayCache, file_digest, make_key
+from skinbench.data.images import read_image, read_mask
+from skinbench.errors import ConfigError
+
+#: part of the pairs cache key: bump when what load_pairs returns changes
+PAIRS_VERSION = "seg-training-1"
+
+
+def load_pairs(X: Sequence[str], masks: Sequence[str] | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, size, size, 3) uint8 and masks (n, size, size) uint8 {0, 1}, cached by file content.
+
+    A mask path "" means "no annotation": all background. Masks go through ``read_mask`` (inverted,
+    non-binary and differently sized masks are fixed there) and are resized with nearest neighbour.
+    """
+    masks = [""] * len(X) if masks is None else list(masks)
+    key = make_key("pairs", [file_digest(p) for p in X], [file_digest(m) if m else "" for m in masks],
+                   size, PAIRS_VERSION)
+    cache = ArrayCache("seg_pairs")
+
+    def compute() -> dict[str, np.ndarray]:
+        imgs = np.zeros((len(X), size, size, 3), np.uint8)
+        ms = np.zeros((len(X), size, size), np.uint8)
+        for i, (p, m) in enumerate(tqdm(list(zip(X, masks)), desc=f"reading images {size}px",
+                                        disable=not sys.stderr.isatty())):
+            imgs[i] = read_image(p, (size, size))
+            if m:
+                ms[i] = read_mask(m, (size, size))
+        return {"images": imgs, "masks": ms}
+
+    hit = cache.get_or_compute(key, compute)
+    return hit["images"], hit["masks"]
+
+
+@dataclass
+class PairAugment:
+    """Random affine (rotation, shift, zoom) + flips applied identically to image and mask.
+
+    Defaults are the reference study's Keras ``ImageDataGenerator`` settings. Brightness scales the
+    image only. The mask is warped with nearest neighbour so it stays binary.
+    """
+
+    rotation: float = 45.0
+    shift: float = 0.2
+    zoom: float = 0.2
+    flip: bool = True
+    brightness: tuple[float, float] = (0.8, 1.2)
+
+    def matrix(self, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        angle = rng.uniform(-self.rotation, self.rotation)
+        scale = rng.uniform(1.0 - self.zoom, 1.0 + self.zoom)
+        m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
+        m[0, 2] += rng.uniform(-self.shift, self.shift) * w
+        m[1, 2] += rng.uniform(-self.shift, self.shift) * h
+        return m
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        h, w = mask.shape[:2]
+        m = self.matrix(rng, h, w)
+        image = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101)
+        if self.flip and rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        if self.flip and rng.random() < 0.5:
+            image, mask = image[::-1], mask[::-1]
+        image = image.astype(np.float32)
+        lo, hi = self.brightness
+        if (lo, hi) != (1.0, 1.0):
+            image = np.clip(image * rng.uniform(lo, hi), 0.0, 255.0)
+        return image, np.ascontiguousarray(mask)
+
+
+class PairBatches(keras.utils.PyDataset):
+    """Batches of (float32 image 0..255, float32 mask (H, W, 1)), optionally with one-hot labels.
+
+    ``positive_fraction`` > 0 oversamples images whose mask is not empty so each epoch holds at least
+    that share of them: rare attributes (streaks) otherwise barely reach the gradient.
+    """
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, *, augment: PairAugment | None,
+                 labels: np.ndarray | None = None, n_classes: int = 0, shuffle: bool = True,
+                 positive_fraction: float = 0.0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.images, self.masks, self.labels = images, masks, labels
+        self.batch_size, self.augment, self.shuffle, self.n_classes = batch_size, augment, shuffle, n_classes
+        self.positive_fraction = positive_fraction
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Batches of epoch ``epoch``: order and augmentation depend on (seed, epoch) only, so a resumed
+        fit sees the same batches as an uninterrupted one."""
+        self.epoch = epoch
+        self.order = self._draw()
+
+    def _draw(self) -> np.ndarray:
+        n = len(self.images)
+        if not self.shuffle:
+            return np.arange(n)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(n)
+        if self.positive_fraction > 0:
+            pos = np.flatnonzero(self.masks.reshape(n, -1).any(axis=1))
+            neg = np.setdiff1d(np.arange(n), pos)
+            if 0 < len(pos) and len(pos) / n < self.positive_fraction:
+                n_pos = int(round(self.positive_fraction * n))
+                order = rng.permutation(np.concatenate(
+                    [rng.choice(pos, n_pos, replace=True), rng.choice(neg, n - n_pos, replace=False)]))
+        return order
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.images) / self.batch_size))
+
+    def __getitem__(self, idx: int):
+        ids = self.order[idx * self.batch_size:(idx + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, self.epoch, idx])
+        xs, ms = [], []
+        for i in ids:
+            img, m = self.images[i], self.masks[i]
+            if self.augment is not None:
+                img, m = self.augment(img, m, rng)
+            xs.append(np.asarray(img, np.float32))
+            ms.append(np.asarray(m, np.float32)[..., None])
+        x, m = np.stack(xs), np.stack(ms)
+        if self.labels is None:
+            return x, m
+        onehot = np.eye(self.n_classes, dtype=np.float32)[self.labels[ids]]
+        return x, {"seg": m, "cls": onehot}
+
+    def on_epoch_end(self) -> None:
+        # Keras also calls this once before the first epoch: fit_resumable pins the epoch (EpochSync)
+        self.set_epoch(self.epoch + 1)
+
+
+def validation_split(masks: np.ndarray, fraction: float, groups: np.ndarray | None, seed: int,
+                     y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, val_idx) of the training images, from :mod:`skinbench.data.splits`: whole lesions only
+    (``groups``; None: every image its own lesion), stratified by ``y`` when given (the Y-Net's classes),
+    else by empty vs non-empty mask, so a rare attribute has positive images to tune a threshold on."""
+    from skinbench.data.splits import validation_split as lesion_validation_split
+
+    n = len(masks)
+    if not 0.0 < fraction < 1.0 or n < 4:
+        raise ConfigError(f"validation_fraction={fraction} with {n} training images leaves no validation set",
+                          fix="use 0 < validation_fraction < 1 and at least 4 training images")
+    strata = np.asarray(y) if y is not None else np.asarray(masks).reshape(n, -1).any(axis=1).astype(np.int64)
+    return lesion_validation_split(strata, groups, fraction, seed, min_classes=1)

@@ -1,0 +1,164 @@
+"""Official ISIC ground-truth CSVs of later years, read as downloaded, mapped explicitly to a task's classes.
+
+So a user points the suite at an official download without converting anything. Formats (detected from
+the header, case-insensitively):
+
+* ``isic2017``: ``image_id,melanoma,seborrheic_keratosis`` (ISIC 2017 Part 3; 0/1 or 0.0/1.0). A row
+  with both flags 0 is a naevus (``nv``); both flags 1 is an error.
+* ``onehot``: ``image,MEL,NV,BCC,AKIEC|AK,BKL,DF,VASC[,SCC][,UNK]`` (ISIC 2018 Task 3, ISIC 2019, and
+  the one-hot form of ISIC 2020): exactly one column is 1 per row.
+* ``isic2020``: ``image_name,...,diagnosis,benign_malignant,target`` (ISIC 2020 training metadata):
+  ``target`` 1 is melanoma; ``diagnosis`` names the rest (nevus, seborrheic keratosis, lentigo NOS, ...).
+
+Every row becomes one diagnosis code (:data:`DX_CODES`), then :data:`TASK_MAPPINGS` maps codes to a
+task's classes. The mapping is explicit and documented; codes it does not list are *excluded* (and
+counted), never guessed:
+
+* task1 (ISIC 2016 benign vs malignant, whose malignant class is melanoma): ``mel`` -> malignant;
+  ``nv``, ``bkl``, ``sk`` (seborrheic keratosis), ``df``, ``vasc``, ``lentigo`` -> benign. ``bcc``,
+  ``scc``, ``ak``/``akiec`` (malignant or pre-malignant, but not what the 2016 set called malignant) and
+  ``unk`` are excluded.
+* task2 (HAM10000's seven classes): each HAM code to itself, ``ak`` -> akiec, ``sk`` and ``lentigo``
+  -> bkl (HAM10000's bkl groups solar lentigines and seborrheic keratoses); ``scc`` (invasive, not in
+  HAM10000) and ``unk`` are excluded.
+
+Pass ``mapping=`` to use another one (e.g. ``{"bcc": "malignant", ...}``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from skinbench.errors import DataError
+
+#: diagnosis codes rows are read into (lowercase; HAM10000's where one exists)
+DX_CODES = ("mel", "nv", "bcc", "akiec", "ak", "bkl", "sk", "lentigo", "df", "vasc", "scc", "unk")
+#: one-hot column (upper case) -> code
+ONEHOT_COLUMNS = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "AK": "ak", "BKL": "bkl",
+                  "DF": "df", "VASC": "vasc", "SCC": "scc", "UNK": "unk"}
+#: ISIC 2020 ``diagnosis`` text -> code (``target`` 1 is melanoma whatever the text says)
+ISIC2020_DIAGNOSIS = {"melanoma": "mel", "nevus": "nv", "seborrheic keratosis": "sk", "lentigo nos": "lentigo",
+                      "solar lentigo": "lentigo", "lichenoid keratosis": "bkl", "cafe-au-lait macule": "unk",
+                      "atypical melanocytic proliferation": "unk", "unknown": "unk"}
+ID_COLUMNS = ("image_id", "image", "image_name", "isic_id")
+
+TASK_MAPPINGS: dict[str, dict[str, str]] = {
+    "task1": {"mel": "malignant", "nv": "benign", "bkl": "benign", "sk": "benign", "lentigo": "benign",
+              "df": "benign", "vasc": "benign"},
+    "task2": {"mel": "mel", "nv": "nv", "bcc": "bcc", "akiec": "akiec", "ak": "akiec", "bkl": "bkl",
+              "sk": "bkl", "lentigo": "bkl", "df": "df", "vasc": "vasc"},
+}
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with open(path, newline="") as fh:
+            return [h.strip() for h in next(csv.reader(fh), [])]
+    except FileNotFoundError:
+        raise DataError("ground-truth CSV not found", path=path, fix="check the path") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the ground-truth CSV ({err})", path=path, fix="download it again") from None
+
+
+def detect_format(header: list[str]) -> str | None:
+    """"isic2017", "onehot", "isic2020" or None (not an official ISIC ground-truth header)."""
+    lower = [h.lower() for h in header]
+    if not lower or lower[0] not in ID_COLUMNS:
+        return None
+    if {"melanoma", "seborrheic_keratosis"} <= set(lower):
+        return "isic2017"
+    if "target" in lower and "diagnosis" in lower:
+        return "isic2020"
+    upper = {h.upper() for h in header[1:]}
+    if {"MEL", "NV"} <= upper and upper <= set(ONEHOT_COLUMNS) | {"SCORE_WEIGHT", "VALIDATION_WEIGHT"}:
+        return "onehot"
+    return None
+
+
+def _numbers(table: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
+    try:
+        values = table[columns].astype(float).to_numpy()
+    except ValueError:
+        bad = next(i for i, row in table[columns].iterrows() if not _all_float(row))
+        raise DataError(f"line {bad + 2}: non-numeric value in {columns}", path=path,
+                        fix="the official files hold 0/1 (or 0.0/1.0) in these columns") from None
+    return values
+
+
+def _all_float(row: pd.Series) -> bool:
+    try:
+        [float(v) for v in row]
+        return True
+    except ValueError:
+        return False
+
+
+def read_ground_truth(path: str | os.PathLike) -> pd.DataFrame:
+    """``image_id, dx, _line`` (one diagnosis code per row, line numbers for errors) from an official CSV."""
+    path = Path(path)
+    header = _header(path)
+    fmt = detect_format(header)
+    if fmt is None:
+        raise DataError(f"not an ISIC ground-truth header: {','.join(header[:8])}", path=path,
+                        fix="expected image_id,melanoma,seborrheic_keratosis (2017), image,MEL,NV,... (one-hot, "
+                            "2018/2019/2020) or image_name,...,diagnosis,...,target (2020)")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table.columns = [c.strip() for c in table.columns]
+    id_col = table.columns[0]
+    ids = table[id_col].str.strip()
+    if (ids == "").any():
+        raise DataError(f"line {int(np.flatnonzero(ids == '')[0]) + 2}: empty image id", path=path,
+                        fix="every row needs an image id")
+    dupes = ids[ids.duplicated()]
+    if len(dupes):
+        raise DataError(f"image id {dupes.iloc[0]} appears more than once", path=path, fix="keep one row per image")
+    cols = {c.lower(): c for c in table.columns}
+    if fmt == "isic2017":
+        flags = _numbers(table, [cols["melanoma"], cols["seborrheic_keratosis"]], path)
+        both = np.flatnonzero((flags > 0.5).all(axis=1))
+        if len(both):
+            raise DataError(f"line {both[0] + 2}: both melanoma and seborrheic_keratosis are 1", path=path,
+                            fix="each image has one diagnosis")
+        dx = np.where(flags[:, 0] > 0.5, "mel", np.where(flags[:, 1] > 0.5, "sk", "nv"))
+    elif fmt == "onehot":
+        classes = [c for c in table.columns[1:] if c.upper() in ONEHOT_COLUMNS]
+        values = _numbers(table, classes, path)
+        hot = (values > 0.5).sum(axis=1)
+        bad = np.flatnonzero(hot != 1)
+        if len(bad):
+            raise DataError(f"line {bad[0] + 2}: {hot[bad[0]]} diagnosis columns are 1 (one-hot needs exactly one)",
+                            path=path, fix="each row of a one-hot ground truth has a single 1")
+        dx = np.array([ONEHOT_COLUMNS[classes[i].upper()] for i in values.argmax(axis=1)])
+    else:  # isic2020
+        target = _numbers(table, [cols["target"]], path)[:, 0]
+        text = table[cols["diagnosis"]].str.strip().str.lower()
+        dx = np.where(target > 0.5, "mel", text.map(lambda t: ISIC2020_DIAGNOSIS.get(t, "unk")).to_numpy())
+    return pd.DataFrame({"image_id": ids.to_numpy(), "dx": dx, "_line": np.arange(len(table)) + 2})
+
+
+def to_task_labels(truth: pd.DataFrame, task: str, mapping: Mapping[str, str] | None = None
+                   ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows mapped to ``task``'s classes (``label`` column) and the count of excluded rows per code."""
+    if mapping is None:
+        if task not in TASK_MAPPINGS:
+            raise DataError(f"no ISIC class mapping for {task} (a segmentation task?)",
+                            fix="pass mapping={code: class} (codes: " + ", ".join(DX_CODES) + ")")
+        mapping = TASK_MAPPINGS[task]
+    label = truth["dx"].map(dict(mapping))
+    keep = label.notna()
+    excluded = truth.loc[~keep, "dx"].value_counts().to_dict()
+    out = truth.loc[keep].assign(label=label[keep]).reset_index(drop=True)
+    return out, {str(k): int(v) for k, v in excluded.items()}
+
+
+def read_for_task(path: str | os.PathLike, task: str, mapping: Mapping[str, str] | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """An official ground-truth CSV as ``image_id, dx, label, _line`` rows of ``task``'s classes, plus
+    the excluded rows per diagnosis code (see the module doc for the mapping)."""
+    return to_task_labels(read_ground_truth(path), task, mapping)

@@ -1,0 +1,398 @@
+"""Hyper-parameters of the registered estimators: their signatures, and ``-p KEY=VALUE`` checked against them.
+
+:func:`signature` reads an estimator's ``__init__`` from its source (no import, so no TensorFlow start-up
+just to list or check parameters): each parameter's annotation and default. :func:`validate_params`
+checks user overrides against it *before any work* (no data loaded, no cache folder made) and converts
+command-line text to the annotated type; a wrong name or type is one :class:`ConfigError` line naming
+the parameter, the expected type and an example that works::
+
+    -p n_words=abc: parameter n_words of approach 'bovw' takes an integer, not 'abc'. Fix: e.g. -p n_words=300
+
+Rules for text values (the command line): ``none``/``null`` for a parameter that may be None;
+``true``/``false`` (also yes/no, on/off, 1/0) for booleans; integers for ``int`` (``300``, not ``300.5``);
+any number for ``float``; a JSON list (``[0.1,1,10]``) or comma-separated values for sequences; a JSON
+object for ``dict``; anything else is a string where the parameter takes one. Parameters annotated
+``Any`` (or not at all, with a None default) take JSON when the text parses as JSON, else the text.
+Already-typed values (Python callers, the runner) are checked the same way; ints are accepted for floats.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import importlib.util
+import inspect
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from skinbench import info
+from skinbench.errors import ConfigError
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_NONE = ("none", "null")
+_INT = re.compile(r"^[+-]?\d+$")
+_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "none": "none", "seq": "a list (JSON [..] or comma-separated)", "dict": "a JSON object {..}",
+               "any": "any value"}
+#: names people try for a parameter that has another name here
+SYNONYMS = {"vocab_size": "n_words", "vocabulary_size": "n_words", "k": "n_words", "n_clusters": "n_words",
+            "lr": "learning_rate", "epoch": "epochs", "n_epochs": "epochs", "image_size": "input_size",
+            "input_size": "image_size", "size": "input_size"}
+_EXAMPLE = {"int": 3, "float": 0.5, "bool": True, "str": "text", "seq": [1, 2], "dict": {}, "none": None}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One constructor argument: name, annotation text ("" when none), default (``inspect._empty``-free)."""
+
+    name: str
+    annotation: str
+    default: Any
+    has_default: bool = True
+    default_text: str = ""
+
+    @functools.cached_property
+    def kinds(self) -> frozenset[str]:
+        kinds = _kinds(self.annotation) if self.annotation else frozenset()
+        if not kinds:
+            kinds = _kinds_of_value(self.default)
+        return kinds
+
+    @functools.cached_property
+    def item_kinds(self) -> frozenset[str]:
+        """Element kinds of a sequence parameter (``Sequence[int]`` -> {"int"}; unknown -> {"any"})."""
+        if not self.annotation:
+            return frozenset({"any"})
+        try:
+            node = ast.parse(self.annotation, mode="eval").body
+        except SyntaxError:
+            return frozenset({"any"})
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Subscript) and _name(sub.value) in _SEQ_NAMES:
+                inner = sub.slice.elts[0] if isinstance(sub.slice, ast.Tuple) and sub.slice.elts else sub.slice
+                return _kinds_node(inner) or frozenset({"any"})
+        return frozenset({"any"})
+
+    def describe(self) -> str:
+        kinds = [k for k in ("int", "float", "bool", "str", "seq", "dict", "any") if k in self.kinds]
+        text = " or ".join(_KIND_WORDS[k] for k in kinds) or "any value"
+        return text + (" or none" if "none" in self.kinds and "any" not in self.kinds else "")
+
+
+_SEQ_NAMES = {"Sequence", "list", "tuple", "List", "Tuple", "Iterable", "MutableSequence", "set", "frozenset"}
+_DICT_NAMES = {"dict", "Dict", "Mapping", "MutableMapping"}
+
+
+def _name(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def _kinds_node(node: ast.AST) -> frozenset[str]:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _kinds_node(node.left) | _kinds_node(node.right)
+    if isinstance(node, ast.Constant):
+        if node.value is None:
+            return frozenset({"none"})
+        if isinstance(node.value, str):  # a quoted forward reference
+            try:
+                return _kinds_node(ast.parse(node.value, mode="eval").body)
+            except SyntaxError:
+                return frozenset({"any"})
+        return frozenset({"any"})
+    if isinstance(node, ast.Subscript):
+        outer = _name(node.value)
+        inner = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if outer == "Optional":
+            return _kinds_node(inner[0]) | {"none"}
+        if outer == "Union":
+            return frozenset().union(*(_kinds_node(n) for n in inner))
+        if outer == "Literal":
+            return frozenset().union(*(_kinds_of_value(getattr(n, "value", None)) for n in inner))
+        if outer in _SEQ_NAMES:
+            return frozenset({"seq"})
+        if outer in _DICT_NAMES:
+            return frozenset({"dict"})
+        return frozenset({"any"})
+    name = _name(node)
+    if name in ("int", "float", "str", "bool"):
+        return frozenset({name})
+    if name == "PathLike":
+        return frozenset({"str"})
+    if name in _SEQ_NAMES:
+        return frozenset({"seq"})
+    if name in _DICT_NAMES:
+        return frozenset({"dict"})
+    return frozenset({"any"})
+
+
+def _kinds(annotation: str) -> frozenset[str]:
+    try:
+        return _kinds_node(ast.parse(annotation, mode="eval").body)
+    except SyntaxError:
+        return frozenset({"any"})
+
+
+def _kinds_of_value(value: Any) -> frozenset[str]:
+    if value is None:
+        return frozenset({"any"})  # unannotated with a None default: could be anything
+    if isinstance(value, bool):
+        return frozenset({"bool"})
+    if isinstance(value, int):
+        return frozenset({"int"})
+    if isinstance(value, float):
+        return frozenset({"float"})
+    if isinstance(value, str):
+        return frozenset({"str"})
+    if isinstance(value, (list, tuple)):
+        return frozenset({"seq"})
+    if isinstance(value, dict):
+        return frozenset({"dict"})
+    return frozenset({"any"})
+
+
+# ----------------------------------------------------------------------------------------- signatures
+def _from_source(module: str, cls: str) -> dict[str, Param] | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    with open(spec.origin, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+            if init is None or init.args.kwarg is not None or init.args.vararg is not None:
+                return None  # inherited or open-ended: ask the class itself
+            args = init.args
+            pos = args.args[1:]
+            defaults: list[ast.AST | None] = [None] * (len(pos) - len(args.defaults)) + list(args.defaults)
+            out: dict[str, Param] = {}
+            for arg, default in list(zip(pos, defaults)) + list(zip(args.kwonlyargs, args.kw_defaults)):
+                annotation = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+                if default is None:
+                    out[arg.arg] = Param(arg.arg, annotation, None, has_default=False)
+                    continue
+                text = ast.unparse(default)
+                try:
+                    value = ast.literal_eval(default)
+                except ValueError:
+                    try:
+                        value = eval(compile(ast.Expression(default), "<default>", "eval"), {"range": range})
+                    except Exception:
+                        value = text
+                out[arg.arg] = Param(arg.arg, annotation, value, True, text)
+            return out
+    return None
+
+
+def _from_class(module: str, cls: str) -> dict[str, Param]:
+    import importlib
+
+    estimator = getattr(importlib.import_module(module), cls)
+    out = {}
+    for name, p in inspect.signature(estimator.__init__).parameters.items():
+        if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        annotation = p.annotation if isinstance(p.annotation, str) else (
+            "" if p.annotation is inspect.Parameter.empty else getattr(p.annotation, "__name__", str(p.annotation)))
+        has = p.default is not inspect.Parameter.empty
+        out[name] = Param(name, annotation, p.default if has else None, has, repr(p.default) if has else "")
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def signature(estimator: str) -> dict[str, Param]:
+    """``{name: Param}`` of ``"module:Class"``'s constructor, read from its source when possible."""
+    module, cls = estimator.split(":")
+    return _from_source(module, cls) or _from_class(module, cls)
+
+
+def approach_signature(approach: str | info.ApproachInfo) -> dict[str, Param]:
+    ainfo = info.approach(approach) if isinstance(approach, str) else approach
+    return signature(ainfo.estimator)
+
+
+# ------------------------------------------------------------------------------------------ validation
+class _Bad(Exception):
+    pass
+
+
+def _scalar_from_text(text: str, kinds: frozenset[str]) -> Any:
+    low = text.strip().lower()
+    if "any" in kinds:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return None if low in _NONE else text
+    if "none" in kinds and low in _NONE:
+        return None
+    if "bool" in kinds and low in _TRUE + _FALSE:
+        return low in _TRUE
+    if "int" in kinds and _INT.match(text.strip()):
+        return int(text)
+    if "float" in kinds:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    if "seq" in kinds:
+        stripped = text.strip()
+        if stripped.startswith("["):
+            try:
+                value = json.loads(stripped)
+            except json.JSONDecodeError:
+                raise _Bad() from None
+            if isinstance(value, list):
+                return value
+            raise _Bad()
+        if "str" not in kinds:
+            return [part.strip() for part in stripped.split(",") if part.strip()]
+    if "dict" in kinds:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return value
+        if "str" not in kinds:
+            raise _Bad()
+    if "str" in kinds:
+        return text
+    raise _Bad()
+
+
+def _coerce_item(value: Any, kinds: frozenset[str]) -> Any:
+    if "any" in kinds:
+        return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+    return _coerce(value, kinds, frozenset({"any"}))
+
+
+def _coerce(value: Any, kinds: frozenset[str], item_kinds: frozenset[str]) -> Any:
+    """``value`` converted to one of ``kinds`` or :class:`_Bad`."""
+    if isinstance(value, str):
+        value = _scalar_from_text(value, kinds)
+        if isinstance(value, str) or value is None or "any" in kinds:
+            return value
+    if "any" in kinds:
+        return value
+    if value is None:
+        if "none" in kinds:
+            return None
+        raise _Bad()
+    if isinstance(value, bool):
+        if "bool" in kinds:
+            return value
+        raise _Bad()
+    if isinstance(value, int):
+        if "int" in kinds:
+            return value
+        if "float" in kinds:
+            return float(value)
+        raise _Bad()
+    if isinstance(value, float):
+        if "float" in kinds:
+            return value
+        if "int" in kinds and value.is_integer():
+            return int(value)
+        raise _Bad()
+    if isinstance(value, (list, tuple)):
+        if "seq" in kinds:
+            return [_coerce_item(v, item_kinds) for v in value]
+        raise _Bad()
+    if isinstance(value, dict):
+        if "dict" in kinds:
+            return value
+        raise _Bad()
+    raise _Bad()
+
+
+def _example(name: str, param: Param | None, ainfo: info.ApproachInfo, task: str | None) -> str:
+    value = ainfo.params_for(task).get(name, param.default if param is not None else None)
+    if value is None and param is not None:
+        for kind in ("int", "float", "bool", "str", "seq", "dict"):
+            if kind in param.kinds:
+                value = _EXAMPLE[kind]
+                break
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (list, tuple)):
+        text = json.dumps(list(value), separators=(",", ":"))
+    else:
+        text = json.dumps(value) if value is not None else "none"
+    return f"-p {name}={text}"
+
+
+def parse_assignments(items: list[str] | tuple[str, ...], example: str = "-p n_words=300") -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}`` (text values; :func:`validate_params` types them)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"-p {item!r} is not KEY=VALUE",
+                              fix=f"write e.g. {example} (an approach's parameters: `python -m skinbench list APPROACH`)")
+        out[key.strip()] = value
+    return out
+
+
+def validate_params(approach_info: info.ApproachInfo | str, task: str | None,
+                    params: dict[str, Any] | None) -> dict[str, Any]:
+    """User overrides checked against the estimator's signature and converted to its types.
+
+    Returns a new dict (the overrides only, typed). Raises :class:`ConfigError` (one line: the parameter,
+    the expected type, an example) for an unknown name or a value of the wrong type. Idempotent, so the
+    CLI and the runner may both call it.
+    """
+    ainfo = info.approach(approach_info) if isinstance(approach_info, str) else approach_info
+    sig = approach_signature(ainfo)
+    out: dict[str, Any] = {}
+    for name, value in (params or {}).items():
+        param = sig.get(name)
+        if param is None:
+            close = [SYNONYMS[name]] if SYNONYMS.get(name) in sig else \
+                difflib.get_close_matches(name, list(sig), n=1, cutoff=0.8)
+            hint = f"did you mean {close[0]}? " if close else ""
+            shown = [p for p in sig if p not in ("cache_dir", "random_state")]
+            raise ConfigError(f"approach {ainfo.name!r} has no parameter {name!r}",
+                              fix=f"{hint}its parameters: {', '.join(shown)} (defaults and registered values: "
+                                  f"`python -m skinbench list {ainfo.name}`)")
+        try:
+            out[name] = _coerce(value, param.kinds, param.item_kinds)
+        except (_Bad, json.JSONDecodeError, TypeError, ValueError):
+            shown = value if isinstance(value, str) else json.dumps(value, default=str)
+            raise ConfigError(f"-p {name}={shown}: parameter {name} of approach {ainfo.name!r} takes "
+                              f"{param.describe()}, not {shown!r}",
+                              fix=f"e.g. {_example(name, param, ainfo, task)}") from None
+    return out
+
+
+def describe_approach(approach: str, tasks: tuple[str, ...] | None = None) -> list[tuple[str, ...]]:
+    """Rows ``(parameter, type, default, <value per task>..., smoke)`` for ``skinbench list APPROACH``."""
+    ainfo = info.approach(approach)
+    tasks = tasks or ainfo.tasks
+    rows = []
+    for name, p in approach_signature(ainfo).items():
+        if name in ("cache_dir",):
+            continue
+        default = p.default_text if p.has_default else "(required)"
+        per_task = []
+        for t in tasks:
+            value = ainfo.params_for(t)
+            per_task.append(_fmt(value[name]) if name in value else "")
+        smoke = _fmt(ainfo.smoke_params[name]) if name in ainfo.smoke_params else ""
+        rows.append((name, p.describe(), default, *per_task, smoke))
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    return json.dumps(value, default=str) if isinstance(value, (list, tuple, dict)) else repr(value)

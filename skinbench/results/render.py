@@ -1,0 +1,43 @@
+"""The one rendering entry point: records -> tables (markdown, CSV), plots and the dashboard.
+
+The CLI (`table`, `run`, `demo`, `smoke`) and benchmarks/regenerate.py all call :func:`render_all`, so
+every file under ``results/`` other than the records is made once, by one path, from the records alone.
+That includes what is scored at render time from the records' stored predictions (each classification
+table's calibration / operating-point table and reliability diagram, a segmentation table's boundary
+distances): see :mod:`skinbench.results.tables`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from skinbench.paths import results_dir
+
+
+def render_all(root: str | os.PathLike | None = None, task: str | None = None, plots: bool = True,
+               dashboard: bool | None = None) -> list[Path]:
+    """Render everything under ``root`` from ``<root>/runs``; returns the files written.
+
+    ``task``: only that task's tables and plots. ``dashboard`` (default: when all tasks are rendered)
+    also writes ``<root>/README.md``.
+    """
+    from skinbench.results.dashboard import render_dashboard
+    from skinbench.results.records import load_records
+    from skinbench.results.tables import build_tables, write_tables
+
+    root = Path(root) if root is not None else results_dir()
+    records = load_records(root)
+    with_dashboard = dashboard if dashboard is not None else task is None
+    # one build: the dashboard's tables are the same objects, so nothing is re-scored for it
+    all_tables = build_tables(records, None if with_dashboard else task)
+    tables = all_tables if task is None else [t for t in all_tables if t.task == task]
+    plot_files: dict[str, list[Path]] = {}
+    if plots:
+        from skinbench.results.plots import render_plots
+
+        plot_files = render_plots(tables, root)
+    written = write_tables(tables, root, plot_files)
+    if with_dashboard:
+        written.append(render_dashboard(root, records, all_tables, plot_files))
+    return written

@@ -1,0 +1,201 @@
+"""Run keys, declared versions, currency and the golden check (issue: refactors must not force retraining).
+
+The golden file pins the numbers of the deterministic approaches on the synthetic data under their run
+keys. A change that moves one of those numbers without bumping a declared version fails here; after a
+deliberate bump, re-record with ``SKINBENCH_UPDATE_GOLDEN=1 python -m pytest tests/test_provenance.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from skinbench import provenance, runner
+from skinbench.provenance import RunSpec
+from skinbench.results.records import SCHEMA, RunRecord, load_records, read_record, record_path
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden" / "deterministic_synthetic.json"
+SCHEMA1_RECORD = Path(__file__).parent / "golden" / "record_schema1_task1_majority.json"
+#: deterministic approaches (no TensorFlow): their numbers on the synthetic data must not move silently
+GOLDEN_RUNS = [
+    ("task1", "majority", {}), ("task1", "stratified", {}), ("task1", "bovw", {"n_words": 20, "image_size": 96}),
+    ("task4", "all-foreground", {}), ("task4", "ellipse", {}), ("task4", "classical-seg", {}),
+    ("task3", "classical-dots", {"n_tune": 10}),
+]
+N_IMAGES, LIMIT = 48, 24
+
+
+def _run_golden(root: Path) -> dict[str, dict]:
+    out = {}
+    for task, approach, params in GOLDEN_RUNS:
+        spec = RunSpec(task, approach, "synthetic", params=params, limit=LIMIT, n_boot=50)
+        for path in runner.execute(spec, results_root=root, dataset_kwargs={"n_images": N_IMAGES}):
+            r = RunRecord.from_file(path)
+            out[path.stem if r.target else f"{task}/{approach}"] = {
+                "run_key": r.run_key, "metrics": {m: r.value(m) for m in sorted(r.metrics)}}
+    return out
+
+
+@pytest.mark.slow
+def test_golden_numbers_move_only_with_a_version_bump(tmp_path):
+    got = _run_golden(tmp_path)
+    if os.environ.get("SKINBENCH_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    problems = []
+    for name, now in got.items():
+        then = golden.get(name)
+        if then is None or then["run_key"] != now["run_key"]:
+            problems.append(f"{name}: run key changed (a version or input was changed on purpose?): re-record "
+                            f"with SKINBENCH_UPDATE_GOLDEN=1")
+            continue
+        moved = {m: (then["metrics"].get(m), v) for m, v in now["metrics"].items()
+                 if v != pytest.approx(then["metrics"].get(m), abs=1e-6)}
+        if moved:
+            problems.append(f"{name}: numbers moved under the same run key {moved}: bump the estimator's "
+                            f"algorithm_version (or data.READ_VERSION / metrics.METRICS_VERSION / "
+                            f"runner.SCORING_VERSION)")
+    assert not problems, "\n".join(problems)
+
+
+def _spec_and_digest():
+    from skinbench.data import load_dataset
+
+    ds = load_dataset("synthetic", n_images=N_IMAGES)
+    return RunSpec("task1", "majority", "synthetic", limit=LIMIT, n_boot=50), ds.manifest_digest
+
+
+def test_key_ignores_source_text_but_provenance_keeps_it(tmp_path):
+    """A comment added to shared numeric code changes the code digest, never the run key."""
+    code = ("import json; from skinbench import provenance as p; s = p.RunSpec('task1', 'majority', 'synthetic');"
+            "print(json.dumps([p.run_key(p.key_inputs(s, 'd')), p.code_digest('majority')]))")
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO / "skinbench", copy / "skinbench", ignore=shutil.ignore_patterns("__pycache__"))
+
+    def key_and_digest() -> list[str]:
+        env = {**os.environ, "PYTHONPATH": str(copy)}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=copy,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    before = key_and_digest()
+    metrics_file = copy / "skinbench" / "metrics" / "classification.py"
+    metrics_file.write_text(metrics_file.read_text() + "\n# a refactor that changes no number\n")
+    after = key_and_digest()
+    assert after[0] == before[0]  # record stays current
+    assert after[1] != before[1]  # ...and provenance still tells the code apart
+
+
+def test_a_version_bump_makes_exactly_the_dependent_records_stale(tmp_path, monkeypatch):
+    spec, digest = _spec_and_digest()
+    runner.execute(spec, results_root=tmp_path, dataset_kwargs={"n_images": N_IMAGES})
+    other = replace(spec, approach="all-foreground", task="task4")
+    runner.execute(other, results_root=tmp_path, dataset_kwargs={"n_images": N_IMAGES})
+    assert provenance.check(spec, tmp_path, digest).current
+    from skinbench.approaches.baselines import DummyPathClassifier
+
+    monkeypatch.setattr(DummyPathClassifier, "algorithm_version", 7)
+    stale = provenance.check(spec, tmp_path, digest)
+    assert stale.status == "stale" and stale.reasons == ["versions.estimator: 1 -> 7"]
+    assert provenance.check(other, tmp_path, digest).current  # the segmenter did not change
+    monkeypatch.setattr("skinbench.metrics.METRICS_VERSION", 2)  # a shared contract: every record
+    assert provenance.check(other, tmp_path, digest).reasons == ["lesion: versions.metrics: 1 -> 2"]
+
+
+def test_stale_reasons_name_params_and_data(tmp_path):
+    spec, digest = _spec_and_digest()
+    runner.execute(spec, results_root=tmp_path, dataset_kwargs={"n_images": N_IMAGES})
+    changed = provenance.check(replace(spec, params={"strategy": "uniform"}), tmp_path, "other-digest")
+    assert changed.status == "stale"
+    assert 'params.strategy: "prior" -> "uniform"' in changed.reasons
+    assert any(r.startswith("data manifest changed") for r in changed.reasons)
+    missing = provenance.check(replace(spec, approach="stratified"), tmp_path, digest)
+    assert missing.status == "missing" and "no record at" in missing.reasons[0]
+
+
+def test_schema1_record_is_read_and_rekeyed_when_it_was_current(tmp_path):
+    """Today's committed records (schema 1) load; one current at the legacy commit stays current."""
+    r = RunRecord.from_file(SCHEMA1_RECORD)
+    assert json.loads(SCHEMA1_RECORD.read_text())["schema"] == 1 and r.schema == SCHEMA
+    assert r.key_inputs["versions"] == provenance.LEGACY_VERSIONS and r.code_digest
+    assert r.ok and r.value("accuracy") == pytest.approx(304 / 379, abs=1e-6)
+    path = record_path("task1", "isic2016_task3", "majority", root=tmp_path)
+    path.parent.mkdir(parents=True)
+    shutil.copy(SCHEMA1_RECORD, path)
+    spec = RunSpec("task1", "majority")
+    assert provenance.check(spec, tmp_path, r.split["manifest_digest"]).current
+    # a schema 1 record whose key was not current at the legacy commit has no key: stale, and says why
+    data = json.loads(SCHEMA1_RECORD.read_text())
+    path.write_text(json.dumps(dict(data, run_key="0" * 20)))
+    c = provenance.check(spec, tmp_path, r.split["manifest_digest"])
+    assert c.status == "stale" and "not declared equivalent" in c.reasons[0]
+
+
+def test_committed_records_all_load_as_the_record_type():
+    records = load_records(REPO / "results")
+    assert records and all(isinstance(r, RunRecord) for r in records)
+    assert {r.task for r in records} == {"task1", "task2", "task3", "task4"}
+
+
+def test_fit_seconds_say_when_work_was_found_in_the_cache(tmp_path):
+    """A rerun whose features come from the cache records it, and the table says so beside "fit s"."""
+    from skinbench.results.render import render_all
+
+    spec = RunSpec("task1", "bovw", "synthetic", params={"n_words": 20, "image_size": 96}, limit=LIMIT, n_boot=20)
+    first = RunRecord.from_file(runner.execute(spec, results_root=tmp_path / "a",
+                                               dataset_kwargs={"n_images": N_IMAGES})[0])
+    second = RunRecord.from_file(runner.execute(spec, results_root=tmp_path / "b",
+                                                dataset_kwargs={"n_images": N_IMAGES})[0])
+    assert first.timings["cache"]["local_features"]["hits"] + first.timings["cache"]["local_features"]["misses"] > 0
+    assert second.cache_hit_fraction == 1.0 and second.value("ap") == first.value("ap")
+    render_all(tmp_path / "b", plots=False)
+    assert "100% of cached work found" in (tmp_path / "b" / "tables" / "task1__synthetic.md").read_text()
+
+
+def test_unreadable_record_is_none_with_a_warning(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"schema": 99, "task": "task1", "dataset": "d", "approach": "a"}')
+    with pytest.warns(UserWarning, match="newer than this skinbench"):
+        assert read_record(bad) is None
+
+
+@pytest.mark.realdata
+def test_committed_baseline_records_reproduce_on_the_real_data(shared_data, capsys):
+    """The cheap end of `regenerate.py --verify`: same key, same numbers, on the committed records."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import regenerate
+    finally:
+        sys.path.pop(0)
+    runs = [("task1", "majority"), ("task1", "stratified"), ("task2", "majority"), ("task2", "stratified")]
+    assert regenerate.verify(runs, REPO / "results", seed=0, limit=None) == 0
+    out = capsys.readouterr().out
+    assert out.count("same ") == 4 and "MOVED" not in out
+
+
+def test_regenerate_refuses_to_write_records_from_uncommitted_code(monkeypatch, capsys):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import regenerate
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr("skinbench.results.records.code_is_dirty", lambda: True)
+    assert regenerate.main(["--only", "task1", "--approach", "majority", "--no-extras"]) == 2
+    assert "Fix: commit first" in capsys.readouterr().err
+
+
+def test_command_is_recorded_as_typed():
+    assert runner.command_as_typed([str(REPO / "skinbench" / "__main__.py"), "run", "task1", "-p", "a=b c"]) == \
+        "python -m skinbench run task1 -p 'a=b c'"
+    assert runner.command_as_typed([str(REPO / "benchmarks" / "regenerate.py"), "--quick"]) == \
+        "python benchmarks/regenerate.py --quick"

@@ -1,0 +1,199 @@
+"""Sweeps: expansion from arguments and TOML, currency (resume), and a real 2-worker LocalCluster that
+completes, survives a worker killed mid-point, reports a failing point, and does nothing on a rerun."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from skinbench import sweep
+from skinbench.errors import ConfigError, DataError
+from skinbench.provenance import RunSpec
+from skinbench.results.records import RunRecord, record_path
+
+TINY = {"n_images": 48}
+APPROACHES = ["majority", "stratified", "all-foreground"]
+
+
+def tiny_points(seeds=(0, 1)) -> list[sweep.Point]:
+    config = sweep.SweepConfig(["task1", "task4"], APPROACHES, seeds=list(seeds), dataset="synthetic",
+                               limit=24, n_boot=50)
+    return config.points()
+
+
+def all_files(root: Path) -> dict[str, float]:
+    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+# ----------------------------------------------------------------------------------- what a sweep is
+
+def test_points_are_the_product_with_stable_ids():
+    points = tiny_points()
+    assert len(points) == 6  # task1 x {majority, stratified} x 2 seeds + task4 x all-foreground x 2 seeds
+    assert [p.id for p in points] == [p.id for p in tiny_points()]
+    assert {p.spec.seed for p in points} == {0, 1}
+    assert all(p.out == "" for p in points)  # no parameters: the suite's ordinary rows
+    assert points[0].id == RunSpec("task1", "majority", "synthetic", 0, {}, None, 24, 50).id
+
+
+def test_grid_applies_to_the_approaches_that_have_the_parameter():
+    config = sweep.SweepConfig(["task1"], ["majority", "bovw"], seeds=[0, 1], name="g",
+                               grid=sweep.parse_grid(["n_words=10,20", "kernel=rbf"]), params={"image_size": 96})
+    points = config.points()
+    bovw = [p for p in points if p.spec.approach == "bovw"]
+    assert len(bovw) == 4 and len(points) == 6  # the majority baseline runs once per seed
+    assert {p.out for p in bovw} == {"sweeps/g/image_size=96,kernel=rbf,n_words=10",
+                                     "sweeps/g/image_size=96,kernel=rbf,n_words=20"}
+    assert dict(bovw[0].spec.params) == {"image_size": 96, "kernel": "rbf", "n_words": 10}
+    with pytest.raises(ConfigError, match="no approach of the sweep has"):
+        sweep.SweepConfig(["task1"], ["majority"], grid={"n_wrds": [1]}).points()
+
+
+def test_output_template_and_targets():
+    config = sweep.SweepConfig(["task3"], ["all-background"], grid={"value": [0.0]}, targets=["globules", "streaks"],
+                               out="sweeps/{name}/runs/{value}", name="losses")
+    points = config.points()
+    assert [p.spec.target for p in points] == ["globules", "streaks"]
+    assert {p.out for p in points} == {"sweeps/losses/runs/0.0"}
+    with pytest.raises(ConfigError, match="unknown field"):
+        sweep.SweepConfig(["task1"], ["majority"], out="x/{nope}").points()
+    with pytest.raises(ConfigError, match="inside the results root"):
+        sweep.SweepConfig(["task1"], ["majority"], out="../elsewhere").points()
+
+
+def test_parse_grid_values():
+    assert sweep.parse_grid(["k=1,2", "s=a,b", "l=[1,2],[3]", "b=true"]) == \
+        {"k": [1, 2], "s": ["a", "b"], "l": [[1, 2], [3]], "b": [True]}
+    with pytest.raises(ConfigError, match="KEY=V1"):
+        sweep.parse_grid(["novalue"])
+
+
+def test_toml_config(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('name = "t"\ntasks = ["task1"]\napproaches = ["bovw"]\nseeds = [0, 1, 2]\nworkers = 1\n'
+                    '[grid]\nn_words = [10, 20]\nkernel = "rbf"\n')
+    data = sweep.load_config(path)
+    assert data["grid"] == {"n_words": [10, 20], "kernel": ["rbf"]} and data["workers"] == 1
+    (tmp_path / "bad.toml").write_text('tasks = ["task1"]\nfoo = 1\n')
+    with pytest.raises(ConfigError, match="unknown sweep setting"):
+        sweep.load_config(tmp_path / "bad.toml")
+
+
+def test_unreachable_data_is_one_clear_error(tmp_path):
+    points = sweep.SweepConfig(["task1"], ["majority"]).points()  # the real isic2016_task3 dataset
+    with pytest.raises(DataError, match="data not reachable"):
+        sweep.run_sweep(points, tmp_path, engine="local", data_root=str(tmp_path / "nowhere"), progress=False)
+
+
+def test_in_process_sweep_resumes_and_matches_the_runner(tmp_path):
+    from skinbench import runner
+
+    points = [p for p in tiny_points() if p.spec.task == "task1"]
+    first = sweep.run_sweep(points, tmp_path / "a", engine="local", dataset_kwargs=TINY, progress=False)
+    assert first.ok and len(first.done) == 4
+    again = sweep.run_sweep(points, tmp_path / "a", engine="local", dataset_kwargs=TINY, progress=False)
+    assert again.done == [] and len(again.current) == 4 and again.engine == "nothing to run"
+    direct = runner.execute(points[1].spec, results_root=tmp_path / "b", dataset_kwargs=TINY)[0]
+    swept = record_path("task1", "synthetic", "majority", root=tmp_path / "a", seed=1)
+    a, b = RunRecord.from_file(swept), RunRecord.from_file(direct)
+    assert a.metrics == b.metrics and a.run_key == b.run_key and a.predictions == b.predictions
+
+
+def test_cli_sweep_and_run_with_several_seeds(tmp_path, capsys):
+    from skinbench import cli
+
+    code = cli.main(["sweep", "task1", "-a", "majority", "--seeds", "0", "2", "--dataset", "synthetic",
+                     "--limit", "24", "--n-boot", "20", "--workers", "0", "--results", str(tmp_path / "s"),
+                     "--no-render"])
+    assert code == 0
+    assert record_path("task1", "synthetic", "majority", root=tmp_path / "s", seed=2).is_file()
+    assert "majority" in RunRecord.from_file(record_path("task1", "synthetic", "majority", root=tmp_path / "s",
+                                                         seed=2)).command
+    code = cli.main(["run", "task1", "-a", "stratified", "--seed", "0", "1", "--dataset", "synthetic",
+                     "--limit", "24", "--n-boot", "20", "--results", str(tmp_path / "r")])
+    assert code == 0
+    for seed in (0, 1):
+        assert record_path("task1", "synthetic", "stratified", root=tmp_path / "r", seed=seed).is_file()
+
+
+# ----------------------------------------------------------------------------------- a real LocalCluster
+
+def crash_once(point, data_root, dataset_kwargs, command, *, marker: str):
+    """The worker running the stratified seed-1 point dies (os._exit) on the first attempt only."""
+    if point.spec.approach == "stratified" and point.spec.seed == 1 and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(1)
+    return sweep.execute_point(point, data_root, dataset_kwargs, command)
+
+
+def fail_always(point, data_root, dataset_kwargs, command, *, attempts: str):
+    """The majority seed-0 point raises every time (the attempts are counted in a file)."""
+    if point.spec.approach == "majority" and point.spec.seed == 0:
+        with open(attempts, "a") as fh:
+            fh.write("x")
+        raise RuntimeError("boom in the estimator\nsecond line of the traceback text")
+    return sweep.execute_point(point, data_root, dataset_kwargs, command)
+
+
+@pytest.fixture
+def by_value():
+    """Let the worker processes unpickle this test module's functions (they cannot import it)."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.mark.slow
+def test_cluster_sweep_completes_and_rerun_does_no_work(tmp_path):
+    points = tiny_points()
+    summary = sweep.run_sweep(points, tmp_path, workers=2, dataset_kwargs=TINY, progress=False)
+    assert summary.ok, summary
+    assert len(summary.done) == 6 and "2 worker processes" in summary.engine
+    for p in points:
+        for path in summary.outputs[p.id]:
+            record = RunRecord.from_file(path)
+            assert record.ok and record.seed == p.spec.seed
+    overlays = list(tmp_path.rglob("*.png"))
+    assert overlays, "segmentation overlay figures come back from the workers"
+    before = all_files(tmp_path)
+    again = sweep.run_sweep(points, tmp_path, workers=2, dataset_kwargs=TINY, progress=False)
+    assert again.done == [] and len(again.current) == 6 and again.engine == "nothing to run"
+    assert all_files(tmp_path) == before  # nothing rewritten
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_nothing_and_its_point_is_retried(tmp_path, by_value):
+    marker = tmp_path / "crashed"
+    points = [p for p in tiny_points() if p.spec.task == "task1"]
+    work = functools.partial(crash_once, marker=str(marker))
+    summary = sweep.run_sweep(points, tmp_path / "results", workers=2, dataset_kwargs=TINY, progress=False,
+                              work_fn=work)
+    assert marker.exists(), "the worker was killed once"
+    assert summary.ok and len(summary.done) == 4, summary
+    path = record_path("task1", "synthetic", "stratified", root=tmp_path / "results", seed=1)
+    assert RunRecord.from_file(path).ok
+    assert not [p for p in (tmp_path / "results").rglob("*") if p.is_file() and p.suffix != ".json"]
+
+
+@pytest.mark.slow
+def test_failing_point_is_retried_boundedly_and_reported_in_one_line(tmp_path, by_value):
+    attempts = tmp_path / "attempts"
+    points = [p for p in tiny_points() if p.spec.task == "task1"]
+    work = functools.partial(fail_always, attempts=str(attempts))
+    summary = sweep.run_sweep(points, tmp_path / "results", workers=2, retries=1, dataset_kwargs=TINY,
+                              progress=False, work_fn=work)
+    assert attempts.read_text() == "xx"  # the first try and one retry
+    assert len(summary.done) == 3 and list(summary.failed) == [points[0].id]
+    assert summary.failed[points[0].id] == "RuntimeError: boom in the estimator"
+    assert "failed points" in str(summary) and not summary.ok
+    assert not record_path("task1", "synthetic", "majority", root=tmp_path / "results").exists()
+    # a user error is deterministic: reported, not retried
+    bad = sweep.execute_point(sweep.Point(RunSpec("task1", "majority", "ham10000")))  # not a task1 dataset
+    assert bad.error and "\n" not in bad.error
