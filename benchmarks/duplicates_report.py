@@ -196,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     args = parser.parse_args(argv)
     from skinbench.cache import atomic_write_bytes
-    from skinbench.paths import data_root, results_dir
+    from skinbench.paths import committed_results_dir, data_root
 
-    results_root = Path(args.results) if args.results else results_dir()
+    results_root = Path(args.results) if args.results else committed_results_dir()
     out = results_root / "data_hygiene"
     frames, summaries = [], []
     for name in args.datasets:

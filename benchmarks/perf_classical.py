@@ -24,7 +24,7 @@ from skinbench.approaches.bovw import BoVWClassifier
 from skinbench.approaches.local_features import extract_all
 from skinbench.cache import atomic_write_bytes
 from skinbench.data import load_dataset
-from skinbench.paths import results_dir
+from skinbench.paths import committed_results_dir
 
 
 def _rss_mb() -> dict[str, float]:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     numbers = measure(args.n_images, args.detector, args.seed)
     record = {"benchmark": "perf_classical", "numbers": numbers, **environment(),
               "command": "python benchmarks/perf_classical.py " + " ".join(argv or [])}
-    out = results_dir() / "perf"
+    out = committed_results_dir() / "perf"
     atomic_write_bytes(out / "classical.json", json.dumps(record, indent=1, default=str).encode())
     lines = ["# Classical pipeline speed and memory (ISIC 2016 Part 3 training images)", "",
              "| measure | value |", "|---|---|"]

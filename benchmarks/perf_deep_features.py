@@ -28,7 +28,7 @@ import numpy as np
 from skinbench.approaches import backbones, tfdata, transfer
 from skinbench.cache import atomic_write_bytes
 from skinbench.data import load_dataset
-from skinbench.paths import results_dir
+from skinbench.paths import committed_results_dir
 from skinbench.results.records import environment
 
 
@@ -131,7 +131,7 @@ def main() -> None:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **environment(),
     }
-    out = results_dir() / "perf" / "deep_features"
+    out = committed_results_dir() / "perf" / "deep_features"
     atomic_write_bytes(out.with_suffix(".json"), json.dumps(record, indent=2).encode())
     md = [f"# Deep feature extraction throughput ({args.backbone}, {size}x{size}, batch {args.batch_size})", "",
           "| measurement | images/s | ratio to raw forward |", "|---|---|---|"]

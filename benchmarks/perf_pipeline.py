@@ -304,10 +304,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from datetime import datetime, timezone
 
-    from skinbench.paths import results_dir
+    from skinbench.paths import committed_results_dir
     from skinbench.results.records import environment
 
-    root = Path(args.results) if args.results else results_dir()
+    root = Path(args.results) if args.results else committed_results_dir()
     measurements: dict[str, dict] = {}
     load = os.getloadavg()
     for name, (title, _) in MEASURES.items():

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without
 
 from skinbench import info, provenance, runner  # noqa: E402
 from skinbench.errors import SkinbenchError, WeightsError  # noqa: E402
-from skinbench.paths import REPO_ROOT, results_dir  # noqa: E402
+from skinbench.paths import REPO_ROOT, committed_results_dir  # noqa: E402
 
 #: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
 EXTRA_SCRIPTS = ("bovw_sweep.py", "task3_losses.py", "perf_classical.py", "perf_deep_features.py",
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     gpu = args.allow_cpu or gpu_present()
     _manifest_digest.cache_clear()  # data may have changed since an earlier call in this process
-    root = results_dir() / "quick" if args.quick else results_dir()
+    root = committed_results_dir() / "quick" if args.quick else committed_results_dir()
     limit = 200 if args.quick else None
     runs = [(t, a) for t, a in planned_runs(args.only) if not args.approach or a in args.approach]
     if args.status:

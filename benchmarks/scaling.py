@@ -155,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     from datetime import datetime, timezone
 
     from skinbench.cache import atomic_write_bytes
-    from skinbench.paths import results_dir
+    from skinbench.paths import committed_results_dir
     from skinbench.results.records import environment
 
-    root = Path(args.results) if args.results else results_dir()
+    root = Path(args.results) if args.results else committed_results_dir()
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     methods = args.method or list(METHODS)
     extra = ["--image-dir", args.image_dir] if args.image_dir else []

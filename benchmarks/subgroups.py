@@ -30,11 +30,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from skinbench.errors import SkinbenchError
     from skinbench.metrics.subgroups import load_ham10000_metadata
-    from skinbench.paths import data_root, results_dir
+    from skinbench.paths import committed_results_dir, data_root
     from skinbench.results.records import environment, load_records
     from skinbench.results.subgroups_report import first_seed_records, write_subgroup_report
 
-    root = Path(args.results) if args.results else results_dir()
+    root = Path(args.results) if args.results else committed_results_dir()
     meta_path = data_root(args.data_root) / "ham10000" / "HAM10000_metadata.csv"
     env = environment()
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)

@@ -138,6 +138,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results folder (default: $SKINBENCH_RESULTS or ./skinbench-results)")
     p.add_argument("--predictions", help="also write ISIC submission files (CSV / mask PNGs) here")
     p.add_argument("--ci", action="store_true", help="show 95%% CIs in the printed table")
+    p.add_argument("--test-dataset", metavar="DATASET", help="cross-dataset: fit on --dataset's train split, "
+                   "score on this data (registered, or generic with --test-root); own records and table")
+    p.add_argument("--test-root", metavar="DIR", help="cross-dataset test data: a generic folder (labels.csv, or an "
+                   "official ISIC ground-truth CSV as downloaded), or a registered dataset's data root")
+    p.add_argument("--test-split", choices=("test", "all"),
+                   help="cross-dataset images scored (default: a registered dataset's test split, a folder's all)")
+    p.add_argument("--test-mapping", metavar="NAME", help="cross-dataset diagnosis -> class mapping (default: the "
+                   "task's, see skinbench/data/isic_csv.py; or melanoma-vs-rest)")
 
     p = sub.add_parser("demo", help="every task on the built-in synthetic data (no download); prints tables")
     p.add_argument("--results", help="keep records, tables and plots here (default: a temporary folder, removed)")
@@ -231,6 +239,8 @@ def _dataset_kwargs(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
             kwargs["class_names"] = list(args.classes)
         if args.positive:
             kwargs["positive_class"] = args.positive
+    if dataset == "generic":
+        kwargs["task"] = args.task  # an official ISIC ground-truth CSV is mapped to this task's classes
     return kwargs
 
 
@@ -318,7 +328,8 @@ def compact_table(md_or_table: Any, ci: bool = False) -> str:
             for r in rows]
     from tabulate import tabulate
 
-    title = " / ".join(parts)
+    heading = re.search(r"^#+ (.+)$", md.read_text(), re.M) if md is not None and md.is_file() else None
+    title = heading.group(1) if heading else getattr(md_or_table, "title", " / ".join(parts))
     extras = [f"* primary: {primary}"] if primary else []
     positive = _positive_from_md(md) if md is not None else None
     if positive:
@@ -418,6 +429,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     kwargs = _dataset_kwargs(args, dataset)
     preflight(args.task, dataset, args.data_root, kwargs, args.target)
     root = _results_root(args.results)
+    if args.test_dataset or args.test_root:  # cross-dataset: the logic is in skinbench/crossdata.py
+        from skinbench import crossdata
+
+        if args.predictions:
+            raise ConfigError("--predictions writes a submission for the task's own test split",
+                              fix="drop --predictions, or --test-dataset/--test-root")
+        test = crossdata.load_test_set(args.test_dataset or "generic", args.task, args.test_root,
+                                       split=args.test_split, mapping=args.test_mapping, data_root=args.data_root)
+        _, crossed = crossdata.run_cross(args.task, names, test, dataset=args.dataset, seeds=args.seed,
+                                         params=params, limit=args.limit, n_boot=args.n_boot,
+                                         data_root=args.data_root, results_root=root, dataset_kwargs=kwargs or None,
+                                         command=args.command_line, log=lambda line: print(line, file=sys.stderr))
+        _print_tables(render_all(root, task=args.task), ci=args.ci, root=root)
+        return 1 if len(crossed) >= len(names) else 0
     failures = 0
     for name in names:
         print(f"== {args.task} / {name}", file=sys.stderr)
@@ -435,8 +460,29 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         for path in paths:
             print(f"wrote {path}", file=sys.stderr)
+    _ensure_baselines(args, names, root, kwargs)
     _print_tables(render_all(root, task=args.task), ci=args.ci, root=root)
     return 1 if failures == len(names) else 0
+
+
+def _ensure_baselines(args: argparse.Namespace, names: list[str], root: Path, kwargs: dict) -> None:
+    """The trivial baselines sit beside every row (milliseconds): run those not current in this folder."""
+    from skinbench import provenance, runner
+    from skinbench.data import load_dataset
+
+    missing = [b for b in info.baselines_for(args.task) if b not in names]
+    if not missing:
+        return
+    tinfo = info.task(args.task)
+    name = args.dataset or tinfo.default_dataset
+    ds = load_dataset(name, args.data_root, **{**tinfo.dataset_kwargs.get(name, {}), **(kwargs or {})})
+    for baseline in missing:
+        spec = provenance.RunSpec(args.task, baseline, args.dataset, args.seed[0], target=args.target,
+                                  limit=args.limit, n_boot=args.n_boot)
+        if not provenance.check(spec, root, ds).current:
+            print(f"== {args.task} / {baseline} (baseline, beside every row)", file=sys.stderr)
+            runner.execute(spec, data_root=args.data_root, results_root=root, command=args.command_line,
+                           dataset_kwargs=kwargs or None)
 
 
 def _scratch(explicit: str | None, prefix: str) -> tuple[Path, bool]:

@@ -14,6 +14,13 @@
 
 Records land at ``runs/<task>/<train>__on__<test>/<approach>.json``: tables list them apart from the
 in-dataset rows. Classification tasks only (segmentation cross-dataset scoring is not done yet).
+
+:func:`load_test_set` is the one way a foreign test set is named (the CLI's ``run --test-dataset``
+and ``benchmarks/cross_dataset.py``): a user's folder through the generic adapter (which reads official
+ISIC ground-truth CSVs as downloaded), or a registered dataset, its diagnosis labels mapped to the
+task's classes (HAM10000 for task1: ``isic_csv.NAMED_MAPPINGS["melanoma-vs-rest"]``). With a ``limit``
+(quick runs) the test set is subsampled like the training set. :func:`run_cross` runs several
+approaches and seeds on one test set, its baselines included.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import pandas as pd
 
 from skinbench import info
 from skinbench.data.base import Dataset, task_classes
-from skinbench.errors import ConfigError, DataError
+from skinbench.errors import ConfigError, DataError, SkinbenchError
 from skinbench.provenance import RunSpec
 
 #: version of how the model store pickles estimators (part of a stored model's file name)
@@ -58,7 +65,8 @@ def load_foreign(folder: str | os.PathLike, task: str, csv: str | os.PathLike | 
                             fix="name the one to use (csv=...)")
         csv = found[0]
     csv = Path(csv) if Path(csv).is_absolute() else folder / csv
-    rows, excluded = isic_csv.read_for_task(csv, task, mapping)
+    mapping_name, codes = isic_csv.resolve_mapping(task, mapping)
+    rows, excluded = isic_csv.read_for_task(csv, task, codes)
     if rows.empty:
         raise DataError(f"no row of the ground truth maps to {task}'s classes (excluded: {excluded})", path=csv,
                         fix="check the task, or pass a mapping")
@@ -69,7 +77,68 @@ def load_foreign(folder: str | os.PathLike, task: str, csv: str | os.PathLike | 
                           "lesion_id": rows["image_id"], "split": "test"})
     return Dataset(name, folder, frame, tuple(names), (), positive_class=positive, classes_declared=True,
                    extra={"label_file": str(csv), "label_lines": dict(zip(rows["image_id"], rows["_line"])),
-                          "excluded": excluded})
+                          "excluded": excluded, "mapping": {"name": mapping_name, "codes": codes}})
+
+
+def relabel(ds: Dataset, task: str, mapping: Mapping[str, str] | str | None = None) -> Dataset:
+    """``ds`` with its diagnosis labels (e.g. HAM10000's ``dx``) mapped to ``task``'s classes by
+    :mod:`skinbench.data.isic_csv` (``mapping``: None for the task's default, a name, or a dict); rows
+    the mapping leaves out are dropped and counted in ``extra["excluded"]``."""
+    from skinbench.data import isic_csv
+    from skinbench.data.base import frame_digest
+
+    name, codes = isic_csv.resolve_mapping(task, mapping)
+    truth = pd.DataFrame({"dx": ds.frame["label"].astype(str).str.lower()})
+    label = truth["dx"].map(codes)
+    keep = label.notna().to_numpy()
+    excluded = {str(k): int(v) for k, v in truth.loc[~keep, "dx"].value_counts().items()}
+    frame = ds.frame.loc[keep].assign(dx=ds.frame.loc[keep, "label"], label=label[keep]).reset_index(drop=True)
+    names, positive = task_classes(task)
+    return replace(ds, frame=frame, class_names=tuple(names), positive_class=positive, classes_declared=True,
+                   manifest_digest=frame_digest(frame),
+                   extra={**ds.extra, "mapping": {"name": name, "codes": codes}, "excluded": excluded})
+
+
+def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *, split: str | None = None,
+                  mapping: Mapping[str, str] | str | None = None, data_root: str | os.PathLike | None = None,
+                  **kwargs: Any) -> Dataset:
+    """A foreign test set of ``task``: ``name`` "generic" (``root`` the folder: ``labels.csv``, or an official
+    ISIC ground-truth CSV as downloaded) or a registered dataset (``root`` the data root). ``split``: "all"
+    (default for generic: a download is one test set) or "test" (default for a registered dataset: its own
+    official or lesion-aware test split, so the rows compare with that dataset's in-dataset ones).
+    Labels that are not the task's classes are mapped (:func:`relabel`). ``extra["slug"]`` names it in
+    record paths: the data slug, plus the split for a registered dataset (``ham10000-test``). A registered
+    dataset without ``root`` is looked for under ``data_root`` (the training data's root)."""
+    from skinbench.data import load_dataset
+    from skinbench.data.base import frame_digest
+
+    tinfo = info.task(task)
+    if tinfo.kind != "classification":
+        raise ConfigError("cross-dataset evaluation scores classification tasks only (so far)",
+                          fix="use task1 or task2")
+    info.dataset(name)
+    generic = name == "generic"
+    if generic and root is None:
+        raise ConfigError("a generic test set needs its folder", fix="pass --test-root DIR (test_root=...)")
+    root = root if generic or root is not None else data_root
+    split = split or ("all" if generic else "test")
+    if split not in ("all", "train", "test"):
+        raise ConfigError(f"unknown test split {split!r}", fix="use all or test")
+    extra_kw = dict(task=task, mapping=mapping) if generic else {}
+    ds = load_dataset(name, root, **{**tinfo.dataset_kwargs.get(name, {}), **extra_kw, **kwargs})
+    slug = ds.data_slug + ("" if generic and split == "all" else f"-{split}")
+    if split != "all":
+        ds = ds.split(split)
+        if len(ds) == 0:
+            raise DataError(f"the {split} split of {name} is empty", path=ds.root, fix="use --test-split all")
+    names, _ = task_classes(task)
+    if "mapping" not in ds.extra:  # not read from an official ISIC CSV by the generic adapter
+        if mapping is not None or not set(ds.frame["label"]) <= set(names):
+            ds = relabel(ds, task, mapping)
+        else:
+            ds = replace(ds, extra={**ds.extra, "mapping": None})  # the task's own labels, as given
+    ds = replace(ds, manifest_digest=frame_digest(ds.frame), extra={**ds.extra, "slug": slug, "split": split})
+    return ds
 
 
 # ------------------------------------------------------------------------------ overlap and geometry
@@ -141,13 +210,16 @@ class ModelStore:
         return True
 
 
-def fitted_model(spec: RunSpec, train: Dataset, manifest_digest: str, store: ModelStore | None = None
+def fitted_model(spec: RunSpec, train: Dataset, manifest_digest: str | Dataset, store: ModelStore | None = None
                  ) -> tuple[Any, dict[str, Any]]:
     """The estimator of ``spec`` fitted on ``train``: from the store when its run key is there, else
-    fitted now (and stored). Returns (estimator, {"run_key", "reused", "stored", "fit_s"})."""
+    fitted now (and stored). ``manifest_digest``: the training data's digest, or the loaded Dataset (as
+    :func:`skinbench.provenance.check` takes it). Returns (estimator, {"run_key", "reused", "stored", "fit_s"})."""
     from skinbench import provenance, runner
 
-    key = provenance.run_key(provenance.key_inputs(spec, manifest_digest))
+    inputs = (provenance.key_inputs(spec, manifest_digest) if isinstance(manifest_digest, str)
+              else provenance.dataset_key_inputs(spec, manifest_digest))
+    key = provenance.run_key(inputs)
     store = store or ModelStore()
     est = store.get(key)
     if est is not None:
@@ -180,40 +252,50 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
     in the training set, and write one record; returns its path."""
     from skinbench import provenance, runner
     from skinbench.data import load_dataset
+    from skinbench.data.base import check_for_task
     from skinbench.metrics.evaluate import evaluate_classification
+    from skinbench.params import validate_params
     from skinbench.results.records import RunRecord, environment, path_of, write_record
 
     tinfo, ainfo, dataset = runner.resolve(spec.task, spec.approach, spec.dataset)
     if tinfo.kind != "classification":
         raise ConfigError("cross-dataset evaluation scores classification tasks only (so far)",
                           fix="use task1 or task2")
+    spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
     ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **dict(dataset_kwargs or {})})
     train = runner._limit(ds.split("train"), spec.limit, spec.seed)
+    test = runner._limit(test, spec.limit, spec.seed)  # quick runs: a subset of the foreign set too
     seen, counts = overlap(train, test)
     scored = test.subset(np.flatnonzero(~seen))
     if len(scored) == 0:
         raise DataError(f"every one of the {len(test)} foreign test images is in the training set", path=test.root,
                         fix="choose a test set the model was not trained on")
     y = _labels_as(train, scored)
-    est, model = fitted_model(spec, train, ds.manifest_digest, store)
+    check_for_task(spec.task, train, scored, limit=spec.limit)  # labels, classes, every file readable
+    est, model = fitted_model(spec, train, ds, store)
     start = time.perf_counter()
     proba = np.asarray(est.predict_proba(scored.paths), dtype=float)
     predict_s = time.perf_counter() - start
     scores = runner._full_columns(proba, est.classes_, len(train.class_names))
     evaluation = evaluate_classification(y, scores, list(train.class_names), n_boot=spec.n_boot, seed=spec.seed)
-    test_slug = getattr(test, "data_slug", test.name)
-    inputs = {**provenance.key_inputs(spec, ds.manifest_digest), "test_dataset": test_slug,
+    test_slug = test.extra.get("slug") or test.data_slug
+    inputs = {**provenance.dataset_key_inputs(spec, ds), "test_dataset": test_slug,
               "test_manifest_digest": test.manifest_digest, "cross_dataset": 1}
     env = environment()
     record = RunRecord(
-        task=spec.task, dataset=f"{dataset}__on__{test_slug}", approach=spec.approach, family=ainfo.family,
+        task=spec.task, dataset=f"{ds.data_slug}__on__{test_slug}", approach=spec.approach, family=ainfo.family,
         title=ainfo.title, seed=spec.seed, limit=spec.limit, params=runner._params_of(est),
         split={"n_train": len(train), "n_test": len(scored), "manifest_digest": ds.manifest_digest,
                "test_manifest_digest": test.manifest_digest},
         metrics=evaluation["metrics"],
         extras={**{k: v for k, v in evaluation.items() if k != "metrics"}, "class_names": list(train.class_names),
-                "train_dataset": dataset, "test_dataset": test_slug, "overlap": counts,
+                **({"positive_class": train.positive_class} if train.positive_class else {}),
+                "train_dataset": ds.data_slug, "test_dataset": test_slug, "test_split": test.extra.get("split", "all"),
+                "overlap": counts, "mapping": test.extra.get("mapping"),
                 "excluded_by_mapping": dict(test.extra.get("excluded", {})),
+                "test_class_counts": {c: int((y == i).sum()) for i, c in enumerate(train.class_names)},
+                **({"test_dx_counts": {str(k): int(v) for k, v in scored.frame["dx"].value_counts().items()}}
+                   if "dx" in scored.frame.columns else {}),
                 "geometry": {"train": geometry(train.paths), "test": geometry(scored.paths)}, "model": model},
         predictions={"image_id": scored.ids.tolist(), "y_true": y.tolist(), "scores": np.round(scores, 6).tolist()},
         timings={"fit_s": model["fit_s"], "predict_s": predict_s,
@@ -223,3 +305,92 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
         code_digest=provenance.code_digest(spec.approach))
     root = Path(results_root) if results_root is not None else None
     return write_record(replace(record), path_of(record, root))
+
+
+def run_cross(task: str, approaches: Sequence[str], test: Dataset, *, dataset: str | None = None,
+              seeds: Sequence[int] = (0,), params: Mapping[str, Mapping[str, Any]] | None = None,
+              limit: int | None = None, n_boot: int = 1000, data_root: str | os.PathLike | None = None,
+              results_root: str | os.PathLike | None = None, dataset_kwargs: Mapping[str, Any] | None = None,
+              store: ModelStore | None = None, command: str | None = None, baselines: bool = True,
+              log: Any = None) -> tuple[list[Path], list[str]]:
+    """:func:`cross_evaluate` for each approach x seed on one foreign test set (the CLI's ``run
+    --test-dataset`` and ``benchmarks/cross_dataset.py``). ``baselines``: the task's trivial baselines
+    are added (milliseconds), as every table shows them. ``params``: ``{approach: overrides}``. With one
+    approach its error propagates; with several a failing one is reported (``log``, e.g. ``print`` to
+    stderr) and listed in the returned failures. Returns (record paths, failures)."""
+    names = list(dict.fromkeys(approaches))
+    if baselines:
+        names += [b for b in info.baselines_for(task) if b not in names]
+    store = store or ModelStore()
+    say = log or (lambda *_: None)
+    paths: list[Path] = []
+    failures: list[str] = []
+    slug = test.extra.get("slug") or test.data_slug
+    for name in names:
+        for seed in seeds:
+            say(f"== {task} / {name} (seed {seed}) on {slug}")
+            spec = RunSpec(task, name, dataset, seed, dict((params or {}).get(name) or {}), None, limit, n_boot)
+            try:
+                paths.append(cross_evaluate(spec, test, data_root=data_root, results_root=results_root,
+                                            dataset_kwargs=dataset_kwargs, store=store, command=command))
+            except SkinbenchError as err:
+                if len([n for n in names if n in approaches]) <= 1 and name in approaches:
+                    raise
+                failures.append(f"{name}: {err}")
+                say(f"skinbench: {name} skipped: {err}")
+                break
+            say(f"wrote {paths[-1]}")
+    return paths, failures
+
+
+# ------------------------------------------------------------------------------ the table header
+
+def _geometry(g: dict | None) -> str:
+    if not g or not g.get("n"):
+        return "?"
+    w, h, a = g["width_p5_50_95"], g["height_p5_50_95"], g["aspect_p5_50_95"]
+    return (f"{w[1]:.0f}x{h[1]:.0f} px median (width {w[0]:.0f}-{w[2]:.0f}, height {h[0]:.0f}-{h[2]:.0f} at the "
+            f"5th-95th percentiles; aspect {a[1]:.2f}; distinct sizes {g.get('distinct_sizes', '?')})")
+
+
+def table_header(task: str, dataset: str, ok: list, all_records: list) -> str:
+    """The header of a cross-dataset table (``skinbench.results.tables`` calls it for ``<train>__on__<test>``
+    groups of RunRecords): train and test data, overlap excluded, label mapping, input geometry."""
+    from skinbench.data.isic_csv import describe_mapping
+    from skinbench.results.tables import CROSS, positive_class
+
+    t = info.task(task)
+    train, test = dataset.split(CROSS, 1)
+    first = (ok or all_records)[0]
+    ex = first.extras
+    ov = ex.get("overlap") or {}
+    parts = [f"{t.title}. **Cross-dataset**: fitted on the train split of {train} (n_train "
+             f"{first.split.get('n_train', '?')}), scored on {test} ({ex.get('test_split', '?')} images; n_test "
+             f"{first.split.get('n_test', '?')}): not comparable with the in-dataset tables."]
+    parts.append(f"Overlap with the training images, excluded: {ov.get('excluded', '?')} of {ov.get('n_foreign', '?')} "
+                 f"(same id {ov.get('same_id', '?')}, same file content {ov.get('same_content', '?')}; re-encoded "
+                 f"copies are not found by a file hash).")
+    if len({str(r.extras.get("overlap")) for r in ok}) > 1:
+        parts.append("**Records differ in their test images (overlap counts above: the first record's).**")
+    mapping = ex.get("mapping")
+    if mapping:
+        dropped = ex.get("excluded_by_mapping") or {}
+        parts.append(f"Label mapping `{mapping.get('name')}`: {describe_mapping(mapping.get('codes') or {})}; "
+                     f"rows excluded by it: {', '.join(f'{k} {v}' for k, v in sorted(dropped.items())) or 'none'}.")
+    else:
+        parts.append("Test labels: the task's classes, as given.")
+    counts, dx = ex.get("test_class_counts") or {}, ex.get("test_dx_counts") or {}
+    if counts:
+        parts.append("Scored test images: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                     + (f" (diagnoses: {', '.join(f'{k} {v}' for k, v in sorted(dx.items()))})" if dx else "") + ".")
+    geo = ex.get("geometry") or {}
+    parts.append(f"Input geometry, train: {_geometry(geo.get('train'))}; test: {_geometry(geo.get('test'))}.")
+    limits = sorted({r.limit for r in ok if r.limit})
+    if limits:
+        parts.append(f"**Subset run** (at most {', '.join(map(str, limits))} images per side): not comparable "
+                     f"with full-data numbers.")
+    positive = positive_class(dataset, ok)
+    if positive:
+        parts.append(f"Positive class: {positive}.")
+    parts.append(f"Primary metric: {t.primary_metric}. Values: estimate [95% bootstrap CI over test images].")
+    return " ".join(parts)

@@ -82,14 +82,27 @@ def estimator_version(approach: str) -> int:
     return int(getattr(getattr(importlib.import_module(module), cls), "algorithm_version", 1))
 
 
-def key_inputs(spec: RunSpec, manifest_digest: str) -> dict[str, Any]:
-    """What the run key hashes, kept in the record so a stale one can say which input changed."""
-    return {
+def key_inputs(spec: RunSpec, manifest_digest: str, classes: list[str] | None = None) -> dict[str, Any]:
+    """What the run key hashes, kept in the record so a stale one can say which input changed.
+
+    ``classes``: a user-declared class order (generic data: which class is positive); registered
+    datasets' classes are fixed by the registry and left out.
+    """
+    inputs = {
         "task": spec.task, "approach": spec.approach, "dataset": spec.dataset_name,
         "estimator": info.approach(spec.approach).estimator, "params": spec.merged_params(),
         "seed": spec.seed, "limit": spec.limit, "n_boot": spec.n_boot, "manifest_digest": manifest_digest,
         "versions": {"estimator": estimator_version(spec.approach), **contract_versions()},
     }
+    if classes:
+        inputs["classes"] = list(classes)
+    return inputs
+
+
+def dataset_key_inputs(spec: RunSpec, ds: Any) -> dict[str, Any]:
+    """:func:`key_inputs` for a loaded Dataset: a user's generic folder may declare its class order (which
+    class is positive), so it enters the key; a registered dataset's classes are fixed by the registry."""
+    return key_inputs(spec, ds.manifest_digest, classes=list(ds.class_names) if ds.name == "generic" else None)
 
 
 def run_key(inputs: Mapping[str, Any]) -> str:
@@ -201,17 +214,24 @@ def explain(record_inputs: Mapping[str, Any] | None, inputs: Mapping[str, Any]) 
     return _diff(record_inputs, inputs) or ["run key differs"]
 
 
-def check(spec: RunSpec, results_root: str | Path, manifest_digest: str) -> Currency:
-    """Is every record of ``spec`` under ``results_root`` current? (The one currency check.)"""
+def check(spec: RunSpec, results_root: str | Path, manifest_digest: str | Any) -> Currency:
+    """Is every record of ``spec`` under ``results_root`` current? (The one currency check.)
+
+    ``manifest_digest``: the data's digest (a registered dataset), or the loaded Dataset itself (any data,
+    a user's generic folder included: its records live under its data slug).
+    """
     from skinbench.results.records import read_record, record_path
 
-    inputs = key_inputs(spec, manifest_digest)
+    if isinstance(manifest_digest, str):
+        inputs, folder = key_inputs(spec, manifest_digest), spec.dataset_name
+    else:
+        inputs, folder = dataset_key_inputs(spec, manifest_digest), manifest_digest.data_slug
     key = run_key(inputs)
     reasons: list[str] = []
     paths: list[Path] = []
     status = "current"
     for target in spec.targets():
-        path = record_path(spec.task, spec.dataset_name, spec.approach, target, root=results_root, seed=spec.seed)
+        path = record_path(spec.task, folder, spec.approach, target, root=results_root, seed=spec.seed)
         paths.append(path)
         record = read_record(path) if path.exists() else None
         label = f"{target}: " if target else ""

@@ -8,7 +8,10 @@ What is silenced, and how (everything else, real warnings included, still reache
   log level applies (``TF_CPP_MIN_LOG_LEVEL=3`` does not stop them), so an import hook captures fd 2
   while ``tensorflow``/``keras`` import and writes back every line that is not in :data:`NOISE_LINES`.
   ``TF_ENABLE_ONEDNN_OPTS`` is left alone: it changes the numbers.
-* ``TF_CPP_MIN_LOG_LEVEL`` defaults to 2 (C++ INFO and WARNING lines while running).
+* ``TF_CPP_MIN_LOG_LEVEL`` defaults to 3 while running: at 2, kernels still log lines such as ``E0000 ...
+  util.cc:131] oneDNN supports DT_INT32 only on platforms with AVX-512. Falling back ...`` (an ERROR-level
+  line about a fine fallback); real TensorFlow failures reach the user as Python exceptions anyway.
+  A value the user set is kept.
 * ``tf.function`` retracing warnings (a logging filter on the ``tensorflow`` logger; other TensorFlow
   warnings stay).
 * Keras' per-epoch progress bars: ``keras.config.disable_interactive_logging()`` sends them to absl's
@@ -165,7 +168,7 @@ def install() -> None:
     if _installed or verbose():
         return
     _installed = True
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     install_warning_filters()
     for name in _WRAPPED:
         if name in sys.modules:  # already imported: only the after-import settings still apply

@@ -110,15 +110,20 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
     Returns the record paths. ``predictions_dir`` additionally receives the ISIC submission files;
     ``dataset_kwargs`` go to the dataset adapter (e.g. ``n_images`` for the synthetic data).
     """
+    from skinbench.data.base import check_for_task
+    from skinbench.params import validate_params
+
     tinfo, ainfo, dataset = resolve(spec.task, spec.approach, spec.dataset)
+    spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
     root = Path(results_root) if results_root else results_dir()
     ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **(dataset_kwargs or {})})
     train, test = _limit(ds.split("train"), spec.limit, spec.seed), _limit(ds.split("test"), spec.limit, spec.seed)
     if len(train) == 0 or len(test) == 0:
         raise ConfigError(f"dataset {dataset!r} has an empty train or test split",
                           fix="check the split column of its manifest / CSV")
-    inputs = provenance.key_inputs(spec, ds.manifest_digest)
-    base = RunRecord(task=spec.task, dataset=dataset, approach=spec.approach, family=ainfo.family,
+    check_for_task(spec.task, train, test, targets=[spec.target] if spec.target else None, limit=spec.limit)
+    inputs = provenance.dataset_key_inputs(spec, ds)
+    base = RunRecord(task=spec.task, dataset=ds.data_slug, approach=spec.approach, family=ainfo.family,
                      title=ainfo.title, seed=spec.seed, limit=spec.limit, command=command or command_as_typed(),
                      run_key=provenance.run_key(inputs), key_inputs=inputs,
                      code_digest=provenance.code_digest(spec.approach),
@@ -198,7 +203,8 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
                                 n_boot=spec.n_boot, seed=spec.seed)
     extras = {k: v for k, v in evaluation.items() if k != "metrics"}
     record = replace(base, params=_params_of(est), metrics=evaluation["metrics"],
-                     extras=dict(extras, class_names=list(train.class_names)),
+                     extras=dict(extras, class_names=list(train.class_names),
+                                 **({"positive_class": train.positive_class} if train.positive_class else {})),
                      predictions={"image_id": test.ids.tolist(), "y_true": test.y.tolist(),
                                   "scores": np.round(scores, 6).tolist()})
     if predictions_dir:

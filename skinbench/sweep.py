@@ -26,7 +26,6 @@ This module imports no Dask (nor TensorFlow) at import time: the CLI registers `
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import os
@@ -612,8 +611,8 @@ def land(result: PointResult, point: Point, root: Path) -> list[Path]:
 
 
 def _lands(rel: str, seed: int) -> bool:
-    """Figures of a seed k > 0 run land only when their name says the seed: the overlay figure's name
-    (:func:`skinbench.results.plots.overlay_name`) does not, and the seed-0 figure is the row's own."""
+    """Figures of a seed k > 0 run land only when their name says the seed
+    (:func:`skinbench.results.plots.overlay_name` does), so the seed-0 figure stays the row's own."""
     return not seed or rel.endswith(".json") or f"seed{seed}" in Path(rel).name
 
 

@@ -288,3 +288,21 @@ def test_demo_bovw_beats_the_baselines(tmp_path):
                                                     value["stratified"]["balanced_accuracy"]) + 0.15
     assert value["bovw"]["accuracy"] > value["majority"]["accuracy"]
     assert value["bovw"]["auc"] > 0.75
+
+
+def test_cli_run_adds_the_baselines_beside_a_row_in_a_fresh_folder(tmp_path, capsys):
+    """A newcomer's first run shows the trivial baselines, not "not run" rows; a second run reuses them."""
+    args = ["run", "task4", "-a", "classical-seg", "--dataset", "synthetic", "--n-boot", "20", "--limit", "24",
+            "--results", str(tmp_path)]
+    assert main(args) == 0
+    folder = tmp_path / "runs" / "task4" / "synthetic"
+    assert {p.name for p in folder.iterdir()} == {"classical-seg__lesion.json", "all-background__lesion.json",
+                                                  "all-foreground__lesion.json", "ellipse__lesion.json"}
+    table = (tmp_path / "tables" / "task4__synthetic__lesion.md").read_text()
+    assert "not run" not in table.split("| ellipse")[1].split("\n")[0]
+    before = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "(baseline, beside every row)" not in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in folder.iterdir() if p.name != "classical-seg__lesion.json"} == \
+        {p: t for p, t in before.items() if p.name != "classical-seg__lesion.json"}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from helpers_scores import binary_scores, multiclass_scores
 from skinbench.metrics import (
     BINARY_METRICS,
     MULTICLASS_METRICS,
@@ -34,23 +35,7 @@ from skinbench.metrics import (
 )
 
 
-def _binary(n=200, seed=0, ties=False):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    s = np.clip(0.35 * y + 0.65 * rng.random(n), 0, 1)
-    if ties:
-        s = np.round(s, 1)
-    return y, np.column_stack([1 - s, s])
-
-
-def _multiclass(n=300, k=5, seed=0, ties=False):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, k, n)
-    p = rng.dirichlet(np.ones(k), n) + 0.3 * np.eye(k)[y]
-    p /= p.sum(axis=1, keepdims=True)
-    if ties:
-        p = np.round(p, 1)
-    return y, p
+_binary, _multiclass = binary_scores, multiclass_scores
 
 
 def _no_nan(scores: dict) -> None:

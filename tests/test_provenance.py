@@ -199,3 +199,16 @@ def test_command_is_recorded_as_typed():
         "python -m skinbench run task1 -p 'a=b c'"
     assert runner.command_as_typed([str(REPO / "benchmarks" / "regenerate.py"), "--quick"]) == \
         "python benchmarks/regenerate.py --quick"
+
+
+@pytest.mark.slow
+def test_a_reused_segmenter_fit_is_recorded_as_found_not_done(tmp_path):
+    spec = RunSpec("task4", "unet", "synthetic", params={"input_size": 32, "epochs": 2, "batch_size": 8},
+                   limit=LIMIT, n_boot=20)
+    first, second = (RunRecord.from_file(runner.execute(spec, results_root=tmp_path / name,
+                                                        dataset_kwargs={"n_images": N_IMAGES})[0])
+                     for name in ("a", "b"))
+    assert first.timings["cache"]["segmenter_epochs"]["misses"] >= 1
+    assert second.timings["cache"]["segmenter_epochs"] == {"hits": first.timings["cache"]["segmenter_epochs"]["misses"],
+                                                           "misses": 0}
+    assert second.value("jaccard_mean") == first.value("jaccard_mean")

@@ -10,8 +10,15 @@ import pytest
 
 from skinbench.progress import Progress, progress
 
-NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "retracing", "Epoch 1/",
-         "━━━━")
+NOISE = ("absl::InitializeLog", "oneDNN custom operations", "oneDNN supports", "cpu_feature_guard", "retracing",
+         "Epoch 1/", "━━━━")
+
+
+def _env_without_tf_log_level() -> dict[str, str]:
+    """The user's environment as in a fresh shell: no TF_CPP_MIN_LOG_LEVEL (conftest sets one)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
 
 
 def test_tensorflow_start_up_and_keras_epoch_lines_are_silenced_real_warnings_kept():
@@ -22,7 +29,7 @@ def test_tensorflow_start_up_and_keras_epoch_lines_are_silenced_real_warnings_ke
             "warnings.warn('a real warning')\n"
             "import sys; print('real stderr line', file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+                          env=_env_without_tf_log_level())
     assert proc.returncode == 0, proc.stderr
     for needle in NOISE:
         assert needle not in proc.stderr + proc.stdout, needle
@@ -56,11 +63,59 @@ def test_progress_lines_when_not_a_tty(monkeypatch):
 
 
 @pytest.mark.slow
-def test_cli_run_on_a_deep_approach_prints_no_tensorflow_noise(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "skinbench", "run", "task1", "-a", "transfer-mobilenetv2-logreg",
-                           "--dataset", "synthetic", "-p", "weights=null", "-p", "input_size=32", "-p", "n_views=1",
-                           "--n-boot", "20", "--results", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+def test_cli_keras_training_prints_no_tensorflow_noise(tmp_path):
+    """A Keras U-Net trained through the CLI (smoke settings: tiny, 1 epoch, fine-tuning stage off) prints no
+    start-up lines, no per-epoch bars, no retracing warnings, no oneDNN fallback lines."""
+    proc = subprocess.run([sys.executable, "-m", "skinbench", "smoke", "--task", "task3", "-a", "mobilenet-unet",
+                           "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, env=_env_without_tf_log_level())
     assert proc.returncode == 0, proc.stderr
     for needle in NOISE:
-        assert needle not in proc.stderr, needle
+        assert needle not in proc.stderr + proc.stdout, needle
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == "== smoke task3 / mobilenet-unet", proc.stderr
+    assert all(line.startswith("skinbench: ") for line in lines[1:]), proc.stderr  # progress lines only
+    assert any(" training: epoch 1/1 (" in line for line in lines[1:]), proc.stderr  # epochs via skinbench.progress
+
+
+def test_bovw_fit_not_on_a_tty_logs_progress_lines_naming_each_stage(synthetic_dataset, tmp_path, monkeypatch, capsys):
+    """The approaches' long loops go through skinbench.progress: piped, a fit prints stage lines, no bar."""
+    from skinbench.approaches.bovw import BoVWClassifier
+
+    monkeypatch.setenv("SKINBENCH_PROGRESS_EVERY", "0")  # a line per step: the loops here are short
+    monkeypatch.delenv("SKINBENCH_PROGRESS", raising=False)
+    tr = synthetic_dataset.split("train")
+    BoVWClassifier(detector="dense", image_size=64, dense_step=16, n_words=8, C_grid=(1.0, 10.0), gamma_grid=(1.0,),
+                   val_repeats=1, n_jobs=1, cache_dir=str(tmp_path / "c")).fit(tr.paths[:16], tr.y[:16],
+                                                                               tr.groups[:16])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    for stage in ("dense descriptors", "C/gamma grid per validation split", "encoding"):
+        assert any(f"{stage}: " in line for line in lines), (stage, err)
+    assert any(line.startswith("skinbench: dense descriptors: done 16/16 image (") for line in lines), err
+    assert "\r" not in err  # no tqdm bar when stderr is not a terminal
+    assert all(line.startswith("skinbench: ") for line in lines), err
+
+    BoVWClassifier(detector="dense", image_size=64, dense_step=16, n_words=8, C=1.0, gamma=1.0, n_jobs=1,
+                   progress=False, cache_dir=str(tmp_path / "c")).fit(tr.paths[:16], tr.y[:16])
+    assert capsys.readouterr().err == ""  # progress=False still turns the display off
+
+
+def test_keras_segmenter_fit_reports_epochs_through_the_progress_callback(synthetic_dataset, tmp_path, monkeypatch,
+                                                                          capsys):
+    pytest.importorskip("keras")
+    from skinbench.approaches.unet import UNetSegmenter
+
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SKINBENCH_PROGRESS", raising=False)
+    tr = synthetic_dataset.split("train")
+    tiny = dict(input_size=32, base_filters=4, depth=2, epochs=2, batch_size=8, validation_fraction=0.25, patience=5)
+    UNetSegmenter(**tiny).fit(tr.paths, tr.masks("lesion"), groups=tr.groups)
+    lines = [line for line in capsys.readouterr().err.splitlines() if " epoch " in line]
+    assert [line.split(" (")[0] for line in lines] == ["skinbench: UNetSegmenter training: epoch 1/2",
+                                                      "skinbench: UNetSegmenter training: epoch 2/2"], lines
+    assert all("loss " in line and "val_loss " in line for line in lines), lines
+    assert not any(n in line for line in lines for n in ("Epoch 1/", "━━━━"))
+
+    UNetSegmenter(**{**tiny, "epochs": 1}, verbose=0).fit(tr.paths, tr.masks("lesion"), groups=tr.groups)
+    assert " epoch " not in capsys.readouterr().err  # verbose=0: no epoch lines

@@ -500,3 +500,23 @@ def test_several_seeds_show_mean_and_sd_beside_the_first_seeds_ci(root):
     assert majority["ap over seeds (mean ± sd)"] == "one seed"
     row = next(r for r in csv.DictReader(io.StringIO(table.csv())) if r["approach"] == "bovw")
     assert float(row["n_seeds"]) == 3 and float(row["ap_seed_mean"]) == pytest.approx(statistics.fmean(values))
+
+
+def test_overlay_names_keep_seeds_apart():
+    from skinbench.results.plots import overlay_name, overlay_path
+
+    assert overlay_name("task4", "ham10000", "ellipse", "lesion") == "overlay_task4_ham10000_ellipse__lesion.png"
+    r = make_record("task4", "ellipse", target="lesion", seed=2)
+    assert overlay_path("R", r).name == "overlay_task4_synthetic_ellipse__lesion__seed2.png"
+
+
+def test_binary_table_header_names_the_positive_class(root):
+    write_all(root, [make_record("task1", "majority")])
+    (table,) = tables.build_tables(rec.load_records(root))
+    assert "Positive class: malignant." in table.header  # the registry's, for records that do not say
+    r = make_record("task1", "bovw", dataset="generic-mine-0123abcd")
+    r.extras["positive_class"] = "melanoma"
+    r.extras["class_names"] = ["other", "melanoma"]
+    write_all(root, [r])
+    generic = next(t for t in tables.build_tables(rec.load_records(root)) if t.dataset.startswith("generic"))
+    assert "Positive class: melanoma." in generic.header

@@ -198,8 +198,8 @@ def test_run_prints_the_clinical_table(tmp_path, capsys):
     assert main(["run", "task1", "-a", "majority", "--dataset", "synthetic", "--n-boot", "20",
                  "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "task1 / synthetic / clinical" in out
-    block = out.split("task1 / synthetic / clinical")[1]
+    assert "Calibration and operating points: task1 / synthetic" in out
+    block = out.split("Calibration and operating points: task1 / synthetic")[1]
     for column in ("ece", "brier", "spec@sens80", "spec@sens95", "sens@spec80", "pauc80"):
         assert column in block, column
     text = compact_table(tmp_path / "tables" / "task1__synthetic__clinical.csv")

@@ -4,7 +4,6 @@ completes, survives a worker killed mid-point, reports a failing point, and does
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from pathlib import Path

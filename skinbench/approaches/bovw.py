@@ -215,12 +215,12 @@ class BoVWClassifier(PathClassifier):
 
     def _encode(self, descs: list[ImageDescriptors]) -> np.ndarray:
         """(n_images, n_features) normalised word histograms; images without keypoints are all zero."""
-        from tqdm.auto import tqdm
+        from skinbench.progress import progress
 
         n_regions = 2 if self.spatial else 1
         blocks = [km.n_clusters for km in self.vocabularies_ for _ in range(n_regions)]
         H = np.zeros((len(descs), sum(blocks)), dtype=np.float64)
-        for i, d in enumerate(tqdm(descs, desc="encoding", disable=None if self.progress else True, leave=False)):
+        for i, d in enumerate(progress(descs, desc="encoding", unit="image", disable=not self.progress)):
             if len(d) == 0:
                 continue
             cols = []
@@ -279,7 +279,7 @@ class BoVWClassifier(PathClassifier):
         Each split fits its own vocabulary (and gamma scale) on its fitting images only, then encodes all
         training images with it: the validation images are scored, never learned from.
         """
-        from tqdm.auto import tqdm
+        from skinbench.progress import progress
 
         grid = self._grid()
         splits = self._splits(y, groups)
@@ -289,8 +289,8 @@ class BoVWClassifier(PathClassifier):
             return
         scores = np.zeros((len(splits), len(grid)))
         first = None
-        for r, (tr, va) in enumerate(tqdm(splits, desc=f"{self.kernel} C/gamma grid per validation split",
-                                          disable=None if self.progress else True, leave=False)):
+        for r, (tr, va) in enumerate(progress(splits, desc=f"{self.kernel} C/gamma grid per validation split",
+                                              unit="split", disable=not self.progress)):
             self._fit_vocabulary([descs[i] for i in tr], np.random.default_rng([self.random_state, r]))
             F = self._encode(descs)
             base = self._gamma_base(F[tr])

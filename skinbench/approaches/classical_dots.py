@@ -68,7 +68,7 @@ class DarkDotSegmenter(PathSegmenter):
             groups: np.ndarray | None = None) -> "DarkDotSegmenter":
         """Choose disk scale and threshold on a sample of the training images; nothing is held out (the
         choice is the whole fit), so ``groups`` has no split to keep lesions apart in."""
-        from tqdm.auto import tqdm
+        from skinbench.progress import progress
 
         if len(X) != len(masks):
             raise ConfigError(f"{len(X)} images but {len(masks)} masks", fix="pass one mask path per image")
@@ -79,7 +79,7 @@ class DarkDotSegmenter(PathSegmenter):
         pick = rng.choice(len(X), size=min(len(X), int(self.n_tune)), replace=False)
         # pooled counts per (scale, threshold), each image's counts divided by its pixel count (ISIC 2018)
         tp, fp, fn = (np.zeros((len(scales), len(thresholds))) for _ in range(3))
-        for i in tqdm(pick, desc="tuning dark-dot detector", disable=None if self.progress else True, leave=False):
+        for i in progress(pick, desc="tuning dark-dot detector", unit="image", disable=not self.progress):
             maps, _ = self._responses(str(X[i]), scales)
             h, w = maps[0].shape
             truth = read_mask(str(masks[i]), size=(w, h)) if masks[i] else np.zeros((h, w), bool)

@@ -146,7 +146,7 @@ class ClassicalSegmenter(PathSegmenter):
             groups: np.ndarray | None = None) -> "ClassicalSegmenter":
         """Choose channel and threshold scale on a sample of the training images; nothing is held out
         (the choice is the whole fit), so ``groups`` has no split to keep lesions apart in."""
-        from tqdm.auto import tqdm
+        from skinbench.progress import progress
 
         if self.channel != "auto" and self.channel not in CHANNELS:
             raise ConfigError(f"unknown channel {self.channel!r}", fix=f"use 'auto' or one of {CHANNELS}")
@@ -160,7 +160,7 @@ class ClassicalSegmenter(PathSegmenter):
         rng = np.random.default_rng(self.random_state)
         pick = rng.choice(have, size=min(len(have), int(self.n_tune)), replace=False)
         sums = np.zeros((len(channels), len(scales)))
-        for i in tqdm(pick, desc="tuning classical segmenter", disable=None if self.progress else True, leave=False):
+        for i in progress(pick, desc="tuning classical segmenter", unit="image", disable=not self.progress):
             img, _ = self._prepare(str(X[i]))
             truth = read_mask(str(masks[i]), size=(img.shape[1], img.shape[0]))
             for (a, c), (b, s) in product(enumerate(channels), enumerate(scales)):

@@ -199,7 +199,7 @@ def extract_all(paths: Sequence[str], params: DescriptorParams, *, n_jobs: int =
     if todo:
         computed = _map(todo, paths, params, root, keys, n_jobs, progress)
         try:
-            for i, out in zip(todo, computed):
+            for out, i in zip(computed, todo):  # computed first: it runs to its end (the display's last count)
                 results[i] = out
                 pause_point("descriptors")  # tests interrupt a run here (skinbench.testing_hooks)
         finally:
@@ -208,13 +208,13 @@ def extract_all(paths: Sequence[str], params: DescriptorParams, *, n_jobs: int =
 
 
 def _map(todo, paths, params, root, keys, n_jobs, progress) -> Iterator[ImageDescriptors]:
-    from tqdm.auto import tqdm
+    from skinbench.progress import progress as show_progress
 
-    bar = dict(total=len(todo), desc=f"{params.detector} descriptors", disable=None if progress else True, leave=False)
+    bar = dict(total=len(todo), desc=f"{params.detector} descriptors", unit="image", disable=not progress)
     if n_jobs == 1 or len(todo) < 4:
         prev = cv2.getNumThreads()
         try:
-            for i in tqdm(todo, **bar):
+            for i in show_progress(todo, **bar):
                 yield _worker(str(paths[i]), params, root, keys[i])
         finally:
             cv2.setNumThreads(prev)
@@ -223,4 +223,4 @@ def _map(todo, paths, params, root, keys, n_jobs, progress) -> Iterator[ImageDes
 
     jobs = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=8)(
         delayed(_worker)(str(paths[i]), params, root, keys[i]) for i in todo)
-    yield from tqdm(jobs, **bar)
+    yield from show_progress(jobs, **bar)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from skinbench.approaches.seg_data import PairBatches
-from skinbench.cache import atomic_write_bytes
+from skinbench.cache import atomic_write_bytes, note_cache
 from skinbench.errors import WeightsError
+from skinbench.progress import keras_callback
 
 
 class EpochSync(keras.callbacks.Callback):
@@ -81,6 +81,8 @@ def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, e
     """Train ``model`` with best/last checkpoints in ``run_dir``; resume or reuse what is already there.
 
     Returns the state dict (best value and epoch, history). The best weights are loaded on return.
+    Epochs are reported through :func:`skinbench.progress.keras_callback` (Keras' own bars stay off);
+    ``verbose=0`` reports nothing.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(run_dir)
@@ -93,18 +95,27 @@ def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, e
     else:
         state = {}
     start = state.get("epoch", -1) + 1
+    note_cache("segmenter_epochs", hit=True, n=start)  # epochs found done: the record's fit s excludes them
     if not state.get("stopped_early") and start < epochs:
         # shuffle=False: PairBatches shuffles per (seed, epoch); Keras would reorder its batches with
         # Python's global random state, which a resumed process does not share with the interrupted one
-        model.fit(train, validation_data=val, epochs=epochs, initial_epoch=start, shuffle=False,
-                  verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
-                  callbacks=[EpochSync(train), Checkpointer(run_dir, monitor, mode, patience, state)])
+        lines = [] if verbose == 0 else [keras_callback(_stage_name(run_dir), epochs)]
+        model.fit(train, validation_data=val, epochs=epochs, initial_epoch=start, shuffle=False, verbose=0,
+                  callbacks=[EpochSync(train), Checkpointer(run_dir, monitor, mode, patience, state)] + lines)
+    note_cache("segmenter_epochs", hit=False, n=state.get("epoch", -1) + 1 - start)
     state["done"] = True
     write_state(run_dir, state)
     if (run_dir / "best.weights.h5").exists():
         model.load_weights(str(run_dir / "best.weights.h5"))
     return state
 
+
+def _stage_name(run_dir: Path) -> str:
+    """``<Class> training`` for ``<cache>/segmenters/<Class>-<key>``, ``<Class> fine-tuning`` for its
+    ``finetune-<key>`` sub-folder."""
+    if run_dir.name.startswith("finetune-"):
+        return f"{run_dir.parent.name.rsplit('-', 1)[0]} fine-tuning"
+    return f"{run_dir.name.rsplit('-', 1)[0]} training"
 
 
 def load_weights(model: keras.Model, path: str | os.PathLike) -> None:

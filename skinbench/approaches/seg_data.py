@@ -8,18 +8,17 @@ flips); brightness changes the image only.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
 import keras
 import numpy as np
-from tqdm.auto import tqdm
 
 from skinbench.cache import ArrayCache, file_digest, make_key
 from skinbench.data.images import read_image, read_mask
 from skinbench.errors import ConfigError
+from skinbench.progress import progress
 
 #: part of the pairs cache key: bump when what load_pairs returns changes
 PAIRS_VERSION = "seg-training-1"
@@ -39,8 +38,7 @@ def load_pairs(X: Sequence[str], masks: Sequence[str] | None, size: int) -> tupl
     def compute() -> dict[str, np.ndarray]:
         imgs = np.zeros((len(X), size, size, 3), np.uint8)
         ms = np.zeros((len(X), size, size), np.uint8)
-        for i, (p, m) in enumerate(tqdm(list(zip(X, masks)), desc=f"reading images {size}px",
-                                        disable=not sys.stderr.isatty())):
+        for i, (p, m) in enumerate(progress(list(zip(X, masks)), desc=f"reading images {size}px", unit="image")):
             imgs[i] = read_image(p, (size, size))
             if m:
                 ms[i] = read_mask(m, (size, size))

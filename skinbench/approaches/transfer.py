@@ -16,8 +16,8 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from skinbench import progress as show
 from skinbench.approaches import backbones, tfdata
 from skinbench.approaches.base import PathClassifier
 from skinbench.cache import ArrayCache, file_digest, make_key
@@ -98,7 +98,7 @@ def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", we
     if todo:
         model = model or feature_model(backbone, weights, size, pooling)
         total = sum(len(ix) for ix in todo.values())
-        bar = tqdm(total=total, desc=f"{backbone} features", unit="img", disable=not progress)
+        bar = show.Progress(total, desc=f"{backbone} features", unit="image", disable=not progress)
         for vi, idx in todo.items():
             v = views[vi]
             ds = tfdata.image_dataset([paths[i] for i in idx], (size, size),
@@ -240,6 +240,9 @@ class TransferClassifier(PathClassifier):
     ``head_solver="logreg"`` replaces the keras head by a class-balanced logistic regression on the
     standardised features. ``val_size=0`` trains for the stage's epochs without validation (no early
     stopping; the last weights are kept).
+    ``verbose``: progress through :mod:`skinbench.progress`: feature extraction and fine-tuning epochs
+    from 0 (the default), also the epochs of the head on cached features (well under a second each) from 1;
+    -1 shows nothing. Keras' own progress bars are never used.
     """
 
     def __init__(self, backbone: str = "mobilenet_v2", weights: Any = "imagenet", input_size: int | None = None,
@@ -285,7 +288,7 @@ class TransferClassifier(PathClassifier):
     def _features(self, paths: Sequence[str], views: Sequence[int]) -> np.ndarray:
         return extract_features(paths, backbone=self.backbone, weights=self.weights, size=self._size(),
                                 pooling=self.pooling, views=views, augment=self._augment(), seed=self.view_seed,
-                                batch_size=self.batch_size, cache_dir=self.cache_dir, progress=self.verbose > 0)
+                                batch_size=self.batch_size, cache_dir=self.cache_dir, progress=self.verbose >= 0)
 
     def _split(self, y: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         from skinbench.data.splits import validation_split
@@ -327,8 +330,13 @@ class TransferClassifier(PathClassifier):
         return self
 
     def _fit_kwargs(self, k: int, y_tr: np.ndarray) -> dict:
-        return {"class_weight": class_weights(y_tr, k) if self.class_weight == "balanced" else None,
-                "verbose": max(0, self.verbose - 1)}
+        return {"class_weight": class_weights(y_tr, k) if self.class_weight == "balanced" else None, "verbose": 0}
+
+    def _epoch_lines(self, stage: str, epochs: int, show_from: int) -> list:
+        """The progress display's per-epoch callback (Keras' own bars stay off) when ``verbose >= show_from``."""
+        if self.verbose < show_from:
+            return []
+        return [show.keras_callback(f"{self.backbone} {stage} ({self.mode})", epochs)]
 
     def _fit_features(self, X, y, tr, va) -> None:
         import keras
@@ -359,8 +367,9 @@ class TransferClassifier(PathClassifier):
             self.head_.compile(keras.optimizers.Adam(lr), self._loss())
             hist = self.head_.fit(f_tr, y_tr, batch_size=self.batch_size, epochs=epochs, shuffle=True,
                                   validation_data=(f_va, y[va]) if f_va is not None else None,
-                                  callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=self.patience), best]
-                                  if f_va is not None else [], **self._fit_kwargs(k, y_tr))
+                                  callbacks=([keras.callbacks.EarlyStopping("val_loss", patience=self.patience), best]
+                                             if f_va is not None else []) + self._epoch_lines(stage, epochs, 1),
+                                  **self._fit_kwargs(k, y_tr))
             self.history_.append({"stage": stage, "epochs": len(hist.history["loss"]), **hist.history})
         self.val_score_ = best.best if f_va is not None else None
 
@@ -392,7 +401,8 @@ class TransferClassifier(PathClassifier):
                 set_stage(base, stage, self.backbone)
                 with strategy.scope():
                     self.model_.compile(keras.optimizers.Adam(lr), self._loss())
-                hist = self.model_.fit(train_ds, epochs=epochs, validation_data=val_xy, callbacks=callbacks,
+                hist = self.model_.fit(train_ds, epochs=epochs, validation_data=val_xy,
+                                       callbacks=callbacks + self._epoch_lines(stage, epochs, 0),
                                        **self._fit_kwargs(k, y[tr]))
                 self.history_.append({"stage": stage, "epochs": len(hist.history["loss"]), **hist.history})
         finally:

@@ -67,12 +67,10 @@ class Dataset:
     @property
     def data_slug(self) -> str:
         """Which data this is, for record paths and identities: the dataset name for a registered release
-        with a manifest (ISIC 2016, HAM10000, ISIC 2018); otherwise ``<name>-<folder>-<digest8>`` (a user's
-        generic folder, a synthetic set), so two different folders never share a record path."""
-        from skinbench import info
-
-        meta = info.DATASETS.get(self.name)
-        if meta is not None and meta.manifest:
+        (a manifest or the seeded generator fixes its content; a changed manifest digest makes its records
+        stale); for a user's generic folder ``generic-<folder>-<digest8>``, so two different folders, or one
+        folder whose content changed, never share a record path."""
+        if self.name != "generic":
             return self.name
         folder = re.sub(r"[^A-Za-z0-9]+", "-", Path(self.root).name).strip("-")[:32] or "data"
         return f"{self.name}-{folder}-{self.manifest_digest[:8]}"

@@ -269,17 +269,35 @@ def build_dataset(name: str, root: Path, table: pd.DataFrame, label_column: str,
 def load(folder: str | os.PathLike, csv: str = "labels.csv", images: str = "images", masks: str = "masks",
          seed: int = 0, label_column: str = "label", class_names: Sequence[str] | None = None,
          targets: Sequence[str] | None = None, name: str = "generic",
-         positive_class: str | None = None) -> Dataset:
+         positive_class: str | None = None, task: str | None = None, mapping=None) -> Dataset:
     """Load ``folder`` in the generic layout (see the module doc). ``class_names`` declares the classes in
-    order (for two, the second is the positive one); ``positive_class`` declares the positive one alone."""
+    order (for two, the second is the positive one); ``positive_class`` declares the positive one alone.
+
+    An official ISIC ground truth (2017, one-hot 2018/2019/2020, 2020 metadata) is read as downloaded:
+    ``csv`` itself, or the folder's one ``*GroundTruth*.csv`` when ``csv`` is absent; its diagnoses map
+    to ``task``'s classes by :mod:`skinbench.data.isic_csv` (``mapping``: a dict or a named mapping;
+    excluded rows counted in ``extra["excluded"]``); images in ``images/`` or the folder itself."""
+    from skinbench.data import isic_csv
+
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("data folder does not exist", path=folder,
                         fix=f"create it with {csv}, {images}/ and optionally {masks}/ (see `skinbench list`)")
     source = folder / csv
-    table = read_table(source, label_column)
+    if not source.is_file():  # an official download as it is
+        source = isic_csv.find_ground_truth(folder) or source
+    official = isic_csv.generic_table(source, task, mapping)  # None unless an official ISIC header
+    table = read_table(source, label_column) if official is None else official[0]
+    if official is not None and class_names is None:
+        from skinbench.data.base import task_classes
+
+        class_names = task_classes(task)[0]
+    image_dir = folder / images if official is None or (folder / images).is_dir() else folder
     ids = table["image_id"].tolist()
-    paths = find_images(ids, folder / images, source)
+    paths = find_images(ids, image_dir, source)
     mask_paths = find_masks(ids, folder / masks, targets)
-    return build_dataset(name, folder, table, label_column, paths, mask_paths, class_names, seed, source,
-                         positive_class=positive_class)
+    ds = build_dataset(name, folder, table, label_column if official is None else "label", paths, mask_paths,
+                       class_names, seed, source, positive_class=positive_class)
+    if official is not None:
+        ds.extra.update(official[1])
+    return ds

@@ -22,7 +22,19 @@ counted), never guessed:
   -> bkl (HAM10000's bkl groups solar lentigines and seborrheic keratoses); ``scc`` (invasive, not in
   HAM10000) and ``unk`` are excluded.
 
-Pass ``mapping=`` to use another one (e.g. ``{"bcc": "malignant", ...}``).
+Pass ``mapping=`` to use another one: a ``{code: class}`` dict (e.g. ``{"bcc": "malignant", ...}``) or
+a name from :data:`NAMED_MAPPINGS`:
+
+* ``melanoma-vs-rest`` (task1): ``mel`` -> malignant, every other diagnosis (``bcc``, ``akiec``/``ak``
+  and ``scc`` included) -> benign; only ``unk`` is excluded. ISIC 2016 ("Skin Lesion Analysis toward
+  Melanoma Detection") was a melanoma-detection challenge: its Part 3 labels are read as melanoma vs
+  the rest (the project's references do not define "malignant" further). Unlike the default, no image
+  is dropped, so a model that calls a BCC malignant is counted wrong; ``benchmarks/cross_dataset.py``
+  uses it for HAM10000 (and says so in its table).
+
+:func:`find_ground_truth` finds the one ``*GroundTruth*.csv`` of a download and :func:`generic_table`
+is the hook the generic adapter (``skinbench.data.generic.load``) calls: an official header is read
+here, any other CSV by the generic reader.
 """
 
 from __future__ import annotations
@@ -54,6 +66,70 @@ TASK_MAPPINGS: dict[str, dict[str, str]] = {
     "task2": {"mel": "mel", "nv": "nv", "bcc": "bcc", "akiec": "akiec", "ak": "akiec", "bkl": "bkl",
               "sk": "bkl", "lentigo": "bkl", "df": "df", "vasc": "vasc"},
 }
+
+
+#: named alternatives to :data:`TASK_MAPPINGS` (``mapping="melanoma-vs-rest"``; see the module doc)
+NAMED_MAPPINGS: dict[str, dict[str, str]] = {
+    "melanoma-vs-rest": {"mel": "malignant", **{c: "benign" for c in DX_CODES if c not in ("mel", "unk")}},
+}
+
+
+def resolve_mapping(task: str, mapping: Mapping[str, str] | str | None = None) -> tuple[str, dict[str, str]]:
+    """(name, ``{code: class}``) of ``mapping``: None is the task's default (:data:`TASK_MAPPINGS`), a
+    string one of :data:`NAMED_MAPPINGS`, a dict itself ("custom")."""
+    if mapping is None:
+        if task not in TASK_MAPPINGS:
+            raise DataError(f"no ISIC class mapping for {task} (a segmentation task?)",
+                            fix="pass mapping={code: class} (codes: " + ", ".join(DX_CODES) + ")")
+        return f"{task} default", dict(TASK_MAPPINGS[task])
+    if isinstance(mapping, str):
+        if mapping in ("default", f"{task} default"):
+            return resolve_mapping(task, None)
+        if mapping not in NAMED_MAPPINGS:
+            raise DataError(f"unknown class mapping {mapping!r}",
+                            fix=f"use default or one of: {', '.join(NAMED_MAPPINGS)}")
+        return mapping, dict(NAMED_MAPPINGS[mapping])
+    return "custom", dict(mapping)
+
+
+def describe_mapping(codes: Mapping[str, str]) -> str:
+    """``benign: bkl, df, nv; malignant: mel`` (classes and codes sorted)."""
+    by_class: dict[str, list[str]] = {}
+    for code, cls in codes.items():
+        by_class.setdefault(cls, []).append(code)
+    return "; ".join(f"{cls}: {', '.join(sorted(v))}" for cls, v in sorted(by_class.items()))
+
+
+def find_ground_truth(folder: str | os.PathLike) -> Path | None:
+    """The one ``*GroundTruth*.csv`` (any case) in ``folder`` of an official download; None if not exactly one."""
+    found = sorted(p for p in Path(folder).glob("*.csv") if "groundtruth" in p.name.lower())
+    return found[0] if len(found) == 1 else None
+
+
+def generic_table(path: str | os.PathLike, task: str | None, mapping: Mapping[str, str] | str | None = None
+                  ) -> tuple[pd.DataFrame, dict] | None:
+    """The generic adapter's hook: None unless ``path`` has an official ISIC ground-truth header; else
+    (``image_id, label, dx, _line`` rows of ``task``'s classes, ``{"format", "mapping", "excluded"}``)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        header = _header(path)
+    except DataError:
+        return None  # the generic reader reports an unreadable file
+    fmt = detect_format(header)
+    if fmt is None:
+        return None
+    if task is None:
+        raise DataError(f"an official ISIC ground truth ({fmt} format) needs a task to map its diagnoses to",
+                        path=path, fix="pass task='task1' or 'task2' (the command line passes its task)")
+    name, codes = resolve_mapping(task, mapping)
+    rows, excluded = to_task_labels(read_ground_truth(path), task, codes)
+    if rows.empty:
+        raise DataError(f"no row of the ground truth maps to {task}'s classes (excluded: {excluded})", path=path,
+                        fix="check the task, or pass another mapping")
+    table = rows[["image_id", "label", "dx", "_line"]].astype({"_line": int})
+    return table, {"format": fmt, "mapping": {"name": name, "codes": codes}, "excluded": excluded}
 
 
 def _header(path: Path) -> list[str]:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from tqdm import tqdm
 
 from skinbench import info
 from skinbench.cache import file_digest

@@ -42,13 +42,15 @@ def _class_names(record: RunRecord, n: int) -> list[str]:
     return names if len(names) == n else [str(i) for i in range(n)]
 
 
-def overlay_name(task: str, dataset: str, approach: str, target: str | None) -> str:
-    """The file name of a segmentation run's overlay figure (the runner writes it, the dashboard links it)."""
-    return f"overlay_{task}_{dataset}_{approach}__{target}.png"
+def overlay_name(task: str, dataset: str, approach: str, target: str | None, seed: int | None = 0) -> str:
+    """The file name of a segmentation run's overlay figure (the runner writes it, the dashboard links it);
+    a seed k > 0 gets ``__seed<k>`` as its record does, so it never replaces the row's own figure."""
+    return f"overlay_{task}_{dataset}_{approach}__{target}{f'__seed{seed}' if seed else ''}.png"
 
 
 def overlay_path(root: str | os.PathLike, record: RunRecord) -> Path:
-    return Path(root) / "plots" / overlay_name(record.task, record.dataset, record.approach, record.target)
+    return Path(root) / "plots" / overlay_name(record.task, record.dataset, record.approach, record.target,
+                                               record.seed)
 
 
 def plot_confusion(record: RunRecord, path: str | os.PathLike) -> Path | None:

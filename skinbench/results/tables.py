@@ -120,14 +120,16 @@ class Table:
 
     @property
     def title(self) -> str:
+        if is_cross(self.dataset):  # <train>__on__<test>: a cross-dataset table, titled so
+            train, test = self.dataset.split(CROSS, 1)
+            return " / ".join(p for p in (self.task, f"cross-dataset: trained on {train}, tested on {test}",
+                                          self.target) if p)
         return " / ".join(p for p in (self.task, self.dataset, self.target) if p)
 
     def markdown_rows(self) -> list[list[str]]:
         out = []
         for row in self.rows:
-            cells = [row["approach"], row["family"]]
-            cells += [MISSING if row["status"] != "ok" or m in row.get("absent", ())
-                      else fmt_value(row[m], (row[f"{m}_lo"], row[f"{m}_hi"])) for m in self.metrics]
+            cells = _metric_cells(row, self.metrics)
             if self.multi_seed:
                 summary = self.seed_summary(row["approach"])
                 cells.append(f"{summary[0]:.3f} ± {summary[1]:.3f} (n={summary[2]})" if summary else "one seed")
@@ -142,24 +144,12 @@ class Table:
         return ["approach", "family", *self.metrics, *seeds, "n_test", "seed", "fit s", "note"]
 
     def markdown(self, heading: str = "###") -> str:
-        body = tabulate(self.markdown_rows(), headers=self.columns(), tablefmt="github", disable_numparse=True)
-        return f"{heading} {self.title}\n\n{self.header}\n\n{body}\n"
+        return _markdown(self, heading)
 
     def csv(self) -> str:
-        buf = io.StringIO()
-        fields = ["approach", "family", "status"]
-        for m in self.metrics:
-            fields += [m, f"{m}_lo", f"{m}_hi"]
-        if self.multi_seed:
-            fields += [f"{self.primary}_seed_mean", f"{self.primary}_seed_sd", "n_seeds"]
-        fields += ["n_test", "seed", "fit_s", "note"]
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        for row in self.rows:
-            summary = self.seed_summary(row["approach"]) if self.multi_seed else None
-            extra = dict(zip((f"{self.primary}_seed_mean", f"{self.primary}_seed_sd", "n_seeds"), summary or ()))
-            writer.writerow({k: "" if {**row, **extra}.get(k) is None else {**row, **extra}.get(k) for k in fields})
-        return buf.getvalue()
+        seed_fields = [f"{self.primary}_seed_mean", f"{self.primary}_seed_sd", "n_seeds"] if self.multi_seed else []
+        rows = [{**row, **dict(zip(seed_fields, self.seed_summary(row["approach"]) or ()))} for row in self.rows]
+        return _csv(self.metrics, [*seed_fields, "n_test", "seed", "fit_s", "note"], rows)
 
     @cached_property
     def clinical(self) -> "ClinicalTable | None":
@@ -247,31 +237,38 @@ class ClinicalTable:
         return ["approach", "family", *heads, "n_test", "seed", "note"]
 
     def markdown_rows(self) -> list[list[str]]:
-        out = []
-        for row in self.rows:
-            cells = [row["approach"], row["family"]]
-            cells += [MISSING if row["status"] != "ok" else fmt_value(row[m], (row[f"{m}_lo"], row[f"{m}_hi"]))
-                      for m in self.metrics]
-            cells += [MISSING if row["n_test"] is None else str(row["n_test"]),
-                      MISSING if row["seed"] is None else str(row["seed"]), row["note"]]
-            out.append(cells)
-        return out
+        return [_metric_cells(row, self.metrics) + [MISSING if row["n_test"] is None else str(row["n_test"]),
+                                                    MISSING if row["seed"] is None else str(row["seed"]), row["note"]]
+                for row in self.rows]
 
     def markdown(self, heading: str = "###") -> str:
-        body = tabulate(self.markdown_rows(), headers=self.columns(), tablefmt="github", disable_numparse=True)
-        return f"{heading} {self.title}\n\n{self.header}\n\n{body}\n"
+        return _markdown(self, heading)
 
     def csv(self) -> str:
-        buf = io.StringIO()
-        fields = ["approach", "family", "status"]
-        for m in self.metrics:
-            fields += [m, f"{m}_lo", f"{m}_hi"]
-        fields += ["ece_bins", "n_test", "seed", "note"]
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        for row in self.rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in fields})
-        return buf.getvalue()
+        return _csv(self.metrics, ["ece_bins", "n_test", "seed", "note"], self.rows)
+
+
+def _metric_cells(row: dict, metrics: tuple[str, ...]) -> list[str]:
+    """approach, family, then each metric as ``value [lo, hi]`` (a dash for a row without that number)."""
+    return [row["approach"], row["family"]] + [
+        MISSING if row["status"] != "ok" or m in row.get("absent", ())
+        else fmt_value(row[m], (row[f"{m}_lo"], row[f"{m}_hi"])) for m in metrics]
+
+
+def _markdown(table: "Table | ClinicalTable", heading: str) -> str:
+    body = tabulate(table.markdown_rows(), headers=table.columns(), tablefmt="github", disable_numparse=True)
+    return f"{heading} {table.title}\n\n{table.header}\n\n{body}\n"
+
+
+def _csv(metrics: tuple[str, ...], tail: list[str], rows: list[dict]) -> str:
+    """approach, family, status, each metric with its CI bounds, then ``tail``; None as an empty cell."""
+    buf = io.StringIO()
+    fields = ["approach", "family", "status", *(f for m in metrics for f in (m, f"{m}_lo", f"{m}_hi")), *tail]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in fields})
+    return buf.getvalue()
 
 
 def _round(x: float | None) -> float | None:
@@ -352,6 +349,17 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
     return row
 
 
+def positive_class(dataset: str, records: list[RunRecord]) -> str | None:
+    """The class a binary table's precision, recall, AUC and AP are about: as the records state it, else
+    the registry's (records made before they stated it)."""
+    stated = {r.extras.get("positive_class") for r in records if len(r.class_names) == 2} - {None}
+    if len(stated) == 1:
+        return stated.pop()
+    meta = info.DATASETS.get(dataset)
+    binary = any(len(r.class_names) == 2 for r in records)
+    return meta.positive_class if meta is not None and binary else None
+
+
 def _header(task: str, dataset: str, ok: list[RunRecord], all_records: list[RunRecord]) -> str:
     t = info.task(task)
     splits = distinct(ok or all_records, "split")
@@ -368,10 +376,21 @@ def _header(task: str, dataset: str, ok: list[RunRecord], all_records: list[RunR
     if limits:
         parts.append(f"**Subset run** (at most {', '.join(map(str, limits))} images per split): not comparable "
                      f"with full-data numbers.")
+    positive = positive_class(dataset, ok)
+    if positive:
+        parts.append(f"Positive class: {positive}.")
     parts.append(f"Primary metric: {t.primary_metric}. Values: estimate [95% bootstrap CI over test images].")
     if t.reference and dataset == t.default_dataset:
         parts.append(f"Published reference: {t.reference}.")
     return " ".join(parts)
+
+
+CROSS = "__on__"
+
+
+def is_cross(dataset: str) -> bool:
+    """A cross-dataset group (``skinbench.crossdata`` records: dataset ``<train>__on__<test>``)."""
+    return CROSS in (dataset or "")
 
 
 def _groups(records: list[RunRecord], task: str | None) -> dict[tuple[str, str, str], list[RunRecord]]:
@@ -403,7 +422,8 @@ def _derived(r: RunRecord | None) -> dict[str, dict]:
 def build_tables(records: list[RunRecord], task: str | None = None) -> list[Table]:
     """Tables for every (task, dataset, target) that has at least one record."""
     tables = []
-    for (tname, dname, target), recs in sorted(_groups(records, task).items()):
+    groups = sorted(_groups(records, task).items(), key=lambda kv: (kv[0][0], is_cross(kv[0][1]), kv[0]))
+    for (tname, dname, target), recs in groups:  # a task's cross-dataset tables after its own
         kind = metric_kind(tname, [r for r in recs if r.ok] or recs)
         metrics = SHOWN_METRICS[kind]
         by_seed: dict[str, list[RunRecord]] = {}
@@ -415,7 +435,12 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
         if surface:
             metrics = metrics + SURFACE_SHOWN
         ok = [r for r in recs if r.ok]
-        table = Table(tname, dname, target or None, kind, _header(tname, dname, ok, recs), metrics, by_name,
+        if is_cross(dname):  # train and test data, overlap excluded, label mapping, input geometry
+            from skinbench.crossdata import table_header as header_of
+        else:
+            header_of = _header
+        header = header_of(tname, dname, ok, recs)
+        table = Table(tname, dname, target or None, kind, header, metrics, by_name,
                       seed_records={n: [r for r in rs if r.ok] for n, rs in by_seed.items()})
         if surface:
             table.header += (" hd95_mean / assd_mean: mean per-image 95th-percentile Hausdorff distance / average "
@@ -427,6 +452,8 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
             table.header += (f" Over seeds: mean ± sd of {table.primary} across the seeds run (n); every other "
                              f"value and its CI is the first seed's (the `seed` column).")
         registered = info.approaches_for(tname)
+        if is_cross(dname):  # rows for the approaches run on this pair only
+            registered = [n for n in registered if n in by_name]
         names = registered + sorted(n for n in by_name if n not in registered)
         fam = {n: (info.APPROACHES[n].family if n in info.APPROACHES else by_name[n].family or "other")
                for n in names}

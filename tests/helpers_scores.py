@@ -1,0 +1,26 @@
+"""Made-up scores shared by the metric tests (one generator, so the cases agree across files)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def binary_scores(n: int = 200, seed: int = 0, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(y, proba (n, 2)): a weakly informative binary score; ``ties`` rounds it to force tied values."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = np.clip(0.35 * y + 0.65 * rng.random(n), 0, 1)
+    if ties:
+        s = np.round(s, 1)
+    return y, np.column_stack([1 - s, s])
+
+
+def multiclass_scores(n: int = 300, k: int = 5, seed: int = 0, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(y, proba (n, k)): Dirichlet scores nudged towards the true class."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    p = rng.dirichlet(np.ones(k), n) + 0.3 * np.eye(k)[y]
+    p /= p.sum(axis=1, keepdims=True)
+    if ties:
+        p = np.round(p, 1)
+    return y, p

@@ -1,0 +1,283 @@
+"""Cross-dataset evaluation and the official ISIC ground-truth readers, on synthetic data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from skinbench import crossdata
+from skinbench.data import isic_csv, load_dataset, synthetic
+from skinbench.errors import DataError
+from skinbench.provenance import RunSpec
+from skinbench.results.records import RunRecord
+
+TINY = {"n_images": 48}
+
+
+# ----------------------------------------------------------------------------------- ISIC CSV readers
+
+def _csv(tmp_path: Path, text: str, name: str = "gt.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_isic2017_format_maps_to_task1_and_task2(tmp_path):
+    path = _csv(tmp_path, "image_id,melanoma,seborrheic_keratosis\nISIC_1,1.0,0.0\nISIC_2,0.0,1.0\nISIC_3,0,0\n")
+    truth = isic_csv.read_ground_truth(path)
+    assert truth["dx"].tolist() == ["mel", "sk", "nv"]
+    rows, excluded = isic_csv.read_for_task(path, "task1")
+    assert rows["label"].tolist() == ["malignant", "benign", "benign"] and excluded == {}
+    rows, _ = isic_csv.read_for_task(path, "task2")
+    assert rows["label"].tolist() == ["mel", "bkl", "nv"]
+
+
+def test_onehot_2019_format_and_explicit_exclusions(tmp_path):
+    path = _csv(tmp_path, "image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK\n"
+                          "a,1,0,0,0,0,0,0,0,0\nb,0,1,0,0,0,0,0,0,0\nc,0,0,1,0,0,0,0,0,0\n"
+                          "d,0,0,0,1,0,0,0,0,0\ne,0,0,0,0,0,0,0,1,0\nf,0,0,0,0,0,0,0,0,1\n")
+    rows, excluded = isic_csv.read_for_task(path, "task1")
+    assert dict(zip(rows["image_id"], rows["label"])) == {"a": "malignant", "b": "benign"}
+    assert excluded == {"bcc": 1, "ak": 1, "scc": 1, "unk": 1}
+    rows, excluded = isic_csv.read_for_task(path, "task2")
+    assert dict(zip(rows["image_id"], rows["label"])) == {"a": "mel", "b": "nv", "c": "bcc", "d": "akiec"}
+    assert excluded == {"scc": 1, "unk": 1}
+    rows, _ = isic_csv.read_for_task(path, "task1", mapping={"mel": "malignant", "bcc": "malignant", "nv": "benign"})
+    assert set(rows["image_id"]) == {"a", "b", "c"}
+
+
+def test_isic2020_metadata_format(tmp_path):
+    path = _csv(tmp_path, "image_name,patient_id,lesion_id,sex,age_approx,anatom_site_general_challenge,"
+                          "diagnosis,benign_malignant,target\n"
+                          "x1,p,l,male,45,torso,melanoma,malignant,1\nx2,p,l,male,45,torso,nevus,benign,0\n"
+                          "x3,p,l,male,45,torso,unknown,benign,0\n")
+    rows, excluded = isic_csv.read_for_task(path, "task1")
+    assert rows["label"].tolist() == ["malignant", "benign"] and excluded == {"unk": 1}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("image_id,melanoma,seborrheic_keratosis\nA,1,1\n", "both melanoma and seborrheic_keratosis"),
+    ("image,MEL,NV,BCC\nA,1,1,0\n", "one-hot needs exactly one"),
+    ("image,MEL,NV,BCC\nA,yes,0,0\n", "non-numeric"),
+    ("image,MEL,NV,BCC\nA,1,0,0\nA,0,1,0\n", "appears more than once"),
+    ("id,label\nA,benign\n", "not an ISIC ground-truth header"),
+])
+def test_malformed_ground_truth_is_one_clear_error(tmp_path, text, message):
+    with pytest.raises(DataError, match=message) as err:
+        isic_csv.read_ground_truth(_csv(tmp_path, text))
+    assert "gt.csv" in str(err.value)
+
+
+# ----------------------------------------------------------------------------------- cross-dataset runs
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    """A foreign test set in the official ISIC 2017 layout: 24 new synthetic images, plus two training
+    images copied under new ids (same content) and one under its own id (same id and content)."""
+    train = load_dataset("synthetic", **TINY).split("train")
+    src = tmp_path_factory.mktemp("foreign_src")
+    synthetic.generate(src, n_images=24, seed=7)
+    table = pd.read_csv(src / "labels.csv", dtype=str)
+    folder = tmp_path_factory.mktemp("isic2017")
+    (folder / "images").mkdir()
+    rows = []
+    for i, r in table.iterrows():
+        new_id = f"ISIC_{9000000 + i}"
+        shutil.copy(src / "images" / f"{r.image_id}.png", folder / "images" / f"{new_id}.png")
+        rows.append((new_id, int(r.label == "malignant"), int(r.dx == "keratosis")))
+    for k, (image_id, path) in enumerate(zip(train.ids[:3], train.paths[:3])):
+        new_id = image_id if k == 2 else f"ISIC_dup{k}"
+        shutil.copy(path, folder / "images" / f"{new_id}.png")
+        label = train.frame["label"].iloc[k]
+        rows.append((new_id, int(label == "malignant"), 0))
+    lines = ["image_id,melanoma,seborrheic_keratosis"] + [f"{a},{b}.0,{c}.0" for a, b, c in rows]
+    (folder / "ISIC-2017_Test_v2_Part3_GroundTruth.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_load_foreign_reads_the_official_layout(foreign):
+    test = crossdata.load_foreign(foreign, "task1")
+    assert len(test) == 27 and set(test.frame["split"]) == {"test"}
+    assert test.class_names == ("benign", "malignant") and test.positive_class == "malignant"
+
+
+def test_cross_dataset_record_excludes_overlap_and_reuses_the_model(foreign, tmp_path):
+    test = crossdata.load_foreign(foreign, "task1")
+    spec = RunSpec("task1", "stratified", "synthetic", 0, {}, None, None, 50)
+    store = crossdata.ModelStore(tmp_path / "models")
+    path = crossdata.cross_evaluate(spec, test, results_root=tmp_path / "r", dataset_kwargs=TINY, store=store)
+    record = RunRecord.from_file(path)
+    overlap = record.extras["overlap"]
+    assert overlap == {"n_foreign": 27, "same_id": 1, "same_content": 3, "same_content_other_id": 2,
+                       "excluded": 3, "n_scored": 24}
+    assert record.split["n_test"] == 24 and len(record.predictions["image_id"]) == 24
+    assert record.dataset.startswith("synthetic__on__") and record.extras["train_dataset"] == "synthetic"
+    assert "runs/task1/synthetic__on__" in path.as_posix()
+    geo = record.extras["geometry"]
+    assert geo["train"]["n"] > 0 and geo["test"]["n"] == 24 and len(geo["test"]["aspect_p5_50_95"]) == 3
+    assert record.extras["model"]["reused"] is False and record.extras["model"]["stored"] is True
+    assert record.value("accuracy") is not None and record.ci("accuracy")[0] is not None
+    # a second test set (here: the same one without its last 4 images) costs prediction only
+    again = crossdata.cross_evaluate(spec, test.subset(range(23)), results_root=tmp_path / "r2",
+                                     dataset_kwargs=TINY, store=store)
+    second = RunRecord.from_file(again)
+    assert second.extras["model"]["reused"] is True and second.timings["fit_s"] == 0.0
+    assert second.extras["model"]["run_key"] == record.extras["model"]["run_key"]
+
+
+def test_a_test_set_inside_the_training_set_is_refused(tmp_path):
+    ds = load_dataset("synthetic", **TINY)
+    train_as_test = ds.split("train")
+    spec = RunSpec("task1", "majority", "synthetic", 0, {}, None, None, 20)
+    with pytest.raises(DataError, match="in the training set"):
+        crossdata.cross_evaluate(spec, train_as_test, results_root=tmp_path, dataset_kwargs=TINY,
+                                 store=crossdata.ModelStore(tmp_path / "m"))
+
+
+# ------------------------------------------------------------------------- the generic adapter's hook
+
+def _tiny_images(folder: Path, ids, size=(16, 12)) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, image_id in enumerate(ids):
+        pixels = np.full((size[1], size[0], 3), 40 + 10 * k, dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{image_id}.png")
+
+
+def test_generic_reads_an_official_2017_download_as_it_is(tmp_path):
+    """No labels.csv: the folder's one *GroundTruth*.csv, images beside it (the official layout)."""
+    from skinbench.data import generic
+
+    (tmp_path / "ISIC-2017_Test_v2_Part3_GroundTruth.csv").write_text(
+        "image_id,melanoma,seborrheic_keratosis\nISIC_1,1.0,0.0\nISIC_2,0.0,1.0\nISIC_3,0.0,0.0\nISIC_4,1.0,0.0\n"
+        "ISIC_5,0.0,0.0\nISIC_6,1,0\nISIC_7,0,0\nISIC_8,0,0\nISIC_9,0,0\n")
+    _tiny_images(tmp_path, [f"ISIC_{i}" for i in range(1, 10)])
+    ds = generic.load(tmp_path, task="task1")
+    assert dict(zip(ds.ids, ds.frame["label"])) == {"ISIC_1": "malignant", "ISIC_2": "benign", "ISIC_3": "benign",
+                                                    "ISIC_4": "malignant", "ISIC_5": "benign", "ISIC_6": "malignant",
+                                                    "ISIC_7": "benign", "ISIC_8": "benign", "ISIC_9": "benign"}
+    assert ds.class_names == ("benign", "malignant") and ds.positive_class == "malignant" and ds.classes_declared
+    assert ds.extra["format"] == "isic2017" and ds.extra["excluded"] == {}
+    assert ds.extra["mapping"]["name"] == "task1 default" and ds.frame["dx"].tolist()[:4] == ["mel", "sk", "nv", "mel"]
+    assert ds.extra["label_lines"]["ISIC_3"] == 4 and Path(ds.paths[0]).parent == tmp_path
+    ds2 = load_dataset("generic", tmp_path, task="task2")
+    assert ds2.frame["label"].tolist()[:4] == ["mel", "bkl", "nv", "mel"] and len(ds2.class_names) == 7
+
+
+def test_generic_reads_a_onehot_2019_csv_with_the_mapping(tmp_path):
+    from skinbench.data import generic
+
+    ids = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
+    dx = {"a": "MEL", "b": "NV", "c": "BCC", "d": "BKL", "e": "SCC", "f": "UNK", "g": "MEL", "h": "NV", "i": "DF",
+          "j": "NV"}
+    columns = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+    rows = [",".join([i] + ["1.0" if c == dx[i] else "0.0" for c in columns]) for i in ids[:2] + ids[6:] + ids[2:6]]
+    (tmp_path / "gt2019.csv").write_text("\n".join(["image," + ",".join(columns)] + rows) + "\n")
+    _tiny_images(tmp_path / "images", ids)
+    ds = generic.load(tmp_path, csv="gt2019.csv", task="task1")
+    assert dict(zip(ds.ids, ds.frame["label"])) == {"a": "malignant", "b": "benign", "g": "malignant", "h": "benign",
+                                                    "i": "benign", "j": "benign", "d": "benign"}
+    assert ds.extra["format"] == "onehot" and ds.extra["excluded"] == {"bcc": 1, "scc": 1, "unk": 1}
+    ds = generic.load(tmp_path, csv="gt2019.csv", task="task1", mapping="melanoma-vs-rest")
+    assert dict(zip(ds.ids, ds.frame["label"])) == {"a": "malignant", "b": "benign", "g": "malignant", "h": "benign",
+                                                    "i": "benign", "j": "benign", "c": "benign", "d": "benign",
+                                                    "e": "benign"}
+    assert ds.extra["excluded"] == {"unk": 1} and ds.extra["mapping"]["name"] == "melanoma-vs-rest"
+    with pytest.raises(DataError, match="needs a task") as err:
+        generic.load(tmp_path, csv="gt2019.csv")
+    assert "gt2019.csv" in str(err.value)
+    with pytest.raises(DataError, match="unknown class mapping 'nope'"):
+        generic.load(tmp_path, csv="gt2019.csv", task="task1", mapping="nope")
+
+
+def test_relabel_maps_diagnosis_codes_and_counts_exclusions():
+    from skinbench.data.base import Dataset
+
+    frame = pd.DataFrame({"image_id": list("abcdef"), "image": [f"/x/{i}.jpg" for i in "abcdef"],
+                          "label": ["mel", "nv", "bcc", "akiec", "bkl", "vasc"], "lesion_id": list("abcdef"),
+                          "split": "test"})
+    ds = Dataset("ham10000", Path("/x"), frame, ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"))
+    default = crossdata.relabel(ds, "task1")
+    assert default.frame["label"].tolist() == ["malignant", "benign", "benign", "benign"]
+    assert default.extra["excluded"] == {"bcc": 1, "akiec": 1} and default.positive_class == "malignant"
+    rest = crossdata.relabel(ds, "task1", "melanoma-vs-rest")
+    assert rest.frame["label"].tolist() == ["malignant"] + ["benign"] * 5 and rest.extra["excluded"] == {}
+    assert rest.frame["dx"].tolist() == ["mel", "nv", "bcc", "akiec", "bkl", "vasc"]
+    assert rest.manifest_digest != default.manifest_digest != ds.manifest_digest
+
+
+@pytest.mark.realdata
+def test_ham10000_test_split_relabelled_for_task1(shared_data):
+    test = crossdata.load_test_set("ham10000", "task1", mapping="melanoma-vs-rest", data_root=shared_data)
+    assert test.extra["slug"] == "ham10000-test" and test.extra["split"] == "test"
+    assert test.frame["label"].value_counts().to_dict() == {"benign": 1781, "malignant": 223}
+    assert test.class_names == ("benign", "malignant") and set(test.frame["split"]) == {"test"}
+
+
+# ----------------------------------------------------------------------------------- the command line
+
+@pytest.fixture(scope="module")
+def generic_pair(tmp_path_factory, foreign):
+    """A generic training folder, and the ISIC 2017-layout foreign folder holding 3 of its images."""
+    train_dir = tmp_path_factory.mktemp("train_generic")
+    train = load_dataset("synthetic", **TINY)
+    (train_dir / "images").mkdir()
+    lines = ["image_id,label,lesion_id,split"]
+    for _, r in train.frame.iterrows():
+        shutil.copy(r.image, train_dir / "images" / Path(r.image).name)
+        lines.append(f"{r.image_id},{r.label},{r.lesion_id},{r.split}")
+    (train_dir / "labels.csv").write_text("\n".join(lines) + "\n")
+    return train_dir, foreign
+
+
+def test_cli_cross_dataset_run_writes_its_own_record_and_table(generic_pair, tmp_path):
+    from skinbench.cli import main
+    from skinbench.results.records import load_records
+
+    train_dir, foreign_dir = generic_pair
+    out = tmp_path / "r"
+    common = ["--dataset", "generic", "--data-root", str(train_dir), "--n-boot", "50", "--results", str(out)]
+    assert main(["run", "task1", "-a", "majority", *common]) == 0  # an in-dataset row, for contrast
+    assert main(["run", "task1", "-a", "stratified", *common, "--test-dataset", "generic",
+                 "--test-root", str(foreign_dir)]) == 0
+    records = load_records(out, task="task1")
+    cross = [r for r in records if "__on__" in r.dataset]
+    assert sorted(r.approach for r in cross) == ["majority", "stratified"]  # the baselines come along
+    r = cross[0]
+    train_slug, test_slug = r.dataset.split("__on__")
+    assert train_slug.startswith("generic-train-generic") and test_slug.startswith("generic-isic2017")
+    assert r.extras["train_dataset"] == train_slug and r.extras["test_dataset"] == test_slug
+    assert r.extras["overlap"]["excluded"] == 3 and r.split["n_test"] == 24
+    assert r.extras["mapping"]["name"] == "task1 default" and r.extras["test_split"] == "all"
+    assert (out / "runs" / "task1" / r.dataset / "stratified.json").is_file()
+    in_dataset = [x for x in records if "__on__" not in x.dataset]
+    assert {x.dataset for x in in_dataset} == {train_slug}  # a distinct path from the in-dataset record
+    md = (out / "tables" / f"task1__{r.dataset}.md").read_text()
+    assert f"cross-dataset: trained on {train_slug}, tested on {test_slug}" in md
+    assert "excluded: 3 of 27" in md and "malignant: mel;" in md
+    assert "Label mapping `task1 default`: benign: bkl, df" in md
+    assert "Input geometry, train: 128x96 px" in md
+    assert "bovw" not in md.split("|---")[-1]  # rows only for the approaches run on this pair
+    in_md = (out / "tables" / f"task1__{train_slug}.md").read_text()
+    assert "Cross-dataset" not in in_md and "| bovw" in in_md  # the in-dataset table keeps its usual rows
+    from skinbench.results.tables import build_tables
+
+    titles = [t.title for t in build_tables(records, "task1")]
+    assert titles == [f"task1 / {train_slug}", f"task1 / cross-dataset: trained on {train_slug}, tested on {test_slug}"]
+
+
+def test_cli_cross_dataset_errors_are_one_line(generic_pair, tmp_path, capsys):
+    from skinbench.cli import main
+
+    train_dir, _ = generic_pair
+    rc = main(["run", "task1", "-a", "stratified", "--dataset", "generic", "--data-root", str(train_dir),
+               "--test-dataset", "generic", "--results", str(tmp_path)])
+    assert rc == 2 and "needs its folder" in capsys.readouterr().err
+    rc = main(["run", "task4", "-a", "ellipse", "--dataset", "synthetic", "--test-dataset", "ham10000",
+               "--results", str(tmp_path)])
+    assert rc == 2 and "classification tasks only" in capsys.readouterr().err
