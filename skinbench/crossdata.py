@@ -357,7 +357,7 @@ def table_header(task: str, dataset: str, ok: list, all_records: list) -> str:
     """The header of a cross-dataset table (``skinbench.results.tables`` calls it for ``<train>__on__<test>``
     groups of RunRecords): train and test data, overlap excluded, label mapping, input geometry."""
     from skinbench.data.isic_csv import describe_mapping
-    from skinbench.results.tables import CROSS, positive_class
+    from skinbench.results.tables import CROSS, header_tail
 
     t = info.task(task)
     train, test = dataset.split(CROSS, 1)
@@ -385,12 +385,4 @@ def table_header(task: str, dataset: str, ok: list, all_records: list) -> str:
                      + (f" (diagnoses: {', '.join(f'{k} {v}' for k, v in sorted(dx.items()))})" if dx else "") + ".")
     geo = ex.get("geometry") or {}
     parts.append(f"Input geometry, train: {_geometry(geo.get('train'))}; test: {_geometry(geo.get('test'))}.")
-    limits = sorted({r.limit for r in ok if r.limit})
-    if limits:
-        parts.append(f"**Subset run** (at most {', '.join(map(str, limits))} images per side): not comparable "
-                     f"with full-data numbers.")
-    positive = positive_class(dataset, ok)
-    if positive:
-        parts.append(f"Positive class: {positive}.")
-    parts.append(f"Primary metric: {t.primary_metric}. Values: estimate [95% bootstrap CI over test images].")
-    return " ".join(parts)
+    return " ".join(parts + header_tail(task, dataset, ok, per="side"))

@@ -247,6 +247,18 @@ def check(spec: RunSpec, results_root: str | Path, manifest_digest: str | Any) -
     return Currency(spec, status, reasons, paths)
 
 
+def version_drift(record: Any) -> list[str]:
+    """Why a record's numbers come from algorithm versions other than today's (empty: none), read from the
+    record alone, so a table can mark a stale row without the data. (Params and data are checked by
+    :func:`check`, which needs the spec and the data.)"""
+    if not record.ok or record.approach not in info.APPROACHES or record.task not in info.TASKS:
+        return []
+    if record.key_inputs is None:
+        return explain(None, {})
+    now = {"estimator": estimator_version(record.approach), **contract_versions()}
+    return _diff(record.key_inputs.get("versions") or {}, now, "versions.")
+
+
 def made_by_older_code(record: Any) -> bool:
     """A current record whose exact source differs from today's (declared equivalent by its versions)."""
     return bool(record.code_digest) and record.approach in info.APPROACHES and \

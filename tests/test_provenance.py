@@ -212,3 +212,18 @@ def test_a_reused_segmenter_fit_is_recorded_as_found_not_done(tmp_path):
     assert second.timings["cache"]["segmenter_epochs"] == {"hits": first.timings["cache"]["segmenter_epochs"]["misses"],
                                                            "misses": 0}
     assert second.value("jaccard_mean") == first.value("jaccard_mean")
+
+
+def test_tables_mark_rows_made_by_older_algorithm_versions(tmp_path, monkeypatch):
+    """A stale row says so in the table itself (not only in `regenerate.py --status`), with the rerun command."""
+    from skinbench.approaches.baselines import DummyPathClassifier
+    from skinbench.results.tables import build_tables
+
+    spec, _ = _spec_and_digest()
+    runner.execute(spec, results_root=tmp_path, dataset_kwargs={"n_images": N_IMAGES})
+    note = {r["approach"]: r["note"] for r in build_tables(load_records(tmp_path))[0].rows}["majority"]
+    assert "stale" not in note
+    monkeypatch.setattr(DummyPathClassifier, "algorithm_version", 3)
+    note = {r["approach"]: r["note"] for r in build_tables(load_records(tmp_path))[0].rows}["majority"]
+    assert note.startswith("**stale** (versions.estimator: 1 -> 3)")
+    assert "regenerate.py --only task1 --approach majority" in note

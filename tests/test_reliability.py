@@ -274,6 +274,8 @@ def test_regenerate_keeps_current_records_and_reruns_changed_ones(tmp_path, monk
     calls.clear()
     assert regen.main(argv + ["--seed", "1"]) == 0  # another seed: both rerun
     assert calls == [("task1", "majority", 1), ("task1", "stratified", 1)]
+    assert json.loads(record.read_text())["seed"] == 0  # seed 0's record is kept beside seed 1's
+    record = record.with_name("stratified__seed1.json")
     assert json.loads(record.read_text())["seed"] == 1
 
     calls.clear()

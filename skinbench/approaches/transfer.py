@@ -401,7 +401,8 @@ class TransferClassifier(PathClassifier):
                 set_stage(base, stage, self.backbone)
                 with strategy.scope():
                     self.model_.compile(keras.optimizers.Adam(lr), self._loss())
-                hist = self.model_.fit(train_ds, epochs=epochs, validation_data=val_xy,
+                # shuffle=False: train_ds shuffles itself (seeded); Keras would only warn that it ignores it
+                hist = self.model_.fit(train_ds, epochs=epochs, validation_data=val_xy, shuffle=False,
                                        callbacks=callbacks + self._epoch_lines(stage, epochs, 0),
                                        **self._fit_kwargs(k, y[tr]))
                 self.history_.append({"stage": stage, "epochs": len(hist.history["loss"]), **hist.history})

@@ -31,6 +31,7 @@ from tabulate import tabulate
 
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
+from skinbench.provenance import version_drift
 from skinbench.results.records import RunRecord, distinct
 
 #: metrics shown per kind of task (all of them stay in the records)
@@ -132,7 +133,8 @@ class Table:
             cells = _metric_cells(row, self.metrics)
             if self.multi_seed:
                 summary = self.seed_summary(row["approach"])
-                cells.append(f"{summary[0]:.3f} ± {summary[1]:.3f} (n={summary[2]})" if summary else "one seed")
+                cells.append(f"{summary[0]:.3f} ± {summary[1]:.3f} (n={summary[2]})" if summary
+                             else "one seed" if row["status"] == "ok" else MISSING)
             cells += [MISSING if row["n_test"] is None else str(row["n_test"]),
                       MISSING if row["seed"] is None else str(row["seed"]),
                       fmt_seconds(row["fit_s"]), row["note"]]
@@ -335,6 +337,11 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
     checkpoint = r.params.get("checkpoint")
     row["note"] = (f"weights trained elsewhere ({os.path.basename(str(checkpoint))}, by `{r.command or '?'}`); "
                    "fit s = loading" if checkpoint else _cache_note(r))
+    drift = version_drift(r)
+    if drift:
+        row["note"] = (f"**stale** ({'; '.join(drift)}): made by older algorithm versions, rerun "
+                       f"`python benchmarks/regenerate.py --only {task} --approach {name}`" +
+                       (f"; {row['note']}" if row["note"] else ""))
     for m in metrics:
         row[m] = r.value(m)
         row[f"{m}_lo"], row[f"{m}_hi"] = r.ci(m)
@@ -360,6 +367,21 @@ def positive_class(dataset: str, records: list[RunRecord]) -> str | None:
     return meta.positive_class if meta is not None and binary else None
 
 
+def header_tail(task: str, dataset: str, ok: list[RunRecord], per: str = "split") -> list[str]:
+    """The sentences every table header ends with: subset warning, positive class, primary metric, CIs."""
+    parts = []
+    limits = sorted({r.limit for r in ok if r.limit})
+    if limits:
+        parts.append(f"**Subset run** (at most {', '.join(map(str, limits))} images per {per}): not comparable "
+                     f"with full-data numbers.")
+    positive = positive_class(dataset, ok)
+    if positive:
+        parts.append(f"Positive class: {positive}.")
+    parts.append(f"Primary metric: {info.task(task).primary_metric}. Values: estimate [95% bootstrap CI over "
+                 f"test images].")
+    return parts
+
+
 def _header(task: str, dataset: str, ok: list[RunRecord], all_records: list[RunRecord]) -> str:
     t = info.task(task)
     splits = distinct(ok or all_records, "split")
@@ -372,14 +394,7 @@ def _header(task: str, dataset: str, ok: list[RunRecord], all_records: list[RunR
         if len(digests) > 1:
             parts.append(f"**Warning: records disagree on the data split ({len(digests)} manifest digests); "
                          f"rerun the older ones.**")
-    limits = sorted({r.limit for r in ok if r.limit})
-    if limits:
-        parts.append(f"**Subset run** (at most {', '.join(map(str, limits))} images per split): not comparable "
-                     f"with full-data numbers.")
-    positive = positive_class(dataset, ok)
-    if positive:
-        parts.append(f"Positive class: {positive}.")
-    parts.append(f"Primary metric: {t.primary_metric}. Values: estimate [95% bootstrap CI over test images].")
+    parts += header_tail(task, dataset, ok)
     if t.reference and dataset == t.default_dataset:
         parts.append(f"Published reference: {t.reference}.")
     return " ".join(parts)
