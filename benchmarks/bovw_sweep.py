@@ -43,14 +43,14 @@ def grid(ks: list[int], kernels: list[str], params: dict, seed: int, limit: int 
     """The K x kernel grid of the registered ``bovw`` row (plus fixed ``params``)."""
     return sweep.SweepConfig(["task1"], ["bovw"], seeds=[seed], grid={"n_words": ks, "kernel": kernels},
                              params=params, dataset=dataset, limit=limit, name=name,
-                             out="sweeps/{name}/{kernel}-K{n_words}", fit_summary=True).points()
+                             out="sweeps/{name}/{kernel}-K{n_words}").points()
 
 
 def variants(seed: int, limit: int | None, dataset: str, name: str, params: dict) -> list[sweep.Point]:
     """Every classical BoVW row of the registry, with the same selection protocol (best on validation);
     ``params`` (normally none) override every row, e.g. small settings for a quick check."""
     return sweep.SweepConfig(["task1"], bovw_approaches(), seeds=[seed], dataset=dataset, limit=limit,
-                             params=params, name=name, out="sweeps/{name}/{approach}", fit_summary=True).points()
+                             params=params, name=name, out="sweeps/{name}/{approach}").points()
 
 
 def row(record, **label) -> dict:

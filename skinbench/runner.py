@@ -202,6 +202,9 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
     evaluation, eval_s = _timed(evaluate_classification, test.y, scores, list(train.class_names),
                                 n_boot=spec.n_boot, seed=spec.seed)
     extras = {k: v for k, v in evaluation.items() if k != "metrics"}
+    chosen = fit_summary(est)
+    if chosen:
+        extras["fit"] = chosen
     record = replace(base, params=_params_of(est), metrics=evaluation["metrics"],
                      extras=dict(extras, class_names=list(train.class_names),
                                  **({"positive_class": train.positive_class} if train.positive_class else {})),
@@ -214,6 +217,32 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
                                             list(train.class_names))
     return _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
                                   "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
+
+
+def fit_summary(est: Any) -> dict[str, Any]:
+    """What a fit chose (a record's ``extras.fit``), from the fitted attributes estimators expose: ``best_params_``,
+    the validation selection score and scores on the first validation split (``validation_``), Keras epochs
+    (``history_``), a tuned threshold. Empty when it exposes none."""
+    out: dict[str, Any] = {}
+    best = getattr(est, "best_params_", None)
+    if best is not None:
+        out["best_params"] = list(best) if isinstance(best, tuple) else best
+    val = getattr(est, "validation_", None)
+    if isinstance(val, dict):
+        if val.get("best_score") is not None:
+            out["val_selection_score"] = float(val["best_score"])
+        if val.get("y") is not None and val.get("proba") is not None:
+            from skinbench.metrics.classification import classification_scores
+
+            out["val_scores"] = classification_scores(val["y"], val["proba"])
+            out["n_val"] = int(len(val["y"]))
+    history = getattr(est, "history_", None)
+    if isinstance(history, list) and history:
+        out["epochs"] = [h.get("epochs") for h in history if isinstance(h, dict)]
+    for attr in ("threshold_", "validation_jaccard_"):
+        if getattr(est, attr, None) is not None:
+            out[attr.rstrip("_")] = float(getattr(est, attr))
+    return out
 
 
 def _full_columns(proba: np.ndarray, classes: Iterable[int], n_classes: int) -> np.ndarray:
@@ -258,8 +287,10 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     predict_s = time.perf_counter() - start
     counts_arr = np.asarray(counts, dtype=np.int64)
     evaluation, eval_s = _timed(evaluate_segmentation, counts_arr, n_boot=spec.n_boot, seed=spec.seed)
+    chosen = fit_summary(est)
     record = replace(base, params=_params_of(est), metrics=evaluation["metrics"],
-                     extras={k: v for k, v in evaluation.items() if k != "metrics"},
+                     extras={**{k: v for k, v in evaluation.items() if k != "metrics"},
+                             **({"fit": chosen} if chosen else {})},
                      predictions={"image_id": test.ids.tolist(), "counts": counts_arr.tolist(),
                                   "surface": np.round(np.reshape(surface, (-1, 2)), 3).tolist()})
     path = _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,

@@ -32,11 +32,10 @@ import os
 import re
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -71,8 +70,6 @@ class Point:
     out: str = ""
     #: for tables: a short name of the point (not part of its identity)
     label: str = ""
-    #: also store what the fit chose (best_params_, validation score, epochs) in the record's extras
-    fit_summary: bool = False
 
     @property
     def id(self) -> str:
@@ -103,7 +100,6 @@ class SweepConfig:
     #: None: "" (the results root) for points without parameters, else "sweeps/{name}/{label}"
     out: str | None = None
     work: str = "run"
-    fit_summary: bool = False
 
     def points(self) -> list[Point]:
         """Every point, in a stable order; approaches that do not do a task are left out of it."""
@@ -139,7 +135,7 @@ class SweepConfig:
                     except (KeyError, IndexError) as err:
                         raise ConfigError(f"output template {template!r} names an unknown field {err}",
                                           fix=f"use fields: {', '.join(fields_)}") from None
-                    out.append(Point(spec, self.work, _safe_folder(folder), label or approach, self.fit_summary))
+                    out.append(Point(spec, self.work, _safe_folder(folder), label or approach))
         unused = sorted((set(self.grid) | set(self.params)) - used)
         if unused:
             raise ConfigError(f"no approach of the sweep has the parameter(s) {unused}",
@@ -292,67 +288,6 @@ def _limit_threads() -> None:
         cv2.setNumThreads(int(n))
 
 
-_capture = threading.local()
-_patch_lock = threading.Lock()
-
-
-def _install_capture() -> None:
-    """Wrap ``runner.build_estimator`` once so a point can see the estimator it fitted (thread-local)."""
-    from skinbench import runner
-
-    with _patch_lock:
-        if getattr(runner.build_estimator, "_skinbench_capture", False):
-            return
-        original = runner.build_estimator
-
-        def build_estimator(*args: Any, **kwargs: Any) -> Any:
-            est = original(*args, **kwargs)
-            found = getattr(_capture, "found", None)
-            if found is not None:
-                found.append(est)
-            return est
-
-        build_estimator._skinbench_capture = True  # type: ignore[attr-defined]
-        runner.build_estimator = build_estimator
-
-
-@contextmanager
-def captured_estimators() -> Iterator[list[Any]]:
-    """The estimators built by the runner inside the block (for :func:`fit_summary`)."""
-    _install_capture()
-    _capture.found = []
-    try:
-        yield _capture.found
-    finally:
-        _capture.found = None
-
-
-def fit_summary(est: Any) -> dict[str, Any]:
-    """What a fit chose, from the fitted attributes estimators expose (nothing if it exposes none):
-    ``best_params_``, the validation selection score and scores on the first validation split
-    (``validation_``), Keras epochs (``history_``), a tuned threshold."""
-    out: dict[str, Any] = {}
-    best = getattr(est, "best_params_", None)
-    if best is not None:
-        out["best_params"] = list(best) if isinstance(best, tuple) else best
-    val = getattr(est, "validation_", None)
-    if isinstance(val, dict):
-        if val.get("best_score") is not None:
-            out["val_selection_score"] = float(val["best_score"])
-        if val.get("y") is not None and val.get("proba") is not None:
-            from skinbench.metrics.classification import classification_scores
-
-            out["val_scores"] = classification_scores(val["y"], val["proba"])
-            out["n_val"] = int(len(val["y"]))
-    history = getattr(est, "history_", None)
-    if isinstance(history, list) and history:
-        out["epochs"] = [h.get("epochs") for h in history if isinstance(h, dict)]
-    for attr in ("threshold_", "validation_jaccard_"):
-        if getattr(est, attr, None) is not None:
-            out[attr.rstrip("_")] = float(getattr(est, attr))
-    return out
-
-
 def execute_point(point: Point, data_root: str | None = None, dataset_kwargs: Mapping[str, Any] | None = None,
                   command: str = "") -> PointResult:
     """Run one point (on a worker or in-process) into a scratch folder and return its outputs.
@@ -380,18 +315,13 @@ def _run_point(point: Point, scratch: Path, data_root: str | None, dataset_kwarg
     from skinbench import runner
     from skinbench.results.records import RunRecord
 
-    with captured_estimators() as built:
-        paths = runner.execute(point.spec, data_root=data_root, results_root=scratch, command=command,
-                               dataset_kwargs=dict(dataset_kwargs or {}))
-    summary = fit_summary(built[-1]) if point.fit_summary and built else {}
+    paths = runner.execute(point.spec, data_root=data_root, results_root=scratch, command=command,
+                           dataset_kwargs=dict(dataset_kwargs or {}))
     records = {Path(p).resolve() for p in paths}
     for path in sorted(p for p in scratch.rglob("*") if p.is_file()):
         rel = path.relative_to(scratch).as_posix()
         if path.resolve() in records:
-            record = RunRecord.from_file(path)
-            if summary:
-                record = replace(record, extras={**record.extras, "fit": summary})
-            result.records.append((rel, record))
+            result.records.append((rel, RunRecord.from_file(path)))
         else:
             result.files.append((rel, path.read_bytes()))
 
@@ -443,7 +373,7 @@ def _validation_point(point: Point, data_root: str | None,
            "params": dict(spec.params), "label": point.label, "limit": spec.limit,
            "scores": classification_scores(y[val_idx], runner._full_columns(
                proba, est.classes_, len(train.class_names))),
-           "fit": fit_summary(est), "seconds": round(seconds, 2),
+           "fit": runner.fit_summary(est), "seconds": round(seconds, 2),
            "split": {"n_fit": len(fit_idx), "n_val": len(val_idx), "manifest_digest": ds.manifest_digest,
                      "how": f"{VALIDATION_FRACTION:.0%} lesion-aware stratified validation split of the training set"},
            "run_key": key, "key_inputs": inputs, **environment()}

@@ -196,3 +196,15 @@ def test_failing_point_is_retried_boundedly_and_reported_in_one_line(tmp_path, b
     # a user error is deterministic: reported, not retried
     bad = sweep.execute_point(sweep.Point(RunSpec("task1", "majority", "ham10000")))  # not a task1 dataset
     assert bad.error and "\n" not in bad.error
+
+
+def test_every_record_says_what_its_fit_chose(tmp_path):
+    """The runner stores ``extras.fit`` (no sweep-side capture of estimators needed)."""
+    from skinbench import runner
+    from skinbench.provenance import RunSpec
+    from skinbench.results.records import RunRecord
+
+    spec = RunSpec("task1", "bovw", "synthetic", params={"n_words": 20, "image_size": 96}, limit=24, n_boot=20)
+    (path,) = runner.execute(spec, results_root=tmp_path, dataset_kwargs={"n_images": 48})
+    fit = RunRecord.from_file(path).extras["fit"]
+    assert len(fit["best_params"]) == 2 and 0.0 <= fit["val_selection_score"] <= 1.0
