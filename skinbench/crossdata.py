@@ -253,7 +253,6 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
     from skinbench import provenance, runner
     from skinbench.data import load_dataset
     from skinbench.data.base import check_for_task
-    from skinbench.metrics.evaluate import evaluate_classification
     from skinbench.params import validate_params
     from skinbench.results.records import RunRecord, environment, path_of, write_record
 
@@ -277,7 +276,8 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
     proba = np.asarray(est.predict_proba(scored.paths), dtype=float)
     predict_s = time.perf_counter() - start
     scores = runner._full_columns(proba, est.classes_, len(train.class_names))
-    evaluation = evaluate_classification(y, scores, list(train.class_names), n_boot=spec.n_boot, seed=spec.seed)
+    fields = runner.scored_classification(scored.ids, y, scores, train.class_names, train.positive_class,
+                                          spec.n_boot, spec.seed)
     test_slug = test.extra.get("slug") or test.data_slug
     inputs = {**provenance.dataset_key_inputs(spec, ds), "test_dataset": test_slug,
               "test_manifest_digest": test.manifest_digest, "cross_dataset": 1}
@@ -287,17 +287,14 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
         title=ainfo.title, seed=spec.seed, limit=spec.limit, params=runner._params_of(est),
         split={"n_train": len(train), "n_test": len(scored), "manifest_digest": ds.manifest_digest,
                "test_manifest_digest": test.manifest_digest},
-        metrics=evaluation["metrics"],
-        extras={**{k: v for k, v in evaluation.items() if k != "metrics"}, "class_names": list(train.class_names),
-                **({"positive_class": train.positive_class} if train.positive_class else {}),
-                "train_dataset": ds.data_slug, "test_dataset": test_slug, "test_split": test.extra.get("split", "all"),
+        metrics=fields["metrics"], predictions=fields["predictions"],
+        extras={**fields["extras"], "train_dataset": ds.data_slug, "test_dataset": test_slug, "test_split": test.extra.get("split", "all"),
                 "overlap": counts, "mapping": test.extra.get("mapping"),
                 "excluded_by_mapping": dict(test.extra.get("excluded", {})),
                 "test_class_counts": {c: int((y == i).sum()) for i, c in enumerate(train.class_names)},
                 **({"test_dx_counts": {str(k): int(v) for k, v in scored.frame["dx"].value_counts().items()}}
                    if "dx" in scored.frame.columns else {}),
                 "geometry": {"train": geometry(train.paths), "test": geometry(scored.paths)}, "model": model},
-        predictions={"image_id": scored.ids.tolist(), "y_true": y.tolist(), "scores": np.round(scores, 6).tolist()},
         timings={"fit_s": model["fit_s"], "predict_s": predict_s,
                  "images_per_s_predict": len(scored) / max(predict_s, 1e-9)},
         versions=env["versions"], machine=env["machine"], created=datetime.now(timezone.utc).isoformat(),

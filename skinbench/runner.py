@@ -187,8 +187,6 @@ def _finish(record: RunRecord, root: Path, timings: dict[str, Any]) -> Path:
 
 def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,
                         test: Dataset, spec: RunSpec, root: Path, predictions_dir) -> Path:
-    from skinbench.metrics.evaluate import evaluate_classification
-
     if not train.class_names:
         raise ConfigError(f"dataset {train.name!r} has no labels", fix="add a label column to its CSV")
     est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
@@ -199,17 +197,12 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
     fit_s, cache_use = _fit(est, train.paths, train.y, **fit_kwargs)
     proba, predict_s = _timed(est.predict_proba, test.paths)
     scores = _full_columns(np.asarray(proba, dtype=float), est.classes_, len(train.class_names))
-    evaluation, eval_s = _timed(evaluate_classification, test.y, scores, list(train.class_names),
-                                n_boot=spec.n_boot, seed=spec.seed)
-    extras = {k: v for k, v in evaluation.items() if k != "metrics"}
+    fields, eval_s = _timed(scored_classification, test.ids, test.y, scores, train.class_names,
+                            train.positive_class, spec.n_boot, spec.seed)
     chosen = fit_summary(est)
     if chosen:
-        extras["fit"] = chosen
-    record = replace(base, params=_params_of(est), metrics=evaluation["metrics"],
-                     extras=dict(extras, class_names=list(train.class_names),
-                                 **({"positive_class": train.positive_class} if train.positive_class else {})),
-                     predictions={"image_id": test.ids.tolist(), "y_true": test.y.tolist(),
-                                  "scores": np.round(scores, 6).tolist()})
+        fields["extras"]["fit"] = chosen
+    record = replace(base, params=_params_of(est), **fields)
     if predictions_dir:
         from skinbench.results import submission
 
@@ -217,6 +210,23 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
                                             list(train.class_names))
     return _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
                                   "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
+
+
+def scored_classification(ids: Iterable[str], y: np.ndarray, scores: np.ndarray, class_names: Iterable[str],
+                          positive_class: str | None, n_boot: int, seed: int) -> dict[str, Any]:
+    """A classification record's ``metrics``, ``extras`` and ``predictions`` from per-image scores: one
+    place for how scores become a record, for runs, cross-dataset runs and external predictions alike."""
+    from skinbench.metrics.evaluate import evaluate_classification
+
+    names = list(class_names)
+    evaluation = evaluate_classification(y, scores, names, n_boot=n_boot, seed=seed)
+    extras = {k: v for k, v in evaluation.items() if k != "metrics"}
+    extras["class_names"] = names
+    if positive_class:
+        extras["positive_class"] = positive_class
+    return {"metrics": evaluation["metrics"], "extras": extras,
+            "predictions": {"image_id": [str(i) for i in ids], "y_true": np.asarray(y).tolist(),
+                            "scores": np.round(scores, 6).tolist()}}
 
 
 def fit_summary(est: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -244,18 +245,12 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
     start = time.perf_counter()
     if tinfo.kind == "classification":
         scores = read_classification_csv(source, test.ids, ds.class_names, ds.positive_class)
-        from skinbench.metrics.evaluate import evaluate_classification
-
-        evaluation = evaluate_classification(test.y, scores, list(ds.class_names), n_boot=n_boot, seed=seed)
-        record = RunRecord(**{**base.__dict__,
-                              "metrics": evaluation["metrics"],
-                              "extras": {**{k: v for k, v in evaluation.items() if k != "metrics"},
-                                         "class_names": list(ds.class_names), "external": True,
-                                         "baselines": _baselines_classification(train.y, test.y, len(ds.class_names))},
-                              "predictions": {"image_id": test.ids.tolist(), "y_true": test.y.tolist(),
-                                              "scores": np.round(scores, 6).tolist()},
-                              "timings": {"evaluate_s": time.perf_counter() - start},
-                              "run_key": run_key(inputs), "key_inputs": inputs})
+        fields = runner.scored_classification(test.ids, test.y, scores, ds.class_names, None, n_boot, seed)
+        record = replace(base, metrics=fields["metrics"], predictions=fields["predictions"],
+                         extras={**fields["extras"], "external": True,
+                                 "baselines": _baselines_classification(train.y, test.y, len(ds.class_names))},
+                         timings={"evaluate_s": time.perf_counter() - start},
+                         run_key=run_key(inputs), key_inputs=inputs)
         return [write_record(record, path_of(record, root))]
     from skinbench.data.images import image_size
     from skinbench.metrics.evaluate import evaluate_segmentation
@@ -275,11 +270,11 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
             counts.append(confusion_counts(truth, pred))
         c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
         evaluation = evaluate_segmentation(c, n_boot=n_boot, seed=seed)
-        record = RunRecord(**{**base.__dict__, "target": t, "metrics": evaluation["metrics"],
-                              "extras": {"external": True, "baselines": _baselines_segmentation(c)},
-                              "predictions": {"image_id": test.ids.tolist(), "counts": c.tolist()},
-                              "timings": {"evaluate_s": time.perf_counter() - start},
-                              "run_key": run_key({**inputs, "target": t}), "key_inputs": {**inputs, "target": t}})
+        record = replace(base, target=t, metrics=evaluation["metrics"],
+                         extras={"external": True, "baselines": _baselines_segmentation(c)},
+                         predictions={"image_id": test.ids.tolist(), "counts": c.tolist()},
+                         timings={"evaluate_s": time.perf_counter() - start},
+                         run_key=run_key({**inputs, "target": t}), key_inputs={**inputs, "target": t})
         written.append(write_record(record, path_of(record, root)))
     return written
 

@@ -24,3 +24,12 @@ def multiclass_scores(n: int = 300, k: int = 5, seed: int = 0, ties: bool = Fals
     if ties:
         p = np.round(p, 1)
     return y, p
+
+
+def resamples(y: np.ndarray, n_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (n_rows, n), bootstrap draw counts (n_rows, n)); row 0 leaves class 1 out entirely, the
+    edge case batch scorers must get right."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, y.size, (n_rows, y.size))
+    idx[0] = np.flatnonzero(y != 1)[rng.integers(0, np.sum(y != 1), y.size)]
+    return idx, np.stack([np.bincount(i, minlength=y.size) for i in idx])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from helpers_scores import binary_scores, multiclass_scores
+from helpers_scores import binary_scores, multiclass_scores, resamples
 from skinbench.metrics import (
     BINARY_METRICS,
     MULTICLASS_METRICS,
@@ -123,10 +123,7 @@ def test_bad_classification_inputs_raise():
 @pytest.mark.parametrize("ties", [False, True])
 def test_batch_scores_equal_reference_on_resamples(make, ties):
     y, p = make(n=120, seed=3, ties=ties)
-    rng = np.random.default_rng(1)
-    idx = rng.integers(0, y.size, (15, y.size))
-    idx[0] = np.flatnonzero(y != 1)[rng.integers(0, np.sum(y != 1), y.size)]  # class 1 absent
-    weights = np.stack([np.bincount(i, minlength=y.size) for i in idx])
+    idx, weights = resamples(y, 15, seed=1)
     batch = classification_scores_batch(y, p, weights)
     for r, i in enumerate(idx):
         ref = classification_scores(y[i], p[i])

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from helpers_scores import binary_scores, multiclass_scores
+from helpers_scores import binary_scores, multiclass_scores, resamples
 from skinbench.errors import DataError
 from skinbench.metrics import (
     CLINICAL_METRICS_BINARY,
@@ -182,10 +182,7 @@ def test_operating_points_undefined_with_one_class_and_bad_inputs():
 @pytest.mark.parametrize("ties", [False, True])
 def test_batch_equals_reference_on_resamples(make, ties):
     y, p = make(n=90, seed=4, ties=ties)
-    rng = np.random.default_rng(2)
-    idx = rng.integers(0, y.size, (12, y.size))
-    idx[0] = np.flatnonzero(y != 1)[rng.integers(0, np.sum(y != 1), y.size)]  # class 1 absent
-    weights = np.stack([np.bincount(i, minlength=y.size) for i in idx])
+    idx, weights = resamples(y, 12, seed=2)
     batch = calibration_scores_batch(y, p, weights, n_bins=7)
     if p.shape[1] == 2:
         batch.update(operating_point_scores_batch(y, p, weights))
