@@ -34,7 +34,7 @@ from skinbench.paths import REPO_ROOT, committed_results_dir  # noqa: E402
 
 #: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
 EXTRA_SCRIPTS = ("bovw_sweep.py", "task3_losses.py", "perf_classical.py", "perf_deep_features.py",
-                 "perf_pipeline.py", "scaling.py", "subgroups.py", "duplicates_report.py")
+                 "perf_pipeline.py", "scaling.py", "seeds.py", "subgroups.py", "duplicates_report.py")
 
 
 def planned_runs(only: list[str] | None) -> list[tuple[str, str]]:
