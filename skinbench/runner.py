@@ -249,6 +249,12 @@ def fit_summary(est: Any) -> dict[str, Any]:
     history = getattr(est, "history_", None)
     if isinstance(history, list) and history:
         out["epochs"] = [h.get("epochs") for h in history if isinstance(h, dict)]
+    stages = getattr(est, "stage_log_", None)
+    if isinstance(stages, list) and stages:
+        out["stages"] = stages  # per stage: epochs, seconds, images/s, validation score, found in the cache
+    tta = getattr(est, "tta_scores_", None)
+    if isinstance(tta, dict):
+        out["tta"] = {"validation": tta, "used": bool(getattr(est, "tta_", False))}
     for attr in ("threshold_", "validation_jaccard_"):
         if getattr(est, attr, None) is not None:
             out[attr.rstrip("_")] = float(getattr(est, attr))

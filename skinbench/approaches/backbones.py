@@ -35,17 +35,27 @@ class BackboneSpec:
     #: starts from (stride 32); empty where no U-Net uses this backbone
     skips: tuple[str, ...] = ()
     bottleneck: str = ""
+    #: block names in network order where partial fine-tuning may cut the backbone: the frozen part ends
+    #: just before the block's first layer, whose input is the cached activation
+    cuts: tuple[str, ...] = ()
+    #: the default cut: the blocks from here on train on cached activations (the studies' "last blocks")
+    default_cut: str = ""
 
 
 SPECS: dict[str, BackboneSpec] = {
-    "vgg16": BackboneSpec("VGG16", "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", ("block5_",)),
+    "vgg16": BackboneSpec("VGG16", "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", ("block5_",),
+                          cuts=("block2", "block3", "block4", "block5"), default_cut="block5"),
     "mobilenet_v2": BackboneSpec("MobileNetV2", "mobilenet_v2",
                                  "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5",
                                  ("block_16_", "Conv_1"),
                                  skips=("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu",
                                         "block_1_expand_relu"),
                                  # 320 channels; ``out_relu`` (the reference code's) has 1280 at the same stride
-                                 bottleneck="block_16_project"),
+                                 bottleneck="block_16_project",
+                                 cuts=tuple(f"block_{i}" for i in range(1, 17)) + ("Conv_1",),
+                                 # block_13 is the last stride-2 block: 14x14x96 activations at 224 px
+                                 # (37 KB float16 per view), and blocks 13-16 hold 80% of the weights
+                                 default_cut="block_13"),
     "resnet50": BackboneSpec("ResNet50", "resnet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
                              ("conv5_",)),
     "efficientnetb0": BackboneSpec("EfficientNetB0", "efficientnet", "efficientnetb0_notop.h5",
@@ -76,6 +86,33 @@ def preprocess_fn(name: str) -> Callable[[Any], Any]:
 
 def last_block_prefixes(name: str) -> tuple[str, ...]:
     return spec(name).last_block
+
+
+def cut_points(name: str) -> tuple[str, ...]:
+    """Valid cut points of ``name`` for partial fine-tuning, in network order."""
+    return spec(name).cuts
+
+
+def resolve_cut(name: str, cut: str | None) -> str:
+    """``cut`` checked against the backbone's cut points (``None``: the default); ConfigError otherwise."""
+    info = spec(name)
+    if not info.cuts:
+        raise ConfigError(f"backbone {name!r} has no cut points listed for partial fine-tuning",
+                          fix=f"use one of: {', '.join(n for n, s in SPECS.items() if s.cuts)}")
+    cut = cut or info.default_cut
+    if cut not in info.cuts:
+        raise ConfigError(f"{cut!r} is not a cut point of {name}",
+                          fix=f"use one of: {', '.join(info.cuts)} (default {info.default_cut})")
+    return cut
+
+
+def cut_tensor(base: Any, name: str, cut: str | None) -> Any:
+    """The tensor entering block ``cut`` of a built backbone: what the frozen part hands the trained part."""
+    cut = resolve_cut(name, cut)
+    for layer in base.layers:
+        if layer.name == cut or layer.name.startswith(cut + "_"):
+            return layer.input
+    raise ConfigError(f"no layer of block {cut!r} in this {name} model", fix="rebuild it with backbones.build")
 
 
 def unet_layers(name: str) -> tuple[str, tuple[str, ...]]:

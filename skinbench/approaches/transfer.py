@@ -1,11 +1,14 @@
 """Transfer learning from ImageNet backbones: the studies' VGG16 recipe with a pluggable backbone.
 
-Two ways to train the same head (Flatten/GAP -> Dense(512, relu) -> Dropout(0.5) -> Dense):
+Three ways to train the same head (Flatten/GAP -> Dense(512, relu) -> Dropout(0.5) -> Dense):
 - ``mode="features"`` (CPU default): the frozen backbone's features are computed once per image and per
   augmented view (a fixed number of views), cached by content, and the head trains on them in seconds.
+- ``mode="partial"`` (fine-tuning on 2 cores, :mod:`finetune`): the backbone below a cut point runs once
+  per image and view (activations cached by content, :mod:`activations`); the head, then the blocks above
+  the cut, train on those; optionally the whole network then trains end to end at a reduced size.
 - ``mode="finetune"`` (GPU-ready): end-to-end training through a tf.data pipeline with staged unfreezing
   (head -> last block -> all), mixed precision and ``tf.distribute.MirroredStrategy`` when GPUs exist.
-Both use the output bias initialised to the log class priors, class weights total/(k * n_class), a 15%
+All use the output bias initialised to the log class priors, class weights total/(k * n_class), a 15%
 stratified (lesion-aware with ``groups``) validation split of the training data, early stopping on
 validation loss and the best epoch kept by a validation metric.
 """
@@ -18,10 +21,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from skinbench import progress as show
-from skinbench.approaches import backbones, tfdata
+from skinbench.approaches import backbones, finetune, tfdata
 from skinbench.approaches.base import PathClassifier
 from skinbench.cache import ArrayCache, file_digest, make_key
 from skinbench.errors import ConfigError
+
+view_seeds = tfdata.view_seeds  # where tests and notebooks found it first
 
 #: bump when feature extraction changes (decode, resize, augmentation, pooling)
 CODE_VERSION = "transfer-features-1"
@@ -50,11 +55,6 @@ def feature_model(backbone: str, weights: Any, size: int, pooling: str = "avg"):
     x = keras.layers.Lambda(backbones.preprocess_fn(backbone), name="preprocess")(inputs)
     x = base(x, training=False)
     return keras.Model(inputs, _pool_layer(pooling)(x), name=f"{backbone}_features")
-
-
-def view_seeds(digests: Sequence[str], view: int, seed: int) -> np.ndarray:
-    """Augmentation seed of each image's view ``view``, from its content (order-independent)."""
-    return np.array([[int(d[:12], 16), view * 100_003 + seed] for d in digests], dtype=np.int64)
 
 
 def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", weights: Any = "imagenet",
@@ -97,6 +97,7 @@ def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", we
             out[vi, i] = hit["f"]
     if todo:
         model = model or feature_model(backbone, weights, size, pooling)
+        infer = tfdata.compiled(model)
         total = sum(len(ix) for ix in todo.values())
         bar = show.Progress(total, desc=f"{backbone} features", unit="image", disable=not progress)
         for vi, idx in todo.items():
@@ -107,7 +108,7 @@ def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", we
             pos = 0
             try:
                 for batch in ds:
-                    feats = np.asarray(model.predict_on_batch(batch), dtype=np.float32)  # traced once per model
+                    feats = np.asarray(infer(batch), dtype=np.float32)
                     if out is None:
                         out = np.zeros((len(views), len(paths), feats.shape[-1]), np.float32)
                     for f in feats:
@@ -141,16 +142,21 @@ def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     return {c: float(len(y) / (n_classes * counts[c])) for c in range(n_classes) if counts[c]}
 
 
-def add_head(x, n_classes: int, bias: np.ndarray, units: int = 512, dropout: float = 0.5):
-    """Dense(units, relu) -> Dropout -> Dense(1, sigmoid) or Dense(k, softmax), the studies' head."""
+def head_layers(n_classes: int, bias: np.ndarray, units: int = 512, dropout: float = 0.5):
+    """Dense(units, relu) -> Dropout -> Dense(1, sigmoid) or Dense(k, softmax), the studies' head, as one
+    function applying the same layers wherever it is called (models that share the head)."""
     import keras
 
-    x = keras.layers.Dense(units, activation="relu", name="head_dense")(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    dense = keras.layers.Dense(units, activation="relu", name="head_dense")
+    drop = keras.layers.Dropout(dropout, name="head_dropout")
     binary = n_classes == 2
-    return keras.layers.Dense(1 if binary else n_classes, activation="sigmoid" if binary else "softmax",
-                              bias_initializer=keras.initializers.Constant(bias), dtype="float32",
-                              name="head_out")(x)
+    out = keras.layers.Dense(1 if binary else n_classes, activation="sigmoid" if binary else "softmax",
+                             bias_initializer=keras.initializers.Constant(bias), dtype="float32", name="head_out")
+    return lambda x: out(drop(dense(x)))
+
+
+def add_head(x, n_classes: int, bias: np.ndarray, units: int = 512, dropout: float = 0.5):
+    return head_layers(n_classes, bias, units, dropout)(x)
 
 
 def head_model(n_features: int, n_classes: int, bias: np.ndarray, units: int = 512, dropout: float = 0.5):
@@ -192,9 +198,16 @@ class BestByMetric:
         import keras
 
         class _Best(keras.callbacks.Callback):
-            def __init__(self, score_fn):
+            def __init__(self, score_fn, start: float | None = None):
+                """``start``: the score of the weights the model has now (a previous stage's best): an
+                epoch must beat it, else those weights stay."""
                 super().__init__()
                 self.score_fn, self.best, self.best_weights, self.history = score_fn, -np.inf, None, []
+                self.start = start
+
+            def on_train_begin(self, logs=None):
+                if self.start is not None:
+                    self.best, self.best_weights = self.start, self.model.get_weights()
 
             def on_epoch_end(self, epoch, logs=None):
                 score = self.score_fn(self.model)
@@ -240,6 +253,10 @@ class TransferClassifier(PathClassifier):
     ``head_solver="logreg"`` replaces the keras head by a class-balanced logistic regression on the
     standardised features. ``val_size=0`` trains for the stage's epochs without validation (no early
     stopping; the last weights are kept).
+    ``cut`` (partial mode): the backbone block where training starts (``backbones.cut_points``; None: the
+    backbone's default). ``finetune_size``: input side of the end-to-end ("all") stage of partial mode
+    (None: ``input_size``). ``tta``: "none", "flips" (mean over the four flips) or "auto" (flips only if they
+    raise the validation score, measured after training; partial and finetune modes).
     ``verbose``: progress through :mod:`skinbench.progress`: feature extraction and fine-tuning epochs
     from 0 (the default), also the epochs of the head on cached features (well under a second each) from 1;
     -1 shows nothing. Keras' own progress bars are never used.
@@ -250,13 +267,15 @@ class TransferClassifier(PathClassifier):
                  stages: Sequence[Stage] | None = None, batch_size: int = 32, patience: int = 10,
                  augment: Any = "auto", n_views: int = 4, view_seed: int = 0, val_size: float = 0.15,
                  select_metric: str = "auto", class_weight: str | None = "balanced", bias_init: bool = True,
-                 head_solver: str = "keras", C: float = 1.0, random_state: int = 0,
+                 head_solver: str = "keras", C: float = 1.0, cut: str | None = None,
+                 finetune_size: int | None = None, tta: str = "none", random_state: int = 0,
                  cache_dir: str | os.PathLike | None = None, verbose: int = 0):
         self.backbone, self.weights, self.input_size, self.mode = backbone, weights, input_size, mode
         self.pooling, self.head_units, self.dropout, self.stages = pooling, head_units, dropout, stages
         self.batch_size, self.patience, self.augment, self.n_views = batch_size, patience, augment, n_views
         self.view_seed, self.val_size, self.select_metric = view_seed, val_size, select_metric
         self.class_weight, self.bias_init, self.head_solver, self.C = class_weight, bias_init, head_solver, C
+        self.cut, self.finetune_size, self.tta = cut, finetune_size, tta
         self.random_state, self.cache_dir, self.verbose = random_state, cache_dir, verbose
 
     # -- configuration -------------------------------------------------------------------------------
@@ -272,9 +291,11 @@ class TransferClassifier(PathClassifier):
 
     def _stages(self) -> list[Stage]:
         if self.stages is None:
-            return [("head", 3e-4, 100)] if self.mode == "features" else \
-                   [("head", 1e-4, 10), ("last_block", 1e-5, 10), ("all", 1e-6, 5)]
+            return {"features": [("head", 3e-4, 100)], "partial": [("head", 3e-4, 100), ("top", 1e-4, 20)]}.get(
+                self.mode, [("head", 1e-4, 10), ("last_block", 1e-5, 10), ("all", 1e-6, 5)])
         stages = [(str(s), float(lr), int(ep)) for s, lr, ep in self.stages]
+        if self.mode == "partial":
+            finetune.check_stages(stages, self.pooling, self._size(), self.finetune_size)
         if self.mode == "features" and any(s != "head" for s, _, _ in stages):
             raise ConfigError("mode='features' trains only the head on frozen, cached features",
                               fix="use mode='finetune' to unfreeze backbone layers")
@@ -315,18 +336,30 @@ class TransferClassifier(PathClassifier):
         if not np.array_equal(self.classes_, np.arange(len(self.classes_))):
             raise ConfigError(f"labels must be 0..k-1 indices, got {self.classes_.tolist()}",
                               fix="pass Dataset.y (indices into class_names)")
-        if self.mode not in ("features", "finetune"):
-            raise ConfigError(f"unknown mode {self.mode!r}", fix="use 'features' or 'finetune'")
+        if self.mode not in ("features", "partial", "finetune"):
+            raise ConfigError(f"unknown mode {self.mode!r}", fix="use 'features', 'partial' or 'finetune'")
+        if self.tta not in ("none", "flips", "auto"):
+            raise ConfigError(f"unknown tta {self.tta!r}", fix="use 'none', 'flips' or 'auto'")
+        if self.tta != "none" and self.mode == "features":
+            raise ConfigError("test-time augmentation needs the image model; mode='features' predicts from "
+                              "cached features of the image alone", fix="use tta='none', or mode='partial'")
+        if self.mode == "partial":
+            backbones.resolve_cut(self.backbone, self.cut)
         if self.head_solver not in ("keras", "logreg"):
             raise ConfigError(f"unknown head_solver {self.head_solver!r}", fix="use 'keras' or 'logreg'")
         self._stages()  # validates the configuration before any work
         keras.utils.set_random_seed(self.random_state)
         tr, va = self._split(y, groups)
         self.history_: list[dict] = []
+        self.tta_ = False
         if self.mode == "features":
             self._fit_features(X, y, tr, va)
+        elif self.mode == "partial":
+            self._fit_partial(X, y, tr, va)
         else:
             self._fit_finetune(X, y, tr, va)
+            self.predict_size_ = self._size()
+            self._choose_tta(X[va], y[va])
         return self
 
     def _fit_kwargs(self, k: int, y_tr: np.ndarray) -> dict:
@@ -410,6 +443,184 @@ class TransferClassifier(PathClassifier):
             keras.config.set_dtype_policy(previous)
         self.val_score_ = best.best if len(va) else None
 
+    # -- partial fine-tuning --------------------------------------------------------------------------
+    def _fit_partial(self, X, y, tr, va) -> None:
+        """head on pooled features -> top blocks on cached activations -> optionally all, end to end."""
+        import shutil
+        import tempfile
+
+        import keras
+
+        from skinbench.cache import file_digest
+
+        k, size, aug = len(self.classes_), self._size(), self._augment()
+        stages = self._stages()
+        if not len(va):
+            raise ConfigError("partial fine-tuning selects each stage's best epoch on a validation split",
+                              fix="use val_size > 0 (e.g. 0.15)")
+        views = list(range(self.n_views + 1)) if aug is not None else [0]
+        bias = output_bias(y[tr], k) if self.bias_init else np.zeros(1 if k == 2 else k)
+        keras.utils.set_random_seed(self.random_state)
+        models = finetune.build_partial(self.backbone, self.weights, size, self.cut,
+                                        head_layers(k, bias, self.head_units, self.dropout), _pool_layer(self.pooling))
+        digests = [file_digest(p) for p in X]
+        d_tr, d_va = [digests[i] for i in tr], [digests[i] for i in va]
+        # random weights (tests, smoke) differ per build: their activations and stages go to a scratch folder
+        scratch = tempfile.mkdtemp(prefix="skinbench-partial-") if self.weights is None else None
+        try:
+            self._run_stages(models, stages, X, y, tr, va, d_tr, d_va, views, size, aug, bias, scratch or self.cache_dir)
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run_stages(self, models, stages, X, y, tr, va, d_tr, d_va, views, size, aug, bias, root) -> None:
+        import keras
+
+        from skinbench.approaches import activations
+
+        k = len(self.classes_)
+        stage_store = finetune.StageStore(root)
+        prev = finetune.StageStore.key(
+            "root", backbone=self.backbone, weights=backbones.weights_id(self.backbone, self.weights, size), size=size,
+            cut=backbones.resolve_cut(self.backbone, self.cut), pooling=self.pooling, units=self.head_units,
+            dropout=self.dropout, augment=aug.as_dict() if aug else None, views=views, view_seed=self.view_seed,
+            train=d_tr, y_train=y[tr].tolist(), val=d_va, y_val=y[va].tolist(), class_weight=self.class_weight,
+            bias_init=self.bias_init, batch_size=self.batch_size, patience=self.patience, metric=self._metric(),
+            random_state=self.random_state)
+        self.history_, self.stage_log_ = [], []
+        cached: dict[str, Any] = {}
+
+        def data() -> dict[str, Any]:  # activations, made on the first stage that trains
+            if not cached:
+                sw = finetune.Stopwatch()
+                store = activations.open_store(backbone=self.backbone, weights=self.weights, size=size, cut=self.cut,
+                                               augment=aug, seed=self.view_seed, shape=models.activation_shape,
+                                               cache_dir=root)
+                todo = len(store.missing([(d, v) for v in views for d in d_tr] + [(d, 0) for d in d_va]))
+                for paths, digs, vs in ((X[tr], d_tr, views), (X[va], d_va, [0])):
+                    activations.fill(store, paths, digs, vs, model=models.extract, size=size, augment=aug,
+                                     seed=self.view_seed, batch_size=self.batch_size, progress=self.verbose >= 0)
+                self.stage_log_.append({"stage": "activations", "images": todo, "dropped_shards": len(store.dropped),
+                                        "stored_mb": round(store.nbytes() / 2**20, 1), **sw.summary(todo)})
+                cached["store"] = store
+                cached["where_tr"] = np.stack([store.locate([(d, v) for d in d_tr]) for v in views])
+                cached["act_va"] = store.gather(store.locate([(d, 0) for d in d_va]))
+            return cached
+
+        score = None
+        predictor, pred_size = models.full, size
+        for part, lr, epochs in stages:
+            extra = {"finetune_size": int(self.finetune_size or size)} if part == "all" else {}
+            key = finetune.StageStore.key(prev, part=part, lr=lr, epochs=epochs, **extra)
+            if part == "all":
+                keras.utils.set_random_seed(self.random_state)
+                model_all, base_all = full_model(self.backbone, None, extra["finetune_size"], k, bias, self.pooling,
+                                                 self.head_units, self.dropout)
+                finetune.copy_weights(models.base, models.full, base_all, model_all)
+                predictor, pred_size = model_all, extra["finetune_size"]
+            summary = stage_store.load(key, predictor)
+            if summary is None:
+                sw = finetune.Stopwatch()
+                keras.utils.set_random_seed(self.random_state)
+                if part == "head":
+                    hist, score, n_seen = self._stage_head(models, data(), y, tr, va, views, lr, epochs)
+                elif part == "top":
+                    hist, score, n_seen = self._stage_top(models, data(), y, tr, va, lr, epochs, score)
+                else:
+                    hist, score, n_seen = self._stage_all(model_all, base_all, X, y, tr, va, lr, epochs, pred_size)
+                summary = {"stage": part, "epochs": len(hist.get("loss", [])), "val_score": score,
+                           "history": hist, **sw.summary(n_seen)}
+                stage_store.save(key, predictor, summary)
+                summary["cached"] = False
+            else:
+                summary["cached"] = True
+            score = summary["val_score"]
+            self.history_.append({"stage": part, "epochs": summary["epochs"], **summary["history"]})
+            self.stage_log_.append({k_: v for k_, v in summary.items() if k_ != "history"})
+            prev = key
+        self.model_, self.predict_size_ = predictor, pred_size
+        self._choose_tta(X[va], y[va])
+
+    def _fit_stage(self, model, fit_data, lr: float, epochs: int, stage: str, score_fn, start: float | None,
+                   show_from: int, **fit_kwargs) -> tuple[dict, float]:
+        """Compile with Adam(lr), fit with early stopping on validation loss, keep the best epoch by the
+        validation metric (starting from ``start``, the previous stage's); returns (history, best score)."""
+        import keras
+
+        model.compile(keras.optimizers.Adam(lr), self._loss())
+        best = BestByMetric(score_fn, start=start)
+        hist = model.fit(fit_data, epochs=epochs, shuffle=False, verbose=0,
+                         callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=self.patience), best]
+                         + self._epoch_lines(stage, epochs, show_from), **fit_kwargs)
+        history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        history["val_score"] = [float(v) for v in best.history]
+        return history, float(best.best)
+
+    def _stage_head(self, models, d, y, tr, va, views, lr, epochs) -> tuple[dict, float, int]:
+        from skinbench.approaches import activations
+
+        pooled = tfdata.compiled(models.pooled)
+        f_tr = np.concatenate([tfdata.run_compiled(pooled, activations.iter_rows(d["store"], w)) for w in d["where_tr"]])
+        f_va = tfdata.run_compiled(pooled, [d["act_va"][i:i + 256] for i in range(0, len(va), 256)])
+        y_tr = np.tile(y[tr], len(views))
+        hist, score = self._fit_stage(
+            models.head, f_tr, lr, epochs, "head",
+            lambda m: selection_score(self._metric(), y[va], _as_proba(m.predict(f_va, verbose=0))), None, 1,
+            y=y_tr, batch_size=self.batch_size, validation_data=(f_va, y[va]),
+            class_weight=self._fit_kwargs(len(self.classes_), y_tr)["class_weight"])
+        return hist, score, len(hist.get("loss", [])) * len(f_tr)
+
+    def _stage_top(self, models, d, y, tr, va, lr, epochs, start) -> tuple[dict, float, int]:
+        from skinbench.approaches import activations
+
+        finetune.set_top_trainable(models)
+        cw = class_weights(y[tr], len(self.classes_)) if self.class_weight == "balanced" else None
+        weights = np.array([cw[c] for c in y[tr]]) if cw else np.ones(len(tr))
+        batches = activations.ViewBatches(d["store"], d["where_tr"], y[tr], weights, self.batch_size, self.random_state)
+        hist, score = self._fit_stage(
+            models.top, batches, lr, epochs, "top blocks",
+            lambda m: selection_score(self._metric(), y[va], _as_proba(m.predict(d["act_va"], batch_size=256, verbose=0))),
+            start, 0, validation_data=(d["act_va"], y[va]))
+        return hist, score, len(hist.get("loss", [])) * len(tr)
+
+    def _stage_all(self, model, base, X, y, tr, va, lr, epochs, size) -> tuple[dict, float, int]:
+        set_stage(base, "all", self.backbone)
+        train_ds = tfdata.image_dataset(X[tr], (size, size), labels=y[tr], augment=self._augment(),
+                                        batch_size=self.batch_size, shuffle=True, repeat_augment=True,
+                                        seed=self.random_state)
+        val_ds = tfdata.image_dataset(X[va], (size, size), labels=y[va], batch_size=self.batch_size)
+
+        def score_fn(m) -> float:
+            return selection_score(self._metric(), y[va], _as_proba(m.predict(val_ds.map(lambda im, _: im), verbose=0)))
+
+        hist, score = self._fit_stage(model, train_ds, lr, epochs, f"all ({size} px)", score_fn, score_fn(model), 0,
+                                      validation_data=val_ds, class_weight=self._fit_kwargs(len(self.classes_), y[tr])["class_weight"])
+        return hist, score, len(hist.get("loss", [])) * len(tr)
+
+    # -- prediction ----------------------------------------------------------------------------------
+    def _choose_tta(self, X_va: np.ndarray, y_va: np.ndarray) -> None:
+        """Score the validation split with and without flips; ``tta="auto"`` keeps flips only if they help."""
+        self.tta_scores_ = None
+        if not len(y_va):
+            self.tta_ = self.tta == "flips"
+            return
+        plain = self._image_proba(X_va, tta=False)
+        scores = {"none": selection_score(self._metric(), y_va, plain)}
+        proba = plain
+        if self.tta != "none":
+            flips = self._image_proba(X_va, tta=True)
+            scores["flips"] = selection_score(self._metric(), y_va, flips)
+            if self.tta == "flips" or scores["flips"] > scores["none"]:
+                proba = flips
+        self.tta_ = proba is not plain
+        self.tta_scores_ = scores
+        self.validation_ = {"best_score": scores["flips" if self.tta_ else "none"], "y": y_va, "proba": proba}
+
+    def _image_proba(self, X: np.ndarray, tta: bool) -> np.ndarray:
+        size = self.predict_size_
+        fn = tfdata.compiled(self.model_, tta=tta)
+        return _as_proba(tfdata.run_compiled(fn, tfdata.image_dataset(X, (size, size), batch_size=self.batch_size)))
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X).astype(str)
         if self.mode == "features":
@@ -417,6 +628,4 @@ class TransferClassifier(PathClassifier):
             if self.head_solver == "logreg":
                 return self.head_.predict_proba(f)
             return _as_proba(self.head_.predict(f, batch_size=256, verbose=0))
-        size = self._size()
-        return _as_proba(self.model_.predict(tfdata.image_dataset(X, (size, size), batch_size=self.batch_size),
-                                             verbose=0))
+        return self._image_proba(X, tta=self.tta_)
