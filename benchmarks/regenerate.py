@@ -33,7 +33,7 @@ from skinbench.errors import SkinbenchError, WeightsError  # noqa: E402
 from skinbench.paths import REPO_ROOT, committed_results_dir  # noqa: E402
 
 #: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
-EXTRA_SCRIPTS = ("bovw_sweep.py", "task3_losses.py", "perf_classical.py", "perf_deep_features.py",
+EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_finetune.py", "task3_losses.py", "perf_classical.py", "perf_deep_features.py",
                  "perf_pipeline.py", "scaling.py", "seeds.py", "subgroups.py", "duplicates_report.py")
 
 

@@ -66,7 +66,9 @@ def compiled(model, tta: bool = False):
             outs.append(model(v, training=False))
         return tf.add_n(outs) / len(outs)
 
-    return tf.function(call, reduce_retracing=True)
+    # one trace for every batch size: the batch dimension is left open
+    spec = tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32)
+    return tf.function(call, input_signature=[spec])
 
 
 def run_compiled(fn, batches) -> np.ndarray:

@@ -1,0 +1,199 @@
+"""Partial fine-tuning: cut points, the activation cache and its bad inputs, cached stages, TTA."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from skinbench.approaches import activations, backbones, finetune, tfdata, transfer
+from skinbench.approaches.transfer import TransferClassifier
+from skinbench.errors import ConfigError
+
+PARTIAL = dict(mode="partial", input_size=32, n_views=1, batch_size=16, patience=2,
+               stages=[("head", 1e-3, 2), ("top", 1e-3, 2)])
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A MobileNetV2 weights file (random values): cacheable like ImageNet weights."""
+    path = tmp_path_factory.mktemp("w") / "mnet32.weights.h5"
+    backbones.build("mobilenet_v2", (32, 32, 3), weights=None).save_weights(str(path))
+    return path
+
+
+def test_cut_points_default_and_errors():
+    assert backbones.resolve_cut("mobilenet_v2", None) == "block_13"
+    assert backbones.resolve_cut("vgg16", None) == "block5"
+    with pytest.raises(ConfigError, match="block_99") as err:
+        backbones.resolve_cut("mobilenet_v2", "block_99")
+    assert "block_13" in err.value.fix and "Conv_1" in err.value.fix  # names the valid cut points
+    with pytest.raises(ConfigError, match="no cut points"):
+        backbones.resolve_cut("resnet50", None)
+
+
+def test_a_bad_cut_fails_before_any_work(synthetic_dataset, monkeypatch):
+    def no_build(*a, **k):
+        raise AssertionError("a backbone was built for an invalid configuration")
+
+    monkeypatch.setattr(finetune, "build_partial", no_build)
+    train = synthetic_dataset.split("train")
+    with pytest.raises(ConfigError, match="not a cut point"):
+        TransferClassifier(weights=None, **PARTIAL, cut="block_40").fit(train.paths, train.y, train.groups)
+    with pytest.raises(ConfigError, match="head, top, all in that order"):
+        TransferClassifier(weights=None, **{**PARTIAL, "stages": [("top", 1e-3, 1), ("head", 1e-3, 1)]}).fit(
+            train.paths, train.y, train.groups)
+
+
+@pytest.mark.parametrize("backbone,cut", [("mobilenet_v2", "block_13"), ("mobilenet_v2", "block_14"),
+                                          ("vgg16", "block5")])
+def test_the_split_network_computes_the_whole_one(backbone, cut):
+    """lower then upper (a cut inside a residual stage too) gives the backbone's own output."""
+    import keras
+
+    pool = keras.layers.GlobalAveragePooling2D()
+    models = finetune.build_partial(backbone, None, 32, cut, transfer.head_layers(2, np.zeros(1)), pool)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    act = models.extract(x)
+    whole = pool(models.base(keras.layers.Lambda(backbones.preprocess_fn(backbone))(x)))
+    np.testing.assert_allclose(models.pooled(act), whole, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(models.top(act), models.full(x), rtol=1e-5, atol=1e-5)
+
+
+def _store(tmp_path, **settings):
+    base = {"backbone": "mobilenet_v2", "weights": "w1", "size": 32, "cut": "block_13", "augment": None,
+            "view_seed": 0}
+    return activations.ActivationStore({**base, **settings}, (2, 2, 3), tmp_path)
+
+
+def test_activations_of_other_settings_are_never_reused(tmp_path):
+    store = _store(tmp_path)
+    store.add([("d1", 0)], np.ones((1, 2, 2, 3)))
+    assert _store(tmp_path).index.keys() == {("d1", 0)}  # same settings: found again
+    for change in ({"cut": "block_14"}, {"size": 64}, {"backbone": "vgg16"}, {"weights": "w2"},
+                   {"augment": {"rotation": 5}}):
+        assert _store(tmp_path, **change).missing([("d1", 0)]) == [("d1", 0)], change
+    # a shard whose JSON claims other settings (copied between folders) is dropped, not read
+    other = _store(tmp_path, cut="block_14")
+    for f in store.dir.iterdir():
+        (other.dir / f.name).parent.mkdir(parents=True, exist_ok=True)
+        (other.dir / f.name).write_bytes(f.read_bytes())
+    reopened = _store(tmp_path, cut="block_14")
+    assert not reopened.index and reopened.dropped
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "json"])
+def test_a_damaged_activation_shard_is_detected_and_rebuilt(tmp_path, damage):
+    store = _store(tmp_path)
+    values = np.arange(24, dtype=np.float32).reshape(2, 2, 2, 3)
+    store.add([("a", 0), ("b", 0)], values)
+    data = next(store.dir.glob("*.f16"))
+    raw = bytearray(data.read_bytes())
+    if damage == "flip":
+        raw[5] ^= 0xFF
+        data.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        data.write_bytes(bytes(raw[:-4]))
+    else:
+        meta = data.with_suffix(".json")
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "shape": [1, 1, 1]}))
+    again = _store(tmp_path)
+    assert again.missing([("a", 0), ("b", 0)]) == [("a", 0), ("b", 0)] and again.dropped
+    assert not any(again.dir.iterdir())  # the damaged files are gone
+    again.add([("a", 0), ("b", 0)], values)
+    np.testing.assert_array_equal(_store(tmp_path).gather(_store(tmp_path).locate([("b", 0), ("a", 0)])),
+                                  values[::-1])
+
+
+def test_fill_computes_only_what_is_missing_and_resumes(synthetic_dataset, tmp_path, monkeypatch):
+    import keras
+
+    from skinbench.cache import file_digest
+
+    paths = list(synthetic_dataset.paths[:6])
+    digests = [file_digest(p) for p in paths]
+    models = finetune.build_partial("mobilenet_v2", None, 32, None, transfer.head_layers(2, np.zeros(1)),
+                                    keras.layers.GlobalAveragePooling2D())
+    store = activations.ActivationStore({"t": 1}, models.activation_shape, tmp_path)
+    monkeypatch.setattr(activations, "SHARD_ROWS", 4)
+    activations.fill(store, paths[:4], digests[:4], [0], model=models.extract, size=32, augment=None, seed=0,
+                     progress=False)
+    (store.dir / "interrupted.f16").write_bytes(b"half a shard")  # data whose JSON never landed
+    calls = []
+    real = tfdata.compiled
+    monkeypatch.setattr(tfdata, "compiled", lambda m, **k: (calls.append(1), real(m, **k))[1])
+    reopened = activations.ActivationStore({"t": 1}, models.activation_shape, tmp_path)
+    assert not (store.dir / "interrupted.f16").exists()
+    activations.fill(reopened, paths, digests, [0, 1], model=models.extract, size=32, augment=tfdata.AUGMENT_BINARY,
+                     seed=0, progress=False)
+    assert len(reopened.index) == 12 and calls  # 8 computed now, 4 found
+    expected = np.asarray(models.extract(next(iter(tfdata.image_dataset(paths[:4], (32, 32))))))
+    got = reopened.gather(reopened.locate([(d, 0) for d in digests[:4]]))
+    np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-3)  # float16 storage
+
+
+def test_partial_fit_caches_its_stages(synthetic_dataset, weights_file, tmp_path, monkeypatch):
+    train, test = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+    clf = TransferClassifier(weights=weights_file, **PARTIAL, cache_dir=tmp_path, tta="auto")
+    first = clf.fit(train.paths, train.y, train.groups).predict_proba(test.paths)
+    assert [s["stage"] for s in clf.stage_log_] == ["activations", "head", "top"]
+    assert not any(s.get("cached") for s in clf.stage_log_)
+    assert set(clf.tta_scores_) == {"none", "flips"}
+    assert clf.tta_ == (clf.tta_scores_["flips"] > clf.tta_scores_["none"])
+    np.testing.assert_allclose(first.sum(1), 1, atol=1e-6)
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished stage was trained again")
+
+    monkeypatch.setattr(TransferClassifier, "_fit_stage", no_training)
+    again = TransferClassifier(weights=weights_file, **PARTIAL, cache_dir=tmp_path, tta="auto")
+    np.testing.assert_allclose(again.fit(train.paths, train.y, train.groups).predict_proba(test.paths), first,
+                               atol=1e-5)
+    assert [s.get("cached") for s in again.stage_log_] == [True, True]
+    # a longer schedule reuses the finished head stage and trains only the new one
+    monkeypatch.undo()
+    longer = TransferClassifier(weights=weights_file, **{**PARTIAL, "stages": [("head", 1e-3, 2), ("top", 1e-3, 3)]},
+                                cache_dir=tmp_path)
+    longer.fit(train.paths, train.y, train.groups)
+    assert [s.get("cached") for s in longer.stage_log_ if s["stage"] != "activations"] == [True, False]
+
+
+def test_a_damaged_stage_file_is_retrained(synthetic_dataset, weights_file, tmp_path):
+    train = synthetic_dataset.split("train")
+    kw = dict(weights=weights_file, **{**PARTIAL, "stages": [("head", 1e-3, 1)]}, cache_dir=tmp_path)
+    TransferClassifier(**kw).fit(train.paths, train.y, train.groups)
+    for f in (tmp_path / "transfer_stages").glob("*.weights.h5"):
+        f.write_bytes(b"garbage")
+    clf = TransferClassifier(**kw).fit(train.paths, train.y, train.groups)
+    assert clf.stage_log_[-1]["cached"] is False
+
+
+def test_end_to_end_stage_at_a_reduced_size(synthetic_dataset):
+    train, test = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+    clf = TransferClassifier(weights=None, **{**PARTIAL, "input_size": 48, "finetune_size": 32,
+                                              "stages": [("head", 1e-3, 1), ("top", 1e-3, 1), ("all", 1e-4, 1)]})
+    clf.fit(train.paths, train.y, train.groups)
+    assert clf.predict_size_ == 32 and [h["stage"] for h in clf.history_] == ["head", "top", "all"]
+    # each stage starts from the previous best: a stage's score never drops below the one before
+    scores = [s["val_score"] for s in clf.stage_log_ if "val_score" in s]
+    assert scores == sorted(scores)
+    assert np.isfinite(clf.predict_proba(test.paths)).all()
+
+
+def test_flip_tta_is_the_mean_over_flips():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    views = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]]
+    expected = np.mean([np.asarray(model(v)) for v in views], axis=0)
+    np.testing.assert_allclose(np.asarray(tfdata.compiled(model, tta=True)(x)), expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(np.asarray(tfdata.compiled(model)(x)), expected)
+
+
+def test_tta_needs_the_image_model(synthetic_dataset):
+    train = synthetic_dataset.split("train")
+    with pytest.raises(ConfigError, match="tta"):
+        TransferClassifier(weights=None, input_size=32, tta="flips").fit(train.paths, train.y, train.groups)
