@@ -35,7 +35,7 @@ SEED = 0
 #: (full, quick) number of images / steps per measurement
 SIZES = {
     "decode_224": (2000, 200), "decode_128": (2000, 200), "sift_bovw": (300, 40),
-    "backbone_pipeline": (1000, 96), "backbone_raw": (1000, 96),
+    "backbone_pipeline": (1000, 96), "backbone_raw": (1000, 96), "backbone_engines": (640, 96),
     "unet_tiny": (40, 8), "unet_default": (40, 8), "mobilenet_unet": (40, 8), "ynet": (40, 8),
 }
 BATCH = 32
@@ -141,6 +141,45 @@ def measure_backbone_raw(n: int, image_dir: str | None) -> dict:
             "batch_size": BATCH, **_devices()}
 
 
+def measure_backbone_engines(n: int, image_dir: str | None) -> dict:
+    """One in-memory batch through three engines: Keras ``predict_on_batch``, the traced ``tf.function``
+    the package uses (``tfdata.compiled``), and ONNX Runtime where it is installed."""
+    import tensorflow as tf
+
+    from skinbench.approaches import tfdata, transfer
+
+    model = transfer.feature_model("mobilenet_v2", "imagenet", 224)
+    x = np.random.default_rng(SEED).uniform(0, 255, (BATCH, 224, 224, 3)).astype(np.float32)
+    batches = max(1, n // BATCH)
+    compiled = tfdata.compiled(model)
+    engines: dict[str, Callable[[], Any]] = {
+        "predict_on_batch": lambda: model.predict_on_batch(x),
+        "tf.function (tfdata.compiled)": lambda: compiled(tf.constant(x)).numpy(),
+    }
+    try:
+        import onnxruntime as ort
+        import tf2onnx
+
+        proto, _ = tf2onnx.convert.from_keras(model, opset=13)
+        session = ort.InferenceSession(proto.SerializeToString())
+        name = session.get_inputs()[0].name
+        engines["onnxruntime_"] = lambda: session.run(None, {name: x})
+    except ImportError as err:
+        onnx_note = f"not measured: {err.name} is not installed (pip install onnxruntime tf2onnx)"
+    else:
+        onnx_note = ""
+    out = {"batch_size": BATCH, "images": batches * BATCH, "onnxruntime": onnx_note or "measured", **_devices()}
+    for label, call in engines.items():
+        call()  # trace / warm-up
+        secs = _timed(lambda: [call() for _ in range(batches)])
+        out[label] = round(batches * BATCH / secs, 1)
+    if "onnxruntime_" in out:
+        out["onnxruntime"] = out.pop("onnxruntime_")
+    out["images_per_s"] = out["tf.function (tfdata.compiled)"]
+    out["compiled_to_predict_on_batch"] = round(out["tf.function (tfdata.compiled)"] / out["predict_on_batch"], 2)
+    return out
+
+
 def _train_steps(model, steps: int, image_dir: str | None, n_classes: int = 0) -> dict:
     """Training steps on real image/mask batches; ``n_classes`` > 0: the Y-Net's joint two-head loss."""
     import keras
@@ -200,6 +239,8 @@ MEASURES: dict[str, tuple[str, Callable[[int, str | None], dict]]] = {
     "backbone_pipeline": ("MobileNetV2 features via tf.data (extract_features: build, decode, forward, cache)",
                           measure_backbone_pipeline),
     "backbone_raw": ("MobileNetV2 raw forward, in-memory tensors", measure_backbone_raw),
+    "backbone_engines": ("MobileNetV2 forward by engine: predict_on_batch, tf.function, ONNX Runtime",
+                         measure_backbone_engines),
     "unet_tiny": ("U-Net base 8 training steps", lambda n, d: measure_unet(n, d, 8)),
     "unet_default": ("U-Net base 16 (default) training steps", lambda n, d: measure_unet(n, d, 16)),
     "mobilenet_unet": ("MobileNetV2 U-Net training steps", measure_mobilenet_unet),
@@ -274,6 +315,13 @@ def _markdown(payload: dict) -> str:
              "Each row ran in its own process with an empty cache; peak RSS is that process's (MB, imports "
              "included; SIFT worker processes are counted separately in the JSON).", "",
              "| stage | what | throughput | n | peak RSS MB |", "|---|---|---|---|---|", *rows, ""]
+    eng = m.get("backbone_engines", {})
+    if eng.get("status") == "ok":
+        lines += [f"MobileNetV2 forward by engine (batch {eng['batch_size']}, in-memory): predict_on_batch "
+                  f"{eng['predict_on_batch']:.1f} img/s; traced tf.function (what extraction and prediction use) "
+                  f"{eng['tf.function (tfdata.compiled)']:.1f} img/s ({eng['compiled_to_predict_on_batch']:.2f}x); "
+                  + (f"ONNX Runtime {eng['onnxruntime']:.1f} img/s." if isinstance(eng.get("onnxruntime"), float)
+                     else f"ONNX Runtime {eng.get('onnxruntime')}."), ""]
     if ratio is not None:
         p = m["backbone_pipeline"]
         lines += [f"MobileNetV2: raw forward {m['backbone_raw']['images_per_s']:.1f} img/s; tf.data pipeline feeding "
@@ -309,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.results) if args.results else committed_results_dir()
     measurements: dict[str, dict] = {}
+    previous = root / "perf" / "pipeline.json"
+    if args.only and previous.exists():  # measure some, keep the rest of the last full run
+        measurements = dict(json.loads(previous.read_text()).get("measurements", {}))
     load = os.getloadavg()
     for name, (title, _) in MEASURES.items():
         if args.only and name not in args.only:

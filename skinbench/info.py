@@ -149,9 +149,12 @@ _B = "skinbench.approaches.baselines"
 _SMOKE_SEG = {"input_size": 32, "epochs": 1, "batch_size": 8}
 _SMOKE_FINETUNE = {"finetune_epochs": 0}
 _SMOKE_TRANSFER = {"weights": None, "input_size": 32, "n_views": 1, "stages": [["head", 1e-3, 2]]}
-_FT_TOP = {"backbone": "mobilenet_v2", "mode": "partial", "stages": [["head", 3e-4, 100], ["top", 1e-4, 20]],
-           "patience": 4, "tta": "auto"}
+_FT_TOP = {"backbone": "mobilenet_v2", "mode": "partial", "stages": [["head", 3e-4, 100], ["top", 1e-4, 30]],
+           "patience": 8, "tta": "auto"}
 _SMOKE_PARTIAL = {"weights": None, "input_size": 32, "n_views": 1, "stages": [["head", 1e-3, 2], ["top", 1e-3, 1]]}
+#: the Y-Net of task4 and ynet-cls of task2 share these, so both rows come from one training
+_YNET = {"input_size": 128, "train_encoder": False, "epochs": 12, "batch_size": 32, "learning_rate": 1e-3,
+         "patience": 4, "n_classes": 7}
 _SMOKE_BOVW = {"n_words": 20, "image_size": 96}
 APPROACHES: dict[str, ApproachInfo] = {
     a.name: a
@@ -233,32 +236,37 @@ APPROACHES: dict[str, ApproachInfo] = {
         # --- deep segmentation (issue 6 adds its variants here) ---
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),
                      "Keras U-Net from scratch (narrow CPU default: base 16, depth 4, 128 px, BCE+Dice; "
-                     "globules/streaks: positive images oversampled)",
-                     task_params={"task3": {"epochs": 20, "patience": 5, "positive_fraction": 0.5}},
-                     gpu_tasks=("task4",), smoke_params=_SMOKE_SEG),
+                     "lesions: 15 epochs on 2 cores; globules/streaks: positive images oversampled)",
+                     task_params={"task3": {"epochs": 20, "patience": 5, "positive_fraction": 0.5},
+                                  "task4": {"epochs": 15, "batch_size": 32, "patience": 4}},
+                     smoke_params=_SMOKE_SEG),
         ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task3", "task4"),
-                     "U-Net with a MobileNetV2 ImageNet encoder (lesions: encoder fine-tuned at 128 px; "
-                     "globules/streaks: 192 px, positive images oversampled, decoder trained on the frozen "
-                     "encoder, then the encoder fine-tuned)",
+                     "U-Net with a MobileNetV2 ImageNet encoder, decoder trained on the frozen encoder, then "
+                     "the encoder fine-tuned (lesions: 128 px, 8 + 4 epochs on 2 cores; globules/streaks: "
+                     "192 px, positive images oversampled)",
                      params={"input_size": 128, "train_encoder": True, "epochs": 25, "batch_size": 32,
                              "learning_rate": 5e-4, "patience": 5},
                      task_params={"task3": {"input_size": 192, "train_encoder": False, "epochs": 14,
                                             "batch_size": 16, "learning_rate": 1e-3, "patience": 4,
                                             "validation_fraction": 0.15, "positive_fraction": 0.5,
-                                            "finetune_epochs": 12, "finetune_learning_rate": 1e-4}},
-                     gpu_tasks=("task4",),
+                                            "finetune_epochs": 12, "finetune_learning_rate": 1e-4},
+                                 "task4": {"train_encoder": False, "epochs": 8, "learning_rate": 1e-3, "patience": 4,
+                                           "finetune_epochs": 4, "finetune_learning_rate": 1e-4}},
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
         ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),
-                     "Y-Net: frozen MobileNetV2 U-Net + 7-class head, trained jointly",
-                     params={"input_size": 128, "train_encoder": False, "epochs": 25, "batch_size": 32,
-                             "learning_rate": 1e-3, "patience": 5, "n_classes": 7}, gpu_tasks=("task4",),
-                     smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None, "n_classes": 0}),
+                     "Y-Net: frozen MobileNetV2 U-Net + 7-class head, trained jointly (128 px, 12 epochs on 2 cores)",
+                     params=_YNET, smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None, "n_classes": 0}),
         ApproachInfo("ynet-cls", "skinbench.approaches.ynet:YNetClassifier", "deep", ("task2",),
-                     "Y-Net's classification head (joint segmentation + diagnosis training, frozen "
-                     "encoder, 128 px, 5 epochs: a CPU budget of about 30 min)",
-                     params={"input_size": 128, "epochs": 5, "batch_size": 32},
-                     needs="HAM10000 lesion masks beside the images (masks/)", needs_masks="lesion",
+                     "Y-Net's classification head: the very Y-Net task4 trains (same data, parameters and "
+                     "checkpoint), scored on diagnosis",
+                     params=_YNET, needs="HAM10000 lesion masks beside the images (masks/)", needs_masks="lesion",
                      smoke_params={**_SMOKE_SEG, "weights": None}),
+        ApproachInfo("fpn", "skinbench.approaches.fpn:FPNSegmenter", "deep", ("task4",),
+                     "FPN: frozen MobileNetV2 encoder, 1x1 laterals, top-down pyramid, per-level heads summed "
+                     "(128 px)",
+                     params={"input_size": 128, "train_encoder": False, "epochs": 15, "batch_size": 32,
+                             "learning_rate": 1e-3, "patience": 4},
+                     smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
     ]
 }
 

@@ -94,6 +94,7 @@ def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, e
             var.assign(np.asarray(value, dtype=var.dtype))
     else:
         state = {}
+    state["signature"] = signature(model)  # lets a checkpoint taken from this folder be checked later
     start = state.get("epoch", -1) + 1
     note_cache("segmenter_epochs", hit=True, n=start)  # epochs found done: the record's fit s excludes them
     if not state.get("stopped_early") and start < epochs:
@@ -118,16 +119,41 @@ def _stage_name(run_dir: Path) -> str:
     return f"{run_dir.name.rsplit('-', 1)[0]} training"
 
 
+def signature(model: keras.Model) -> dict:
+    """What a checkpoint must match beyond its weight shapes: the architecture (the model's name carries
+    its kind and width) and the input size, which a fully convolutional network's weights do not show."""
+    return {"model": model.name, "input_shape": [int(d) for d in model.inputs[0].shape[1:]]}
+
+
+def _saved_signature(path: Path) -> dict | None:
+    """The signature stored with a checkpoint: inside an exported ``.npz``, or the ``state.json`` of the
+    training folder a ``.weights.h5`` comes from; None for files that carry none."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as npz:
+                return json.loads(npz["signature"].tobytes().decode()) if "signature" in npz.files else None
+        return read_state(path.parent).get("signature")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def load_weights(model: keras.Model, path: str | os.PathLike) -> None:
-    """Load ``*.weights.h5`` (Keras) or ``*.npz`` (:meth:`KerasSegmenter.export_weights`) into ``model``."""
+    """Load ``*.weights.h5`` (Keras) or ``*.npz`` (:meth:`KerasSegmenter.export_weights`) into ``model``;
+    a checkpoint of another architecture or input size is refused, not loaded."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError("checkpoint file not found", path=path,
                            fix="pass the path of weights trained with the same parameters")
+    saved, mine = _saved_signature(path), signature(model)
+    if saved is not None and saved != mine:
+        raise WeightsError(f"checkpoint was saved from {saved['model']} at input {saved['input_shape']}, this "
+                           f"model is {mine['model']} at input {mine['input_shape']}", path=path,
+                           fix="use the architecture and input_size of the run that saved it, or retrain "
+                               "without checkpoint=")
     try:
         if path.suffix == ".npz":
             with np.load(path) as npz:
-                arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+                arrays = [npz[f"arr_{i}"] for i in range(sum(f.startswith("arr_") for f in npz.files))]
             model.set_weights([a.astype(np.asarray(w).dtype) for a, w in zip(arrays, model.get_weights(), strict=True)])
         else:
             model.load_weights(str(path))

@@ -10,6 +10,7 @@ run resumes from the last finished epoch and a finished run is reused instead of
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import ClassVar, Iterator
@@ -24,7 +25,7 @@ from skinbench.approaches.seg_data import PairAugment, PairBatches, load_pairs, 
 from skinbench.approaches.seg_threshold import best_threshold, recalibrate
 from skinbench.cache import atomic_write_bytes, file_digest, make_key
 from skinbench.data.images import image_size, read_image
-from skinbench.errors import ConfigError
+from skinbench.errors import ConfigError, DataError
 from skinbench.paths import cache_dir
 
 #: part of each training folder's key: bump when training on the same inputs would give other weights
@@ -84,6 +85,12 @@ class KerasSegmenter(PathSegmenter):
             self.n_classes_ = n_classes
             self.classes_ = np.arange(n_classes)
         images, ms = load_pairs(list(X), list(masks), self.input_size)
+        if not ms.any():
+            folders = sorted({os.path.dirname(m) for m in masks if m}) or ["(no mask files)"]
+            raise DataError(f"none of the {len(X)} training masks has a foreground pixel at {self.input_size} px, "
+                            "so this model could only learn to predict all background", path=folders[0],
+                            fix="check that this target's masks are the right files; an attribute absent from "
+                                "every training image cannot be learned (the all-background row already shows it)")
         tr, va = validation_split(ms, self.validation_fraction, groups, self.random_state,
                                   y=y if self.joint else None)
         self.validation_index_ = va
@@ -149,5 +156,8 @@ class KerasSegmenter(PathSegmenter):
     def export_weights(self, path: str | os.PathLike) -> None:
         """Write the trained weights as float16 ``.npz`` (half the bytes; to move them between machines)."""
         buf = io.BytesIO()
-        np.savez_compressed(buf, *[np.asarray(w).astype(np.float16) for w in self.model_.get_weights()])
+        from skinbench.approaches.seg_checkpoints import signature
+
+        meta = np.frombuffer(json.dumps(signature(self.model_)).encode(), dtype=np.uint8)
+        np.savez_compressed(buf, *[np.asarray(w).astype(np.float16) for w in self.model_.get_weights()], signature=meta)
         atomic_write_bytes(Path(path), buf.getvalue())

@@ -520,6 +520,8 @@ class TransferClassifier(PathClassifier):
                 predictor, pred_size = model_all, extra["finetune_size"]
             summary = stage_store.load(key, predictor)
             if summary is None:
+                if part != "all":
+                    data()  # activations first, so the stage's clock counts its training alone
                 sw = finetune.Stopwatch()
                 keras.utils.set_random_seed(self.random_state)
                 if part == "head":
@@ -549,7 +551,8 @@ class TransferClassifier(PathClassifier):
 
         model.compile(keras.optimizers.Adam(lr), self._loss())
         best = BestByMetric(score_fn, start=start)
-        hist = model.fit(fit_data, epochs=epochs, shuffle=False, verbose=0,
+        # arrays are shuffled by Keras each epoch; a PyDataset or tf.data pipeline shuffles itself (seeded)
+        hist = model.fit(fit_data, epochs=epochs, shuffle=isinstance(fit_data, np.ndarray), verbose=0,
                          callbacks=[keras.callbacks.EarlyStopping("val_loss", patience=self.patience), best]
                          + self._epoch_lines(stage, epochs, show_from), **fit_kwargs)
         history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}

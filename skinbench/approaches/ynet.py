@@ -139,20 +139,31 @@ class YNetSegmenter(MobileNetUNetSegmenter):
 class YNetClassifier(PathClassifier):
     """Task2 view of the Y-Net: trains the same joint model, scores its classification head.
 
-    ``fit`` needs the lesion masks: the runner passes the Dataset's (``ApproachInfo.needs_masks``). With
-    the same data and parameters as a task4 Y-Net run, the cached checkpoint is reused, not retrained.
+    ``fit`` needs the lesion masks: the runner passes the Dataset's (``ApproachInfo.needs_masks``). The
+    parameters are the Y-Net's own; with the same data and parameters as a task4 Y-Net run (the registry
+    gives both rows the same), that run's training folder is reused, not retrained.
     """
 
-    #: 2: the Y-Net's lesion-aware validation split (KerasSegmenter version 2)
-    algorithm_version: ClassVar[int] = 2
+    #: 2: the Y-Net's lesion-aware validation split (KerasSegmenter version 2); 3: the Y-Net's own parameters
+    algorithm_version: ClassVar[int] = 3
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
-                 epochs: int = 20, batch_size: int = 16, checkpoint: str | None = None, random_state: int = 0):
+                 loss: str = "bce_dice", seg_loss_weight: float = 5.0, n_classes: int = 0,
+                 learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
+                 validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
+                 checkpoint: str | None = None, random_state: int = 0):
         self.input_size = input_size
         self.weights = weights
         self.train_encoder = train_encoder
+        self.loss = loss
+        self.seg_loss_weight = seg_loss_weight
+        self.n_classes = n_classes
+        self.learning_rate = learning_rate
         self.epochs = epochs
         self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.augment = augment
         self.checkpoint = checkpoint
         self.random_state = random_state
 
@@ -171,10 +182,8 @@ class YNetClassifier(PathClassifier):
                             "masks too)", path=X[empty[0]],
                             fix="add those images' lesion mask files or leave the images out")
         y = np.asarray(y, dtype=np.int64)
-        self.ynet_ = YNetSegmenter(input_size=self.input_size, weights=self.weights,
-                                   train_encoder=self.train_encoder, epochs=self.epochs,
-                                   batch_size=self.batch_size, checkpoint=self.checkpoint,
-                                   tune_threshold=False, random_state=self.random_state)
+        # every parameter passed through: with task4's Y-Net parameters this is its training folder, reused
+        self.ynet_ = YNetSegmenter(**self.get_params(), tune_threshold=False)
         self.ynet_.fit(X, masks, y, groups=groups)
         self.classes_ = np.arange(self.ynet_.n_classes_)
         return self

@@ -1,0 +1,79 @@
+"""Segmentation bad input (issue 15): checkpoints of another size or architecture, targets with no
+positive training mask, an attribute folder missing; and the FPN builds and trains."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from skinbench.approaches.fpn import FPNSegmenter, build_mobilenet_fpn
+from skinbench.approaches.unet import UNetSegmenter
+from skinbench.approaches.ynet import MobileNetUNetSegmenter
+from skinbench.data import attributes
+from skinbench.errors import DataError, WeightsError
+
+TINY = dict(input_size=32, weights=None, epochs=1, batch_size=8, verbose=0)
+
+
+def test_fpn_shapes_and_a_tiny_fit(synthetic_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    model = build_mobilenet_fpn(64, weights=None, pyramid_filters=16, segmentation_filters=8)
+    assert tuple(model.output.shape) == (None, 64, 64, 1)
+    assert {"lateral5", "lateral2", "p4", "p2", "merge"} <= {layer.name for layer in model.layers}
+    tr, te = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+    est = FPNSegmenter(**TINY, pyramid_filters=16, segmentation_filters=8).fit(tr.paths, tr.masks("lesion"), groups=tr.groups)
+    probs = list(est.predict_proba(te.paths[:2]))
+    assert probs[0].shape == cv2.imread(te.paths[0]).shape[:2] and 0 <= probs[0].min() <= probs[0].max() <= 1
+
+
+def test_a_checkpoint_of_another_input_size_is_refused(synthetic_dataset, tmp_path, monkeypatch):
+    """Convolution weights fit any input size, so only the stored signature can tell: it must."""
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    tr = synthetic_dataset.split("train")
+    small = MobileNetUNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"))
+    small.export_weights(tmp_path / "w32.npz")
+    with pytest.raises(WeightsError, match=r"at input \[32, 32, 3\], this model is unet_mobilenetv2 at input \[64"):
+        MobileNetUNetSegmenter(**{**TINY, "input_size": 64}, checkpoint=str(tmp_path / "w32.npz")).fit(
+            tr.paths, tr.masks("lesion"))
+    # the training folder's own best weights carry the signature in its state.json
+    best = small.run_dir_ / "best.weights.h5"
+    assert json.loads((small.run_dir_ / "state.json").read_text())["signature"]["input_shape"] == [32, 32, 3]
+    with pytest.raises(WeightsError, match="input"):
+        MobileNetUNetSegmenter(**{**TINY, "input_size": 64}, checkpoint=str(best)).fit(tr.paths, tr.masks("lesion"))
+    with pytest.raises(WeightsError, match="unet_mobilenetv2"):
+        FPNSegmenter(**TINY, checkpoint=str(tmp_path / "w32.npz")).fit(tr.paths, tr.masks("lesion"))
+    # same architecture and size: loaded, not trained
+    same = MobileNetUNetSegmenter(**TINY, checkpoint=str(tmp_path / "w32.npz")).fit(tr.paths, tr.masks("lesion"))
+    assert "checkpoint" in same.train_state_
+
+
+def test_a_target_with_no_positive_training_mask_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "streaks"
+    folder.mkdir()
+    paths, masks = [], []
+    for i in range(6):
+        img = tmp_path / f"ISIC_{i}.png"
+        cv2.imwrite(str(img), np.full((24, 32, 3), 40 * i, np.uint8))
+        mask = folder / f"ISIC_{i}_attribute_streaks.png"
+        cv2.imwrite(str(mask), np.zeros((24, 32), np.uint8))
+        paths.append(str(img))
+        masks.append(str(mask))
+    with pytest.raises(DataError, match="none of the 6 training masks has a foreground pixel") as err:
+        UNetSegmenter(input_size=32, epochs=1, batch_size=4, verbose=0).fit(np.array(paths), np.array(masks))
+    assert "streaks" in str(err.value)  # names the folder, so the attribute
+
+
+def test_an_attribute_folder_missing_is_named(tmp_path):
+    (tmp_path / "split_membership_2016_2017.csv").write_text(
+        "image_id,isic2016_split,isic2017_split\nISIC_0000001,train,train\nISIC_0000002,test,\n")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "globules").mkdir()
+    for i in ("ISIC_0000001", "ISIC_0000002"):
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.jpg"), np.zeros((24, 32, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / "globules" / f"{i}_attribute_globules.png"), np.zeros((24, 32), np.uint8))
+    with pytest.raises(DataError, match="streaks"):
+        attributes.load_isic2018(tmp_path, targets=("globules", "streaks"), manifest_dir=tmp_path / "none")
