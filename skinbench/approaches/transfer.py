@@ -536,7 +536,12 @@ class TransferClassifier(PathClassifier):
                 summary["cached"] = False
             else:
                 summary["cached"] = True
-            score = summary["val_score"]
+            if part == "all":
+                # the end-to-end model sees fewer pixels: it predicts only if validation says it is better
+                summary["used"] = score is None or summary["val_score"] > score
+                if not summary["used"]:
+                    predictor, pred_size = models.full, size
+            score = max(summary["val_score"], score if score is not None else -np.inf)
             self.history_.append({"stage": part, "epochs": summary["epochs"], **summary["history"]})
             self.stage_log_.append({k_: v for k_, v in summary.items() if k_ != "history"})
             prev = key
