@@ -36,6 +36,7 @@ SEED = 0
 SIZES = {
     "decode_224": (2000, 200), "decode_128": (2000, 200), "sift_bovw": (300, 40),
     "backbone_pipeline": (1000, 96), "backbone_raw": (1000, 96), "backbone_engines": (640, 96),
+    "activations": (640, 96), "top_blocks": (40, 8), "end_to_end_160": (20, 4),
     "unet_tiny": (40, 8), "unet_default": (40, 8), "mobilenet_unet": (40, 8), "ynet": (40, 8),
 }
 BATCH = 32
@@ -180,6 +181,67 @@ def measure_backbone_engines(n: int, image_dir: str | None) -> dict:
     return out
 
 
+def _partial_models(size: int):
+    import keras
+
+    from skinbench.approaches import finetune, transfer
+
+    keras.utils.set_random_seed(SEED)
+    return finetune.build_partial("mobilenet_v2", "imagenet", size, None,
+                                  transfer.head_layers(7, np.zeros(7)), keras.layers.GlobalAveragePooling2D())
+
+
+def measure_activations(n: int, image_dir: str | None) -> dict:
+    """Partial fine-tuning's first stage: MobileNetV2 up to block_13 on real images (224 px, one augmented
+    view each), written to an empty activation store (float16 shards)."""
+    from skinbench.approaches import activations, tfdata
+    from skinbench.cache import file_digest
+
+    paths, _ = sample_paths(n, image_dir)
+    models = _partial_models(224)
+    store = activations.open_store(backbone="mobilenet_v2", weights="imagenet", size=224, cut=None,
+                                   augment=tfdata.AUGMENT_MULTICLASS, seed=0, shape=models.activation_shape)
+    digests = [file_digest(p) for p in paths]
+    secs = _timed(lambda: activations.fill(store, paths, digests, [1], model=models.extract, size=224,
+                                           augment=tfdata.AUGMENT_MULTICLASS, seed=0, batch_size=BATCH, progress=False))
+    return {"images": n, "seconds": secs, "images_per_s": n / secs, "cut": "block_13",
+            "kb_per_image": store.nbytes() / n / 1024, **_devices()}
+
+
+def measure_top_blocks(steps: int, image_dir: str | None) -> dict:
+    """Partial fine-tuning's second stage: training steps of blocks 13-16 + head on cached activations."""
+    import keras
+
+    models = _partial_models(224)
+    from skinbench.approaches import finetune
+
+    finetune.set_top_trainable(models)
+    x = np.random.default_rng(SEED).normal(size=(BATCH, *models.activation_shape)).astype(np.float32)
+    y = np.arange(BATCH) % 7
+    models.top.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    models.top.train_on_batch(x, y)  # trace
+    secs = _timed(lambda: [models.top.train_on_batch(x, y) for _ in range(steps)])
+    return {"steps": steps, "steps_per_s": steps / secs, "images_per_s": steps * BATCH / secs, "batch_size": BATCH}
+
+
+def measure_end_to_end(steps: int, image_dir: str | None, size: int = 160) -> dict:
+    """Partial fine-tuning's optional last stage: the whole MobileNetV2 + head trained at ``size`` px."""
+    import keras
+
+    from skinbench.approaches import transfer
+
+    keras.utils.set_random_seed(SEED)
+    model, base = transfer.full_model("mobilenet_v2", "imagenet", size, 7, np.zeros(7))
+    transfer.set_stage(base, "all", "mobilenet_v2")
+    x = np.random.default_rng(SEED).uniform(0, 255, (BATCH, size, size, 3)).astype(np.float32)
+    y = np.arange(BATCH) % 7
+    model.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy")
+    model.train_on_batch(x, y)
+    secs = _timed(lambda: [model.train_on_batch(x, y) for _ in range(steps)])
+    return {"steps": steps, "steps_per_s": steps / secs, "images_per_s": steps * BATCH / secs, "batch_size": BATCH,
+            "input_size": size}
+
+
 def _train_steps(model, steps: int, image_dir: str | None, n_classes: int = 0) -> dict:
     """Training steps on real image/mask batches; ``n_classes`` > 0: the Y-Net's joint two-head loss."""
     import keras
@@ -241,6 +303,11 @@ MEASURES: dict[str, tuple[str, Callable[[int, str | None], dict]]] = {
     "backbone_raw": ("MobileNetV2 raw forward, in-memory tensors", measure_backbone_raw),
     "backbone_engines": ("MobileNetV2 forward by engine: predict_on_batch, tf.function, ONNX Runtime",
                          measure_backbone_engines),
+    "activations": ("MobileNetV2 activations below block_13 into the float16 store (partial fine-tuning)",
+                    measure_activations),
+    "top_blocks": ("MobileNetV2 blocks 13-16 + head training steps on cached activations (224 px)",
+                   measure_top_blocks),
+    "end_to_end_160": ("MobileNetV2 + head, whole network training steps at 160 px", measure_end_to_end),
     "unet_tiny": ("U-Net base 8 training steps", lambda n, d: measure_unet(n, d, 8)),
     "unet_default": ("U-Net base 16 (default) training steps", lambda n, d: measure_unet(n, d, 16)),
     "mobilenet_unet": ("MobileNetV2 U-Net training steps", measure_mobilenet_unet),

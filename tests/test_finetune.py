@@ -200,3 +200,21 @@ def test_tta_needs_the_image_model(synthetic_dataset):
     train = synthetic_dataset.split("train")
     with pytest.raises(ConfigError, match="tta"):
         TransferClassifier(weights=None, input_size=32, tta="flips").fit(train.paths, train.y, train.groups)
+
+
+def test_end_to_end_training_keeps_batchnorm_statistics(synthetic_dataset):
+    """Keras 3 updates a trainable BatchNorm's moving statistics even under training=False: set_stage
+    freezes them, in the end-to-end stage as in the GPU fine-tuning path."""
+    import keras
+
+    model, base = transfer.full_model("mobilenet_v2", None, 32, 2, np.zeros(1))
+    transfer.set_stage(base, "all", "mobilenet_v2")
+    bn = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    before = [np.array(layer.moving_mean) for layer in bn]
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    model.fit(x, np.array([0, 1] * 4), epochs=1, verbose=0)
+    assert all(np.array_equal(b, np.array(layer.moving_mean)) for b, layer in zip(before, bn))
+    trainable = {w.path for w in model.trainable_weights}
+    assert {"Conv1/kernel", "Conv_1/kernel"} <= trainable  # the backbone trains (random init: tiny steps)
+    assert not any("gamma" in p or "beta" in p for p in trainable)  # BatchNorm does not

@@ -24,8 +24,11 @@ from skinbench.cache import make_key, note_cache
 from skinbench.errors import ConfigError
 from skinbench.paths import cache_dir
 
-#: bump when stage training changes (schedule semantics, layers frozen, batches)
+#: bump when stage training changes for every stage (schedule semantics, batches)
 CODE_VERSION = "finetune-stages-1"
+#: per stage part, bumped when only that part changes (its key and every later stage's change, earlier
+#: stages stay cached); all 2: BatchNorm frozen in the end-to-end stage
+PART_VERSIONS = {"head": 1, "top": 1, "all": 2}
 
 
 @dataclass
@@ -91,7 +94,8 @@ class StageStore:
 
     @staticmethod
     def key(previous: str, **stage: Any) -> str:
-        return make_key(previous, stage, CODE_VERSION)[:32]
+        version = PART_VERSIONS.get(stage.get("part", ""), 1)
+        return make_key(previous, stage, CODE_VERSION, *([version] if version > 1 else []))[:32]
 
     def load(self, key: str, model: Any) -> dict | None:
         """The stage's summary after loading its weights into ``model``; None (and nothing loaded) if absent

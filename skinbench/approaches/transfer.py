@@ -181,14 +181,23 @@ def full_model(backbone: str, weights: Any, size: int, n_classes: int, bias: np.
 
 
 def set_stage(base, stage: str, backbone: str) -> None:
-    """Make ``head`` (backbone frozen), ``last_block`` or ``all`` of the backbone trainable."""
+    """Make ``head`` (backbone frozen), ``last_block`` or ``all`` of the backbone trainable (BatchNorm layers
+    stay frozen)."""
     if stage not in ("head", "last_block", "all"):
         raise ConfigError(f"unknown fine-tuning stage {stage!r}", fix="use head, last_block or all")
+    import keras
+
     base.trainable = stage != "head"
     if stage == "last_block":
         prefixes = backbones.last_block_prefixes(backbone)
         for layer in base.layers:
             layer.trainable = layer.name.startswith(prefixes)
+    # BatchNorm keeps its ImageNet statistics (keras-io fine-tuning guide). Calling the backbone with
+    # training=False is not enough in Keras 3: a trainable BatchNormalization still updates its moving
+    # statistics in fit, so it must be frozen itself (measured: the moving means changed).
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
 
 
 class BestByMetric:
@@ -500,8 +509,10 @@ class TransferClassifier(PathClassifier):
                 for paths, digs, vs in ((X[tr], d_tr, views), (X[va], d_va, [0])):
                     activations.fill(store, paths, digs, vs, model=models.extract, size=size, augment=aug,
                                      seed=self.view_seed, batch_size=self.batch_size, progress=self.verbose >= 0)
-                self.stage_log_.append({"stage": "activations", "images": todo, "dropped_shards": len(store.dropped),
-                                        "stored_mb": round(store.nbytes() / 2**20, 1), **sw.summary(todo)})
+                timing = sw.summary(todo) if todo else {"seconds": None, "images_per_s": None}
+                self.stage_log_.append({"stage": "activations", "images": todo, "cached": not todo,
+                                        "dropped_shards": len(store.dropped),
+                                        "stored_mb": round(store.nbytes() / 2**20, 1), **timing})
                 cached["store"] = store
                 cached["where_tr"] = np.stack([store.locate([(d, v) for d in d_tr]) for v in views])
                 cached["act_va"] = store.gather(store.locate([(d, 0) for d in d_va]))
@@ -543,7 +554,9 @@ class TransferClassifier(PathClassifier):
                     predictor, pred_size = models.full, size
             score = max(summary["val_score"], score if score is not None else -np.inf)
             self.history_.append({"stage": part, "epochs": summary["epochs"], **summary["history"]})
-            self.stage_log_.append({k_: v for k_, v in summary.items() if k_ != "history"})
+            self.stage_log_.append({**{k_: v for k_, v in summary.items() if k_ != "history"},
+                                    # the validation curve per epoch: where a stage stopped improving
+                                    "val_curve": [round(float(v), 4) for v in summary["history"].get("val_score", [])]})
             prev = key
         self.model_, self.predict_size_ = predictor, pred_size
         self._choose_tta(X[va], y[va])
