@@ -153,7 +153,7 @@ _FT_TOP = {"backbone": "mobilenet_v2", "mode": "partial", "stages": [["head", 3e
            "patience": 8, "tta": "auto"}
 _SMOKE_PARTIAL = {"weights": None, "input_size": 32, "n_views": 1, "stages": [["head", 1e-3, 2], ["top", 1e-3, 1]]}
 #: the Y-Net of task4 and ynet-cls of task2 share these, so both rows come from one training
-_YNET = {"input_size": 128, "train_encoder": False, "epochs": 12, "batch_size": 32, "learning_rate": 1e-3,
+_YNET = {"input_size": 128, "train_encoder": False, "epochs": 10, "batch_size": 32, "learning_rate": 1e-3,
          "patience": 4, "n_classes": 7}
 _SMOKE_BOVW = {"n_words": 20, "image_size": 96}
 APPROACHES: dict[str, ApproachInfo] = {
@@ -254,7 +254,7 @@ APPROACHES: dict[str, ApproachInfo] = {
                                            "finetune_epochs": 4, "finetune_learning_rate": 1e-4}},
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
         ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),
-                     "Y-Net: frozen MobileNetV2 U-Net + 7-class head, trained jointly (128 px, 12 epochs on 2 cores)",
+                     "Y-Net: frozen MobileNetV2 U-Net + 7-class head, trained jointly (128 px, 10 epochs on 2 cores)",
                      params=_YNET, smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None, "n_classes": 0}),
         ApproachInfo("ynet-cls", "skinbench.approaches.ynet:YNetClassifier", "deep", ("task2",),
                      "Y-Net's classification head: the very Y-Net task4 trains (same data, parameters and "

@@ -52,23 +52,27 @@ def compiled(model, tta: bool = False):
     """``model`` as one traced ``tf.function`` over float batches (inference mode).
 
     Measured here (MobileNetV2, batch 32): 1.37x ``predict_on_batch``, and ONNX Runtime was slower than
-    this (results/perf/pipeline.md). ``tta``: the mean over :data:`TTA_FLIPS` of the model's outputs.
+    this (results/perf/pipeline.md). ``tta``: the mean over :data:`TTA_FLIPS` of the model's outputs, the
+    flips run one after another (one graph holding all four would hold four sets of activations).
     """
     import tensorflow as tf
 
-    def call(x):
-        if not tta:
-            return model(x, training=False)
-        outs = []
-        for lr, ud in TTA_FLIPS:
-            v = tf.reverse(x, axis=[2]) if lr else x
-            v = tf.reverse(v, axis=[1]) if ud else v
-            outs.append(model(v, training=False))
-        return tf.add_n(outs) / len(outs)
-
     # one trace for every batch size: the batch dimension is left open
     spec = tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32)
-    return tf.function(call, input_signature=[spec])
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    if not tta:
+        return forward
+
+    def mean_over_flips(x):
+        x = tf.convert_to_tensor(x, tf.float32)
+        total = None
+        for lr, ud in TTA_FLIPS:
+            view = tf.reverse(x, axis=[2]) if lr else x
+            out = forward(tf.reverse(view, axis=[1]) if ud else view)
+            total = out if total is None else total + out
+        return total / len(TTA_FLIPS)
+
+    return mean_over_flips
 
 
 def run_compiled(fn, batches) -> np.ndarray:

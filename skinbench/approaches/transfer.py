@@ -536,12 +536,13 @@ class TransferClassifier(PathClassifier):
                 sw = finetune.Stopwatch()
                 keras.utils.set_random_seed(self.random_state)
                 if part == "head":
-                    hist, score, n_seen = self._stage_head(models, data(), y, tr, va, views, lr, epochs)
+                    hist, stage_score, n_seen = self._stage_head(models, data(), y, tr, va, views, lr, epochs)
                 elif part == "top":
-                    hist, score, n_seen = self._stage_top(models, data(), y, tr, va, lr, epochs, score)
+                    hist, stage_score, n_seen = self._stage_top(models, data(), y, tr, va, lr, epochs, score)
                 else:
-                    hist, score, n_seen = self._stage_all(model_all, base_all, X, y, tr, va, lr, epochs, pred_size)
-                summary = {"stage": part, "epochs": len(hist.get("loss", [])), "val_score": score,
+                    hist, stage_score, n_seen = self._stage_all(model_all, base_all, X, y, tr, va, lr, epochs,
+                                                                pred_size)
+                summary = {"stage": part, "epochs": len(hist.get("loss", [])), "val_score": stage_score,
                            "history": hist, **sw.summary(n_seen)}
                 stage_store.save(key, predictor, summary)
                 summary["cached"] = False
