@@ -227,6 +227,12 @@ APPROACHES: dict[str, ApproachInfo] = {
                      params={**_FT_TOP, "backbone": "vgg16"},
                      needs="VGG16 ImageNet weights (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)",
                      smoke_params={**_SMOKE_PARTIAL, "backbone": "vgg16"}),
+        ApproachInfo("transfer-vgg16-ft-all", "skinbench.approaches.transfer:TransferClassifier", "deep",
+                     ("task1", "task2"), "VGG16 as vgg16-ft-top, then the whole network end to end at 224 px",
+                     params={**_FT_TOP, "backbone": "vgg16", "stages": _FT_TOP["stages"] + [["all", 1e-5, 3]]},
+                     needs="VGG16 ImageNet weights (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)",
+                     smoke_params={**_SMOKE_PARTIAL, "backbone": "vgg16",
+                                   "stages": _SMOKE_PARTIAL["stages"] + [["all", 1e-4, 1]]}),
         ApproachInfo("transfer-mobilenetv2-finetune", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 fine-tuned end to end at 224 px: head -> last block -> all "
                                          "(tf.data; mixed precision and all GPUs when present)",

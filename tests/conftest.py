@@ -33,3 +33,14 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").exists():
         pytest.skip("real data ../shared/data not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mobilenet32_weights(tmp_path_factory):
+    """A MobileNetV2 weights *file* (random values, 32 px): what is computed from it is cacheable like
+    ImageNet-weight features, which random weights (``weights=None``) are not."""
+    from skinbench.approaches import backbones
+
+    path = tmp_path_factory.mktemp("w") / "mnet32.weights.h5"
+    backbones.build("mobilenet_v2", (32, 32, 3), weights=None).save_weights(str(path))
+    return path

@@ -238,7 +238,7 @@ def test_cli_list_approach_shows_parameters_defaults_and_task_values(capsys):
     assert main(["list", "mobilenet-unet"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("finetune_epochs"))
-    assert row.split()[1:] == ["an", "integer", "0", "12", "0"]  # type, default, task3, (task4 default), smoke
+    assert row.split()[1:] == ["an", "integer", "0", "12", "4", "0"]  # type, default, task3, task4, smoke
     assert "task3 value" in out and "task4 value" in out
 
 

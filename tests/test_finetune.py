@@ -15,14 +15,6 @@ PARTIAL = dict(mode="partial", input_size=32, n_views=1, batch_size=16, patience
                stages=[("head", 1e-3, 2), ("top", 1e-3, 2)])
 
 
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    """A MobileNetV2 weights file (random values): cacheable like ImageNet weights."""
-    path = tmp_path_factory.mktemp("w") / "mnet32.weights.h5"
-    backbones.build("mobilenet_v2", (32, 32, 3), weights=None).save_weights(str(path))
-    return path
-
-
 def test_cut_points_default_and_errors():
     assert backbones.resolve_cut("mobilenet_v2", None) == "block_13"
     assert backbones.resolve_cut("vgg16", None) == "block5"
@@ -133,9 +125,9 @@ def test_fill_computes_only_what_is_missing_and_resumes(synthetic_dataset, tmp_p
     np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-3)  # float16 storage
 
 
-def test_partial_fit_caches_its_stages(synthetic_dataset, weights_file, tmp_path, monkeypatch):
+def test_partial_fit_caches_its_stages(synthetic_dataset, mobilenet32_weights, tmp_path, monkeypatch):
     train, test = synthetic_dataset.split("train"), synthetic_dataset.split("test")
-    clf = TransferClassifier(weights=weights_file, **PARTIAL, cache_dir=tmp_path, tta="auto")
+    clf = TransferClassifier(weights=mobilenet32_weights, **PARTIAL, cache_dir=tmp_path, tta="auto")
     first = clf.fit(train.paths, train.y, train.groups).predict_proba(test.paths)
     assert [s["stage"] for s in clf.stage_log_] == ["activations", "head", "top"]
     assert not any(s.get("cached") for s in clf.stage_log_)
@@ -147,21 +139,21 @@ def test_partial_fit_caches_its_stages(synthetic_dataset, weights_file, tmp_path
         raise AssertionError("a finished stage was trained again")
 
     monkeypatch.setattr(TransferClassifier, "_fit_stage", no_training)
-    again = TransferClassifier(weights=weights_file, **PARTIAL, cache_dir=tmp_path, tta="auto")
+    again = TransferClassifier(weights=mobilenet32_weights, **PARTIAL, cache_dir=tmp_path, tta="auto")
     np.testing.assert_allclose(again.fit(train.paths, train.y, train.groups).predict_proba(test.paths), first,
                                atol=1e-5)
     assert [s.get("cached") for s in again.stage_log_] == [True, True]
     # a longer schedule reuses the finished head stage and trains only the new one
     monkeypatch.undo()
-    longer = TransferClassifier(weights=weights_file, **{**PARTIAL, "stages": [("head", 1e-3, 2), ("top", 1e-3, 3)]},
+    longer = TransferClassifier(weights=mobilenet32_weights, **{**PARTIAL, "stages": [("head", 1e-3, 2), ("top", 1e-3, 3)]},
                                 cache_dir=tmp_path)
     longer.fit(train.paths, train.y, train.groups)
     assert [s.get("cached") for s in longer.stage_log_ if s["stage"] != "activations"] == [True, False]
 
 
-def test_a_damaged_stage_file_is_retrained(synthetic_dataset, weights_file, tmp_path):
+def test_a_damaged_stage_file_is_retrained(synthetic_dataset, mobilenet32_weights, tmp_path):
     train = synthetic_dataset.split("train")
-    kw = dict(weights=weights_file, **{**PARTIAL, "stages": [("head", 1e-3, 1)]}, cache_dir=tmp_path)
+    kw = dict(weights=mobilenet32_weights, **{**PARTIAL, "stages": [("head", 1e-3, 1)]}, cache_dir=tmp_path)
     TransferClassifier(**kw).fit(train.paths, train.y, train.groups)
     for f in (tmp_path / "transfer_stages").glob("*.weights.h5"):
         f.write_bytes(b"garbage")

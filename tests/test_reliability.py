@@ -329,7 +329,8 @@ def test_code_digest_follows_each_approach_imports_only():
 def test_task_params_override_registry_params_for_that_task_only():
     ainfo = runner.info.approach("mobilenet-unet")
     assert ainfo.params_for("task3")["input_size"] != ainfo.params_for("task4")["input_size"]
-    assert ainfo.params_for("task4") == ainfo.params
+    assert ainfo.params_for("task4") == {**ainfo.params, **ainfo.task_params["task4"]}
+    assert ainfo.params_for("task1") == ainfo.params  # a task without overrides gets the shared params
     est3 = runner.build_estimator(ainfo, 0, None, "task3")
     assert est3.input_size == ainfo.task_params["task3"]["input_size"] and est3.train_encoder is False
     assert runner.build_estimator(ainfo, 0, {"input_size": 64}, "task3").input_size == 64  # user wins

@@ -12,14 +12,6 @@ from skinbench.errors import ConfigError, DataError
 TINY = dict(weights=None, input_size=32, batch_size=16, patience=2)
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    """A MobileNetV2 weights *file* (random values): features from it are cacheable like ImageNet ones."""
-    path = tmp_path_factory.mktemp("w") / "mnet32.weights.h5"
-    backbones.build("mobilenet_v2", (32, 32, 3), weights=None).save_weights(str(path))
-    return path
-
-
 def test_output_bias_and_class_weights():
     y = np.array([0] * 30 + [1] * 10)
     np.testing.assert_allclose(transfer.output_bias(y, 2), [np.log(10 / 30)], rtol=1e-3)
@@ -70,9 +62,9 @@ def test_augmented_views_are_deterministic_and_distinct(synthetic_dataset):
     assert np.abs(one[0] - plain).mean() > 1.0
 
 
-def test_features_are_cached_by_content(synthetic_dataset, tiny_weights, tmp_path, monkeypatch):
+def test_features_are_cached_by_content(synthetic_dataset, mobilenet32_weights, tmp_path, monkeypatch):
     paths = synthetic_dataset.paths[:5]
-    kw = dict(backbone="mobilenet_v2", weights=tiny_weights, size=32, views=(0, 1),
+    kw = dict(backbone="mobilenet_v2", weights=mobilenet32_weights, size=32, views=(0, 1),
               augment=tfdata.AUGMENT_BINARY, cache_dir=tmp_path, progress=False)
     first = transfer.extract_features(paths, **kw)
     assert first.shape == (2, 5, 1280)
@@ -85,11 +77,11 @@ def test_features_are_cached_by_content(synthetic_dataset, tiny_weights, tmp_pat
     np.testing.assert_array_equal(transfer.extract_features(paths[::-1], **kw), first[:, ::-1])
 
 
-def test_features_mode_fits_binary_and_multiclass(synthetic_dataset, tiny_weights, tmp_path):
+def test_features_mode_fits_binary_and_multiclass(synthetic_dataset, mobilenet32_weights, tmp_path):
     from skinbench.data import synthetic
 
     train = synthetic_dataset.split("train")
-    clf = TransferClassifier(weights=tiny_weights, input_size=32, n_views=1, stages=[("head", 1e-3, 3)],
+    clf = TransferClassifier(weights=mobilenet32_weights, input_size=32, n_views=1, stages=[("head", 1e-3, 3)],
                              cache_dir=tmp_path, batch_size=16)
     clf.fit(train.paths, train.y, train.groups)
     proba = clf.predict_proba(synthetic_dataset.split("test").paths)
@@ -99,17 +91,17 @@ def test_features_mode_fits_binary_and_multiclass(synthetic_dataset, tiny_weight
 
     dx = synthetic.load(synthetic_dataset.root, n_images=48, seed=0, labels="dx")
     k = len(np.unique(dx.y))
-    logreg = TransferClassifier(weights=tiny_weights, input_size=32, n_views=0, head_solver="logreg",
+    logreg = TransferClassifier(weights=mobilenet32_weights, input_size=32, n_views=0, head_solver="logreg",
                                 cache_dir=tmp_path, val_size=0).fit(dx.paths, dx.y)
     assert logreg.predict_proba(dx.paths).shape == (len(dx), k)
 
 
-def test_a_warm_feature_cache_trains_the_same_head_as_a_cold_one(synthetic_dataset, tiny_weights, tmp_path):
+def test_a_warm_feature_cache_trains_the_same_head_as_a_cold_one(synthetic_dataset, mobilenet32_weights, tmp_path):
     """Seeded runs agree whether the features were computed (drawing random numbers) or read from the cache."""
     train, test = synthetic_dataset.split("train"), synthetic_dataset.split("test")
 
     def fit_predict() -> np.ndarray:
-        clf = TransferClassifier(weights=tiny_weights, input_size=32, n_views=1, stages=[("head", 1e-3, 2)],
+        clf = TransferClassifier(weights=mobilenet32_weights, input_size=32, n_views=1, stages=[("head", 1e-3, 2)],
                                  cache_dir=tmp_path / "cache", batch_size=16, random_state=3)
         return clf.fit(train.paths, train.y, train.groups).predict_proba(test.paths)
 

@@ -14,7 +14,7 @@ import keras
 from keras import layers
 
 from skinbench.approaches import backbones
-from skinbench.approaches.ynet import BACKBONE, MobileNetUNetSegmenter
+from skinbench.approaches.ynet import BACKBONE, MobileNetUNetSegmenter, base_arguments
 
 
 def _head(x, filters: int, upsample: int, name: str):
@@ -61,12 +61,7 @@ class FPNSegmenter(MobileNetUNetSegmenter):
                  positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
                  tune_threshold: bool = True, checkpoint: str | None = None, random_state: int = 0,
                  verbose: int | None = None):
-        super().__init__(input_size=input_size, weights=weights, train_encoder=train_encoder, loss=loss,
-                         learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
-                         validation_fraction=validation_fraction, patience=patience, augment=augment,
-                         positive_fraction=positive_fraction, finetune_epochs=finetune_epochs,
-                         finetune_learning_rate=finetune_learning_rate, tune_threshold=tune_threshold,
-                         checkpoint=checkpoint, random_state=random_state, verbose=verbose)
+        super().__init__(**base_arguments(locals()))
         self.pyramid_filters = pyramid_filters
         self.segmentation_filters = segmentation_filters
         self.dropout = dropout

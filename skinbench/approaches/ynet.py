@@ -100,6 +100,15 @@ class MobileNetUNetSegmenter(KerasSegmenter):
             layer.trainable = not isinstance(layer, layers.BatchNormalization)
 
 
+def base_arguments(values: dict) -> dict:
+    """The :class:`MobileNetUNetSegmenter` arguments among a subclass ``__init__``'s ``locals()``: subclasses
+    spell out every parameter (scikit-learn reads them from the signature) and hand the shared ones on."""
+    import inspect
+
+    names = set(inspect.signature(MobileNetUNetSegmenter.__init__).parameters) - {"self"}
+    return {k: v for k, v in values.items() if k in names}
+
+
 class YNetSegmenter(MobileNetUNetSegmenter):
     """MobileNetV2 U-Net + classification head trained jointly; ``fit`` needs ``y`` (class indices)."""
 
@@ -112,12 +121,7 @@ class YNetSegmenter(MobileNetUNetSegmenter):
                  positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
                  tune_threshold: bool = True, checkpoint: str | None = None, random_state: int = 0,
                  verbose: int | None = None):
-        super().__init__(input_size=input_size, weights=weights, train_encoder=train_encoder, loss=loss,
-                         learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
-                         validation_fraction=validation_fraction, patience=patience, augment=augment,
-                         positive_fraction=positive_fraction, finetune_epochs=finetune_epochs,
-                         finetune_learning_rate=finetune_learning_rate, tune_threshold=tune_threshold,
-                         checkpoint=checkpoint, random_state=random_state, verbose=verbose)
+        super().__init__(**base_arguments(locals()))
         self.seg_loss_weight = seg_loss_weight
         self.n_classes = n_classes
 
