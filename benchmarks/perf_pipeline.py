@@ -161,7 +161,8 @@ def measure_backbone_engines(n: int, image_dir: str | None) -> dict:
         import onnxruntime as ort
         import tf2onnx
 
-        proto, _ = tf2onnx.convert.from_keras(model, opset=13)
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((None, 224, 224, 3), tf.float32,
+                                                                                    name="images"),), opset=13)
         session = ort.InferenceSession(proto.SerializeToString())
         name = session.get_inputs()[0].name
         engines["onnxruntime_"] = lambda: session.run(None, {name: x})

@@ -156,3 +156,22 @@ def test_ynet_segmenter_passes_every_parent_argument_by_name():
     est = YNetSegmenter(**values, seg_loss_weight=2.0, n_classes=3)
     assert {k: getattr(est, k) for k in values} == values
     assert est.get_params()["seg_loss_weight"] == 2.0 and est.get_params()["n_classes"] == 3
+
+
+def test_ynet_cls_and_task4_ynet_share_one_training(synthetic_dataset, tmp_path, monkeypatch):
+    """The registry gives ynet-cls (task2) the task4 Y-Net's parameters: one training folder serves both."""
+    from skinbench import info
+
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    assert info.approach("ynet-cls").params_for("task2") == info.approach("ynet").params_for("task4")
+    tr = synthetic_dataset.split("train")
+    params = {**TINY, "n_classes": int(tr.y.max()) + 1}
+    params.pop("verbose")
+    clf = YNetClassifier(**params).fit(tr.paths, tr.y, tr.groups, masks=tr.masks("lesion"))
+    from skinbench.cache import ledger, ledger_since
+
+    before = ledger()
+    seg = YNetSegmenter(**params).fit(tr.paths, tr.masks("lesion"), tr.y, groups=tr.groups)
+    assert seg.run_dir_ == clf.ynet_.run_dir_
+    used = ledger_since(before)["segmenter_epochs"]
+    assert used["misses"] == 0 and used["hits"] >= 1  # its epochs were found done, not trained again
