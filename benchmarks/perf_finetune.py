@@ -53,9 +53,20 @@ def render(table: list[dict]) -> str:
         lines.append(f"| {r['task']} | {r['approach']} | {r['stage']} | {fmt(r['epochs'])} | {fmt(r['images_per_s'])} | "
                      f"{fmt(r['seconds'])} | {fmt(r['val_score'], '{:.3f}')}{used} | {'yes' if r['cached'] else 'no'} | "
                      f"{fmt(r['stored_mb'])} | {fmt(r['fit_s'], '{:.0f}')} | {fmt(r['peak_rss_mb'], '{:.0f}')} |")
-    lines += ["", "Reference rates measured on this machine (issue 14): MobileNetV2 full fine-tuning 29 img/s at "
-              "128 px, 22 at 160, 9 at 224; raw forward pass 81 img/s at 224 (results/perf/pipeline.md)."]
     return "\n".join(lines) + "\n"
+
+
+def reference_rates(pipeline_json: Path) -> str:
+    """The same stages measured alone on a HAM10000 sample by ``perf_pipeline.py`` (fresh cache each)."""
+    if not pipeline_json.exists():
+        return ""
+    measured = json.loads(pipeline_json.read_text()).get("measurements", {})
+    names = {"activations": "activation extraction", "top_blocks": "top-block training",
+             "end_to_end_160": "end-to-end training at 160 px", "backbone_raw": "raw forward pass at 224 px"}
+    parts = [f"{label} {measured[k]['images_per_s']:.0f} img/s (peak RSS {measured[k]['peak_rss_mb']:.0f} MB)"
+             for k, label in names.items() if measured.get(k, {}).get("status") == "ok"]
+    return ("\nThe same stages measured alone by `python benchmarks/perf_pipeline.py` (results/perf/pipeline.md): "
+            + "; ".join(parts) + ".\n") if parts else ""
 
 
 def plot_curves(table: list[dict], path: Path) -> bool:
@@ -98,7 +109,7 @@ def main() -> int:
     table = rows(root)
     out = root / "perf"
     atomic_write_bytes(out / "finetune.json", json.dumps(table, indent=1).encode())
-    text = render(table)
+    text = render(table) + reference_rates(out / "pipeline.json")
     if plot_curves(table, out / "finetune_curves.png"):
         text += "\n![validation curves per stage](finetune_curves.png)\n"
     atomic_write_bytes(out / "finetune.md", text.encode())

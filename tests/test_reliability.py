@@ -172,7 +172,7 @@ def _interrupt_run(tmp_path: Path, template: Path, sig: int, *, whole_group: boo
             os.killpg(proc.pid, sig)  # as Ctrl-C in a terminal does
         else:
             proc.send_signal(sig)  # as `kill PID` does
-        rc = proc.wait(timeout=60)
+        rc = proc.wait(timeout=180)  # an interrupted run shuts its worker pool down first
         # worker processes must not outlive the run (orphans would keep writing into the cache)
         deadline = time.monotonic() + 20
         while _group_alive(proc.pid) and time.monotonic() < deadline:

@@ -51,9 +51,10 @@ TTA_FLIPS = ((False, False), (True, False), (False, True), (True, True))
 def compiled(model, tta: bool = False):
     """``model`` as one traced ``tf.function`` over float batches (inference mode).
 
-    Measured here (MobileNetV2, batch 32): 1.37x ``predict_on_batch``, and ONNX Runtime was slower than
-    this (results/perf/pipeline.md). ``tta``: the mean over :data:`TTA_FLIPS` of the model's outputs, the
-    flips run one after another (one graph holding all four would hold four sets of activations).
+    Faster than ``predict_on_batch`` here; ONNX Runtime measured faster still (``backbone_engines`` in
+    results/perf/pipeline.md) but needs tf2onnx conversion and two more dependencies, so it is not used yet.
+    ``tta``: the mean over :data:`TTA_FLIPS` of the model's outputs, the flips run one after another (one
+    graph holding all four would hold four sets of activations).
     """
     import tensorflow as tf
 
