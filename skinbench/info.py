@@ -266,7 +266,7 @@ APPROACHES: dict[str, ApproachInfo] = {
                      "Y-Net's classification head: the very Y-Net task4 trains (same data, parameters and "
                      "checkpoint), scored on diagnosis",
                      params=_YNET, needs="HAM10000 lesion masks beside the images (masks/)", needs_masks="lesion",
-                     smoke_params={**_SMOKE_SEG, "weights": None}),
+                     smoke_params={**_SMOKE_SEG, "weights": None, "n_classes": 0}),
         ApproachInfo("fpn", "skinbench.approaches.fpn:FPNSegmenter", "deep", ("task4",),
                      "FPN: frozen MobileNetV2 encoder, 1x1 laterals, top-down pyramid, per-level heads summed "
                      "(128 px)",

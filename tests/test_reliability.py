@@ -160,7 +160,11 @@ def _interrupt_run(tmp_path: Path, template: Path, sig: int, *, whole_group: boo
     log = open(tmp_path / "run.log", "wb")
     proc = subprocess.Popen(_cli_command(results), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env=dict(env, SKINBENCH_TEST_PAUSE_AT=PAUSE_AT, SKINBENCH_TEST_PAUSE_FILE=str(paused)),
-                            start_new_session=True)  # own process group: Ctrl-C reaches it and its workers
+                            start_new_session=True,  # own process group: Ctrl-C reaches it and its workers
+                            # SIGINT as a terminal gives it: a child inherits an ignored SIGINT, and Python
+                            # then never raises KeyboardInterrupt (some earlier test in the suite leaves
+                            # SIGINT ignored in the pytest process)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not paused.exists():
@@ -172,7 +176,7 @@ def _interrupt_run(tmp_path: Path, template: Path, sig: int, *, whole_group: boo
             os.killpg(proc.pid, sig)  # as Ctrl-C in a terminal does
         else:
             proc.send_signal(sig)  # as `kill PID` does
-        rc = proc.wait(timeout=180)  # an interrupted run shuts its worker pool down first
+        rc = proc.wait(timeout=60)
         # worker processes must not outlive the run (orphans would keep writing into the cache)
         deadline = time.monotonic() + 20
         while _group_alive(proc.pid) and time.monotonic() < deadline:
