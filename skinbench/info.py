@@ -269,8 +269,8 @@ APPROACHES: dict[str, ApproachInfo] = {
                      smoke_params={**_SMOKE_SEG, "weights": None, "n_classes": 0}),
         ApproachInfo("fpn", "skinbench.approaches.fpn:FPNSegmenter", "deep", ("task4",),
                      "FPN: frozen MobileNetV2 encoder, 1x1 laterals, top-down pyramid, per-level heads summed "
-                     "(128 px)",
-                     params={"input_size": 128, "train_encoder": False, "epochs": 15, "batch_size": 32,
+                     "(128 px, 10 epochs on 2 cores)",
+                     params={"input_size": 128, "train_encoder": False, "epochs": 10, "batch_size": 32,
                              "learning_rate": 1e-3, "patience": 4},
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
     ]
