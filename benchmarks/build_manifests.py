@@ -17,7 +17,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from skinbench.cache import file_digest
-from skinbench.data import attributes, ham10000, isic2016
+from skinbench import info
+from skinbench.data import attributes, ham10000, isic2016, layout
 from skinbench.data.manifests import manifest_path, write_manifest
 from skinbench.paths import data_root
 
@@ -61,7 +62,26 @@ def build_isic2018(root: Path) -> tuple[pd.DataFrame, dict]:
     return _held_checksums(ds.frame), note
 
 
-BUILDERS = {"ham10000": build_ham10000, "isic2016_task3": build_isic2016, "isic2018_task2": build_isic2018}
+def build_isic2018_all(root: Path) -> tuple[pd.DataFrame, dict]:
+    folder = layout.require_dir(attributes.ISIC2018_ALL, root / "isic2018_task2")
+    frame, dropped, _ = attributes.read_release(folder, info.dataset(attributes.ISIC2018_ALL).targets, every_image=True)
+    frame["split"], reasons = attributes.isic2018_all_split(frame, dropped, progress=True)
+    copies = {i: r for i, r in reasons.items() if i not in dropped}
+    added = int(((frame["split"] == "train") & ~frame["image_id"].isin(attributes.load_isic2018(
+        folder, manifest_dir=Path("/nonexistent")).ids)).sum())
+    note = {"checksums": "held", "checksum_note": "sha256 of the images as held in the data root (re-encoded, "
+            "long side 256 px), not of the official release",
+            "split": "ISIC 2016 test images (split_membership_2016_2017.csv) -> test; every other release image -> "
+                     f"train ({added} beyond the 806 ISIC 2016 training images), except '{attributes.EXCLUDED}': "
+                     "exact or near copies of a test image (skinbench.data.duplicates rules) and images "
+                     "with a missing mask",
+            "excluded": dict(sorted(reasons.items())),
+            "excluded_copies_of_test_images": len(copies)}
+    return _held_checksums(frame), note
+
+
+BUILDERS = {"ham10000": build_ham10000, "isic2016_task3": build_isic2016, "isic2018_task2": build_isic2018,
+            "isic2018_task2_all": build_isic2018_all}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,41 +37,50 @@ EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_finetune.py", "task3_losses.py", "perf_c
                  "perf_pipeline.py", "scaling.py", "seeds.py", "subgroups.py", "duplicates_report.py")
 
 
-def planned_runs(only: list[str] | None) -> list[tuple[str, str]]:
-    """Every (task, approach) the registry declares, on each task's default (real) dataset."""
-    return [(t, a) for t in info.TASKS if not only or t in only for a in info.approaches_for(t)]
+Run = tuple[str, str, str]  # (task, approach, dataset)
+
+
+def planned_runs(only: list[str] | None) -> list[Run]:
+    """Every (task, approach) the registry declares, on each task's default (real) dataset and its
+    variants (``TaskInfo.variants``)."""
+    return [(t, a, d) for t in info.TASKS if not only or t in only
+            for d in info.task(t).regenerated_datasets() for a in info.approaches_for(t)]
 
 
 @lru_cache(maxsize=None)
-def _manifest_digest(task: str) -> str:
-    """Load each task's dataset once per regeneration, not once per approach."""
+def _manifest_digest(task: str, dataset: str) -> str:
+    """Load each dataset once per regeneration, not once per approach."""
     from skinbench.data import load_dataset
 
-    dataset = info.task(task).default_dataset
     return load_dataset(dataset, **info.task(task).dataset_kwargs.get(dataset, {})).manifest_digest
 
 
-def currency(task: str, approach: str, root: Path, seed: int, limit: int | None) -> provenance.Currency:
-    """Whether the stored records of (task, approach) were made with today's inputs and versions."""
-    spec = provenance.RunSpec(task, approach, seed=seed, limit=limit)
-    return provenance.check(spec, root, _manifest_digest(task))
+def _name(task: str, approach: str, dataset: str) -> str:
+    return f"{task}/{approach}" + ("" if dataset == info.task(task).default_dataset else f" [{dataset}]")
 
 
-def print_status(runs: list[tuple[str, str]], root: Path, seed: int, limit: int | None) -> int:
+def currency(task: str, approach: str, dataset: str, root: Path, seed: int,
+             limit: int | None) -> provenance.Currency:
+    """Whether the stored records of (task, approach, dataset) were made with today's inputs and versions."""
+    spec = provenance.RunSpec(task, approach, dataset=dataset, seed=seed, limit=limit)
+    return provenance.check(spec, root, _manifest_digest(task, dataset))
+
+
+def print_status(runs: list[Run], root: Path, seed: int, limit: int | None) -> int:
     """``--status``: one line per expected record set; exit 0 when every one is current."""
     counts: dict[str, int] = {}
-    for task, approach in runs:
-        c = currency(task, approach, root, seed, limit)
+    for task, approach, dataset in runs:
+        c = currency(task, approach, dataset, root, seed, limit)
         counts[c.status] = counts.get(c.status, 0) + 1
         gpu = " [GPU-marked]" if task in info.approach(approach).gpu_tasks else ""
-        print(f"{c.status:8s} {task}/{approach}{gpu}")
+        print(f"{c.status:8s} {_name(task, approach, dataset)}{gpu}")
         for reason in c.reasons:
             print(f"         - {reason}")
     print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return 0 if set(counts) <= {"current"} else 1
 
 
-def verify(runs: list[tuple[str, str]], root: Path, seed: int, limit: int | None) -> int:
+def verify(runs: list[Run], root: Path, seed: int, limit: int | None) -> int:
     """``--verify``: rerun current records into a scratch folder; fail if a number moved under the same
     run key (a change that alters numbers must bump a declared version: skinbench/provenance.py)."""
     import tempfile
@@ -80,12 +89,12 @@ def verify(runs: list[tuple[str, str]], root: Path, seed: int, limit: int | None
 
     moved = 0
     with tempfile.TemporaryDirectory(prefix="skinbench-verify-") as scratch:
-        for task, approach in runs:
-            c = currency(task, approach, root, seed, limit)
+        for task, approach, dataset in runs:
+            c = currency(task, approach, dataset, root, seed, limit)
             if not c.current:
-                print(f"-- {task}/{approach}: {c.status}, not verified", file=sys.stderr)
+                print(f"-- {_name(task, approach, dataset)}: {c.status}, not verified", file=sys.stderr)
                 continue
-            spec = provenance.RunSpec(task, approach, seed=seed, limit=limit)
+            spec = provenance.RunSpec(task, approach, dataset=dataset, seed=seed, limit=limit)
             for new_path in runner.execute(spec, results_root=scratch, command="regenerate.py --verify"):
                 old = RunRecord.from_file(root / new_path.relative_to(scratch))
                 new = RunRecord.from_file(new_path)
@@ -107,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 train/test images per task, into results/quick")
     parser.add_argument("--only", action="append", help="only these tasks")
     parser.add_argument("--approach", action="append", help="only these approaches")
+    parser.add_argument("--dataset", action="append", help="only these datasets (default: each task's default "
+                                                           "and its variants)")
     parser.add_argument("--force", action="store_true", help="rerun even when a record is current")
     parser.add_argument("--no-extras", action="store_true", help="skip the sweep and performance scripts")
     parser.add_argument("--seed", type=int, default=0)
@@ -123,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     _manifest_digest.cache_clear()  # data may have changed since an earlier call in this process
     root = committed_results_dir() / "quick" if args.quick else committed_results_dir()
     limit = 200 if args.quick else None
-    runs = [(t, a) for t, a in planned_runs(args.only) if not args.approach or a in args.approach]
+    runs = [(t, a, d) for t, a, d in planned_runs(args.only)
+            if (not args.approach or a in args.approach) and (not args.dataset or d in args.dataset)]
     if args.status:
         return print_status(runs, root, args.seed, limit)
     if args.verify:
@@ -135,24 +147,25 @@ def main(argv: list[str] | None = None) -> int:
               "Fix: commit first (or pass --allow-dirty for a scratch run).", file=sys.stderr)
         return 2
     failures: list[str] = []
-    for task, approach in runs:
-        if not args.force and currency(task, approach, root, args.seed, limit).current:
-            print(f"== {task} / {approach}: current, kept", file=sys.stderr)
+    for task, approach, dataset in runs:
+        name = _name(task, approach, dataset)
+        if not args.force and currency(task, approach, dataset, root, args.seed, limit).current:
+            print(f"== {name}: current, kept", file=sys.stderr)
             continue
         if task in info.approach(approach).gpu_tasks and not gpu and not args.quick:
-            print(f"== {task} / {approach}: needs a GPU, none found: record kept as made "
+            print(f"== {name}: needs a GPU, none found: record kept as made "
                   "(benchmarks/train_segmenters.py on a GPU, or --allow-cpu)", file=sys.stderr)
             continue
-        print(f"== {task} / {approach}", file=sys.stderr)
+        print(f"== {name}", file=sys.stderr)
         start = time.perf_counter()
         try:
-            runner.run(task, approach, seed=args.seed, limit=limit, results_root=root,
+            runner.run(task, approach, dataset=dataset, seed=args.seed, limit=limit, results_root=root,
                        command=f"python benchmarks/regenerate.py{' --quick' if args.quick else ''}")
         except WeightsError as err:
-            runner.write_skipped(task, approach, str(err), results_root=root)
+            runner.write_skipped(task, approach, str(err), dataset=dataset, results_root=root)
             print(f"   skipped: {err}", file=sys.stderr)
         except SkinbenchError as err:
-            failures.append(f"{task}/{approach}: {err}")
+            failures.append(f"{name}: {err}")
             print(f"   FAILED: {err}", file=sys.stderr)
         print(f"   {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if not (args.no_extras or args.quick):

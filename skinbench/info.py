@@ -26,6 +26,13 @@ class TaskInfo:
     reference: str = ""
     #: extra keyword arguments for a dataset's adapter when it serves this task
     dataset_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: other real datasets whose records benchmarks/regenerate.py also keeps current (a named variant
+    #: of the default, kept so that older rows stay comparable)
+    variants: tuple[str, ...] = ()
+
+    def regenerated_datasets(self) -> tuple[str, ...]:
+        """The default dataset, then the variants: what a full regeneration runs this task on."""
+        return (self.default_dataset, *self.variants)
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,8 @@ TASKS: dict[str, TaskInfo] = {
                  dataset_kwargs={"synthetic": {"labels": "dx"}},
                  reference="VGG16 fine-tuned: acc 0.81, macro F1 0.73 on a random (lesion-leaking) split"),
         TaskInfo("task3", "segmentation", "Globules and streaks (ISIC 2016 Part 2B / 2018 Task 2 masks)",
-                 "isic2018_task2", ("isic2018_task2", "isic2016_part2b", "synthetic", "generic"),
-                 targets=("globules", "streaks"), primary_metric="jaccard_set",
+                 "isic2018_task2_all", ("isic2018_task2_all", "isic2018_task2", "isic2016_part2b", "synthetic", "generic"),
+                 targets=("globules", "streaks"), primary_metric="jaccard_set", variants=("isic2018_task2",),
                  reference="Keras U-Net: 'Dice 0.86' with foreground precision 0.015, recall 0.08; "
                            "best ISIC 2018 attribute Jaccard 0.473 (five attributes pooled)"),
         TaskInfo("task4", "segmentation", "Lesion segmentation (HAM10000 masks)", "ham10000",
@@ -124,6 +131,13 @@ DATASETS: dict[str, DatasetInfo] = {
                      "split_membership_2016_2017.csv"),
                     targets=("globules", "streaks", "pigment_network", "milia_like_cyst", "negative_network"),
                     manifest="isic2018_task2.csv", license="CC-0 / CC BY-NC (ISIC Archive)"),
+        DatasetInfo("isic2018_task2_all", "ISIC 2018 Task 2 attribute masks (every non-test image trains)",
+                    "skinbench.data.attributes:load_isic2018_all", "isic2018_task2",
+                    "https://challenge.isic-archive.com/data/#2018",
+                    ("images/ISIC_*.jpg", "<attribute>/ISIC_*_attribute_<attribute>.png",
+                     "split_membership_2016_2017.csv"),
+                    targets=("globules", "streaks", "pigment_network", "milia_like_cyst", "negative_network"),
+                    manifest="isic2018_task2_all.csv", license="CC-0 / CC BY-NC (ISIC Archive)"),
         DatasetInfo("isic2016_part2b", "ISIC 2016 Part 2B (globules, streaks)",
                     "skinbench.data.attributes:load_isic2016_part2b", "isic2016_part2b",
                     "https://challenge.isic-archive.com/data/#2016",

@@ -187,6 +187,32 @@ def test_fake_isic2018_drops_image_without_mask(tmp_path):
     assert ds.frame["split"].tolist() == ["train", "test"] and "ISIC_0000003" in ds.extra["dropped"]
 
 
+def test_fake_isic2018_all_trains_on_every_non_test_image_except_copies_of_test_images(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "split_membership_2016_2017.csv").write_text(
+        "image_id,isic2016_split,isic2017_split\nISIC_0000001,train,\nISIC_0000002,test,\n"
+        "ISIC_0000003,,train\nISIC_0000004,,\nISIC_0000005,,\n")
+    (tmp_path / "images").mkdir()
+    for i in ("ISIC_0000001", "ISIC_0000002", "ISIC_0000003", "ISIC_0000004"):
+        img = cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), (7, 7), 2)
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), img)
+    test_image = cv2.imread(str(tmp_path / "images" / "ISIC_0000002.png"))
+    cv2.imwrite(str(tmp_path / "images" / "ISIC_0000005.jpg"), test_image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    for t in ("globules", "streaks"):
+        (tmp_path / t).mkdir()
+        for k in range(1, 6):
+            cv2.imwrite(str(tmp_path / t / f"ISIC_000000{k}_attribute_{t}.png"), np.zeros((96, 128), np.uint8))
+    (tmp_path / "streaks" / "ISIC_0000004_attribute_streaks.png").unlink()
+    ds = attributes.load_isic2018_all(tmp_path, targets=("globules", "streaks"), manifest_dir=tmp_path / "none")
+    assert dict(zip(ds.ids, ds.frame["split"])) == {"ISIC_0000001": "train", "ISIC_0000002": "test",
+                                                     "ISIC_0000003": "train"}
+    assert "copy of test image ISIC_0000002" in ds.extra["dropped"]["ISIC_0000005"]
+    assert "streaks mask missing" in ds.extra["dropped"]["ISIC_0000004"]
+    # the 2016-style variant of the same files keeps only the ISIC 2016 images
+    assert attributes.load_isic2018(tmp_path, targets=("globules",), manifest_dir=tmp_path / "none").ids.tolist() \
+        == ["ISIC_0000001", "ISIC_0000002"]
+
+
 def test_fake_ham10000_official_download_layout(tmp_path):
     """Images split over part_1/part_2, masks in the tschandl folder, one palette mask with raw lesion = 0."""
     rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]

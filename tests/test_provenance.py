@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from skinbench import provenance, runner
+from skinbench import info, provenance, runner
 from skinbench.provenance import RunSpec
 from skinbench.results.records import SCHEMA, RunRecord, load_records, read_record, record_path
 
@@ -177,7 +177,7 @@ def test_committed_baseline_records_reproduce_on_the_real_data(shared_data, caps
         import regenerate
     finally:
         sys.path.pop(0)
-    runs = [("task1", "majority"), ("task1", "stratified"), ("task2", "majority"), ("task2", "stratified")]
+    runs = [(t, a, info.task(t).default_dataset) for t in ("task1", "task2") for a in ("majority", "stratified")]
     assert regenerate.verify(runs, REPO / "results", seed=0, limit=None) == 0
     out = capsys.readouterr().out
     assert out.count("same ") == 4 and "MOVED" not in out

@@ -424,6 +424,26 @@ def test_dashboard(root):
     assert render_all(root)[-1] == path
 
 
+def test_dashboard_tests_every_deep_row_against_the_best_classical(root):
+    pytest.importorskip("skinbench.metrics.significance")
+    write_all(root, [make_record("task4", "classical-seg", target="lesion", quality=0.6),
+                     make_record("task4", "unet", target="lesion", quality=0.9),
+                     make_record("task4", "fpn", target="lesion", quality=0.8)])
+    render_all(root)
+    sig = (root / "README.md").read_text().split("## Significance")[1].split("\n## ")[0]
+    deep_lines = [line for line in sig.splitlines() if "classical-seg (" in line]
+    assert {"unet", "fpn"} == {a for line in deep_lines for a in ("unet", "fpn") if f"| {a} (" in line}
+    assert "Holm p" in sig
+
+
+def test_holm_adjustment():
+    from skinbench.results.dashboard import holm
+
+    assert holm([0.01, 0.04, None, 0.03]) == pytest.approx([0.03, 0.06, None, 0.06])
+    assert holm([0.5, 0.9]) == [1.0, 1.0]
+    assert holm([]) == []
+
+
 def test_dashboard_comparison_pairs_by_image_id():
     sig = pytest.importorskip("skinbench.metrics.significance")
     from skinbench.results.dashboard import compare

@@ -94,37 +94,65 @@ def _fmt_p(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (None stays None): a table tests many deep rows at once."""
+    known = sorted((p, k) for k, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, k) in enumerate(known):
+        running = max(running, min(1.0, (len(known) - rank) * p))
+        adjusted[k] = running
+    return adjusted
+
+
+def deep_rows(table: Table) -> list[RunRecord]:
+    """The table's deep records that have its primary metric, best first."""
+    metric = info.task(table.task).primary_metric
+    recs = [r for r in table.records.values() if r.ok and _family(r) == "deep" and r.value(metric) is not None]
+    return sorted(recs, key=lambda r: -r.value(metric))
+
+
 def significance_section(tables: list[Table]) -> str:
-    """Markdown: best classical vs best deep per table, paired by image id."""
+    """Markdown: the best classical row against every deep row of each table, paired by image id."""
     rows = []
     for table in tables:
         metric = info.task(table.task).primary_metric
-        classical, deep = best_of(table, "classical"), best_of(table, "deep")
-        if classical is None or deep is None:
-            missing = " and ".join(f for f, r in (("classical", classical), ("deep", deep)) if r is None)
+        classical, deeps = best_of(table, "classical"), deep_rows(table)
+        if classical is None or not deeps:
+            missing = " and ".join(f for f, r in (("classical", classical), ("deep", deeps)) if not r)
             rows.append([table.title, metric, classical and classical.approach or MISSING,
-                         deep and deep.approach or MISSING, MISSING, f"no {missing} result yet", "", ""])
+                         MISSING, MISSING, f"no {missing} result yet", "", "", ""])
             continue
-        names = [f"{classical.approach} ({classical.value(metric):.3f})",
-                 f"{deep.approach} ({deep.value(metric):.3f})"]
-        try:
-            tests = compare(classical, deep, table.kind, metric)
-        except ImportError:
-            rows.append([table.title, metric, *names, MISSING, "skinbench.metrics.significance unavailable", "", ""])
-            continue
-        except (KeyError, ValueError) as err:
-            rows.append([table.title, metric, *names, MISSING, f"cannot pair predictions: {err}", "", ""])
-            continue
-        for t in tests:
-            rows.append([table.title, metric, *names, str(t["n"]), t["test"], t["effect"], _fmt_p(t["p_value"])])
+        base = f"{classical.approach} ({classical.value(metric):.3f})"
+        table_rows: list[list[str]] = []
+        p_values: list[float | None] = []
+        for deep in deeps:
+            name = f"{deep.approach} ({deep.value(metric):.3f})"
+            try:
+                tests = compare(classical, deep, table.kind, metric)
+            except ImportError:
+                table_rows.append([table.title, metric, base, name, MISSING,
+                                   "skinbench.metrics.significance unavailable", "", ""])
+                p_values.append(None)
+                continue
+            except (KeyError, ValueError) as err:
+                table_rows.append([table.title, metric, base, name, MISSING, f"cannot pair predictions: {err}", "", ""])
+                p_values.append(None)
+                continue
+            for t in tests:
+                table_rows.append([table.title, metric, base, name, str(t["n"]), t["test"], t["effect"],
+                                   _fmt_p(t["p_value"])])
+                p_values.append(t["p_value"])
+        rows += [r + [_fmt_p(p) if p is not None else ""] for r, p in zip(table_rows, holm(p_values))]
     if not rows:
         return ""
-    body = tabulate(rows, headers=["table", "primary metric", "best classical", "best deep", "paired images",
-                                   "test", "effect (classical vs deep)", "p-value"],
+    body = tabulate(rows, headers=["table", "primary metric", "best classical", "deep row", "paired images",
+                                   "test", "effect (classical vs deep)", "p-value", "Holm p"],
                     tablefmt="github", disable_numparse=True)
-    return ("## Significance: best classical vs best deep\n\n"
-            "Best of each family by the task's primary metric, on the test images both predicted "
-            "(paired by image id); two-sided p-values, no correction for multiple comparisons.\n\n" + body + "\n")
+    return ("## Significance: best classical vs every deep row\n\n"
+            "The best classical record by the task's primary metric against each deep record, on the test "
+            "images both predicted (paired by image id). Two-sided p-values; `Holm p` adjusts them for the "
+            "number of tests in the same table (Holm-Bonferroni).\n\n" + body + "\n")
 
 
 def cost_table(table: Table) -> str:
