@@ -399,6 +399,8 @@ def _list_one(name: str) -> int:
         print(f"{t.name} ({t.kind}): {t.title}\ndatasets: {', '.join(t.datasets)} (default {t.default_dataset})")
         if t.targets:
             print(f"targets: {', '.join(t.targets)}")
+        if t.more_targets:
+            print(f"more targets (multi-output models and baselines): {', '.join(t.more_targets)}")
         print(f"primary metric: {t.primary_metric}\napproaches: {', '.join(info.approaches_for(name))}")
         return 0
     if name in info.DATASETS:

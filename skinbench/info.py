@@ -29,6 +29,8 @@ class TaskInfo:
     #: other real datasets whose records benchmarks/regenerate.py also keeps current (a named variant
     #: of the default, kept so that older rows stay comparable)
     variants: tuple[str, ...] = ()
+    #: targets scored only by approaches with ``all_targets`` (multi-output models, the baselines beside them)
+    more_targets: tuple[str, ...] = ()
 
     def regenerated_datasets(self) -> tuple[str, ...]:
         """The default dataset, then the variants: what a full regeneration runs this task on."""
@@ -76,6 +78,11 @@ class ApproachInfo:
     #: a classifier that also trains on masks (the Y-Net head): the runner passes the Dataset's mask
     #: paths of this target to ``fit(X, y, groups=..., masks=...)``
     needs_masks: str | None = None
+    #: also scored on the task's ``more_targets`` (see :func:`segmentation_targets`)
+    all_targets: bool = False
+    #: one model predicts every target it is scored on: fit gets an (n_images, n_targets) table of mask
+    #: paths and the estimator's ``output`` parameter picks the target predict_proba returns
+    multi_target: bool = False
 
     def params_for(self, task: str | None) -> dict[str, Any]:
         """The registered hyper-parameters for ``task``: ``params`` updated with its ``task_params``."""
@@ -83,6 +90,8 @@ class ApproachInfo:
 
 
 HAM_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+#: the five dermoscopic attributes of ISIC 2018 Task 2 (its score pools all five)
+ISIC2018_ATTRIBUTES = ("globules", "streaks", "pigment_network", "milia_like_cyst", "negative_network")
 
 TASKS: dict[str, TaskInfo] = {
     t.name: t
@@ -98,6 +107,7 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("task3", "segmentation", "Globules and streaks (ISIC 2016 Part 2B / 2018 Task 2 masks)",
                  "isic2018_task2_all", ("isic2018_task2_all", "isic2018_task2", "isic2016_part2b", "synthetic", "generic"),
                  targets=("globules", "streaks"), primary_metric="jaccard_set", variants=("isic2018_task2",),
+                 more_targets=ISIC2018_ATTRIBUTES[2:],
                  reference="Keras U-Net: 'Dice 0.86' with foreground precision 0.015, recall 0.08; "
                            "best ISIC 2018 attribute Jaccard 0.473 (five attributes pooled)"),
         TaskInfo("task4", "segmentation", "Lesion segmentation (HAM10000 masks)", "ham10000",
@@ -129,14 +139,14 @@ DATASETS: dict[str, DatasetInfo] = {
                     "https://challenge.isic-archive.com/data/#2018",
                     ("images/ISIC_*.jpg", "<attribute>/ISIC_*_attribute_<attribute>.png",
                      "split_membership_2016_2017.csv"),
-                    targets=("globules", "streaks", "pigment_network", "milia_like_cyst", "negative_network"),
+                    targets=ISIC2018_ATTRIBUTES,
                     manifest="isic2018_task2.csv", license="CC-0 / CC BY-NC (ISIC Archive)"),
         DatasetInfo("isic2018_task2_all", "ISIC 2018 Task 2 attribute masks (every non-test image trains)",
                     "skinbench.data.attributes:load_isic2018_all", "isic2018_task2",
                     "https://challenge.isic-archive.com/data/#2018",
                     ("images/ISIC_*.jpg", "<attribute>/ISIC_*_attribute_<attribute>.png",
                      "split_membership_2016_2017.csv"),
-                    targets=("globules", "streaks", "pigment_network", "milia_like_cyst", "negative_network"),
+                    targets=ISIC2018_ATTRIBUTES,
                     manifest="isic2018_task2_all.csv", license="CC-0 / CC BY-NC (ISIC Archive)"),
         DatasetInfo("isic2016_part2b", "ISIC 2016 Part 2B (globules, streaks)",
                     "skinbench.data.attributes:load_isic2016_part2b", "isic2016_part2b",
@@ -178,10 +188,11 @@ APPROACHES: dict[str, ApproachInfo] = {
                      "Majority class, scored with the training prior", params={"strategy": "prior"}),
         ApproachInfo("stratified", f"{_B}:DummyPathClassifier", "baseline", ("task1", "task2"),
                      "Random labels at the training prior (seeded)", params={"strategy": "stratified"}),
+        # task3: every ISIC 2018 attribute, so the pooled ISIC 2018 Task 2 score has its baselines too
         ApproachInfo("all-background", f"{_B}:ConstantSegmenter", "baseline", ("task3", "task4"),
-                     "All background", params={"value": 0.0}),
+                     "All background", params={"value": 0.0}, all_targets=True),
         ApproachInfo("all-foreground", f"{_B}:ConstantSegmenter", "baseline", ("task3", "task4"),
-                     "All foreground", params={"value": 1.0}),
+                     "All foreground", params={"value": 1.0}, all_targets=True),
         ApproachInfo("ellipse", f"{_B}:EllipseSegmenter", "baseline", ("task4",), "Centred ellipse"),
         # --- classical (issue 4 adds its variants here) ---
         ApproachInfo("bovw", "skinbench.approaches.bovw:BoVWClassifier", "classical", ("task1", "task2"),
@@ -273,6 +284,14 @@ APPROACHES: dict[str, ApproachInfo] = {
                                  "task4": {"train_encoder": False, "epochs": 8, "learning_rate": 1e-3, "patience": 4,
                                            "finetune_epochs": 4, "finetune_learning_rate": 1e-4}},
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
+        ApproachInfo("mobilenet-unet-5attr", "skinbench.approaches.ynet:MultiOutputUNetSegmenter", "deep", ("task3",),
+                     "One MobileNetV2 U-Net, five sigmoid maps (every ISIC 2018 attribute), per-attribute BCE+Dice "
+                     "averaged; decoder on the frozen encoder, then the encoder fine-tuned (192 px)",
+                     params={"input_size": 192, "train_encoder": False, "epochs": 12, "batch_size": 16,
+                             "learning_rate": 1e-3, "patience": 4, "validation_fraction": 0.15,
+                             "finetune_epochs": 6, "finetune_learning_rate": 1e-4},
+                     all_targets=True, multi_target=True,
+                     smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
         ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),
                      "Y-Net: frozen MobileNetV2 U-Net + 7-class head, trained jointly (128 px, 10 epochs on 2 cores)",
                      params=_YNET, smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None, "n_classes": 0}),
@@ -309,6 +328,16 @@ def dataset(name: str) -> DatasetInfo:
 
 def approach(name: str) -> ApproachInfo:
     return _lookup(APPROACHES, name, "approach")
+
+
+def segmentation_targets(task_name: str, approach_name: str, dataset_name: str | None = None) -> tuple[str, ...]:
+    """The targets a run scores: the task's, then (for an ``all_targets`` approach) its ``more_targets`` that
+    the dataset has masks for (a registered dataset's declared targets; any other dataset: none)."""
+    t = task(task_name)
+    if not approach(approach_name).all_targets:
+        return t.targets
+    held = DATASETS[dataset_name].targets if dataset_name in DATASETS else ()
+    return t.targets + tuple(x for x in t.more_targets if x in held)
 
 
 def baselines_for(task_name: str) -> list[str]:

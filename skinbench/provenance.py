@@ -54,7 +54,9 @@ class RunSpec:
         return {**info.approach(self.approach).params_for(self.task), **dict(self.params or {})}
 
     def targets(self) -> tuple[str | None, ...]:
-        return (self.target,) if self.target else (info.task(self.task).targets or (None,))
+        if self.target:
+            return (self.target,)
+        return info.segmentation_targets(self.task, self.approach, self.dataset_name) or (None,)
 
     @property
     def id(self) -> str:

@@ -121,7 +121,10 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
     if len(train) == 0 or len(test) == 0:
         raise ConfigError(f"dataset {dataset!r} has an empty train or test split",
                           fix="check the split column of its manifest / CSV")
-    check_for_task(spec.task, train, test, targets=[spec.target] if spec.target else None, limit=spec.limit)
+    scored = info.segmentation_targets(spec.task, spec.approach, dataset)
+    targets = [spec.target] if spec.target else list(scored)
+    trained = list(scored) if ainfo.multi_target else []  # one model for all of them, whichever is scored
+    check_for_task(spec.task, train, test, targets=list(dict.fromkeys(targets + trained)) or None, limit=spec.limit)
     inputs = provenance.dataset_key_inputs(spec, ds)
     base = RunRecord(task=spec.task, dataset=ds.data_slug, approach=spec.approach, family=ainfo.family,
                      title=ainfo.title, seed=spec.seed, limit=spec.limit, command=command or command_as_typed(),
@@ -130,12 +133,11 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
                      split={"n_train": len(train), "n_test": len(test), "manifest_digest": ds.manifest_digest})
     if tinfo.kind == "classification":
         return [_run_classification(tinfo, ainfo, base, train, test, spec, root, predictions_dir)]
-    targets = [spec.target] if spec.target else list(tinfo.targets)
-    for t in targets:
+    for t in targets + trained:
         if t not in ds.targets:
             raise ConfigError(f"dataset {dataset!r} has no {t!r} masks", fix=f"targets: {', '.join(ds.targets)}")
-    return [_run_segmentation(tinfo, ainfo, replace(base, target=t), train, test, spec, root, predictions_dir)
-            for t in targets]
+    return [_run_segmentation(tinfo, ainfo, replace(base, target=t), train, test, spec, root, predictions_dir,
+                              trained) for t in targets]
 
 
 def command_as_typed(argv: list[str] | None = None) -> str:
@@ -274,7 +276,8 @@ def _params_of(est: Any) -> dict[str, Any]:
 
 
 def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,
-                      test: Dataset, spec: RunSpec, root: Path, predictions_dir) -> Path:
+                      test: Dataset, spec: RunSpec, root: Path, predictions_dir, trained: list[str]) -> Path:
+    """Fit, predict and score one target (``trained``: every target of a multi-output model, else empty)."""
     from skinbench.metrics.evaluate import evaluate_segmentation
     from skinbench.metrics.segmentation import confusion_counts
     from skinbench.metrics.surface import surface_distances
@@ -282,6 +285,9 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     target = base.target
     train_masks, test_masks = train.masks(target), test.masks(target)
     est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
+    if trained:
+        est.set_params(output=trained.index(target))
+        train_masks = np.stack([train.masks(t) for t in trained], axis=1)
     seed_everything(spec.seed)
     labels = train.y if train.class_names else None
     fit_s, cache_use = _fit(est, train.paths, train_masks, y=labels, groups=train.groups)

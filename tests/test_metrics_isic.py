@@ -239,3 +239,27 @@ def test_set_metrics_equal_isic_scorer_on_real_attribute_masks(shared_data, tmp_
         pairs.append((truth, _perturbations(truth, i)))
     assert len({t.shape for t, _ in pairs}) > 1  # image sizes vary: the per-image normalisation matters
     _compare_task2(pairs, tmp_path)
+
+
+def test_pooled_attribute_score_equals_isic_2018_task2_overall(tmp_path):
+    """The ISIC 2018 Task 2 score (``overall``, the micro average over attributes and images) from our
+    per-target counts, for two attributes of the same images of varying sizes."""
+    from skinbench.metrics.evaluate import evaluate_pooled_targets
+
+    pairs = _synthetic_pairs()
+    rng = np.random.default_rng(1)
+    second = [(np.roll(t, int(rng.integers(-5, 5)), axis=0), p) for t, p in pairs]
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth_dir.mkdir()
+    pred_dir.mkdir()
+    for attribute, attr_pairs in (("globules", pairs), ("streaks", second)):
+        for i, (truth, pred) in enumerate(attr_pairs):
+            _write_mask(truth_dir / f"ISIC_{i:07d}_attribute_{attribute}.png", truth)
+            _write_mask(pred_dir / f"ISIC_{i:07d}_attribute_{attribute}.png", pred)
+    official = task2.score(truth_dir, pred_dir)
+    counts = [np.array([confusion_counts(t, p) for t, p in attr_pairs]) for attr_pairs in (pairs, second)]
+    ours = evaluate_pooled_targets(counts, n_boot=200)["metrics"]
+    assert ours["jaccard_pooled"]["value"] == pytest.approx(official["micro_average"]["jaccard"], abs=1e-12)
+    assert ours["dice_pooled"]["value"] == pytest.approx(official["micro_average"]["dice"], abs=1e-12)
+    lo, hi = ours["jaccard_pooled"]["ci"]
+    assert lo < ours["jaccard_pooled"]["value"] < hi

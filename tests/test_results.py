@@ -436,6 +436,22 @@ def test_dashboard_tests_every_deep_row_against_the_best_classical(root):
     assert "Holm p" in sig
 
 
+def test_dashboard_reports_the_isic2018_score_of_approaches_scored_on_all_five_attributes(root):
+    from skinbench.metrics.evaluate import evaluate_pooled_targets
+
+    five = [make_record("task3", a, target=t, quality=q) for a, q in (("mobilenet-unet-5attr", 0.8),
+                                                                       ("all-background", 0.0))
+            for t in info.ISIC2018_ATTRIBUTES]
+    write_all(root, five + [make_record("task3", "classical-dots", target="globules", quality=0.3)])
+    render_all(root)
+    section = (root / "README.md").read_text().split("### ISIC 2018 Task 2 score")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| synthetic")]
+    assert [line.split("|")[2].strip() for line in rows] == ["all-background", "mobilenet-unet-5attr"]
+    ours = [r for r in five if r.approach == "mobilenet-unet-5attr"]
+    expected = evaluate_pooled_targets([r.counts() for r in ours], n_boot=0)["metrics"]["jaccard_pooled"]["value"]
+    assert f"**{expected:.3f}**" in rows[1] and "0.473" in section
+
+
 def test_holm_adjustment():
     from skinbench.results.dashboard import holm
 

@@ -11,7 +11,8 @@ import pytest
 
 from skinbench.approaches.fpn import FPNSegmenter, build_mobilenet_fpn
 from skinbench.approaches.unet import UNetSegmenter
-from skinbench.approaches.ynet import MobileNetUNetSegmenter
+from skinbench.approaches.seg_data import load_pairs, unpack_masks
+from skinbench.approaches.ynet import MobileNetUNetSegmenter, MultiOutputUNetSegmenter
 from skinbench.data import attributes
 from skinbench.errors import DataError, WeightsError
 
@@ -65,6 +66,42 @@ def test_a_target_with_no_positive_training_mask_is_reported(tmp_path, monkeypat
     with pytest.raises(DataError, match="none of the 6 training masks has a foreground pixel") as err:
         UNetSegmenter(input_size=32, epochs=1, batch_size=4, verbose=0).fit(np.array(paths), np.array(masks))
     assert "streaks" in str(err.value)  # names the folder, so the attribute
+
+
+def test_an_empty_output_of_a_multi_output_model_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    paths, table = [], []
+    for i in range(6):
+        img = tmp_path / f"ISIC_{i}.png"
+        cv2.imwrite(str(img), np.full((24, 32, 3), 40 * i, np.uint8))
+        row = []
+        for attr, value in (("globules", 255 * (i % 2)), ("negative_network", 0)):
+            (tmp_path / attr).mkdir(exist_ok=True)
+            mask = tmp_path / attr / f"ISIC_{i}_attribute_{attr}.png"
+            cv2.imwrite(str(mask), np.full((24, 32), value, np.uint8))
+            row.append(str(mask))
+        paths.append(str(img))
+        table.append(row)
+    with pytest.raises(DataError, match="masks of output 1 has a foreground pixel") as err:
+        MultiOutputUNetSegmenter(**TINY).fit(np.array(paths), np.array(table))
+    assert "negative_network" in str(err.value)
+
+
+def test_multi_output_masks_are_bit_packed_and_one_training_serves_every_output(synthetic_dataset, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    tr, te = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+    table = np.stack([tr.masks("globules"), tr.masks("streaks")], axis=1)
+    _, packed = load_pairs(list(tr.paths), table, 32)
+    _, globules = load_pairs(list(tr.paths), tr.masks("globules"), 32)
+    _, streaks = load_pairs(list(tr.paths), tr.masks("streaks"), 32)
+    assert np.array_equal(unpack_masks(packed, 2), np.stack([globules, streaks], axis=-1))
+    first = MultiOutputUNetSegmenter(**TINY, output=0).fit(tr.paths, table, groups=tr.groups)
+    assert tuple(first.model_.output.shape) == (None, 32, 32, 2)
+    second = MultiOutputUNetSegmenter(**TINY, output=1).fit(tr.paths, table, groups=tr.groups)
+    assert second.run_dir_ == first.run_dir_  # the output picked is not part of the training
+    a, b = next(iter(first.predict_proba(te.paths[:1]))), next(iter(second.predict_proba(te.paths[:1])))
+    assert a.shape == b.shape and not np.allclose(a, b)
 
 
 def test_an_attribute_folder_missing_is_named(tmp_path):

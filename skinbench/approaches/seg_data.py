@@ -24,28 +24,43 @@ from skinbench.progress import progress
 PAIRS_VERSION = "seg-training-1"
 
 
-def load_pairs(X: Sequence[str], masks: Sequence[str] | None, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images (n, size, size, 3) uint8 and masks (n, size, size) uint8 {0, 1}, cached by file content.
+def load_pairs(X: Sequence[str], masks: Sequence[str] | np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, size, size, 3) uint8 and masks (n, size, size) uint8, cached by file content.
 
+    ``masks``: one path per image (mask values {0, 1}), or an (n, k) table of paths, one column per
+    output of a multi-output model: then bit j of a mask value is column j (at most 8 columns), so a
+    warp with nearest neighbour moves all k masks at once (see :func:`unpack_masks`).
     A mask path "" means "no annotation": all background. Masks go through ``read_mask`` (inverted,
     non-binary and differently sized masks are fixed there) and are resized with nearest neighbour.
     """
-    masks = [""] * len(X) if masks is None else list(masks)
-    key = make_key("pairs", [file_digest(p) for p in X], [file_digest(m) if m else "" for m in masks],
+    table = np.asarray([""] * len(X) if masks is None else masks, dtype=str)
+    packed = table.ndim == 2
+    if packed and not 1 <= table.shape[1] <= 8:
+        raise ConfigError(f"{table.shape[1]} mask columns: a multi-output model takes 1 to 8",
+                          fix="train at most 8 targets in one model")
+    columns = table if packed else table[:, None]
+    digests = [[file_digest(m) if m else "" for m in col] for col in columns.T]
+    key = make_key("pairs", [file_digest(p) for p in X], *(digests if not packed else [digests, "packed"]),
                    size, PAIRS_VERSION)
     cache = ArrayCache("seg_pairs")
 
     def compute() -> dict[str, np.ndarray]:
         imgs = np.zeros((len(X), size, size, 3), np.uint8)
         ms = np.zeros((len(X), size, size), np.uint8)
-        for i, (p, m) in enumerate(progress(list(zip(X, masks)), desc=f"reading images {size}px", unit="image")):
+        for i, (p, row) in enumerate(progress(list(zip(X, columns)), desc=f"reading images {size}px", unit="image")):
             imgs[i] = read_image(p, (size, size))
-            if m:
-                ms[i] = read_mask(m, (size, size))
+            for bit, m in enumerate(row):
+                if m:
+                    ms[i] |= read_mask(m, (size, size)).astype(np.uint8) << bit
         return {"images": imgs, "masks": ms}
 
     hit = cache.get_or_compute(key, compute)
     return hit["images"], hit["masks"]
+
+
+def unpack_masks(masks: np.ndarray, n_outputs: int) -> np.ndarray:
+    """(..., H, W) packed uint8 masks -> (..., H, W, n_outputs) {0, 1} uint8, one channel per bit."""
+    return (masks[..., None] >> np.arange(n_outputs, dtype=np.uint8)) & 1
 
 
 @dataclass
@@ -87,7 +102,7 @@ class PairAugment:
 
 
 class PairBatches(keras.utils.PyDataset):
-    """Batches of (float32 image 0..255, float32 mask (H, W, 1)), optionally with one-hot labels.
+    """Batches of (float32 image 0..255, float32 mask (H, W, n_outputs)), optionally with one-hot labels.
 
     ``positive_fraction`` > 0 oversamples images whose mask is not empty so each epoch holds at least
     that share of them: rare attributes (streaks) otherwise barely reach the gradient.
@@ -95,9 +110,10 @@ class PairBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, *, augment: PairAugment | None,
                  labels: np.ndarray | None = None, n_classes: int = 0, shuffle: bool = True,
-                 positive_fraction: float = 0.0, seed: int = 0, **kwargs):
+                 positive_fraction: float = 0.0, seed: int = 0, n_outputs: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.images, self.masks, self.labels = images, masks, labels
+        self.n_outputs = n_outputs  # > 1: masks are bit-packed (load_pairs), unpacked per batch
         self.batch_size, self.augment, self.shuffle, self.n_classes = batch_size, augment, shuffle, n_classes
         self.positive_fraction = positive_fraction
         self.seed = seed
@@ -136,8 +152,8 @@ class PairBatches(keras.utils.PyDataset):
             if self.augment is not None:
                 img, m = self.augment(img, m, rng)
             xs.append(np.asarray(img, np.float32))
-            ms.append(np.asarray(m, np.float32)[..., None])
-        x, m = np.stack(xs), np.stack(ms)
+            ms.append(unpack_masks(np.asarray(m), self.n_outputs) if self.n_outputs > 1 else m[..., None])
+        x, m = np.stack(xs), np.stack(ms).astype(np.float32)
         if self.labels is None:
             return x, m
         onehot = np.eye(self.n_classes, dtype=np.float32)[self.labels[ids]]

@@ -129,6 +129,16 @@ def get_loss(name: str, **kwargs) -> Loss:
     return factory(**kwargs)
 
 
+def per_output(loss: Loss) -> Loss:
+    """``loss`` on each output channel separately, averaged: a rare attribute's Dice term then weighs as
+    much as a common one's (one Dice over all channels would be ruled by pigment network)."""
+    def averaged(y_true, y_pred):
+        k = y_pred.shape[-1]
+        return ops.mean(ops.stack([loss(y_true[..., j:j + 1], y_pred[..., j:j + 1]) for j in range(k)]))
+    averaged.__name__ = f"{getattr(loss, '__name__', 'loss')}_per_output"
+    return averaged
+
+
 def soft_jaccard_metric(y_true, y_pred):
     """Hard Jaccard at 0.5 pooled over the batch, as a Keras metric for progress bars."""
     t, p = _flat(y_true, y_pred)
@@ -138,4 +148,4 @@ def soft_jaccard_metric(y_true, y_pred):
     return (inter + 1.0) / (ops.sum(t) + ops.sum(p) - inter + 1.0)
 
 
-__all__ = ["LOSSES", "get_loss", "weighted_categorical_crossentropy", "soft_jaccard_metric"]
+__all__ = ["LOSSES", "get_loss", "per_output", "weighted_categorical_crossentropy", "soft_jaccard_metric"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from skinbench.approaches.base import PathSegmenter
 from skinbench.approaches.seg_checkpoints import fit_resumable, load_weights
-from skinbench.approaches.seg_data import PairAugment, PairBatches, load_pairs, validation_split
+from skinbench.approaches.seg_data import PairAugment, PairBatches, load_pairs, unpack_masks, validation_split
 from skinbench.approaches.seg_threshold import best_threshold, recalibrate
 from skinbench.cache import atomic_write_bytes, file_digest, make_key
 from skinbench.data.images import image_size, read_image
@@ -47,6 +47,8 @@ class KerasSegmenter(PathSegmenter):
     algorithm_version: ClassVar[int] = 2
     #: the model has a classification head and fit needs ``y``
     joint: bool = False
+    #: which output channel ``predict_proba`` returns (a multi-output subclass makes it a parameter)
+    output: int = 0
 
     # subclass hooks -----------------------------------------------------------
     def _build(self, n_classes: int) -> keras.Model:
@@ -63,18 +65,27 @@ class KerasSegmenter(PathSegmenter):
     # shared -------------------------------------------------------------------
     def _run_dir(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None, val_index: np.ndarray) -> Path:
         """Training folder keyed by everything the weights depend on, the validation images included."""
-        skip = ("verbose", "checkpoint", "tune_threshold") + FINETUNE_PARAMS  # stage 2 keys its own sub-folder
+        # stage 2 keys its own sub-folder; every output of a multi-output model shares one training
+        skip = ("verbose", "checkpoint", "tune_threshold", "output") + FINETUNE_PARAMS
         params = {k: v for k, v in self.get_params().items() if k not in skip}
+        mask_key = [file_digest(m) if m else "" for m in masks.ravel()]
+        if masks.ndim == 2:
+            mask_key = [mask_key, masks.shape[1]]
         key = make_key(type(self).__name__, params, [file_digest(p) for p in X],
-                       [file_digest(m) if m else "" for m in masks], None if y is None else np.asarray(y).tolist(),
+                       mask_key, None if y is None else np.asarray(y).tolist(),
                        np.asarray(val_index).tolist(), CODE_VERSION)
         return cache_dir() / "segmenters" / f"{type(self).__name__}-{key[:16]}"
 
     def fit(self, X, masks, y=None, groups=None) -> "KerasSegmenter":
+        """``masks``: one mask path per image, or an (n_images, n_outputs) table for a multi-output model."""
         X = np.asarray(X, dtype=str)
         masks = np.asarray(masks, dtype=str)
         if len(X) != len(masks):
             raise ConfigError(f"{len(X)} images but {len(masks)} masks", fix="pass one mask path per image")
+        self.n_outputs_ = masks.shape[1] if masks.ndim == 2 else 1
+        if not 0 <= self.output < self.n_outputs_:
+            raise ConfigError(f"output={self.output} but the model has {self.n_outputs_} output(s)",
+                              fix=f"use 0 <= output < {self.n_outputs_}")
         if self.joint and y is None:
             raise ConfigError(f"{type(self).__name__} trains a classification head and needs y",
                               fix="call fit(X, masks, y) with class indices")
@@ -84,13 +95,18 @@ class KerasSegmenter(PathSegmenter):
         if self.joint:
             self.n_classes_ = n_classes
             self.classes_ = np.arange(n_classes)
-        images, ms = load_pairs(list(X), list(masks), self.input_size)
-        if not ms.any():
-            folders = sorted({os.path.dirname(m) for m in masks if m}) or ["(no mask files)"]
-            raise DataError(f"none of the {len(X)} training masks has a foreground pixel at {self.input_size} px, "
-                            "so this model could only learn to predict all background", path=folders[0],
-                            fix="check that this target's masks are the right files; an attribute absent from "
-                                "every training image cannot be learned (the all-background row already shows it)")
+        images, ms = load_pairs(list(X), masks, self.input_size)
+        columns = masks if masks.ndim == 2 else masks[:, None]
+        for j in range(self.n_outputs_):
+            if not (ms >> j & 1).any():
+                folders = sorted({os.path.dirname(m) for m in columns[:, j] if m}) or ["(no mask files)"]
+                which = f"of output {j} " if self.n_outputs_ > 1 else ""
+                raise DataError(f"none of the {len(X)} training masks {which}has a foreground pixel at "
+                                f"{self.input_size} px, so this model could only learn to predict all background",
+                                path=folders[0],
+                                fix="check that this target's masks are the right files; an attribute absent from "
+                                    "every training image cannot be learned (the all-background row already shows "
+                                    "it)")
         tr, va = validation_split(ms, self.validation_fraction, groups, self.random_state,
                                   y=y if self.joint else None)
         self.validation_index_ = va
@@ -109,10 +125,11 @@ class KerasSegmenter(PathSegmenter):
                                    positive_fraction=self.positive_fraction, labels=None if y is None else y[tr],
                                    # >= 2 workers: Keras's enqueuer asks for a batch only once its epoch
                                    # began (tf.data prefetch with 1 worker could run ahead of EpochSync)
-                                   workers=max(2, min(4, os.cpu_count() or 1)), max_queue_size=16)
+                                   workers=max(2, min(4, os.cpu_count() or 1)), max_queue_size=16,
+                                   n_outputs=self.n_outputs_)
 
             val = PairBatches(images[va], ms[va], self.batch_size, augment=None, shuffle=False, n_classes=n_classes,
-                              labels=None if y is None else y[va])
+                              labels=None if y is None else y[va], n_outputs=self.n_outputs_)
             self.run_dir_ = self._run_dir(X, masks, y, va)
             self.train_state_ = fit_resumable(model, batches(self.random_state), val, epochs=self.epochs,
                                               run_dir=self.run_dir_, patience=self.patience, verbose=self.verbose)
@@ -128,14 +145,15 @@ class KerasSegmenter(PathSegmenter):
         self.model_ = model
         prob = self._predict_arrays(images[va].astype(np.float32))[0]
         grid = tuple(np.arange(0.05, 0.96, 0.05)) if self.tune_threshold else (0.5,)
-        self.threshold_, self.validation_jaccard_ = best_threshold(ms[va], prob, grid)
+        truth = unpack_masks(ms[va], self.n_outputs_)[..., self.output]
+        self.threshold_, self.validation_jaccard_ = best_threshold(truth, prob, grid)
         return self
 
     def _predict_arrays(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         out = self.model_.predict(x, batch_size=self.batch_size, verbose=0)
         if isinstance(out, dict):
-            return out["seg"][..., 0], out["cls"]
-        return out[..., 0], None
+            return out["seg"][..., self.output], out["cls"]
+        return out[..., self.output], None
 
     def _batches(self, X) -> Iterator[tuple[list[str], np.ndarray]]:
         X = [str(p) for p in X]

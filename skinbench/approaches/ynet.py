@@ -20,7 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from skinbench.approaches import backbones
 from skinbench.approaches.base import PathClassifier
-from skinbench.approaches.seg_losses import get_loss, soft_jaccard_metric, weighted_categorical_crossentropy
+from skinbench.approaches.seg_losses import get_loss, per_output, soft_jaccard_metric, weighted_categorical_crossentropy
 from skinbench.approaches.seg_training import KerasSegmenter
 from skinbench.approaches.unet import conv_block
 from skinbench.errors import ConfigError, DataError
@@ -31,8 +31,8 @@ DECODER = (256, 128, 64, 32, 16)
 
 
 def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
-                         n_classes: int = 0) -> keras.Model:
-    """Outputs ``seg`` (sigmoid map), plus ``cls`` (softmax over ``n_classes``) when n_classes > 0."""
+                         n_classes: int = 0, n_outputs: int = 1) -> keras.Model:
+    """Outputs ``seg`` (``n_outputs`` sigmoid maps), plus ``cls`` (softmax over ``n_classes``) when n_classes > 0."""
     encoder = backbones.build(BACKBONE, (input_size, input_size, 3), weights, trainable=train_encoder)
     features = keras.Model(encoder.input, [encoder.get_layer(BOTTLENECK).output]
                            + [encoder.get_layer(name).output for name in SKIPS], name="encoder")
@@ -45,7 +45,7 @@ def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet"
         if i < len(skips):
             x = layers.Concatenate()([x, skips[i]])
         x = conv_block(x, filters)
-    outputs = {"seg": layers.Conv2D(1, 3, padding="same", activation="sigmoid", dtype="float32", name="seg")(x)}
+    outputs = {"seg": layers.Conv2D(n_outputs, 3, padding="same", activation="sigmoid", dtype="float32", name="seg")(x)}
     if n_classes:
         h = layers.GlobalAveragePooling2D()(top)
         h = layers.Dense(128, activation="relu")(h)
@@ -53,7 +53,7 @@ def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet"
         h = layers.Dense(128, activation="relu")(h)
         outputs["cls"] = layers.Dense(n_classes, activation="softmax", dtype="float32", name="cls")(h)
         return keras.Model(inputs, outputs, name="ynet_mobilenetv2")
-    return keras.Model(inputs, outputs["seg"], name="unet_mobilenetv2")
+    return keras.Model(inputs, outputs["seg"], name="unet_mobilenetv2" + (f"_x{n_outputs}" if n_outputs > 1 else ""))
 
 
 class MobileNetUNetSegmenter(KerasSegmenter):
@@ -107,6 +107,29 @@ def base_arguments(values: dict) -> dict:
 
     names = set(inspect.signature(MobileNetUNetSegmenter.__init__).parameters) - {"self"}
     return {k: v for k, v in values.items() if k in names}
+
+
+class MultiOutputUNetSegmenter(MobileNetUNetSegmenter):
+    """One MobileNetV2 U-Net with a sigmoid map per target (the ISIC 2018 Task 2 teams' set-up for the five
+    attributes): ``fit`` takes an (n_images, n_targets) table of mask paths, ``predict_proba`` returns
+    target ``output``. The training folder does not depend on ``output``, so scoring each target reuses
+    one training. Loss: ``loss`` per output, averaged (``seg_losses.per_output``)."""
+
+    def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
+                 loss: str = "bce_dice", output: int = 0, learning_rate: float = 1e-3, epochs: int = 20,
+                 batch_size: int = 16, validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
+                 positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
+                 tune_threshold: bool = True, checkpoint: str | None = None, random_state: int = 0,
+                 verbose: int | None = None):
+        super().__init__(**base_arguments(locals()))
+        self.output = output
+
+    def _build(self, n_classes: int) -> keras.Model:
+        return build_mobilenet_unet(self.input_size, self.weights, self.train_encoder, n_outputs=self.n_outputs_)
+
+    def _compile(self, model: keras.Model, y, n_classes: int, learning_rate: float) -> None:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=per_output(get_loss(self.loss)),
+                      metrics=[soft_jaccard_metric])
 
 
 class YNetSegmenter(MobileNetUNetSegmenter):

@@ -17,7 +17,7 @@ from skinbench.metrics.classification import (
 )
 from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
 
-__all__ = ["evaluate_classification", "evaluate_segmentation", "evaluate_surface"]
+__all__ = ["evaluate_classification", "evaluate_segmentation", "evaluate_pooled_targets", "evaluate_surface"]
 
 
 def _with_cis(values: dict, batch_fn, n: int, n_boot: int, seed: int, alpha: float) -> dict:
@@ -54,6 +54,26 @@ def evaluate_segmentation(counts, n_boot: int = 1000, seed: int = 0, alpha: floa
     c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
     metrics = _with_cis(segmentation_scores(c), partial(score_counts_batch, c), c.shape[0], n_boot, seed, alpha)
     return {"metrics": metrics}
+
+
+def evaluate_pooled_targets(counts_by_target, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """The ISIC 2018 Task 2 score: Jaccard (and Dice) of every (target, image) pair's counts pooled, each
+    pair divided by its pixel count first (the official scorer's ``micro_average``, its ``overall``).
+
+    ``counts_by_target``: one ``(n, 4)`` array per target, rows of the same n images in the same order.
+    The CI resamples images, each with all its targets. Returns ``{"metrics": {"jaccard_pooled",
+    "dice_pooled"}}`` with ``{"value", "ci"}`` each.
+    """
+    stack = np.stack([np.asarray(c, dtype=np.int64).reshape(-1, 4) for c in counts_by_target])
+    k, n, _ = stack.shape
+    flat = stack.reshape(-1, 4)  # target-major: target j's images are rows j*n .. j*n+n-1
+
+    def batch(weights):
+        out = score_counts_batch(flat, np.tile(np.atleast_2d(weights), (1, k)))
+        return {"jaccard_pooled": out["jaccard_set"], "dice_pooled": out["dice_set"]}
+
+    values = {name: float(v[0]) for name, v in batch(np.ones((1, n))).items()}
+    return {"metrics": _with_cis(values, batch, n, n_boot, seed, alpha)}
 
 
 def evaluate_surface(values, counts=None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:

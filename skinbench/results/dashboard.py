@@ -155,6 +155,49 @@ def significance_section(tables: list[Table]) -> str:
             "number of tests in the same table (Holm-Bonferroni).\n\n" + body + "\n")
 
 
+def isic2018_score_section(records: list[RunRecord], task: str = "task3") -> str:
+    """Markdown: the ISIC 2018 Task 2 score (five attributes pooled) of every approach with a current record
+    of each attribute on the same test images, per dataset, beside its per-attribute pooled Jaccard."""
+    from skinbench.metrics.evaluate import evaluate_pooled_targets
+
+    attributes = info.ISIC2018_ATTRIBUTES
+    by_run: dict[tuple[str, str], dict[str, RunRecord]] = {}
+    for r in records:
+        if r.task == task and r.ok and r.target in attributes and r.seed == 0 and not r.limit:
+            by_run.setdefault((r.dataset, r.approach), {})[r.target] = r
+    rows = []
+    for (dataset, approach), recs in sorted(by_run.items()):
+        if set(recs) != set(attributes):
+            continue
+        ids = recs[attributes[0]].per_image_jaccard()[0]
+        aligned = []
+        for a in attributes:
+            own_ids = recs[a].per_image_jaccard()[0]
+            ia, ib = _paired(ids, own_ids)
+            if len(ia) != len(ids):
+                aligned = []
+                break
+            aligned.append(recs[a].counts()[ib])
+        if not aligned:
+            continue
+        m = evaluate_pooled_targets(aligned, n_boot=1000, seed=0)["metrics"]["jaccard_pooled"]
+        ci = f" [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]" if m["ci"] else ""
+        rows.append([dataset, approach, _family(recs[attributes[0]]),
+                     *(f"{recs[a].value('jaccard_set'):.3f}" for a in attributes), f"**{m['value']:.3f}**{ci}",
+                     str(len(ids))])
+    if not rows:
+        return ""
+    body = tabulate(rows, headers=["dataset", "approach", "family", *attributes, "ISIC 2018 score", "n_test"],
+                    tablefmt="github", disable_numparse=True)
+    return ("### ISIC 2018 Task 2 score (five attributes pooled)\n\n"
+            "The challenge's score (its scorer's `overall`): Jaccard of every (attribute, image) confusion "
+            "matrix pooled after dividing each by its pixel count; per attribute, the same pooled over images "
+            "(`jaccard_set`). CI: 95% bootstrap over test images, each with its five attributes. Only "
+            "approaches scored on all five attributes appear. The 2018 leaderboard's best was 0.473 on the "
+            "challenge's own test set; ours is the 339 ISIC 2016 test images, so the numbers are not "
+            "comparable one to one.\n\n" + body + "\n")
+
+
 def cost_table(table: Table) -> str:
     """Wall-clock seconds per approach (every ``*_s`` timing the records hold), total and peak memory."""
     recs = [table.records[row["approach"]] for row in table.rows
@@ -285,6 +328,10 @@ def render_dashboard(root: str | os.PathLike, records: list[RunRecord], tables: 
             clinical = clinical_section(table, plot_files)
             if clinical:
                 parts.append(clinical)
+        if tinfo.more_targets:
+            pooled = isic2018_score_section(records, tname)
+            if pooled:
+                parts.append(pooled)
     sig = significance_section(tables)
     if sig:
         parts.append(sig)
