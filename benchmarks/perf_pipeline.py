@@ -38,6 +38,8 @@ SIZES = {
     "backbone_pipeline": (1000, 96), "backbone_raw": (1000, 96), "backbone_engines": (640, 96),
     "activations": (640, 96), "top_blocks": (40, 8), "end_to_end_160": (20, 4),
     "unet_tiny": (40, 8), "unet_default": (40, 8), "mobilenet_unet": (40, 8), "ynet": (40, 8),
+    "fpn": (40, 8), "mobilenet_unet_finetune": (30, 6), "mobilenet_unet_5attr_192": (30, 6),
+    "seg_batches": (40, 8),
 }
 BATCH = 32
 UNET_BATCH = 16
@@ -243,16 +245,18 @@ def measure_end_to_end(steps: int, image_dir: str | None, size: int = 160) -> di
             "input_size": size}
 
 
-def _train_steps(model, steps: int, image_dir: str | None, n_classes: int = 0) -> dict:
-    """Training steps on real image/mask batches; ``n_classes`` > 0: the Y-Net's joint two-head loss."""
+def _train_steps(model, steps: int, image_dir: str | None, n_classes: int = 0, size: int = UNET_SIZE) -> dict:
+    """Training steps on real image/mask batches; ``n_classes`` > 0: the Y-Net's joint two-head loss. A model
+    with k > 1 output maps trains on k copies of the lesion mask (the cost is the model's, not the data's)."""
     import keras
 
-    from skinbench.approaches.seg_losses import get_loss, soft_jaccard_metric, weighted_categorical_crossentropy
+    from skinbench.approaches.seg_losses import get_loss, per_output, soft_jaccard_metric, weighted_categorical_crossentropy
     from skinbench.approaches.seg_data import load_pairs
 
     paths, masks = sample_paths(UNET_BATCH * 2, image_dir)
-    images, ms = load_pairs(paths, masks, UNET_SIZE)
-    x, y = images.astype(np.float32), ms[..., None].astype(np.float32)
+    images, ms = load_pairs(paths, masks, size)
+    k = int(model.outputs[0].shape[-1]) if len(model.outputs) == 1 else 1
+    x, y = images.astype(np.float32), np.repeat(ms[..., None], k, axis=-1).astype(np.float32)
     if n_classes:
         onehot = np.eye(n_classes, dtype=np.float32)[np.arange(len(x)) % n_classes]
         y = {"seg": y, "cls": onehot}
@@ -260,8 +264,8 @@ def _train_steps(model, steps: int, image_dir: str | None, n_classes: int = 0) -
                       loss={"seg": get_loss("bce_dice"), "cls": weighted_categorical_crossentropy(np.ones(n_classes))},
                       loss_weights={"seg": 5.0, "cls": 1.0})
     else:
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("bce_dice"),
-                      metrics=[soft_jaccard_metric])
+        loss = per_output(get_loss("bce_dice")) if k > 1 else get_loss("bce_dice")
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=[soft_jaccard_metric])
 
     def part(i: int):
         return {k: v[i:i + UNET_BATCH] for k, v in y.items()} if isinstance(y, dict) else y[i:i + UNET_BATCH]
@@ -271,7 +275,7 @@ def _train_steps(model, steps: int, image_dir: str | None, n_classes: int = 0) -
         model.train_on_batch(*b)
     secs = _timed(lambda: [model.train_on_batch(*batches[s % len(batches)]) for s in range(steps)])
     return {"steps": steps, "seconds": secs, "steps_per_s": steps / secs,
-            "images_per_s": steps * UNET_BATCH / secs, "batch_size": UNET_BATCH, "input_size": UNET_SIZE,
+            "images_per_s": steps * UNET_BATCH / secs, "batch_size": UNET_BATCH, "input_size": size,
             "parameters": int(model.count_params()), **_devices()}
 
 
@@ -295,6 +299,51 @@ def measure_mobilenet_unet(steps: int, image_dir: str | None, n_classes: int = 0
             **_train_steps(build_mobilenet_unet(UNET_SIZE, n_classes=n_classes), steps, image_dir, n_classes)}
 
 
+def measure_fpn(steps: int, image_dir: str | None) -> dict:
+    import keras
+
+    from skinbench.approaches.fpn import build_mobilenet_fpn
+
+    keras.utils.set_random_seed(SEED)
+    return {"encoder": "MobileNetV2 ImageNet, frozen", **_train_steps(build_mobilenet_fpn(UNET_SIZE), steps, image_dir)}
+
+
+def measure_mobilenet_unet_finetune(steps: int, image_dir: str | None) -> dict:
+    """The fine-tuning stage: encoder trainable (its BatchNorm layers frozen, as ``_unfreeze`` does)."""
+    import keras
+
+    from skinbench.approaches.ynet import MobileNetUNetSegmenter, build_mobilenet_unet
+
+    keras.utils.set_random_seed(SEED)
+    model = build_mobilenet_unet(UNET_SIZE)
+    MobileNetUNetSegmenter()._unfreeze(model)
+    return {"encoder": "MobileNetV2 ImageNet, trainable (BatchNorm frozen)", **_train_steps(model, steps, image_dir)}
+
+
+def measure_mobilenet_unet_5attr(steps: int, image_dir: str | None) -> dict:
+    import keras
+
+    from skinbench.approaches.ynet import build_mobilenet_unet
+
+    keras.utils.set_random_seed(SEED)
+    return {"encoder": "MobileNetV2 ImageNet, frozen", "outputs": 5,
+            **_train_steps(build_mobilenet_unet(192, n_outputs=5), steps, image_dir, size=192)}
+
+
+def measure_seg_batches(steps: int, image_dir: str | None) -> dict:
+    """The segmenters' input pipeline alone (PairBatches: paired affine warp, flips, brightness), one
+    process: if it is much faster than a training step, training is never waiting for data."""
+    from skinbench.approaches.seg_data import PairAugment, PairBatches, load_pairs
+
+    paths, masks = sample_paths(UNET_BATCH * 4, image_dir)
+    images, ms = load_pairs(paths, masks, UNET_SIZE)
+    batches = PairBatches(images, ms, UNET_BATCH, augment=PairAugment(), seed=SEED)
+    batches[0]
+    secs = _timed(lambda: [batches[s % len(batches)] for s in range(steps)])
+    return {"steps": steps, "steps_per_s": steps / secs, "images_per_s": steps * UNET_BATCH / secs,
+            "batch_size": UNET_BATCH, "input_size": UNET_SIZE}
+
+
 MEASURES: dict[str, tuple[str, Callable[[int, str | None], dict]]] = {
     "decode_224": ("read_image + resize to 224x224", lambda n, d: measure_decode(n, d, 224)),
     "decode_128": ("read_image + resize to 128x128", lambda n, d: measure_decode(n, d, 128)),
@@ -313,6 +362,12 @@ MEASURES: dict[str, tuple[str, Callable[[int, str | None], dict]]] = {
     "unet_default": ("U-Net base 16 (default) training steps", lambda n, d: measure_unet(n, d, 16)),
     "mobilenet_unet": ("MobileNetV2 U-Net training steps", measure_mobilenet_unet),
     "ynet": ("Y-Net training steps (segmentation + 7-class head)", lambda n, d: measure_mobilenet_unet(n, d, 7)),
+    "fpn": ("FPN (frozen MobileNetV2 encoder) training steps", measure_fpn),
+    "mobilenet_unet_finetune": ("MobileNetV2 U-Net training steps, encoder trainable (fine-tuning stage)",
+                                measure_mobilenet_unet_finetune),
+    "mobilenet_unet_5attr_192": ("MobileNetV2 U-Net with 5 output maps at 192 px (task3 attributes) training steps",
+                                 measure_mobilenet_unet_5attr),
+    "seg_batches": ("segmenters' augmenting input pipeline alone (PairBatches, 1 process)", measure_seg_batches),
 }
 
 
