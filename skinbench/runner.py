@@ -257,6 +257,9 @@ def fit_summary(est: Any) -> dict[str, Any]:
     tta = getattr(est, "tta_scores_", None)
     if isinstance(tta, dict):
         out["tta"] = {"validation": tta, "used": bool(getattr(est, "tta_", False))}
+    training = getattr(est, "training_", None)
+    if isinstance(training, dict):
+        out["training"] = training  # epochs, seconds, images/s of the (possibly cached) training
     for attr in ("threshold_", "validation_jaccard_"):
         if getattr(est, attr, None) is not None:
             out[attr.rstrip("_")] = float(getattr(est, attr))

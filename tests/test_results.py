@@ -426,11 +426,15 @@ def test_dashboard(root):
 
 def test_dashboard_tests_every_deep_row_against_the_best_classical(root):
     pytest.importorskip("skinbench.metrics.significance")
+    fpn = make_record("task4", "fpn", target="lesion", quality=0.8)
+    fpn.extras["fit"] = {"training": {"epochs": 10, "train_images": 7200, "seconds": 1079.0, "images_per_s": 66.7}}
     write_all(root, [make_record("task4", "classical-seg", target="lesion", quality=0.6),
-                     make_record("task4", "unet", target="lesion", quality=0.9),
-                     make_record("task4", "fpn", target="lesion", quality=0.8)])
+                     make_record("task4", "unet", target="lesion", quality=0.9), fpn])
     render_all(root)
-    sig = (root / "README.md").read_text().split("## Significance")[1].split("\n## ")[0]
+    text = (root / "README.md").read_text()
+    cells = [[c.strip() for c in line.split("|")] for line in text.splitlines() if line.startswith("| fpn ")]
+    assert "training img/s" in text and any({"10", "1079", "66.7"} <= set(row) for row in cells)
+    sig = text.split("## Significance")[1].split("\n## ")[0]
     deep_lines = [line for line in sig.splitlines() if "classical-seg (" in line]
     assert {"unet", "fpn"} == {a for line in deep_lines for a in ("unet", "fpn") if f"| {a} (" in line}
     assert "Holm p" in sig

@@ -100,6 +100,9 @@ def test_multi_output_masks_are_bit_packed_and_one_training_serves_every_output(
     assert tuple(first.model_.output.shape) == (None, 32, 32, 2)
     second = MultiOutputUNetSegmenter(**TINY, output=1).fit(tr.paths, table, groups=tr.groups)
     assert second.run_dir_ == first.run_dir_  # the output picked is not part of the training
+    # the training's own epoch timings, also when it was found cached
+    assert first.training_["epochs"] == 1 and first.training_["images_per_s"] > 0
+    assert second.training_ == first.training_
     a, b = next(iter(first.predict_proba(te.paths[:1]))), next(iter(second.predict_proba(te.paths[:1])))
     assert a.shape == b.shape and not np.allclose(a, b)
 

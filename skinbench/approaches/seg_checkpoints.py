@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -36,6 +37,10 @@ class Checkpointer(keras.callbacks.Callback):
     def __init__(self, run_dir: Path, monitor: str, mode: str, patience: int, state: dict):
         super().__init__()
         self.run_dir, self.monitor, self.mode, self.patience, self.state = run_dir, monitor, mode, patience, state
+        self._began = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._began = time.perf_counter()
 
     def _save(self, name: str) -> None:
         tmp = self.run_dir / f".tmp-{os.getpid()}-{name}"
@@ -53,7 +58,9 @@ class Checkpointer(keras.callbacks.Callback):
             self.state["wait"] = self.state.get("wait", 0) + 1
         self._save("last.weights.h5")
         self.state.update(epoch=epoch, rng=[np.asarray(v).tolist() for v in rng_states(self.model)], history=self.state.get("history", []) + [
-            {k: float(v) for k, v in (logs or {}).items()}])
+            {**{k: float(v) for k, v in (logs or {}).items()},
+             # wall seconds of the epoch (training and validation): a run that finds it cached still reports it
+             "seconds": round(time.perf_counter() - self._began, 2)}])
         if self.patience and self.state["wait"] >= self.patience:
             self.model.stop_training = True
             self.state["stopped_early"] = True
@@ -109,6 +116,19 @@ def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, e
     if (run_dir / "best.weights.h5").exists():
         model.load_weights(str(run_dir / "best.weights.h5"))
     return state
+
+
+def training_summary(state: dict, n_train: int) -> dict:
+    """Epochs, wall seconds and training images/s of a finished ``fit_resumable`` state (and its earlier
+    stage under ``head``): from the epochs' own timings, so they hold when the training was found cached.
+    Epochs logged before timings were kept count in ``epochs`` but not in the rate."""
+    stages = [state.get("head") or {}, state] if "head" in state else [state]
+    epochs = [e for st in stages for e in st.get("history", [])]
+    timed = [e["seconds"] for e in epochs if "seconds" in e]
+    out: dict = {"epochs": len(epochs), "train_images": int(n_train)}
+    if timed:
+        out.update(seconds=round(sum(timed), 1), images_per_s=round(len(timed) * n_train / sum(timed), 1))
+    return out
 
 
 def _stage_name(run_dir: Path) -> str:

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from skinbench.approaches.base import PathSegmenter
-from skinbench.approaches.seg_checkpoints import fit_resumable, load_weights
+from skinbench.approaches.seg_checkpoints import fit_resumable, load_weights, training_summary
 from skinbench.approaches.seg_data import PairAugment, PairBatches, load_pairs, unpack_masks, validation_split
 from skinbench.approaches.seg_threshold import best_threshold, recalibrate
 from skinbench.cache import atomic_write_bytes, file_digest, make_key
@@ -142,6 +142,7 @@ class KerasSegmenter(PathSegmenter):
                 self.train_state_ = {**fit_resumable(model, batches(self.random_state + 1), val,
                                                      epochs=finetune_epochs, run_dir=stage2, patience=self.patience,
                                                      verbose=self.verbose), "head": self.train_state_}
+            self.training_ = training_summary(self.train_state_, len(tr))
         self.model_ = model
         prob = self._predict_arrays(images[va].astype(np.float32))[0]
         grid = tuple(np.arange(0.05, 0.96, 0.05)) if self.tune_threshold else (0.5,)

@@ -210,11 +210,19 @@ def cost_table(table: Table) -> str:
     first = ("fit_s", "predict_s", "evaluate_s")
     keys.sort(key=lambda k: (first.index(k) if k in first else len(first), k))
     rows = []
-    for r in recs:
+    trainings = [((r.extras or {}).get("fit") or {}).get("training") or {} for r in recs]
+    for r, training in zip(recs, trainings):
         rss = r.timings.get("peak_rss_mb")
-        rows.append([r.approach, *(fmt_seconds(r.timings.get(k)) for k in keys), fmt_seconds(r.total_seconds),
-                     MISSING if rss is None else f"{rss:.0f}"])
+        row = [r.approach, *(fmt_seconds(r.timings.get(k)) for k in keys), fmt_seconds(r.total_seconds),
+               MISSING if rss is None else f"{rss:.0f}"]
+        if any(trainings):  # a deep segmenter's training as its epochs logged it (also when found cached)
+            rate = training.get("images_per_s")
+            row += [str(training.get("epochs", MISSING)), fmt_seconds(training.get("seconds")),
+                    MISSING if rate is None else f"{rate:.1f}"]
+        rows.append(row)
     headers = ["approach", *(k.removesuffix("_s") + " s" for k in keys), "total s", "peak RSS MB"]
+    if any(trainings):
+        headers += ["training epochs", "training s", "training img/s"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
 
 
