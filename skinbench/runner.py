@@ -192,6 +192,11 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
     if not train.class_names:
         raise ConfigError(f"dataset {train.name!r} has no labels", fix="add a label column to its CSV")
     est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
+    declared = getattr(est, "n_classes", 0)
+    if declared and declared != len(train.class_names):  # checked before hours of training, not after
+        raise ConfigError(f"{spec.approach} is set to {declared} classes but dataset {train.name!r} has "
+                          f"{len(train.class_names)} ({', '.join(train.class_names)})",
+                          fix=f"-p n_classes={len(train.class_names)} (or 0: from the labels)")
     seed_everything(spec.seed)
     fit_kwargs: dict[str, Any] = {"groups": train.groups}
     if ainfo.needs_masks:
@@ -268,8 +273,13 @@ def fit_summary(est: Any) -> dict[str, Any]:
 
 def _full_columns(proba: np.ndarray, classes: Iterable[int], n_classes: int) -> np.ndarray:
     """Scores for every class of the task, even those absent from the training part (score 0)."""
+    classes = np.asarray(list(classes), dtype=int)
+    if classes.size and classes.max() >= n_classes:
+        raise ConfigError(f"the model predicts {classes.max() + 1} classes but the dataset has {n_classes}",
+                          fix=f"set its number of classes to the dataset's (-p n_classes={n_classes}, or 0: from "
+                              "the labels)")
     full = np.zeros((proba.shape[0], n_classes))
-    full[:, np.asarray(list(classes), dtype=int)] = proba
+    full[:, classes] = proba
     return full
 
 

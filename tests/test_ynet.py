@@ -175,3 +175,17 @@ def test_ynet_cls_and_task4_ynet_share_one_training(synthetic_dataset, tmp_path,
     assert seg.run_dir_ == clf.ynet_.run_dir_
     used = ledger_since(before)["segmenter_epochs"]
     assert used["misses"] == 0 and used["hits"] >= 1  # its epochs were found done, not trained again
+
+
+def test_ynet_cls_with_more_classes_than_the_dataset_fails_before_training(tmp_path, monkeypatch):
+    """The registry's 7 classes (HAM10000) on a 2-class dataset: one clear error, before any training."""
+    from skinbench import runner
+    from skinbench.errors import ConfigError
+
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError, match=r"set to 7 classes but dataset 'synthetic' has 2") as err:
+        runner.run("task2", "ynet-cls", dataset="synthetic", params={"n_classes": 7, "weights": None,
+                                                                    "input_size": 32, "epochs": 1},
+                   results_root=tmp_path / "results", n_boot=0, dataset_kwargs={"labels": "binary"})
+    assert "-p n_classes=2" in err.value.fix
+    assert not (tmp_path / "cache" / "segmenters").exists()
