@@ -260,10 +260,11 @@ APPROACHES: dict[str, ApproachInfo] = {
                      smoke_params={**_SMOKE_TRANSFER, "stages": [["head", 1e-3, 1]]}),
         # --- deep segmentation (issue 6 adds its variants here) ---
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),
-                     "Keras U-Net from scratch (narrow CPU default: base 16, depth 4, 128 px, BCE+Dice; "
-                     "lesions: 15 epochs on 2 cores; globules/streaks: positive images oversampled)",
+                     "Keras U-Net from scratch (width, depth, dropout configurable; CPU default base 16, depth 4, "
+                     "BCE+Dice; lesions: 96 px, 10 epochs on 2 cores; globules/streaks: 128 px, positive images "
+                     "oversampled)",
                      task_params={"task3": {"epochs": 20, "patience": 5, "positive_fraction": 0.5},
-                                  "task4": {"epochs": 15, "batch_size": 32, "patience": 4}},
+                                  "task4": {"input_size": 96, "epochs": 10, "batch_size": 32, "patience": 4}},
                      smoke_params=_SMOKE_SEG),
         ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task3", "task4"),
                      "U-Net with a MobileNetV2 ImageNet encoder, decoder trained on the frozen encoder, then "

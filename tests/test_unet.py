@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -76,9 +77,14 @@ def test_recalibrate_puts_threshold_at_half():
     assert ((q >= 0.5) == (p >= 0.3)).all() and q[0] == 0 and q[-1] == pytest.approx(1.0)
 
 
-def test_build_unet_shapes():
+def test_build_unet_shapes_width_depth_and_dropout():
     model = build_unet(32, base_filters=4, depth=2)
     assert model.output_shape == (None, 32, 32, 1)
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+    wider = build_unet(32, base_filters=8, depth=3, dropout=0.3)
+    drops = [layer for layer in wider.layers if isinstance(layer, keras.layers.Dropout)]
+    assert len(drops) == 4 and all(d.rate == 0.3 for d in drops)  # bottleneck + 3 expanding blocks
+    assert wider.count_params() > model.count_params()
 
 
 def test_fit_predict_resume(synthetic_dataset, tmp_path, monkeypatch):

@@ -1,7 +1,7 @@
 """The reference Keras U-Net (Ronneberger et al. 2015) with width and depth as hyper-parameters.
 
 The reference study used base 64 and depth 4 (64-128-256-512-1024); the default here is base 16 so a
-model trains on two CPU cores in minutes. Everything else follows the reference: two 3x3 conv + batch
+model trains on two CPU cores in minutes. Width (``base_filters``), depth and ``dropout`` are parameters. Everything else follows the reference: two 3x3 conv + batch
 norm + ReLU per level, max pooling down, transposed convolutions up, skip concatenation, sigmoid.
 """
 
@@ -22,8 +22,14 @@ def conv_block(x, filters: int):
     return x
 
 
-def build_unet(input_size: int = 128, base_filters: int = 16, depth: int = 4) -> keras.Model:
-    """U-Net on float images in 0..255; output (input_size, input_size, 1) sigmoid probabilities."""
+def build_unet(input_size: int = 128, base_filters: int = 16, depth: int = 4, dropout: float = 0.0) -> keras.Model:
+    """U-Net on float images in 0..255; output (input_size, input_size, 1) sigmoid probabilities.
+
+    ``dropout`` > 0: that rate after the bottleneck and after each expanding block (as the flexible
+    Keras U-Nets do); 0 builds no Dropout layer at all."""
+    def drop(x):
+        return layers.Dropout(dropout)(x) if dropout > 0 else x
+
     inputs = keras.Input((input_size, input_size, 3))
     x = layers.Rescaling(1.0 / 255)(inputs)
     skips = []
@@ -31,11 +37,11 @@ def build_unet(input_size: int = 128, base_filters: int = 16, depth: int = 4) ->
         x = conv_block(x, base_filters * 2 ** level)
         skips.append(x)
         x = layers.MaxPooling2D()(x)
-    x = conv_block(x, base_filters * 2 ** depth)                 # bottleneck
+    x = drop(conv_block(x, base_filters * 2 ** depth))           # bottleneck
     for level in reversed(range(depth)):                         # expanding path
         x = layers.Conv2DTranspose(base_filters * 2 ** level, 2, strides=2, padding="same")(x)
         x = layers.Concatenate()([x, skips[level]])
-        x = conv_block(x, base_filters * 2 ** level)
+        x = drop(conv_block(x, base_filters * 2 ** level))
     outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"unet_b{base_filters}_d{depth}")
 
@@ -47,7 +53,8 @@ class UNetSegmenter(KerasSegmenter):
     ``checkpoint``: a ``*.weights.h5`` file to load instead of training (weights trained elsewhere).
     """
 
-    def __init__(self, input_size: int = 128, base_filters: int = 16, depth: int = 4, loss: str = "bce_dice",
+    def __init__(self, input_size: int = 128, base_filters: int = 16, depth: int = 4, dropout: float = 0.0,
+                 loss: str = "bce_dice",
                  loss_params: dict | None = None, learning_rate: float = 1e-3, epochs: int = 30,
                  batch_size: int = 16, validation_fraction: float = 0.15, patience: int = 8,
                  augment: bool = True, positive_fraction: float = 0.0, tune_threshold: bool = True,
@@ -55,6 +62,7 @@ class UNetSegmenter(KerasSegmenter):
         self.input_size = input_size
         self.base_filters = base_filters
         self.depth = depth
+        self.dropout = dropout
         self.loss = loss
         self.loss_params = loss_params
         self.learning_rate = learning_rate
@@ -70,7 +78,7 @@ class UNetSegmenter(KerasSegmenter):
         self.verbose = verbose
 
     def _build(self, n_classes: int) -> keras.Model:
-        return build_unet(self.input_size, self.base_filters, self.depth)
+        return build_unet(self.input_size, self.base_filters, self.depth, self.dropout)
 
     def _compile(self, model: keras.Model, y, n_classes: int, learning_rate: float) -> None:
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
