@@ -194,6 +194,20 @@ def test_regenerate_refuses_to_write_records_from_uncommitted_code(monkeypatch, 
     assert "Fix: commit first" in capsys.readouterr().err
 
 
+def test_regenerate_plans_each_task_on_its_default_dataset_and_variants():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import regenerate
+    finally:
+        sys.path.pop(0)
+    runs = regenerate.planned_runs(["task3", "task4"])
+    assert ("task3", "classical-dots", "isic2018_task2_all") in runs and ("task3", "unet", "isic2018_task2") in runs
+    assert {d for t, _, d in runs if t == "task4"} == {"ham10000"}
+    # the variant's records live beside the default's, under their own dataset folder
+    spec = RunSpec("task3", "all-background", dataset="isic2018_task2")
+    assert spec.targets() == info.ISIC2018_ATTRIBUTES and RunSpec("task3", "unet").targets() == ("globules", "streaks")
+
+
 def test_command_is_recorded_as_typed():
     assert runner.command_as_typed([str(REPO / "skinbench" / "__main__.py"), "run", "task1", "-p", "a=b c"]) == \
         "python -m skinbench run task1 -p 'a=b c'"
