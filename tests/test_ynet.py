@@ -189,3 +189,17 @@ def test_ynet_cls_with_more_classes_than_the_dataset_fails_before_training(tmp_p
                    results_root=tmp_path / "results", n_boot=0, dataset_kwargs={"labels": "binary"})
     assert "-p n_classes=2" in err.value.fix
     assert not (tmp_path / "cache" / "segmenters").exists()
+
+
+def test_a_finetuning_stage_that_does_not_beat_the_first_keeps_its_weights(synthetic_dataset, tmp_path, monkeypatch):
+    """Fine-tuning never makes the model worse on validation: with a learning rate that wrecks it, the
+    decoder stage's best weights are what the fit ends with."""
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    tr = synthetic_dataset.split("train")
+    frozen = MobileNetUNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"), groups=tr.groups)
+    wrecked = MobileNetUNetSegmenter(**TINY, finetune_epochs=1, finetune_learning_rate=50.0).fit(
+        tr.paths, tr.masks("lesion"), groups=tr.groups)
+    state = wrecked.train_state_
+    assert state["kept_previous"] and state["best"] == frozen.train_state_["best"] and state["best_epoch"] == -1
+    for a, b in zip(frozen.model_.get_weights(), wrecked.model_.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -10,6 +10,8 @@ nothing runs above stride 4.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import keras
 from keras import layers
 
@@ -53,6 +55,9 @@ def build_mobilenet_fpn(input_size: int = 128, weights: str | None = "imagenet",
 class FPNSegmenter(MobileNetUNetSegmenter):
     """FPN with an ImageNet MobileNetV2 encoder; training, validation and resumption as every Keras
     segmenter (:class:`KerasSegmenter`)."""
+
+    #: its registered row has no fine-tuning stage, which is all MobileNetUNetSegmenter's version 3 changed
+    algorithm_version: ClassVar[int] = 2
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
                  pyramid_filters: int = 128, segmentation_filters: int = 64, dropout: float = 0.2,

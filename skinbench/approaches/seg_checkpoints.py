@@ -84,10 +84,15 @@ def write_state(run_dir: Path, state: dict) -> None:
 
 
 def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, epochs: int, run_dir: Path,
-                  monitor: str = "val_loss", mode: str = "min", patience: int = 0, verbose: int | None = None) -> dict:
+                  monitor: str = "val_loss", mode: str = "min", patience: int = 0, verbose: int | None = None,
+                  previous: Path | None = None) -> dict:
     """Train ``model`` with best/last checkpoints in ``run_dir``; resume or reuse what is already there.
 
     Returns the state dict (best value and epoch, history). The best weights are loaded on return.
+    ``previous``: the folder of an earlier stage this one continues (fine-tuning after the decoder stage):
+    an epoch counts as best only if it beats that stage's best ``monitor`` value, and if none does, that
+    stage's best weights are loaded (``kept_previous`` in the state): fine-tuning never makes it worse on
+    validation.
     Epochs are reported through :func:`skinbench.progress.keras_callback` (Keras' own bars stay off);
     ``verbose=0`` reports nothing.
     """
@@ -101,6 +106,10 @@ def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, e
             var.assign(np.asarray(value, dtype=var.dtype))
     else:
         state = {}
+        before = read_state(previous) if previous is not None else {}
+        if before.get("best") is not None:
+            state["best"] = before["best"]  # the bar this stage has to clear
+            state["best_epoch"] = -1
     state["signature"] = signature(model)  # lets a checkpoint taken from this folder be checked later
     start = state.get("epoch", -1) + 1
     note_cache("segmenter_epochs", hit=True, n=start)  # epochs found done: the record's fit s excludes them
@@ -112,9 +121,12 @@ def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, e
                   callbacks=[EpochSync(train), Checkpointer(run_dir, monitor, mode, patience, state)] + lines)
     note_cache("segmenter_epochs", hit=False, n=state.get("epoch", -1) + 1 - start)
     state["done"] = True
-    write_state(run_dir, state)
     if (run_dir / "best.weights.h5").exists():
         model.load_weights(str(run_dir / "best.weights.h5"))
+    elif previous is not None and (previous / "best.weights.h5").exists():
+        model.load_weights(str(previous / "best.weights.h5"))
+        state["kept_previous"] = True
+    write_state(run_dir, state)
     return state
 
 

@@ -43,7 +43,9 @@ class KerasSegmenter(PathSegmenter):
     """
 
     #: 2: lesion-aware validation split stratified by mask presence (or class); batches drawn per (seed,
-    #: epoch) in PairBatches' order, never reshuffled by Keras (so a resumed fit equals an uninterrupted one)
+    #: epoch) in PairBatches' order, never reshuffled by Keras (so a resumed fit equals an uninterrupted one);
+    #: 3 (segmenters with a fine-tuning stage, see MobileNetUNetSegmenter): fine-tuning keeps the first
+    #: stage's weights unless it beats them on validation
     algorithm_version: ClassVar[int] = 2
     #: the model has a classification head and fit needs ``y``
     joint: bool = False
@@ -141,7 +143,8 @@ class KerasSegmenter(PathSegmenter):
                 stage2 = self.run_dir_ / f"finetune-{make_key(finetune_epochs, self.finetune_learning_rate)[:12]}"
                 self.train_state_ = {**fit_resumable(model, batches(self.random_state + 1), val,
                                                      epochs=finetune_epochs, run_dir=stage2, patience=self.patience,
-                                                     verbose=self.verbose), "head": self.train_state_}
+                                                     verbose=self.verbose, previous=self.run_dir_),
+                                     "head": self.train_state_}
             self.training_ = training_summary(self.train_state_, len(tr))
         self.model_ = model
         prob = self._predict_arrays(images[va].astype(np.float32))[0]

@@ -59,6 +59,9 @@ def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet"
 class MobileNetUNetSegmenter(KerasSegmenter):
     """U-Net with an ImageNet MobileNetV2 encoder (``weights=None`` only for tests: random encoder)."""
 
+    #: 3: its fine-tuning stage keeps the decoder stage's weights unless it beats them on validation
+    algorithm_version: ClassVar[int] = 3
+
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
                  loss: str = "bce_dice", learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
                  validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
@@ -136,6 +139,8 @@ class YNetSegmenter(MobileNetUNetSegmenter):
     """MobileNetV2 U-Net + classification head trained jointly; ``fit`` needs ``y`` (class indices)."""
 
     joint = True
+    #: its registered rows have no fine-tuning stage, which is all version 3 changed
+    algorithm_version: ClassVar[int] = 2
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
                  loss: str = "bce_dice", seg_loss_weight: float = 5.0, n_classes: int = 0,
