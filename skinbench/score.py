@@ -257,8 +257,9 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
     from skinbench.metrics.segmentation import confusion_counts
 
     targets = [target] if target else list(tinfo.targets)
-    if target and target not in tinfo.targets:
-        raise ConfigError(f"{task} has no target {target!r}", fix=f"targets: {', '.join(tinfo.targets)}")
+    known = tinfo.targets + tinfo.more_targets
+    if target and target not in known:
+        raise ConfigError(f"{task} has no target {target!r}", fix=f"targets: {', '.join(known)}")
     written = []
     for t in targets:
         files = find_prediction_masks(source, test.ids, t)
