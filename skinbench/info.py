@@ -32,6 +32,10 @@ class TaskInfo:
     #: targets scored only by approaches with ``all_targets`` (multi-output models, the baselines beside them)
     more_targets: tuple[str, ...] = ()
 
+    def known_targets(self) -> tuple[str, ...]:
+        """Every target a run of this task may score: ``targets``, then ``more_targets``."""
+        return self.targets + self.more_targets
+
     def regenerated_datasets(self) -> tuple[str, ...]:
         """The default dataset, then the variants: what a full regeneration runs this task on."""
         return (self.default_dataset, *self.variants)

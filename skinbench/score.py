@@ -257,7 +257,7 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
     from skinbench.metrics.segmentation import confusion_counts
 
     targets = [target] if target else list(tinfo.targets)
-    known = tinfo.targets + tinfo.more_targets
+    known = tinfo.known_targets()
     if target and target not in known:
         raise ConfigError(f"{task} has no target {target!r}", fix=f"targets: {', '.join(known)}")
     written = []

@@ -512,7 +512,7 @@ def validate_points(points: Sequence[Point]) -> None:
         if unknown:
             raise ConfigError(f"approach {p.spec.approach!r} has no parameter(s) {unknown}",
                               fix=f"valid: {', '.join(sorted(accepted_params(p.spec.approach)))}")
-        known = info.task(p.spec.task).targets + info.task(p.spec.task).more_targets
+        known = info.task(p.spec.task).known_targets()
         if p.spec.target and p.spec.target not in known:
             raise ConfigError(f"{p.spec.task} has no target {p.spec.target!r}",
                               fix=f"targets: {', '.join(known) or '(none)'}")

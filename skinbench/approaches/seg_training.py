@@ -43,9 +43,7 @@ class KerasSegmenter(PathSegmenter):
     """
 
     #: 2: lesion-aware validation split stratified by mask presence (or class); batches drawn per (seed,
-    #: epoch) in PairBatches' order, never reshuffled by Keras (so a resumed fit equals an uninterrupted one);
-    #: 3 (segmenters with a fine-tuning stage, see MobileNetUNetSegmenter): fine-tuning keeps the first
-    #: stage's weights unless it beats them on validation
+    #: epoch) in PairBatches' order, never reshuffled by Keras (so a resumed fit equals an uninterrupted one)
     algorithm_version: ClassVar[int] = 2
     #: the model has a classification head and fit needs ``y``
     joint: bool = False
