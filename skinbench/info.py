@@ -285,10 +285,11 @@ APPROACHES: dict[str, ApproachInfo] = {
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
         ApproachInfo("mobilenet-unet-5attr", "skinbench.approaches.ynet:MultiOutputUNetSegmenter", "deep", ("task3",),
                      "One MobileNetV2 U-Net, five sigmoid maps (every ISIC 2018 attribute), per-attribute BCE+Dice "
-                     "averaged; decoder on the frozen encoder (10 epochs), then the encoder fine-tuned (3; 192 px)",
-                     params={"input_size": 192, "train_encoder": False, "epochs": 10, "batch_size": 16,
+                     "averaged, images of each rare attribute oversampled to a quarter of every epoch; decoder on "
+                     "the frozen encoder (6 epochs), then the encoder fine-tuned (9; 192 px)",
+                     params={"input_size": 192, "train_encoder": False, "epochs": 6, "batch_size": 16,
                              "learning_rate": 1e-3, "patience": 4, "validation_fraction": 0.15,
-                             "finetune_epochs": 3, "finetune_learning_rate": 1e-4},
+                             "positive_fraction": 0.25, "finetune_epochs": 9, "finetune_learning_rate": 1e-4},
                      all_targets=True, multi_target=True,
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
         ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),

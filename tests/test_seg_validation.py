@@ -75,3 +75,38 @@ def test_keras_segmenter_validation_never_splits_a_lesion(synthetic_dataset, tmp
     X, masks = np.asarray(tr.paths), np.asarray(tr.masks("globules"))
     assert est._run_dir(X, masks, None, va) == est.run_dir_
     assert est._run_dir(X, masks, None, va[1:]) != est.run_dir_
+
+
+def test_oversampling_holds_the_share_per_output_of_a_multi_output_model():
+    """A common output (pigment network, 60%) must not hide a rare one (streaks, 4%) from the sampler."""
+    from skinbench.approaches.seg_data import PairBatches
+
+    rng = np.random.default_rng(0)
+    n, shares = 400, (0.6, 0.2, 0.25, 0.07, 0.04)
+    shows = np.stack([rng.random(n) < s for s in shares], axis=1)
+    packed = np.zeros((n, 4, 4), np.uint8)
+    for k in range(len(shares)):
+        packed[shows[:, k], 1, 2] |= np.uint8(1 << k)
+    batches = PairBatches(np.zeros((n, 4, 4, 3), np.uint8), packed, 8, augment=None, positive_fraction=0.25,
+                          seed=1, n_outputs=len(shares))
+    for epoch in range(2):
+        batches.set_epoch(epoch)
+        assert len(batches.order) == n
+        drawn = shows[batches.order].mean(axis=0)
+        assert np.all(drawn >= 0.25 - 1e-9), drawn
+        assert drawn[4] > 4 * shows[:, 4].mean()  # streaks (5.5% here) really oversampled
+    # the "any output" rule it replaces would see 60%+ positive images and oversample nothing
+    assert shows.any(axis=1).mean() > 0.25
+
+
+def test_oversampling_one_output_reaches_the_share_and_keeps_every_negative_image_distinct():
+    from skinbench.approaches.seg_data import PairBatches
+
+    n = 100
+    masks = np.zeros((n, 4, 4), np.uint8)
+    masks[:10, 0, 0] = 1
+    batches = PairBatches(np.zeros((n, 4, 4, 3), np.uint8), masks, 8, augment=None, positive_fraction=0.5, seed=0)
+    order = batches.order
+    assert np.sum(order < 10) == 50
+    negatives = order[order >= 10]
+    assert len(negatives) == len(np.unique(negatives)) == 50

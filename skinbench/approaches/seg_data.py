@@ -101,11 +101,47 @@ class PairAugment:
         return image, np.ascontiguousarray(mask)
 
 
+def positive_outputs(masks: np.ndarray, n_outputs: int = 1) -> np.ndarray:
+    """(n_images, n_outputs) bool: whether image i shows output k (bit k of bit-packed masks)."""
+    flat = np.asarray(masks).reshape(len(masks), -1)
+    if n_outputs == 1:
+        return flat.any(axis=1)[:, None]
+    bits = np.bitwise_or.reduce(flat, axis=1)
+    return ((bits[:, None] >> np.arange(n_outputs)) & 1).astype(bool)
+
+
+def oversample(positives: np.ndarray, fraction: float, rng: np.random.Generator,
+               default: np.ndarray) -> np.ndarray:
+    """One epoch's image order (as long as ``default``) in which every output that shows in fewer than
+    ``fraction`` of the images shows in at least that share of the slots: its positive images are drawn
+    with replacement, rarest output first (an image drawn for one output counts for all it shows), the
+    remaining slots go to images without any boosted output. ``default`` is returned when nothing is rare."""
+    n, _ = positives.shape
+    share = positives.mean(axis=0)
+    boosted = [int(k) for k in np.argsort(share, kind="stable") if 0 < share[k] < fraction]
+    if not boosted:
+        return default
+    quota = int(round(fraction * n))
+    drawn = np.zeros(0, np.int64)
+    for k in boosted:
+        need = quota - int(positives[drawn, k].sum())
+        if need > 0:
+            drawn = np.concatenate([drawn, rng.choice(np.flatnonzero(positives[:, k]), need, replace=True)])
+    drawn = drawn[:n]
+    rest = np.flatnonzero(~positives[:, boosted].any(axis=1))
+    n_rest = n - len(drawn)
+    if n_rest and not len(rest):
+        rest = np.arange(n)
+    return rng.permutation(np.concatenate([drawn, rng.choice(rest, n_rest, replace=len(rest) < n_rest)]))
+
+
 class PairBatches(keras.utils.PyDataset):
     """Batches of (float32 image 0..255, float32 mask (H, W, n_outputs)), optionally with one-hot labels.
 
     ``positive_fraction`` > 0 oversamples images whose mask is not empty so each epoch holds at least
-    that share of them: rare attributes (streaks) otherwise barely reach the gradient.
+    that share of them: rare attributes (streaks) otherwise barely reach the gradient. With several
+    outputs the share holds per output, rarest first, as far as the epoch's slots allow: one common
+    output (pigment network) must not hide that another (streaks) is almost never positive.
     """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, *, augment: PairAugment | None,
@@ -117,6 +153,7 @@ class PairBatches(keras.utils.PyDataset):
         self.batch_size, self.augment, self.shuffle, self.n_classes = batch_size, augment, shuffle, n_classes
         self.positive_fraction = positive_fraction
         self.seed = seed
+        self.positives = positive_outputs(masks, n_outputs) if positive_fraction > 0 else None
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -131,13 +168,8 @@ class PairBatches(keras.utils.PyDataset):
             return np.arange(n)
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(n)
-        if self.positive_fraction > 0:
-            pos = np.flatnonzero(self.masks.reshape(n, -1).any(axis=1))
-            neg = np.setdiff1d(np.arange(n), pos)
-            if 0 < len(pos) and len(pos) / n < self.positive_fraction:
-                n_pos = int(round(self.positive_fraction * n))
-                order = rng.permutation(np.concatenate(
-                    [rng.choice(pos, n_pos, replace=True), rng.choice(neg, n - n_pos, replace=False)]))
+        if self.positives is not None:
+            order = oversample(self.positives, self.positive_fraction, rng, default=order)
         return order
 
     def __len__(self) -> int:
