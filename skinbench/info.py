@@ -273,13 +273,13 @@ APPROACHES: dict[str, ApproachInfo] = {
         ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task3", "task4"),
                      "U-Net with a MobileNetV2 ImageNet encoder, decoder trained on the frozen encoder, then "
                      "the encoder fine-tuned (lesions: 128 px, 8 + 4 epochs on 2 cores; globules/streaks: "
-                     "192 px, positive images oversampled)",
+                     "192 px, 6 + 6 epochs, positive images oversampled to half of each epoch)",
                      params={"input_size": 128, "train_encoder": True, "epochs": 25, "batch_size": 32,
                              "learning_rate": 5e-4, "patience": 5},
-                     task_params={"task3": {"input_size": 192, "train_encoder": False, "epochs": 14,
-                                            "batch_size": 16, "learning_rate": 1e-3, "patience": 4,
+                     task_params={"task3": {"input_size": 192, "train_encoder": False, "epochs": 6,
+                                            "batch_size": 16, "learning_rate": 1e-3, "patience": 3,
                                             "validation_fraction": 0.15, "positive_fraction": 0.5,
-                                            "finetune_epochs": 12, "finetune_learning_rate": 1e-4},
+                                            "finetune_epochs": 6, "finetune_learning_rate": 1e-4},
                                  "task4": {"train_encoder": False, "epochs": 8, "learning_rate": 1e-3, "patience": 4,
                                            "finetune_epochs": 4, "finetune_learning_rate": 1e-4}},
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
