@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from skinbench import info
 from skinbench.cli import main
 
 
@@ -238,7 +239,10 @@ def test_cli_list_approach_shows_parameters_defaults_and_task_values(capsys):
     assert main(["list", "mobilenet-unet"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("finetune_epochs"))
-    assert row.split()[1:] == ["an", "integer", "0", "12", "4", "0"]  # type, default, task3, task4, smoke
+    registered = info.approach("mobilenet-unet").task_params
+    per_task = [str(registered[t]["finetune_epochs"]) for t in ("task3", "task4")]
+    assert row.split()[1:] == ["an", "integer", "0", *per_task, "0"]  # type, default, task3, task4, smoke
+    assert per_task[0] != per_task[1]  # the two columns are told apart
     assert "task3 value" in out and "task4 value" in out
 
 
