@@ -207,5 +207,5 @@ def validation_split(masks: np.ndarray, fraction: float, groups: np.ndarray | No
     if not 0.0 < fraction < 1.0 or n < 4:
         raise ConfigError(f"validation_fraction={fraction} with {n} training images leaves no validation set",
                           fix="use 0 < validation_fraction < 1 and at least 4 training images")
-    strata = np.asarray(y) if y is not None else np.asarray(masks).reshape(n, -1).any(axis=1).astype(np.int64)
+    strata = np.asarray(y) if y is not None else positive_outputs(masks)[:, 0].astype(np.int64)
     return lesion_validation_split(strata, groups, fraction, seed, min_classes=1)

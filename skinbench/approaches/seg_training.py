@@ -21,7 +21,8 @@ import numpy as np
 
 from skinbench.approaches.base import PathSegmenter
 from skinbench.approaches.seg_checkpoints import fit_resumable, load_weights, training_summary
-from skinbench.approaches.seg_data import PairAugment, PairBatches, load_pairs, unpack_masks, validation_split
+from skinbench.approaches.seg_data import (PairAugment, PairBatches, load_pairs, positive_outputs, unpack_masks,
+                                          validation_split)
 from skinbench.approaches.seg_threshold import best_threshold, recalibrate
 from skinbench.cache import atomic_write_bytes, file_digest, make_key
 from skinbench.data.images import image_size, read_image
@@ -97,16 +98,15 @@ class KerasSegmenter(PathSegmenter):
             self.classes_ = np.arange(n_classes)
         images, ms = load_pairs(list(X), masks, self.input_size)
         columns = masks if masks.ndim == 2 else masks[:, None]
-        for j in range(self.n_outputs_):
-            if not (ms >> j & 1).any():
-                folders = sorted({os.path.dirname(m) for m in columns[:, j] if m}) or ["(no mask files)"]
-                which = f"of output {j} " if self.n_outputs_ > 1 else ""
-                raise DataError(f"none of the {len(X)} training masks {which}has a foreground pixel at "
-                                f"{self.input_size} px, so this model could only learn to predict all background",
-                                path=folders[0],
-                                fix="check that this target's masks are the right files; an attribute absent from "
-                                    "every training image cannot be learned (the all-background row already shows "
-                                    "it)")
+        for j in np.flatnonzero(~positive_outputs(ms, self.n_outputs_).any(axis=0)):
+            folders = sorted({os.path.dirname(m) for m in columns[:, j] if m}) or ["(no mask files)"]
+            which = f"of output {j} " if self.n_outputs_ > 1 else ""
+            raise DataError(f"none of the {len(X)} training masks {which}has a foreground pixel at "
+                            f"{self.input_size} px, so this model could only learn to predict all background",
+                            path=folders[0],
+                            fix="check that this target's masks are the right files; an attribute absent from "
+                                "every training image cannot be learned (the all-background row already shows "
+                                "it)")
         tr, va = validation_split(ms, self.validation_fraction, groups, self.random_state,
                                   y=y if self.joint else None)
         self.validation_index_ = va
