@@ -266,30 +266,32 @@ APPROACHES: dict[str, ApproachInfo] = {
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),
                      "Keras U-Net from scratch (width, depth, dropout configurable; CPU default base 16, depth 4, "
                      "BCE+Dice; lesions: 96 px, 10 epochs on 2 cores; globules/streaks: 128 px, positive images "
-                     "oversampled)",
-                     task_params={"task3": {"epochs": 20, "patience": 5, "positive_fraction": 0.5},
+                     "oversampled, flip TTA if it helps on validation)",
+                     task_params={"task3": {"epochs": 20, "patience": 5, "positive_fraction": 0.5, "tta": "auto"},
                                   "task4": {"input_size": 96, "epochs": 10, "batch_size": 32, "patience": 4}},
                      smoke_params=_SMOKE_SEG),
         ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task3", "task4"),
                      "U-Net with a MobileNetV2 ImageNet encoder, decoder trained on the frozen encoder, then "
                      "the encoder fine-tuned (lesions: 128 px, 8 + 4 epochs on 2 cores; globules/streaks: "
-                     "192 px, 6 + 6 epochs, positive images oversampled to half of each epoch)",
+                     "192 px, 6 + 6 epochs, positive images oversampled to half of each epoch, flip TTA if it helps "
+                     "on validation)",
                      params={"input_size": 128, "train_encoder": True, "epochs": 25, "batch_size": 32,
                              "learning_rate": 5e-4, "patience": 5},
                      task_params={"task3": {"input_size": 192, "train_encoder": False, "epochs": 6,
                                             "batch_size": 16, "learning_rate": 1e-3, "patience": 3,
                                             "validation_fraction": 0.15, "positive_fraction": 0.5,
-                                            "finetune_epochs": 6, "finetune_learning_rate": 1e-4},
+                                            "finetune_epochs": 6, "finetune_learning_rate": 1e-4, "tta": "auto"},
                                  "task4": {"train_encoder": False, "epochs": 8, "learning_rate": 1e-3, "patience": 4,
                                            "finetune_epochs": 4, "finetune_learning_rate": 1e-4}},
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
         ApproachInfo("mobilenet-unet-5attr", "skinbench.approaches.ynet:MultiOutputUNetSegmenter", "deep", ("task3",),
                      "One MobileNetV2 U-Net, five sigmoid maps (every ISIC 2018 attribute), per-attribute BCE+Dice "
                      "averaged, images of each rare attribute oversampled to a quarter of every epoch; decoder on "
-                     "the frozen encoder (6 epochs), then the encoder fine-tuned (9; 192 px)",
+                     "the frozen encoder (6 epochs), then the encoder fine-tuned (9; 192 px); flip TTA if it helps",
                      params={"input_size": 192, "train_encoder": False, "epochs": 6, "batch_size": 16,
                              "learning_rate": 1e-3, "patience": 4, "validation_fraction": 0.15,
-                             "positive_fraction": 0.25, "finetune_epochs": 9, "finetune_learning_rate": 1e-4},
+                             "positive_fraction": 0.25, "finetune_epochs": 9, "finetune_learning_rate": 1e-4,
+                             "tta": "auto"},
                      all_targets=True, multi_target=True,
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
         ApproachInfo("ynet", "skinbench.approaches.ynet:YNetSegmenter", "deep", ("task4",),

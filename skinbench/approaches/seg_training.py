@@ -23,7 +23,8 @@ from skinbench.approaches.base import PathSegmenter
 from skinbench.approaches.seg_checkpoints import fit_resumable, load_weights, training_summary
 from skinbench.approaches.seg_data import (PairAugment, PairBatches, load_pairs, positive_outputs, unpack_masks,
                                           validation_split)
-from skinbench.approaches.seg_threshold import best_threshold, recalibrate
+from skinbench.approaches.seg_threshold import best_threshold, recalibrate, tuned_threshold
+from skinbench.approaches.tfdata import TTA_FLIPS
 from skinbench.cache import atomic_write_bytes, file_digest, make_key
 from skinbench.data.images import image_size, read_image
 from skinbench.errors import ConfigError, DataError
@@ -39,8 +40,10 @@ class KerasSegmenter(PathSegmenter):
     """fit/predict_proba around a Keras model; subclasses define ``_build`` and ``_losses``.
 
     Expected hyper-parameters on the subclass: input_size, epochs, batch_size, learning_rate,
-    validation_fraction, patience, augment, positive_fraction, tune_threshold, checkpoint,
+    validation_fraction, patience, augment, positive_fraction, tune_threshold, tta, checkpoint,
     random_state, verbose; optionally finetune_epochs and finetune_learning_rate (see ``_unfreeze``).
+    ``tta`` ("none", "flips", "auto": flips only if they raise the validation Jaccard) is applied at
+    prediction only, so it never changes which training folder is used.
     """
 
     #: 2: lesion-aware validation split stratified by mask presence (or class); batches drawn per (seed,
@@ -67,7 +70,7 @@ class KerasSegmenter(PathSegmenter):
     def _run_dir(self, X: np.ndarray, masks: np.ndarray, y: np.ndarray | None, val_index: np.ndarray) -> Path:
         """Training folder keyed by everything the weights depend on, the validation images included."""
         # stage 2 keys its own sub-folder; every output of a multi-output model shares one training
-        skip = ("verbose", "checkpoint", "tune_threshold", "output") + FINETUNE_PARAMS
+        skip = ("verbose", "checkpoint", "tune_threshold", "tta", "output") + FINETUNE_PARAMS
         params = {k: v for k, v in self.get_params().items() if k not in skip}
         mask_key = [file_digest(m) if m else "" for m in masks.ravel()]
         if masks.ndim == 2:
@@ -87,6 +90,8 @@ class KerasSegmenter(PathSegmenter):
         if not 0 <= self.output < self.n_outputs_:
             raise ConfigError(f"output={self.output} but the model has {self.n_outputs_} output(s)",
                               fix=f"use 0 <= output < {self.n_outputs_}")
+        if self.tta not in ("none", "flips", "auto"):
+            raise ConfigError(f"unknown tta {self.tta!r}", fix="use 'none', 'flips' or 'auto'")
         if self.joint and y is None:
             raise ConfigError(f"{type(self).__name__} trains a classification head and needs y",
                               fix="call fit(X, masks, y) with class indices")
@@ -145,17 +150,38 @@ class KerasSegmenter(PathSegmenter):
                                      "head": self.train_state_}
             self.training_ = training_summary(self.train_state_, len(tr))
         self.model_ = model
-        prob = self._predict_arrays(images[va].astype(np.float32))[0]
-        grid = tuple(np.arange(0.05, 0.96, 0.05)) if self.tune_threshold else (0.5,)
         truth = unpack_masks(ms[va], self.n_outputs_)[..., self.output]
-        self.threshold_, self.validation_jaccard_ = best_threshold(truth, prob, grid)
+        prob = self._choose_tta(images[va].astype(np.float32), truth)
+        self.threshold_, self.validation_jaccard_ = self._cut(truth, prob)
         return self
 
-    def _predict_arrays(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        out = self.model_.predict(x, batch_size=self.batch_size, verbose=0)
-        if isinstance(out, dict):
-            return out["seg"][..., self.output], out["cls"]
-        return out[..., self.output], None
+    def _cut(self, truth: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
+        """(threshold, pooled validation Jaccard): tuned, or 0.5 when ``tune_threshold`` is off."""
+        return tuned_threshold(truth, prob) if self.tune_threshold else best_threshold(truth, prob, (0.5,))
+
+    def _choose_tta(self, x_va: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """The validation maps the threshold is tuned on: plain, or the mean over flips when ``tta`` is
+        "flips", or is "auto" and the flips score a higher pooled Jaccard on these images."""
+        self.tta_, self.tta_scores_ = False, None
+        if self.tta == "none":
+            return self._predict_arrays(x_va, tta=False)[0]
+        plain, flips = self._predict_arrays(x_va, tta=False)[0], self._predict_arrays(x_va, tta=True)[0]
+        self.tta_scores_ = {"none": self._cut(truth, plain)[1], "flips": self._cut(truth, flips)[1]}
+        self.tta_ = self.tta == "flips" or self.tta_scores_["flips"] > self.tta_scores_["none"]
+        return flips if self.tta_ else plain
+
+    def _predict_arrays(self, x: np.ndarray, tta: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(maps of output ``output``, class scores or None); ``tta`` (default: what fit chose): the mean
+        over :data:`tfdata.TTA_FLIPS`, each map flipped back before it is averaged."""
+        views = TTA_FLIPS if (self.tta_ if tta is None else tta) else TTA_FLIPS[:1]
+        seg = cls = None
+        for lr, ud in views:
+            out = self.model_.predict(_flip(x, lr, ud), batch_size=self.batch_size, verbose=0)
+            s, c = (out["seg"], out["cls"]) if isinstance(out, dict) else (out, None)
+            s = _flip(s[..., self.output], lr, ud)
+            seg = s if seg is None else seg + s
+            cls = c if cls is None else cls + c
+        return seg / len(views), None if cls is None else cls / len(views)
 
     def _batches(self, X) -> Iterator[tuple[list[str], np.ndarray]]:
         X = [str(p) for p in X]
@@ -181,3 +207,12 @@ class KerasSegmenter(PathSegmenter):
         meta = np.frombuffer(json.dumps(signature(self.model_)).encode(), dtype=np.uint8)
         np.savez_compressed(buf, *[np.asarray(w).astype(np.float16) for w in self.model_.get_weights()], signature=meta)
         atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def _flip(x: np.ndarray, lr: bool, ud: bool) -> np.ndarray:
+    """``x`` (n, H, W, ...) mirrored left-right and/or up-down (its own inverse)."""
+    if lr:
+        x = x[:, :, ::-1]
+    if ud:
+        x = x[:, ::-1]
+    return np.ascontiguousarray(x)
