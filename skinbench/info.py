@@ -273,8 +273,8 @@ APPROACHES: dict[str, ApproachInfo] = {
         ApproachInfo("mobilenet-unet", "skinbench.approaches.ynet:MobileNetUNetSegmenter", "deep", ("task3", "task4"),
                      "U-Net with a MobileNetV2 ImageNet encoder, decoder trained on the frozen encoder, then "
                      "the encoder fine-tuned (lesions: 128 px, 8 + 4 epochs on 2 cores; globules/streaks: "
-                     "192 px, 6 + 6 epochs, positive images oversampled to half of each epoch, flip TTA if it helps "
-                     "on validation)",
+                     "192 px, 6 + 6 epochs, positive images oversampled to half of each epoch, flip TTA if it "
+                     "helps on validation)",
                      params={"input_size": 128, "train_encoder": True, "epochs": 25, "batch_size": 32,
                              "learning_rate": 5e-4, "patience": 5},
                      task_params={"task3": {"input_size": 192, "train_encoder": False, "epochs": 6,

@@ -64,8 +64,8 @@ class FPNSegmenter(MobileNetUNetSegmenter):
                  loss: str = "bce_dice", learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
                  validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
                  positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
-                 tune_threshold: bool = True, tta: str = "none", checkpoint: str | None = None, random_state: int = 0,
-                 verbose: int | None = None):
+                 tune_threshold: bool = True, tta: str = "none", select_by: str = "val_loss",
+                 checkpoint: str | None = None, random_state: int = 0, verbose: int | None = None):
         super().__init__(**base_arguments(locals()))
         self.pyramid_filters = pyramid_filters
         self.segmentation_filters = segmentation_filters

@@ -67,6 +67,26 @@ class Checkpointer(keras.callbacks.Callback):
         write_state(self.run_dir, self.state)
 
 
+class ValidationJaccard(keras.callbacks.Callback):
+    """Puts ``val_jaccard`` in each epoch's logs (before :class:`Checkpointer` reads them): Jaccard pooled
+    over the validation images at their best cut, averaged over outputs, i.e. what the tables report.
+    A rare attribute's ``val_loss`` is a poor judge of epochs: it averages batch Dice terms over batches
+    that mostly hold no foreground at all."""
+
+    def __init__(self, images: np.ndarray, truth: np.ndarray, batch_size: int):
+        super().__init__()
+        self.images, self.truth, self.batch_size = images, truth, batch_size  # truth: (n, H, W, n_outputs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from skinbench.approaches.seg_threshold import tuned_threshold
+
+        out = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
+        prob = out["seg"] if isinstance(out, dict) else out
+        scores = [tuned_threshold(self.truth[..., j], prob[..., j])[1] for j in range(self.truth.shape[-1])]
+        if logs is not None:
+            logs["val_jaccard"] = float(np.mean(scores))
+
+
 def rng_states(model: keras.Model) -> list:
     """The dropout layers' seed-generator states: not in the weights file, so kept in ``state.json``."""
     return [v for v in model.variables if v.path.endswith("seed_generator_state")]
@@ -85,7 +105,7 @@ def write_state(run_dir: Path, state: dict) -> None:
 
 def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, epochs: int, run_dir: Path,
                   monitor: str = "val_loss", mode: str = "min", patience: int = 0, verbose: int | None = None,
-                  previous: Path | None = None) -> dict:
+                  previous: Path | None = None, callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> dict:
     """Train ``model`` with best/last checkpoints in ``run_dir``; resume or reuse what is already there.
 
     Returns the state dict (best value and epoch, history). The best weights are loaded on return.
@@ -94,7 +114,8 @@ def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, e
     stage's best weights are loaded (``kept_previous`` in the state): fine-tuning never makes it worse on
     validation.
     Epochs are reported through :func:`skinbench.progress.keras_callback` (Keras' own bars stay off);
-    ``verbose=0`` reports nothing.
+    ``verbose=0`` reports nothing. ``callbacks`` run before the checkpointer (one that adds ``monitor``
+    to the logs, such as :class:`ValidationJaccard`).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(run_dir)
@@ -118,7 +139,8 @@ def fit_resumable(model: keras.Model, train: PairBatches, val: PairBatches, *, e
         # Python's global random state, which a resumed process does not share with the interrupted one
         lines = [] if verbose == 0 else [keras_callback(_stage_name(run_dir), epochs)]
         model.fit(train, validation_data=val, epochs=epochs, initial_epoch=start, shuffle=False, verbose=0,
-                  callbacks=[EpochSync(train), Checkpointer(run_dir, monitor, mode, patience, state)] + lines)
+                  callbacks=[EpochSync(train), *callbacks, Checkpointer(run_dir, monitor, mode, patience, state)]
+                  + lines)
     note_cache("segmenter_epochs", hit=False, n=state.get("epoch", -1) + 1 - start)
     state["done"] = True
     if (run_dir / "best.weights.h5").exists():

@@ -20,7 +20,8 @@ import keras
 import numpy as np
 
 from skinbench.approaches.base import PathSegmenter
-from skinbench.approaches.seg_checkpoints import fit_resumable, load_weights, training_summary
+from skinbench.approaches.seg_checkpoints import (ValidationJaccard, fit_resumable, load_weights,
+                                                   training_summary)
 from skinbench.approaches.seg_data import (PairAugment, PairBatches, load_pairs, positive_outputs, unpack_masks,
                                           validation_split)
 from skinbench.approaches.seg_threshold import best_threshold, recalibrate, tuned_threshold
@@ -34,16 +35,23 @@ from skinbench.paths import cache_dir
 CODE_VERSION = "seg-training-2"
 #: hyper-parameters of the optional second stage (pretrained encoder unfrozen, see KerasSegmenter.fit)
 FINETUNE_PARAMS = ("finetune_epochs", "finetune_learning_rate")
+#: parameters added after trainings were cached, with the default that trains as before them: keyed
+#: only when set to something else, so the folders trained before they existed stay found
+LATE_PARAMS = {"select_by": "val_loss"}
+#: how each ``select_by`` judges an epoch: (log key, better when "min" or "max")
+SELECTION = {"val_loss": ("val_loss", "min"), "val_jaccard": ("val_jaccard", "max")}
+_UNSET = object()
 
 
 class KerasSegmenter(PathSegmenter):
     """fit/predict_proba around a Keras model; subclasses define ``_build`` and ``_losses``.
 
     Expected hyper-parameters on the subclass: input_size, epochs, batch_size, learning_rate,
-    validation_fraction, patience, augment, positive_fraction, tune_threshold, tta, checkpoint,
+    validation_fraction, patience, augment, positive_fraction, tune_threshold, tta, select_by, checkpoint,
     random_state, verbose; optionally finetune_epochs and finetune_learning_rate (see ``_unfreeze``).
     ``tta`` ("none", "flips", "auto": flips only if they raise the validation Jaccard) is applied at
-    prediction only, so it never changes which training folder is used.
+    prediction only, so it never changes which training folder is used. ``select_by`` ("val_loss" or
+    "val_jaccard", see ``SELECTION``) judges epochs for the best checkpoint and early stopping.
     """
 
     #: 2: lesion-aware validation split stratified by mask presence (or class); batches drawn per (seed,
@@ -71,7 +79,8 @@ class KerasSegmenter(PathSegmenter):
         """Training folder keyed by everything the weights depend on, the validation images included."""
         # stage 2 keys its own sub-folder; every output of a multi-output model shares one training
         skip = ("verbose", "checkpoint", "tune_threshold", "tta", "output") + FINETUNE_PARAMS
-        params = {k: v for k, v in self.get_params().items() if k not in skip}
+        params = {k: v for k, v in self.get_params().items()
+                  if k not in skip and LATE_PARAMS.get(k, _UNSET) != v}
         mask_key = [file_digest(m) if m else "" for m in masks.ravel()]
         if masks.ndim == 2:
             mask_key = [mask_key, masks.shape[1]]
@@ -92,6 +101,8 @@ class KerasSegmenter(PathSegmenter):
                               fix=f"use 0 <= output < {self.n_outputs_}")
         if self.tta not in ("none", "flips", "auto"):
             raise ConfigError(f"unknown tta {self.tta!r}", fix="use 'none', 'flips' or 'auto'")
+        if self.select_by not in SELECTION:
+            raise ConfigError(f"unknown select_by {self.select_by!r}", fix=f"use one of: {', '.join(SELECTION)}")
         if self.joint and y is None:
             raise ConfigError(f"{type(self).__name__} trains a classification head and needs y",
                               fix="call fit(X, masks, y) with class indices")
@@ -136,8 +147,12 @@ class KerasSegmenter(PathSegmenter):
             val = PairBatches(images[va], ms[va], self.batch_size, augment=None, shuffle=False, n_classes=n_classes,
                               labels=None if y is None else y[va], n_outputs=self.n_outputs_)
             self.run_dir_ = self._run_dir(X, masks, y, va)
+            monitor, mode = SELECTION[self.select_by]
+            judge = dict(monitor=monitor, mode=mode, patience=self.patience, verbose=self.verbose,
+                         callbacks=(ValidationJaccard(images[va], unpack_masks(ms[va], self.n_outputs_),
+                                                      self.batch_size),) if monitor == "val_jaccard" else ())
             self.train_state_ = fit_resumable(model, batches(self.random_state), val, epochs=self.epochs,
-                                              run_dir=self.run_dir_, patience=self.patience, verbose=self.verbose)
+                                              run_dir=self.run_dir_, **judge)
             if finetune_epochs:
                 # Stage 2 (the transfer-learning recipe): decoder trained first, then the whole network at a
                 # lower rate. Stage 1's folder does not depend on these parameters, so it is reused.
@@ -145,8 +160,8 @@ class KerasSegmenter(PathSegmenter):
                 self._compile(model, y_tr, n_classes, self.finetune_learning_rate)
                 stage2 = self.run_dir_ / f"finetune-{make_key(finetune_epochs, self.finetune_learning_rate)[:12]}"
                 self.train_state_ = {**fit_resumable(model, batches(self.random_state + 1), val,
-                                                     epochs=finetune_epochs, run_dir=stage2, patience=self.patience,
-                                                     verbose=self.verbose, previous=self.run_dir_),
+                                                     epochs=finetune_epochs, run_dir=stage2, previous=self.run_dir_,
+                                                     **judge),
                                      "head": self.train_state_}
             self.training_ = training_summary(self.train_state_, len(tr))
         self.model_ = model

@@ -57,7 +57,8 @@ class UNetSegmenter(KerasSegmenter):
                  loss: str = "bce_dice",
                  loss_params: dict | None = None, learning_rate: float = 1e-3, epochs: int = 30,
                  batch_size: int = 16, validation_fraction: float = 0.15, patience: int = 8,
-                 augment: bool = True, positive_fraction: float = 0.0, tune_threshold: bool = True, tta: str = "none",
+                 augment: bool = True, positive_fraction: float = 0.0, tune_threshold: bool = True,
+                 tta: str = "none", select_by: str = "val_loss",
                  checkpoint: str | None = None, random_state: int = 0, verbose: int | None = None):
         self.input_size = input_size
         self.base_filters = base_filters
@@ -74,6 +75,7 @@ class UNetSegmenter(KerasSegmenter):
         self.positive_fraction = positive_fraction
         self.tune_threshold = tune_threshold
         self.tta = tta
+        self.select_by = select_by
         self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose

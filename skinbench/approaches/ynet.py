@@ -66,8 +66,8 @@ class MobileNetUNetSegmenter(KerasSegmenter):
                  loss: str = "bce_dice", learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
                  validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
                  positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
-                 tune_threshold: bool = True, tta: str = "none", checkpoint: str | None = None, random_state: int = 0,
-                 verbose: int | None = None):
+                 tune_threshold: bool = True, tta: str = "none", select_by: str = "val_loss",
+                 checkpoint: str | None = None, random_state: int = 0, verbose: int | None = None):
         self.input_size = input_size
         self.weights = weights
         self.train_encoder = train_encoder
@@ -83,6 +83,7 @@ class MobileNetUNetSegmenter(KerasSegmenter):
         self.finetune_learning_rate = finetune_learning_rate
         self.tune_threshold = tune_threshold
         self.tta = tta
+        self.select_by = select_by
         self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
@@ -128,8 +129,8 @@ class MultiOutputUNetSegmenter(MobileNetUNetSegmenter):
                  loss: str = "bce_dice", output: int = 0, learning_rate: float = 1e-3, epochs: int = 20,
                  batch_size: int = 16, validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
                  positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
-                 tune_threshold: bool = True, tta: str = "none", checkpoint: str | None = None, random_state: int = 0,
-                 verbose: int | None = None):
+                 tune_threshold: bool = True, tta: str = "none", select_by: str = "val_loss",
+                 checkpoint: str | None = None, random_state: int = 0, verbose: int | None = None):
         super().__init__(**base_arguments(locals()))
         self.output = output
 
@@ -153,8 +154,8 @@ class YNetSegmenter(MobileNetUNetSegmenter):
                  learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
                  validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
                  positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
-                 tune_threshold: bool = True, tta: str = "none", checkpoint: str | None = None, random_state: int = 0,
-                 verbose: int | None = None):
+                 tune_threshold: bool = True, tta: str = "none", select_by: str = "val_loss",
+                 checkpoint: str | None = None, random_state: int = 0, verbose: int | None = None):
         super().__init__(**base_arguments(locals()))
         self.seg_loss_weight = seg_loss_weight
         self.n_classes = n_classes

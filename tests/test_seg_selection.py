@@ -1,4 +1,5 @@
-"""Segmenters' validation cut (refined past the grid's ends) and flip test-time augmentation."""
+"""What a segmenter chooses on its validation images: the cut (refined past the grid's ends), flip
+test-time augmentation, and which epoch's weights it keeps (``select_by``)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,34 @@ def test_unknown_tta_is_a_config_error(synthetic_dataset, tmp_path, monkeypatch)
     tr = synthetic_dataset.split("train")
     with pytest.raises(ConfigError, match="unknown tta 'rot90'"):
         MobileNetUNetSegmenter(**TINY, tta="rot90").fit(tr.paths, tr.masks("lesion"))
+
+
+def test_select_by_val_jaccard_keeps_the_epoch_with_the_best_validation_jaccard(synthetic_dataset, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    tr = synthetic_dataset.split("train")
+    est = MobileNetUNetSegmenter(**{**TINY, "epochs": 3}, select_by="val_jaccard").fit(tr.paths, tr.masks("lesion"))
+    history = est.train_state_["history"]
+    scores = [h["val_jaccard"] for h in history]
+    assert all(0.0 <= v <= 1.0 for v in scores) and len(scores) == 3
+    assert est.train_state_["best"] == pytest.approx(max(scores))
+    assert est.train_state_["best_epoch"] == int(np.argmax(scores))
+    # the kept weights are that epoch's: the validation Jaccard fit reports is the callback's number again
+    assert est.validation_jaccard_ == pytest.approx(max(scores), abs=1e-6)
+
+
+def test_default_select_by_trains_into_the_folder_it_had_before_the_parameter(synthetic_dataset, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    tr = synthetic_dataset.split("train")
+    X, masks, va = np.asarray(tr.paths), np.asarray(tr.masks("lesion")), np.arange(4)
+    est = MobileNetUNetSegmenter(**TINY)
+    before = MobileNetUNetSegmenter(**TINY)
+    params = before.get_params()
+    params.pop("select_by")
+    monkeypatch.setattr(before, "get_params", lambda deep=True: params)  # as the class was without it
+    assert est._run_dir(X, masks, None, va) == before._run_dir(X, masks, None, va)
+    other = MobileNetUNetSegmenter(**TINY, select_by="val_jaccard")
+    assert other._run_dir(X, masks, None, va) != est._run_dir(X, masks, None, va)
+    with pytest.raises(ConfigError, match="unknown select_by"):
+        MobileNetUNetSegmenter(**TINY, select_by="auc").fit(tr.paths, tr.masks("lesion"))
