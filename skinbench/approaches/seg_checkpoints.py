@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from skinbench.approaches.seg_data import PairBatches
+from skinbench.approaches.seg_threshold import tuned_threshold
 from skinbench.cache import atomic_write_bytes, note_cache
 from skinbench.errors import WeightsError
 from skinbench.progress import keras_callback
@@ -78,8 +79,6 @@ class ValidationJaccard(keras.callbacks.Callback):
         self.images, self.truth, self.batch_size = images, truth, batch_size  # truth: (n, H, W, n_outputs)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        from skinbench.approaches.seg_threshold import tuned_threshold
-
         out = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
         prob = out["seg"] if isinstance(out, dict) else out
         scores = [tuned_threshold(self.truth[..., j], prob[..., j])[1] for j in range(self.truth.shape[-1])]

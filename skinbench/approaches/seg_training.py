@@ -25,7 +25,7 @@ from skinbench.approaches.seg_checkpoints import (ValidationJaccard, fit_resumab
 from skinbench.approaches.seg_data import (PairAugment, PairBatches, load_pairs, positive_outputs, unpack_masks,
                                           validation_split)
 from skinbench.approaches.seg_threshold import best_threshold, recalibrate, tuned_threshold
-from skinbench.approaches.tfdata import TTA_FLIPS
+from skinbench.approaches.tfdata import TTA_FLIPS, TTA_MODES
 from skinbench.cache import atomic_write_bytes, file_digest, make_key
 from skinbench.data.images import image_size, read_image
 from skinbench.errors import ConfigError, DataError
@@ -99,8 +99,8 @@ class KerasSegmenter(PathSegmenter):
         if not 0 <= self.output < self.n_outputs_:
             raise ConfigError(f"output={self.output} but the model has {self.n_outputs_} output(s)",
                               fix=f"use 0 <= output < {self.n_outputs_}")
-        if self.tta not in ("none", "flips", "auto"):
-            raise ConfigError(f"unknown tta {self.tta!r}", fix="use 'none', 'flips' or 'auto'")
+        if self.tta not in TTA_MODES:
+            raise ConfigError(f"unknown tta {self.tta!r}", fix=f"use one of: {', '.join(TTA_MODES)}")
         if self.select_by not in SELECTION:
             raise ConfigError(f"unknown select_by {self.select_by!r}", fix=f"use one of: {', '.join(SELECTION)}")
         if self.joint and y is None:
@@ -176,24 +176,35 @@ class KerasSegmenter(PathSegmenter):
 
     def _choose_tta(self, x_va: np.ndarray, truth: np.ndarray) -> np.ndarray:
         """The validation maps the threshold is tuned on: plain, or the mean over flips when ``tta`` is
-        "flips", or is "auto" and the flips score a higher pooled Jaccard on these images."""
+        "flips", or is "auto" and the flips score a higher pooled Jaccard on these images. The plain maps
+        are the flips' first view, predicted once."""
         self.tta_, self.tta_scores_ = False, None
+        views = self._view_maps(x_va, TTA_FLIPS if self.tta != "none" else TTA_FLIPS[:1])
+        plain = next(views)[0]
         if self.tta == "none":
-            return self._predict_arrays(x_va, tta=False)[0]
-        plain, flips = self._predict_arrays(x_va, tta=False)[0], self._predict_arrays(x_va, tta=True)[0]
+            return plain
+        flips = plain
+        for seg, _ in views:
+            flips = flips + seg
+        flips = flips / len(TTA_FLIPS)
         self.tta_scores_ = {"none": self._cut(truth, plain)[1], "flips": self._cut(truth, flips)[1]}
         self.tta_ = self.tta == "flips" or self.tta_scores_["flips"] > self.tta_scores_["none"]
         return flips if self.tta_ else plain
 
-    def _predict_arrays(self, x: np.ndarray, tta: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(maps of output ``output``, class scores or None); ``tta`` (default: what fit chose): the mean
-        over :data:`tfdata.TTA_FLIPS`, each map flipped back before it is averaged."""
-        views = TTA_FLIPS if (self.tta_ if tta is None else tta) else TTA_FLIPS[:1]
-        seg = cls = None
+    def _view_maps(self, x: np.ndarray, views) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Per view (flips of :data:`tfdata.TTA_FLIPS`): maps of output ``output``, flipped back, and the
+        class scores (None without a class head)."""
         for lr, ud in views:
             out = self.model_.predict(_flip(x, lr, ud), batch_size=self.batch_size, verbose=0)
-            s, c = (out["seg"], out["cls"]) if isinstance(out, dict) else (out, None)
-            s = _flip(s[..., self.output], lr, ud)
+            seg, cls = (out["seg"], out["cls"]) if isinstance(out, dict) else (out, None)
+            yield _flip(seg[..., self.output], lr, ud), cls
+
+    def _predict_arrays(self, x: np.ndarray, tta: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(maps of output ``output``, class scores or None); ``tta`` (default: what fit chose): the mean
+        over :data:`tfdata.TTA_FLIPS`."""
+        views = TTA_FLIPS if (self.tta_ if tta is None else tta) else TTA_FLIPS[:1]
+        seg = cls = None
+        for s, c in self._view_maps(x, views):
             seg = s if seg is None else seg + s
             cls = c if cls is None else cls + c
         return seg / len(views), None if cls is None else cls / len(views)

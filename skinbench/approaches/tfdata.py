@@ -46,6 +46,8 @@ def view_seeds(digests: Sequence[str], view: int, seed: int) -> np.ndarray:
 
 #: test-time augmentation views: the image, mirrored left-right, up-down, and both (lesions have no up)
 TTA_FLIPS = ((False, False), (True, False), (False, True), (True, True))
+#: what a ``tta`` parameter takes: no flips, always the flips, or flips only if they help on validation
+TTA_MODES = ("none", "flips", "auto")
 
 
 def compiled(model, tta: bool = False):

@@ -347,8 +347,8 @@ class TransferClassifier(PathClassifier):
                               fix="pass Dataset.y (indices into class_names)")
         if self.mode not in ("features", "partial", "finetune"):
             raise ConfigError(f"unknown mode {self.mode!r}", fix="use 'features', 'partial' or 'finetune'")
-        if self.tta not in ("none", "flips", "auto"):
-            raise ConfigError(f"unknown tta {self.tta!r}", fix="use 'none', 'flips' or 'auto'")
+        if self.tta not in tfdata.TTA_MODES:
+            raise ConfigError(f"unknown tta {self.tta!r}", fix=f"use one of: {', '.join(tfdata.TTA_MODES)}")
         if self.tta != "none" and self.mode == "features":
             raise ConfigError("test-time augmentation needs the image model; mode='features' predicts from "
                               "cached features of the image alone", fix="use tta='none', or mode='partial'")
