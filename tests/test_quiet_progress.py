@@ -115,7 +115,13 @@ def test_keras_segmenter_fit_reports_epochs_through_the_progress_callback(synthe
     assert [line.split(" (")[0] for line in lines] == ["skinbench: UNetSegmenter training: epoch 1/2",
                                                       "skinbench: UNetSegmenter training: epoch 2/2"], lines
     assert all("loss " in line and "val_loss " in line for line in lines), lines
+    assert not any("val_jaccard" in line for line in lines), lines  # only when epochs are judged by it
     assert not any(n in line for line in lines for n in ("Epoch 1/", "━━━━"))
+
+    UNetSegmenter(**{**tiny, "epochs": 1}, select_by="val_jaccard").fit(tr.paths, tr.masks("lesion"),
+                                                                         groups=tr.groups)
+    lines = [line for line in capsys.readouterr().err.splitlines() if " epoch " in line]
+    assert len(lines) == 1 and "val_jaccard 0." in lines[0], lines  # the judge of each epoch is shown
 
     UNetSegmenter(**{**tiny, "epochs": 1}, verbose=0).fit(tr.paths, tr.masks("lesion"), groups=tr.groups)
     assert " epoch " not in capsys.readouterr().err  # verbose=0: no epoch lines
