@@ -469,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from skinbench import quiet
+
+    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     if args.worker:
         worker_main(args.worker, args.n, args.image_dir, Path(args.out))
         return 0

@@ -33,8 +33,9 @@ from skinbench.errors import SkinbenchError, WeightsError  # noqa: E402
 from skinbench.paths import REPO_ROOT, committed_results_dir  # noqa: E402
 
 #: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
-EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_finetune.py", "task3_losses.py", "perf_classical.py", "perf_deep_features.py",
-                 "perf_pipeline.py", "scaling.py", "seeds.py", "subgroups.py", "duplicates_report.py")
+EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_finetune.py", "task3_losses.py", "task3_selection.py", "perf_classical.py",
+                 "perf_deep_features.py", "perf_pipeline.py", "scaling.py", "seeds.py", "subgroups.py",
+                 "duplicates_report.py")
 
 
 Run = tuple[str, str, str]  # (task, approach, dataset)
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="rerun the current records (use --approach / --only to choose; deterministic ones) "
                              "into a scratch folder and fail if a number moved under the same run key")
     args = parser.parse_args(argv)
+    from skinbench import quiet
+
+    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     gpu = args.allow_cpu or gpu_present()
     _manifest_digest.cache_clear()  # data may have changed since an earlier call in this process
     root = committed_results_dir() / "quick" if args.quick else committed_results_dir()

@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    from skinbench import quiet
+
+    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     if args.worker:
         import json
 

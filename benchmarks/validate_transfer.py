@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", help="results folder (default: the committed results/)")
     sweep.add_engine_options(parser)
     args = parser.parse_args(argv)
+    from skinbench import quiet
+
+    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
 
     root = Path(args.results) if args.results else committed_results_dir()
     todo = points(args.task, args.configs, args.backbone, args.seed, args.dataset, args.limit)
