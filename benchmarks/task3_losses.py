@@ -153,10 +153,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from skinbench.errors import SkinbenchError
+    from skinbench.errors import run_script
 
-    try:
-        raise SystemExit(main())
-    except SkinbenchError as err:  # one line naming the fix, as the CLI prints it
-        print(f"task3_losses: error: {err}", file=sys.stderr)
-        raise SystemExit(2)
+    run_script(main, "task3_losses")

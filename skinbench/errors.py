@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Callable, NoReturn
+
 
 class SkinbenchError(Exception):
     """An error caused by input the user controls (data, names, options).
@@ -29,3 +32,13 @@ class ConfigError(SkinbenchError):
 
 class WeightsError(SkinbenchError):
     """Pretrained weights are not available offline (never fall back to random weights)."""
+
+
+def run_script(main: Callable[[], int | None], prog: str) -> NoReturn:
+    """Run a benchmark script's ``main`` and exit with its status; a :class:`SkinbenchError` ends it with
+    one line naming the fix (status 2), as the CLI prints it, instead of a traceback."""
+    try:
+        raise SystemExit(main())
+    except SkinbenchError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,26 @@
+"""Benchmark scripts end a user error with one line naming the fix, as the CLI does (errors.run_script)."""
+
+from __future__ import annotations
+
+import pytest
+
+from skinbench.errors import ConfigError, run_script
+
+
+def test_run_script_prints_one_line_with_the_fix_and_exits_2(capsys):
+    def main() -> int:
+        raise ConfigError("unknown loss(es) ['x']", fix="use some of: dice, bce")
+
+    with pytest.raises(SystemExit) as stop:
+        run_script(main, "task3_losses")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["task3_losses: error: unknown loss(es) ['x'] Fix: use some of: dice, bce"]
+
+
+def test_run_script_passes_main_status_and_programming_errors_through():
+    with pytest.raises(SystemExit) as stop:
+        run_script(lambda: 1, "x")
+    assert stop.value.code == 1
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        run_script(lambda: 1 // 0, "x")
