@@ -90,12 +90,17 @@ def test_unknown_tta_is_a_config_error(synthetic_dataset, tmp_path, monkeypatch)
 
 
 def test_select_by_val_jaccard_keeps_the_epoch_with_the_best_validation_jaccard(synthetic_dataset, tmp_path,
-                                                                                monkeypatch):
+                                                                                monkeypatch, capsys):
     monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SKINBENCH_PROGRESS", raising=False)
     tr = synthetic_dataset.split("train")
-    est = MobileNetUNetSegmenter(**{**TINY, "epochs": 3}, select_by="val_jaccard").fit(tr.paths, tr.masks("lesion"))
+    est = MobileNetUNetSegmenter(**{**TINY, "epochs": 3, "verbose": None},
+                                 select_by="val_jaccard").fit(tr.paths, tr.masks("lesion"))
     history = est.train_state_["history"]
     scores = [h["val_jaccard"] for h in history]
+    # each epoch line shows the number that judges it
+    lines = [line for line in capsys.readouterr().err.splitlines() if " epoch " in line]
+    assert [f"val_jaccard {v:.4f}" in line for line, v in zip(lines, scores)] == [True] * 3, lines
     assert all(0.0 <= v <= 1.0 for v in scores) and len(scores) == 3
     assert est.train_state_["best"] == pytest.approx(max(scores))
     assert est.train_state_["best_epoch"] == int(np.argmax(scores))
