@@ -121,7 +121,8 @@ def stage(text: str) -> None:
 
 def keras_callback(desc: str = "training", epochs: int | None = None):
     """A Keras callback reporting one line per finished epoch (loss, validation loss and the segmenters'
-    ``val_jaccard`` when present: what the epoch is judged by) instead of Keras' own per-epoch progress bars; pass it with ``fit(..., verbose=0)``."""
+    ``val_jaccard`` when present: what the epoch is judged by) instead of Keras' own per-epoch progress
+    bars; pass it with ``fit(..., verbose=0)``."""
     import keras
 
     class _EpochLines(keras.callbacks.Callback):
@@ -132,7 +133,8 @@ def keras_callback(desc: str = "training", epochs: int | None = None):
             if not enabled():
                 return
             logs = logs or {}
-            parts = [f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_jaccard") and v is not None]
+            parts = [f"{k} {v:.4f}" for k, v in logs.items()
+                     if k in ("loss", "val_loss", "val_jaccard") and v is not None]
             total = f"/{epochs}" if epochs else ""
             elapsed = time.monotonic() - self._start
             print(f"skinbench: {desc}: epoch {epoch + 1}{total} ({', '.join(parts) or 'done'}; {elapsed:.0f} s)",
