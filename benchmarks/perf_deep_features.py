@@ -88,9 +88,6 @@ def main() -> None:
     parser.add_argument("--n-isic", type=int, default=300, help="ISIC 2016 Part 3 images to extract")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    from skinbench import quiet
-
-    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     size = backbones.default_size(args.backbone)
     ham = list(load_dataset("ham10000").paths)
     ham = ham[: args.n_ham] if args.n_ham else ham
@@ -149,4 +146,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from skinbench.errors import run_script
+
+    run_script(main, "perf_deep_features")

@@ -469,9 +469,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from skinbench import quiet
-
-    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     if args.worker:
         worker_main(args.worker, args.n, args.image_dir, Path(args.out))
         return 0
@@ -515,4 +512,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    raise SystemExit(main())
+    from skinbench.errors import run_script
+
+    run_script(main, "perf_pipeline")

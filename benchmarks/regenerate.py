@@ -131,9 +131,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="rerun the current records (use --approach / --only to choose; deterministic ones) "
                              "into a scratch folder and fail if a number moved under the same run key")
     args = parser.parse_args(argv)
-    from skinbench import quiet
-
-    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     gpu = args.allow_cpu or gpu_present()
     _manifest_digest.cache_clear()  # data may have changed since an earlier call in this process
     root = committed_results_dir() / "quick" if args.quick else committed_results_dir()
@@ -191,4 +188,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from skinbench.errors import run_script
+
+    run_script(main, "regenerate")

@@ -40,13 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sweep.add_engine_options(parser, workers=2)
     args = parser.parse_args(argv)
-    from skinbench import quiet
-
-    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     summary = sweep.run_sweep(points(), committed_results_dir(), command="python benchmarks/seeds.py",
                               **sweep.engine_options(args))
     print("\n".join(summary.lines()))
     return 0 if summary.ok else 1
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from skinbench.errors import run_script
+
+    run_script(main, "seeds")

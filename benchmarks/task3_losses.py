@@ -115,9 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", help="results folder (default: the committed results/)")
     sweep.add_engine_options(ap)
     args = ap.parse_args(argv)
-    from skinbench import quiet
-
-    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     bad = sorted(set(args.losses) - set(LOSSES))
     if bad:
         from skinbench.errors import ConfigError

@@ -74,9 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", help="results folder (default: the committed results/)")
     sweep.add_engine_options(ap)
     args = ap.parse_args(argv)
-    from skinbench import quiet
-
-    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     root = Path(args.results) if args.results else committed_results_dir()
     start = time.perf_counter()
     command = "python benchmarks/task3_selection.py " + " ".join(argv)
@@ -85,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary, file=sys.stderr)
     if not summary.ok:
         return 1
-    schedule = {p.id: name for name in SCHEDULES for p in todo if p.out.endswith(f"/{name}")}
-    rows = [{**summary_row(r, r.target, schedule[p.id]), **fit_columns(r)}
+    rows = [{**summary_row(r, r.target, Path(p.out).name), **fit_columns(r)}  # out ends in the schedule
             for p, r in sweep.iter_records(summary, todo)]
     rows.sort(key=lambda row: (args.features.index(row["feature"]), list(SCHEDULES).index(row["loss"])))
     frame = pd.DataFrame(rows + baseline_rows(args.features, args.dataset, root)).rename(columns={"loss": "schedule"})

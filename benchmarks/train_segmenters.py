@@ -147,11 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tasks", nargs="+", default=["task4", "task3"])
     p.add_argument("--n-boot", type=int, default=1000)
     args = parser.parse_args(argv)
-    from skinbench import quiet
-
-    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
     {"export": export, "train": train, "evaluate": evaluate}[args.step](args)
 
 
 if __name__ == "__main__":
-    main()
+    from skinbench.errors import run_script
+
+    run_script(main, "train_segmenters")

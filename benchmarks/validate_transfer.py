@@ -60,9 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", help="results folder (default: the committed results/)")
     sweep.add_engine_options(parser)
     args = parser.parse_args(argv)
-    from skinbench import quiet
-
-    quiet.install()  # TensorFlow's start-up lines off, as in the CLI
 
     root = Path(args.results) if args.results else committed_results_dir()
     todo = points(args.task, args.configs, args.backbone, args.seed, args.dataset, args.limit)
@@ -97,10 +94,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from skinbench.errors import SkinbenchError
+    from skinbench.errors import run_script
 
-    try:
-        raise SystemExit(main())
-    except SkinbenchError as err:
-        print(f"validate_transfer: error: {err}", file=sys.stderr)
-        raise SystemExit(2)
+    run_script(main, "validate_transfer")

@@ -35,8 +35,12 @@ class WeightsError(SkinbenchError):
 
 
 def run_script(main: Callable[[], int | None], prog: str) -> NoReturn:
-    """Run a benchmark script's ``main`` and exit with its status; a :class:`SkinbenchError` ends it with
-    one line naming the fix (status 2), as the CLI prints it, instead of a traceback."""
+    """Run a benchmark script's ``main`` as the CLI runs its commands, and exit with its status: library
+    start-up noise off (:func:`skinbench.quiet.install`), and a :class:`SkinbenchError` ends it with one
+    line naming the fix (status 2) instead of a traceback."""
+    from skinbench import quiet
+
+    quiet.install()
     try:
         raise SystemExit(main())
     except SkinbenchError as err:

@@ -1,14 +1,25 @@
-"""Benchmark scripts end a user error with one line naming the fix, as the CLI does (errors.run_script)."""
+"""Benchmark scripts run as the CLI's commands do (errors.run_script): start-up noise off, and a user error
+ends with one line naming the fix."""
 
 from __future__ import annotations
 
 import pytest
 
+from skinbench import quiet
 from skinbench.errors import ConfigError, run_script
 
 
-def test_run_script_prints_one_line_with_the_fix_and_exits_2(capsys):
+@pytest.fixture(autouse=True)
+def installs(monkeypatch) -> list[str]:
+    """Records quiet.install calls instead of changing this test process's import hooks and filters."""
+    calls: list[str] = []
+    monkeypatch.setattr(quiet, "install", lambda: calls.append("install"))
+    return calls
+
+
+def test_run_script_prints_one_line_with_the_fix_and_exits_2(capsys, installs):
     def main() -> int:
+        assert installs == ["install"]  # the noise is off before the script's own work starts
         raise ConfigError("unknown loss(es) ['x']", fix="use some of: dice, bce")
 
     with pytest.raises(SystemExit) as stop:
