@@ -1,10 +1,11 @@
-"""Does judging epochs by the pooled validation Jaccard, with a longer fine-tuning stage, help task3?
+"""Does judging epochs by the pooled validation Jaccard, with a longer training stage, help task3?
 
 The registered task3 ``mobilenet-unet`` keeps the epoch with the lowest validation loss, which for a rare
 feature averages batch Dice terms over mostly empty batches. This sweep compares it with
-``select_by=val_jaccard`` (the pooled validation Jaccard at the tuned cut judges every epoch) and 12
-fine-tuning epochs instead of 6 (patience 4), on the default training set, one model per feature
-(globules by default: the feature furthest below its target, and the one the question was asked on):
+``select_by=val_jaccard`` (the pooled validation Jaccard at the tuned cut judges every epoch) and either 12
+fine-tuning epochs instead of 6 or 12 decoder epochs instead of 6 (patience 4; the decoder stage's
+validation Jaccard was still rising at its sixth epoch), on the default training set, one model per
+feature (globules by default: the feature furthest below its target, and the one the question was asked on):
 
     python benchmarks/task3_selection.py [--features globules streaks]
     python benchmarks/task3_selection.py --dataset synthetic --limit 24 --features globules \
@@ -14,8 +15,8 @@ A sweep definition (skinbench.sweep): one point per (schedule, feature), each a 
 results/sweeps/task3_selection/runs/<schedule>/runs/, and the summary
 results/sweeps/task3_selection.{csv,md,json} with the validation Jaccard the choice would be made on beside
 the test numbers. The registered schedule's point reuses the committed row's training folder (same key), so
-only the other schedule costs training (about 50 min per feature on 2 cores). The registry changes only
-if the other schedule wins on validation.
+only the other schedules cost training (about 50 min each per feature on 2 cores). The registry changes only
+if another schedule wins on validation.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from task3_losses import APPROACH, baseline_rows, summary_row  # noqa: E402
 SCHEDULES = {
     "registered": {"select_by": "val_loss"},
     "val_jaccard_ft12": {"select_by": "val_jaccard", "finetune_epochs": 12, "patience": 4},
+    "val_jaccard_dec12": {"select_by": "val_jaccard", "epochs": 12, "patience": 4},
 }
 QUICK = {"input_size": 32, "epochs": 1, "finetune_epochs": 1, "batch_size": 8, "weights": None}
 
