@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,10 +38,8 @@ def test_synthetic_layout_and_masks(synthetic_dataset):
     assert set(ds.y) == {0, 1}
 
 
-def test_synthetic_is_deterministic_and_fast(tmp_path):
-    t = time.perf_counter()
+def test_synthetic_is_deterministic(tmp_path):
     synthetic.generate(tmp_path / "a", n_images=48, seed=5)
-    assert time.perf_counter() - t < 5
     synthetic.generate(tmp_path / "b", n_images=48, seed=5)
     synthetic.generate(tmp_path / "c", n_images=48, seed=6)
     a, b, c = (synthetic.load(tmp_path / x) for x in "abc")

