@@ -1,11 +1,13 @@
-"""Does judging epochs by the pooled validation Jaccard, with a longer training stage, help task3?
+"""Does judging epochs by the pooled validation Jaccard, a longer training stage or full-size inputs help task3?
 
 The registered task3 ``mobilenet-unet`` keeps the epoch with the lowest validation loss, which for a rare
 feature averages batch Dice terms over mostly empty batches. This sweep compares it with
 ``select_by=val_jaccard`` (the pooled validation Jaccard at the tuned cut judges every epoch) and either 12
 fine-tuning epochs instead of 6 or 12 decoder epochs instead of 6 (patience 4; the decoder stage's
-validation Jaccard was still rising at its sixth epoch), on the default training set, one model per
-feature (globules by default: the feature furthest below its target, and the one the question was asked on):
+validation Jaccard was still rising at its sixth epoch), and with the registered schedule at 256 px instead
+of 192 px (the ISIC 2018 attribute masks here have a 256 px long side, so 192 px shrinks small globules
+further), on the default training set, one model per feature (globules by default: the feature furthest
+below its target, and the one the question was asked on):
 
     python benchmarks/task3_selection.py [--features globules streaks]
     python benchmarks/task3_selection.py --dataset synthetic --limit 24 --features globules \
@@ -15,8 +17,8 @@ A sweep definition (skinbench.sweep): one point per (schedule, feature), each a 
 results/sweeps/task3_selection/runs/<schedule>/runs/, and the summary
 results/sweeps/task3_selection.{csv,md,json} with the validation Jaccard the choice would be made on beside
 the test numbers. The registered schedule's point reuses the committed row's training folder (same key), so
-only the other schedules cost training (about 50 min each per feature on 2 cores). The registry changes only
-if another schedule wins on validation.
+only the other schedules cost training (about 50 min each per feature on 2 cores; size256 about 1.8x the
+registered 192 px cost per epoch). The registry changes only if another schedule wins on validation.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ SCHEDULES = {
     "registered": {"select_by": "val_loss"},
     "val_jaccard_ft12": {"select_by": "val_jaccard", "finetune_epochs": 12, "patience": 4},
     "val_jaccard_dec12": {"select_by": "val_jaccard", "epochs": 12, "patience": 4},
+    "size256": {"input_size": 256},
 }
 QUICK = {"input_size": 32, "epochs": 1, "finetune_epochs": 1, "batch_size": 8, "weights": None}
 
