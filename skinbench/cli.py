@@ -42,6 +42,8 @@ DEMO_APPROACHES = {
 #: give task1 balanced accuracy ~0.9 (AUC ~0.93) on the 160-image demo set, clearly above the baselines.
 DEMO_PARAMS: dict[str, dict[str, Any]] = {"bovw": {"n_words": 50, "C_grid": [1.0, 10.0, 100.0]}}
 DEMO_N_IMAGES = 160
+#: the smoke run: synthetic images generated, and at most this many train / test images per run
+SMOKE_N_IMAGES, SMOKE_LIMIT = 48, 24
 
 #: example commands shown by ``--help`` (and checked, like the README's, by tests/test_cli_docs.py)
 EXAMPLES = """\
@@ -158,6 +160,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="keep the records here (default: a temporary folder, removed)")
     p.add_argument("--task", action="append", help="only these tasks")
     p.add_argument("--approach", "-a", action="append", help="only these approaches")
+    __import__("skinbench.sweep").sweep.add_engine_options(p, workers=0)  # `--workers 2`: CI's two cores
 
     p = sub.add_parser("table", help="regenerate comparison tables and plots from stored records")
     p.add_argument("task", nargs="?", help="only this task")
@@ -522,33 +525,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def smoke_points(tasks: list[str] | None = None, approaches: list[str] | None = None) -> list[Any]:
+    """Every registered task x approach (or the chosen ones) as sweep points with its ``smoke_params``."""
+    from skinbench import sweep
+    from skinbench.provenance import RunSpec
+
+    return [sweep.Point(RunSpec(task, name, "synthetic", 0, dict(info.approach(name).smoke_params or {}), None,
+                                SMOKE_LIMIT, 50), label=name)
+            for task in tasks or list(info.TASKS) for name in info.approaches_for(task)
+            if not approaches or name in approaches]
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
-    """Seconds-long runs of everything registered, with each approach's ``smoke_params``."""
-    from skinbench import runner
+    """Seconds-long runs of everything registered, with each approach's ``smoke_params``: a sweep (so
+    ``--workers 2`` spreads them over a Dask LocalCluster), always rerun, every failure listed."""
+    from skinbench import sweep
     from skinbench.results.render import render_all
 
+    for task in args.task or []:
+        info.task(task)
+    for name in args.approach or []:
+        info.approach(name)
+    points = smoke_points(args.task, args.approach)
+    if not points:
+        raise ConfigError("no registered approach matches the smoke selection",
+                          fix="see `python -m skinbench list` for which approach does which task")
     root, temporary = _scratch(args.results, "skinbench-smoke-")
-    failed = []
     try:
-        for task in args.task or list(info.TASKS):
-            for name in info.approaches_for(task):
-                if args.approach and name not in args.approach:
-                    continue
-                print(f"== smoke {task} / {name}", file=sys.stderr)
-                try:
-                    runner.run(task, name, dataset="synthetic", results_root=root, n_boot=50, limit=24,
-                               params=info.approach(name).smoke_params or None, dataset_kwargs={"n_images": 48},
-                               command=args.command_line)
-                except Exception as err:  # report every failure, then fail the whole smoke run
-                    failed.append(f"{task}/{name}: {type(err).__name__}: {err}")
-                    print(f"FAILED {failed[-1]}", file=sys.stderr)
-        _print_tables(render_all(root))
+        summary = sweep.run_sweep(points, root, dataset_kwargs={"n_images": SMOKE_N_IMAGES},
+                                  command=args.command_line, force=True, **sweep.engine_options(args))
+        print(summary, file=sys.stderr)
+        if summary.ok:
+            _print_tables(render_all(root))
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
-    for line in failed:
-        print(f"skinbench smoke: FAILED {line}", file=sys.stderr)
-    return 1 if failed else 0
+    return 0 if summary.ok else 1
 
 
 def cmd_table(args: argparse.Namespace) -> int:

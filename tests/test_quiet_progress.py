@@ -73,9 +73,10 @@ def test_cli_keras_training_prints_no_tensorflow_noise(tmp_path):
     for needle in NOISE:
         assert needle not in proc.stderr + proc.stdout, needle
     lines = proc.stderr.strip().splitlines()
-    assert lines[0] == "== smoke task3 / mobilenet-unet", proc.stderr
-    assert all(line.startswith("skinbench: ") for line in lines[1:]), proc.stderr  # progress lines only
-    assert any(" training: epoch 1/1 (" in line for line in lines[1:]), proc.stderr  # epochs via skinbench.progress
+    assert lines[-1].startswith("sweep: 1 points: 1 run, 0 current (kept), 0 failed"), proc.stderr
+    assert lines[-2].startswith("skinbench sweep: [1/1, running 0, failed 0] done task3/synthetic/mobilenet-unet/")
+    assert all(line.startswith("skinbench: ") for line in lines[:-2]), proc.stderr  # progress lines only
+    assert any(" training: epoch 1/1 (" in line for line in lines), proc.stderr  # epochs via skinbench.progress
 
 
 def test_bovw_fit_not_on_a_tty_logs_progress_lines_naming_each_stage(synthetic_dataset, tmp_path, monkeypatch, capsys):
