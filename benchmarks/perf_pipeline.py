@@ -39,6 +39,7 @@ SIZES = {
     "activations": (640, 96), "top_blocks": (40, 8), "end_to_end_160": (20, 4),
     "unet_tiny": (40, 8), "unet_default": (40, 8), "mobilenet_unet": (40, 8), "ynet": (40, 8),
     "fpn": (40, 8), "mobilenet_unet_finetune": (30, 6), "mobilenet_unet_5attr_192": (30, 6),
+    "mobilenet_unet_192": (30, 6), "mobilenet_unet_256": (30, 6),
     "seg_batches": (40, 8),
 }
 BATCH = 32
@@ -289,14 +290,14 @@ def measure_unet(steps: int, image_dir: str | None, base_filters: int) -> dict:
             **_train_steps(build_unet(UNET_SIZE, base_filters, 4), steps, image_dir)}
 
 
-def measure_mobilenet_unet(steps: int, image_dir: str | None, n_classes: int = 0) -> dict:
+def measure_mobilenet_unet(steps: int, image_dir: str | None, n_classes: int = 0, size: int = UNET_SIZE) -> dict:
     import keras
 
     from skinbench.approaches.ynet import build_mobilenet_unet
 
     keras.utils.set_random_seed(SEED)
     return {"encoder": "MobileNetV2 ImageNet, frozen", "n_classes": n_classes,
-            **_train_steps(build_mobilenet_unet(UNET_SIZE, n_classes=n_classes), steps, image_dir, n_classes)}
+            **_train_steps(build_mobilenet_unet(size, n_classes=n_classes), steps, image_dir, n_classes, size=size)}
 
 
 def measure_fpn(steps: int, image_dir: str | None) -> dict:
@@ -367,6 +368,11 @@ MEASURES: dict[str, tuple[str, Callable[[int, str | None], dict]]] = {
                                 measure_mobilenet_unet_finetune),
     "mobilenet_unet_5attr_192": ("MobileNetV2 U-Net with 5 output maps at 192 px (task3 attributes) training steps",
                                  measure_mobilenet_unet_5attr),
+    # task3's input size and the attribute masks' full long side: what a 256 px schedule would cost
+    "mobilenet_unet_192": ("MobileNetV2 U-Net training steps at 192 px (task3's input size)",
+                           lambda n, d: measure_mobilenet_unet(n, d, size=192)),
+    "mobilenet_unet_256": ("MobileNetV2 U-Net training steps at 256 px (the ISIC 2018 attribute masks' long side)",
+                           lambda n, d: measure_mobilenet_unet(n, d, size=256)),
     "seg_batches": ("segmenters' augmenting input pipeline alone (PairBatches, 1 process)", measure_seg_batches),
 }
 
