@@ -42,8 +42,8 @@ DEMO_APPROACHES = {
 #: give task1 balanced accuracy ~0.9 (AUC ~0.93) on the 160-image demo set, clearly above the baselines.
 DEMO_PARAMS: dict[str, dict[str, Any]] = {"bovw": {"n_words": 50, "C_grid": [1.0, 10.0, 100.0]}}
 DEMO_N_IMAGES = 160
-#: the smoke run: synthetic images generated, and at most this many train / test images per run
-SMOKE_N_IMAGES, SMOKE_LIMIT = 48, 24
+#: the smoke run: synthetic images generated, at most this many train / test images per run, bootstrap draws
+SMOKE_N_IMAGES, SMOKE_LIMIT, SMOKE_N_BOOT = 48, 24, 50
 
 #: example commands shown by ``--help`` (and checked, like the README's, by tests/test_cli_docs.py)
 EXAMPLES = """\
@@ -531,7 +531,7 @@ def smoke_points(tasks: list[str] | None = None, approaches: list[str] | None = 
     from skinbench.provenance import RunSpec
 
     return [sweep.Point(RunSpec(task, name, "synthetic", 0, dict(info.approach(name).smoke_params or {}), None,
-                                SMOKE_LIMIT, 50), label=name)
+                                SMOKE_LIMIT, SMOKE_N_BOOT), label=name)
             for task in tasks or list(info.TASKS) for name in info.approaches_for(task)
             if not approaches or name in approaches]
 
@@ -554,12 +554,11 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     try:
         summary = sweep.run_sweep(points, root, dataset_kwargs={"n_images": SMOKE_N_IMAGES},
                                   command=args.command_line, force=True, **sweep.engine_options(args))
-        print(summary, file=sys.stderr)
-        if summary.ok:
-            _print_tables(render_all(root))
+        _print_tables(render_all(root))  # the rows that ran; a failed point's row says "not run"
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
+    print(summary, file=sys.stderr)  # last: the failed points, each with its one-line cause
     return 0 if summary.ok else 1
 
 
