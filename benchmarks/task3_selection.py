@@ -1,4 +1,5 @@
-"""Does judging epochs by the pooled validation Jaccard, a longer training stage or full-size inputs help task3?
+"""Does judging epochs by the pooled validation Jaccard, a longer training stage, full-size inputs or another
+loss help task3?
 
 The registered task3 ``mobilenet-unet`` keeps the epoch with the lowest validation loss, which for a rare
 feature averages batch Dice terms over mostly empty batches. This sweep compares it with
@@ -6,17 +7,20 @@ feature averages batch Dice terms over mostly empty batches. This sweep compares
 fine-tuning epochs instead of 6 or 12 decoder epochs instead of 6 (patience 4; the decoder stage's
 validation Jaccard was still rising at its sixth epoch), and with the registered schedule at 256 px instead
 of 192 px (the ISIC 2018 attribute masks here have a 256 px long side, so 192 px shrinks small globules
-further), on the default training set, one model per feature (globules by default: the feature furthest
-below its target, and the one the question was asked on):
+further), and with the registered schedule trained with weighted BCE (``wbce``, foreground x10: the best
+globules loss of the 3-epoch screen ``task3_losses.py``) instead of BCE + Dice, on the default training
+set, one model per feature (globules by default: the feature furthest below its target, and the one the
+question was asked on):
 
-    python benchmarks/task3_selection.py [--features globules streaks]
+    python benchmarks/task3_selection.py [--features globules streaks] [--schedules wbce]
     python benchmarks/task3_selection.py --dataset synthetic --limit 24 --features globules \
         --results /tmp/x --quick                                # a quick check (tiny models)
 
 A sweep definition (skinbench.sweep): one point per (schedule, feature), each a runner record under
 results/sweeps/task3_selection/runs/<schedule>/runs/, and the summary
 results/sweeps/task3_selection.{csv,md,json} with the validation Jaccard the choice would be made on beside
-the test numbers. The registered schedule's point reuses the committed row's training folder (same key), so
+the test numbers. ``--schedules`` trains only the named schedules; the summary still shows every schedule
+whose record is current. The registered schedule's point reuses the committed row's training folder (same key), so
 only the other schedules cost training (about 50 min each per feature on 2 cores; size256 1.9x the
 registered 192 px cost per training step, measured by ``perf_pipeline.py --only mobilenet_unet_256``). The registry changes only if another schedule wins on validation.
 """
@@ -47,6 +51,7 @@ SCHEDULES = {
     "val_jaccard_ft12": {"select_by": "val_jaccard", "finetune_epochs": 12, "patience": 4},
     "val_jaccard_dec12": {"select_by": "val_jaccard", "epochs": 12, "patience": 4},
     "size256": {"input_size": 256},
+    "wbce": {"loss": "wbce"},
 }
 QUICK = {"input_size": 32, "epochs": 1, "finetune_epochs": 1, "batch_size": 8, "weights": None}
 
@@ -71,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features", nargs="+", default=["globules"], choices=info.task("task3").targets)
+    ap.add_argument("--schedules", nargs="+", choices=list(SCHEDULES), default=list(SCHEDULES),
+                    help="train only these (the others' current records still fill the summary)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--dataset", default=info.task("task3").default_dataset)
@@ -83,12 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     command = "python benchmarks/task3_selection.py " + " ".join(argv)
     todo = points(args.features, args.seed, args.dataset, args.limit, args.quick)
-    summary = sweep.run_sweep(todo, root, command=command, force=args.force, **sweep.engine_options(args))
+    train = [p for p in todo if Path(p.out).name in args.schedules]  # out ends in the schedule
+    summary = sweep.run_sweep(train, root, command=command, force=args.force, **sweep.engine_options(args))
     print(summary, file=sys.stderr)
     if not summary.ok:
         return 1
-    rows = [{**summary_row(r, r.target, Path(p.out).name), **fit_columns(r)}  # out ends in the schedule
-            for p, r in sweep.iter_records(summary, todo)]
+    others = [p for p in todo if p not in train]
+    kept = sweep.run_sweep(others, root, dry_run=True, data_root=args.data_root) if others else sweep.Summary()
+    rows = [{**summary_row(r, r.target, Path(p.out).name), **fit_columns(r)}
+            for s, pts in ((summary, train), (kept, others)) for p, r in sweep.iter_records(s, pts)]
     rows.sort(key=lambda row: (args.features.index(row["feature"]), list(SCHEDULES).index(row["loss"])))
     frame = pd.DataFrame(rows + baseline_rows(args.features, args.dataset, root)).rename(columns={"loss": "schedule"})
     out = root / "sweeps"

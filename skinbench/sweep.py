@@ -596,13 +596,15 @@ def run_sweep(points: Sequence[Point], results_root: str | os.PathLike, *, worke
               threads: int | None = None, scheduler: str | None = None, retries: int = DEFAULT_RETRIES,
               data_root: str | None = None, dataset_kwargs: Mapping[str, Any] | None = None,
               command: str | None = None, engine: str = "dask", progress: bool = True,
-              work_fn: Callable[..., PointResult] | None = None, force: bool = False) -> Summary:
+              work_fn: Callable[..., PointResult] | None = None, force: bool = False,
+              dry_run: bool = False) -> Summary:
     """Run every point that is not current; write outputs under ``results_root``; return the summary.
 
     ``engine``: "dask" (a ``LocalCluster`` of ``workers`` processes, or the running ``scheduler``) or
     "local" (the same points one after another in this process: for debugging and the overhead
     benchmark). ``work_fn`` replaces :func:`execute_point` (tests use it to kill a worker). ``force``
-    reruns current points too.
+    reruns current points too. ``dry_run`` runs nothing: the summary holds the outputs of the points that
+    are current (a sweep table can show points it was not asked to train) and why each other one is not.
     """
     from skinbench.runner import command_as_typed
 
@@ -628,6 +630,13 @@ def run_sweep(points: Sequence[Point], results_root: str | os.PathLike, *, worke
     local_digests = {p.id: digests.local(p.spec) for p in points}
     pending = [p for p in points if local_digests[p.id] is not None and classify(p, local_digests[p.id])]
     unknown = [p for p in points if local_digests[p.id] is None]  # data not on the client: ask a worker
+    if dry_run:
+        for p in pending + unknown:
+            summary.outputs.pop(p.id, None)
+            summary.reasons.setdefault(p.id, ["data not reachable here"])
+        summary.engine = "dry run"
+        summary.seconds = time.perf_counter() - start
+        return summary
     if not pending and not unknown:
         summary.engine = "nothing to run"
         summary.seconds = time.perf_counter() - start

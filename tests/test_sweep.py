@@ -103,6 +103,18 @@ def test_in_process_sweep_resumes_and_matches_the_runner(tmp_path):
     assert a.metrics == b.metrics and a.run_key == b.run_key and a.predictions == b.predictions
 
 
+def test_dry_run_trains_nothing_and_returns_only_current_outputs(tmp_path):
+    points = [p for p in tiny_points() if p.spec.task == "task1"]
+    sweep.run_sweep(points[:2], tmp_path, engine="local", dataset_kwargs=TINY, progress=False)
+    before, calls = all_files(tmp_path), []
+    dry = sweep.run_sweep(points, tmp_path, dataset_kwargs=TINY, progress=False, dry_run=True,
+                          work_fn=lambda *a: calls.append(a))
+    assert calls == [] and all_files(tmp_path) == before and dry.done == [] and dry.engine == "dry run"
+    assert sorted(dry.current) == sorted(p.id for p in points[:2])
+    assert set(dry.outputs) == {p.id for p in points[:2]} and set(dry.reasons) == {p.id for p in points[2:]}
+    assert [p.id for p, _ in sweep.iter_records(dry, points)] == [p.id for p in points[:2]]
+
+
 def test_cli_sweep_and_run_with_several_seeds(tmp_path, capsys):
     from skinbench import cli
 
