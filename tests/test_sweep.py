@@ -103,6 +103,14 @@ def test_in_process_sweep_resumes_and_matches_the_runner(tmp_path):
     assert a.metrics == b.metrics and a.run_key == b.run_key and a.predictions == b.predictions
 
 
+def test_workers_keep_the_clients_tensorflow_log_level_or_stay_quiet(monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    assert sweep.thread_env(1)["TF_CPP_MIN_LOG_LEVEL"] == "3"  # skinbench.quiet's level, not 2
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # a user debugging an installation
+    env = sweep.thread_env(2)
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "0" and env["OMP_NUM_THREADS"] == "2"
+
+
 def test_dry_run_trains_nothing_and_returns_only_current_outputs(tmp_path):
     points = [p for p in tiny_points() if p.spec.task == "task1"]
     sweep.run_sweep(points[:2], tmp_path, engine="local", dataset_kwargs=TINY, progress=False)
