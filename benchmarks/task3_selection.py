@@ -20,9 +20,10 @@ A sweep definition (skinbench.sweep): one point per (schedule, feature), each a 
 results/sweeps/task3_selection/runs/<schedule>/runs/, and the summary
 results/sweeps/task3_selection.{csv,md,json} with the validation Jaccard the choice would be made on beside
 the test numbers. ``--schedules`` trains only the named schedules; the summary still shows every schedule
-whose record is current. The registered schedule's point reuses the committed row's training folder (same key), so
-only the other schedules cost training (about 50 min each per feature on 2 cores; size256 1.9x the
-registered 192 px cost per training step, measured by ``perf_pipeline.py --only mobilenet_unet_256``). The registry changes only if another schedule wins on validation.
+whose record is current. The registered schedule's point reuses the committed row's training folder (same
+key), so only the other schedules cost training (about 40-50 min each per feature on 2 cores; size256 1.9x
+the registered 192 px cost per training step, measured by ``perf_pipeline.py --only mobilenet_unet_256``).
+The registry changes only if another schedule wins on validation.
 """
 
 from __future__ import annotations
