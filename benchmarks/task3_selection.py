@@ -8,7 +8,9 @@ fine-tuning epochs instead of 6 or 12 decoder epochs instead of 6 (patience 4; t
 validation Jaccard was still rising at its sixth epoch), and with the registered schedule at 256 px instead
 of 192 px (the ISIC 2018 attribute masks here have a 256 px long side, so 192 px shrinks small globules
 further), and with the registered schedule trained with weighted BCE (``wbce``, foreground x10: the best
-globules loss of the 3-epoch screen ``task3_losses.py``) instead of BCE + Dice, on the default training
+globules loss of the 3-epoch screen ``task3_losses.py``) instead of BCE + Dice, and with images seen at
+320 px but trained on random 192 px crops (``crop320``: a crop of a positive image holds foreground; the
+cost per training step of the registered 192 px model, whole 320 px images predicted), on the default training
 set, one model per feature (globules by default: the feature furthest below its target, and the one the
 question was asked on):
 
@@ -53,14 +55,19 @@ SCHEDULES = {
     "val_jaccard_dec12": {"select_by": "val_jaccard", "epochs": 12, "patience": 4},
     "size256": {"input_size": 256},
     "wbce": {"loss": "wbce"},
+    "crop320": {"input_size": 320, "crop_size": 192},
 }
 QUICK = {"input_size": 32, "epochs": 1, "finetune_epochs": 1, "batch_size": 8, "weights": None}
+#: the quick check's sizes for a crop-trained schedule (QUICK's 32 px leaves no room for a crop)
+QUICK_CROP = {"input_size": 64, "crop_size": 32}
 
 
 def points(features: list[str], seed: int, dataset: str, limit: int | None, quick: bool) -> list[sweep.Point]:
     return [p for name, params in SCHEDULES.items()
             for p in sweep.SweepConfig(["task3"], [APPROACH], seeds=[seed], targets=features, dataset=dataset,
-                                       params={**params, **(QUICK if quick else {})}, limit=limit,
+                                       params={**params, **(QUICK if quick else {}),
+                                               **(QUICK_CROP if quick and "crop_size" in params else {})},
+                                       limit=limit,
                                        name="task3_selection", out=f"sweeps/task3_selection/runs/{name}").points()]
 
 

@@ -203,3 +203,36 @@ def test_a_finetuning_stage_that_does_not_beat_the_first_keeps_its_weights(synth
     assert state["kept_previous"] and state["best"] == frozen.train_state_["best"] and state["best_epoch"] == -1
     for a, b in zip(frozen.model_.get_weights(), wrecked.model_.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_crop_trained_unet_trains_on_crops_and_predicts_whole_images(synthetic_dataset, tmp_path, monkeypatch):
+    """crop_size: training batches are crop_size windows, the model takes any size, predictions cover each
+    whole image; a checkpoint of the same sizes loads, one of another whole-image size is refused."""
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    from skinbench.approaches import seg_data
+
+    seen = []
+    original = seg_data.PairBatches.__getitem__
+    monkeypatch.setattr(seg_data.PairBatches, "__getitem__",
+                        lambda self, i: seen.append(original(self, i)[0].shape) or original(self, i))
+    tr, te = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+    est = MobileNetUNetSegmenter(**{**TINY, "input_size": 64}, crop_size=32).fit(tr.paths, tr.masks("lesion"))
+    assert est.model_.inputs[0].shape[1:3] == (None, None)
+    assert {s[1:3] for s in seen} == {(32, 32), (64, 64)}  # training crops, whole validation images
+    prob = list(est.predict_proba(te.paths[:2]))
+    assert [p.shape[::-1] for p in prob] == [image_size(p) for p in te.paths[:2]]
+    est.export_weights(tmp_path / "crop.npz")
+    again = MobileNetUNetSegmenter(**{**TINY, "input_size": 64}, crop_size=32, checkpoint=str(tmp_path / "crop.npz"))
+    np.testing.assert_allclose(list(again.fit(tr.paths, tr.masks("lesion")).predict_proba(te.paths[:1]))[0],
+                               prob[0], atol=1e-2)
+    with pytest.raises(WeightsError, match="crop32_at64"):
+        MobileNetUNetSegmenter(**{**TINY, "input_size": 96}, crop_size=32,
+                               checkpoint=str(tmp_path / "crop.npz")).fit(tr.paths, tr.masks("lesion"))
+
+
+@pytest.mark.parametrize("input_size, crop_size", [(64, 96), (64, 40), (80, 32)])
+def test_crop_sizes_the_encoder_cannot_take_are_refused_before_training(synthetic_dataset, input_size, crop_size):
+    tr = synthetic_dataset.split("train")
+    with pytest.raises(ConfigError, match=f"crop_size={crop_size} with input_size={input_size}"):
+        MobileNetUNetSegmenter(**{**TINY, "input_size": input_size}, crop_size=crop_size).fit(
+            tr.paths, tr.masks("lesion"))

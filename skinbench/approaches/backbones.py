@@ -185,7 +185,7 @@ def build(name: str, input_shape: tuple[int, int, int] = (224, 224, 3),
     kwargs = {"include_top": False, "input_shape": tuple(input_shape)}
     if name == "mobilenet_v2":
         kwargs["alpha"] = 1.0
-    rows = int(input_shape[0])
+    rows = int(input_shape[0] or info.default_size)  # None: any input size (crop-trained U-Nets)
     if weights == "imagenet":
         path = find_imagenet_weights(name, rows)
         if path is None:

@@ -174,8 +174,9 @@ def _stage_name(run_dir: Path) -> str:
 
 def signature(model: keras.Model) -> dict:
     """What a checkpoint must match beyond its weight shapes: the architecture (the model's name carries
-    its kind and width) and the input size, which a fully convolutional network's weights do not show."""
-    return {"model": model.name, "input_shape": [int(d) for d in model.inputs[0].shape[1:]]}
+    its kind and width) and the input size, which a fully convolutional network's weights do not show
+    (a model taking any size, None here, names its sizes in its name)."""
+    return {"model": model.name, "input_shape": [None if d is None else int(d) for d in model.inputs[0].shape[1:]]}
 
 
 def _saved_signature(path: Path) -> dict | None:

@@ -101,6 +101,23 @@ class PairAugment:
         return image, np.ascontiguousarray(mask)
 
 
+def random_crop(image: np.ndarray, mask: np.ndarray, size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` window of image and mask, placed uniformly; when the mask has foreground, among
+    the windows holding one of its foreground pixels (drawn at random): oversampled positive images then
+    show their feature in the crop, not only somewhere outside it."""
+    h, w = mask.shape[:2]
+    ys, xs = np.nonzero(mask)
+    if len(ys):
+        k = rng.integers(len(ys))
+        lo_y, hi_y = max(0, ys[k] - size + 1), min(h - size, ys[k])
+        lo_x, hi_x = max(0, xs[k] - size + 1), min(w - size, xs[k])
+    else:
+        lo_y, hi_y, lo_x, hi_x = 0, h - size, 0, w - size
+    top, left = int(rng.integers(lo_y, hi_y + 1)), int(rng.integers(lo_x, hi_x + 1))
+    return image[top:top + size, left:left + size], mask[top:top + size, left:left + size]
+
+
 def positive_outputs(masks: np.ndarray, n_outputs: int = 1) -> np.ndarray:
     """(n_images, n_outputs) bool: whether image i shows output k (bit k of bit-packed masks)."""
     flat = np.asarray(masks).reshape(len(masks), -1)
@@ -142,12 +159,14 @@ class PairBatches(keras.utils.PyDataset):
     that share of them: rare attributes (streaks) otherwise barely reach the gradient. With several
     outputs the share holds per output, rarest first, as far as the epoch's slots allow: one common
     output (pigment network) must not hide that another (streaks) is almost never positive.
+    ``crop`` > 0: each (augmented) pair is cut to a ``crop`` window (:func:`random_crop`).
     """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, *, augment: PairAugment | None,
                  labels: np.ndarray | None = None, n_classes: int = 0, shuffle: bool = True,
-                 positive_fraction: float = 0.0, seed: int = 0, n_outputs: int = 1, **kwargs):
+                 positive_fraction: float = 0.0, seed: int = 0, n_outputs: int = 1, crop: int = 0, **kwargs):
         super().__init__(**kwargs)
+        self.crop = crop
         self.images, self.masks, self.labels = images, masks, labels
         self.n_outputs = n_outputs  # > 1: masks are bit-packed (load_pairs), unpacked per batch
         self.batch_size, self.augment, self.shuffle, self.n_classes = batch_size, augment, shuffle, n_classes
@@ -183,6 +202,8 @@ class PairBatches(keras.utils.PyDataset):
             img, m = self.images[i], self.masks[i]
             if self.augment is not None:
                 img, m = self.augment(img, m, rng)
+            if self.crop:
+                img, m = random_crop(img, m, self.crop, rng)
             xs.append(np.asarray(img, np.float32))
             ms.append(unpack_masks(np.asarray(m), self.n_outputs) if self.n_outputs > 1 else m[..., None])
         x, m = np.stack(xs), np.stack(ms).astype(np.float32)

@@ -37,7 +37,9 @@ CODE_VERSION = "seg-training-2"
 FINETUNE_PARAMS = ("finetune_epochs", "finetune_learning_rate")
 #: parameters added after trainings were cached, with the default that trains as before them: keyed
 #: only when set to something else, so the folders trained before they existed stay found
-LATE_PARAMS = {"select_by": "val_loss"}
+LATE_PARAMS = {"select_by": "val_loss", "crop_size": None}
+#: a crop-trained model's crop and whole-image sizes must divide by its total stride (MobileNetV2: 32)
+CROP_MULTIPLE = 32
 #: how each ``select_by`` judges an epoch: (log key, better when "min" or "max")
 SELECTION = {"val_loss": ("val_loss", "min"), "val_jaccard": ("val_jaccard", "max")}
 _UNSET = object()
@@ -103,6 +105,11 @@ class KerasSegmenter(PathSegmenter):
             raise ConfigError(f"unknown tta {self.tta!r}", fix=f"use one of: {', '.join(TTA_MODES)}")
         if self.select_by not in SELECTION:
             raise ConfigError(f"unknown select_by {self.select_by!r}", fix=f"use one of: {', '.join(SELECTION)}")
+        crop = getattr(self, "crop_size", None) or 0
+        if crop and not (crop <= self.input_size and crop % CROP_MULTIPLE == 0 == self.input_size % CROP_MULTIPLE):
+            raise ConfigError(f"crop_size={crop} with input_size={self.input_size}: training crops must fit in the "
+                              f"image and both sizes divide by {CROP_MULTIPLE} (the encoder's total stride)",
+                              fix=f"use multiples of {CROP_MULTIPLE} with crop_size <= input_size, or crop_size=None")
         if self.joint and y is None:
             raise ConfigError(f"{type(self).__name__} trains a classification head and needs y",
                               fix="call fit(X, masks, y) with class indices")
@@ -142,7 +149,7 @@ class KerasSegmenter(PathSegmenter):
                                    # >= 2 workers: Keras's enqueuer asks for a batch only once its epoch
                                    # began (tf.data prefetch with 1 worker could run ahead of EpochSync)
                                    workers=max(2, min(4, os.cpu_count() or 1)), max_queue_size=16,
-                                   n_outputs=self.n_outputs_)
+                                   n_outputs=self.n_outputs_, crop=crop)
 
             val = PairBatches(images[va], ms[va], self.batch_size, augment=None, shuffle=False, n_classes=n_classes,
                               labels=None if y is None else y[va], n_outputs=self.n_outputs_)

@@ -31,12 +31,14 @@ DECODER = (256, 128, 64, 32, 16)
 
 
 def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
-                         n_classes: int = 0, n_outputs: int = 1) -> keras.Model:
-    """Outputs ``seg`` (``n_outputs`` sigmoid maps), plus ``cls`` (softmax over ``n_classes``) when n_classes > 0."""
-    encoder = backbones.build(BACKBONE, (input_size, input_size, 3), weights, trainable=train_encoder)
+                         n_classes: int = 0, n_outputs: int = 1, crop_size: int | None = None) -> keras.Model:
+    """Outputs ``seg`` (``n_outputs`` sigmoid maps), plus ``cls`` (softmax over ``n_classes``) when n_classes > 0.
+    ``crop_size``: the model takes any size (trained on crops, predicts whole ``input_size`` images)."""
+    side = None if crop_size else input_size
+    encoder = backbones.build(BACKBONE, (side, side, 3), weights, trainable=train_encoder)
     features = keras.Model(encoder.input, [encoder.get_layer(BOTTLENECK).output]
                            + [encoder.get_layer(name).output for name in SKIPS], name="encoder")
-    inputs = keras.Input((input_size, input_size, 3))
+    inputs = keras.Input((side, side, 3))
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)      # MobileNetV2 expects [-1, 1]
     top, *skips = features(x)
     x = top
@@ -53,11 +55,16 @@ def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet"
         h = layers.Dense(128, activation="relu")(h)
         outputs["cls"] = layers.Dense(n_classes, activation="softmax", dtype="float32", name="cls")(h)
         return keras.Model(inputs, outputs, name="ynet_mobilenetv2")
-    return keras.Model(inputs, outputs["seg"], name="unet_mobilenetv2" + (f"_x{n_outputs}" if n_outputs > 1 else ""))
+    name = "unet_mobilenetv2" + (f"_x{n_outputs}" if n_outputs > 1 else "")
+    return keras.Model(inputs, outputs["seg"], name=name + (f"_crop{crop_size}_at{input_size}" if crop_size else ""))
 
 
 class MobileNetUNetSegmenter(KerasSegmenter):
-    """U-Net with an ImageNet MobileNetV2 encoder (``weights=None`` only for tests: random encoder)."""
+    """U-Net with an ImageNet MobileNetV2 encoder (``weights=None`` only for tests: random encoder).
+
+    ``crop_size``: train on random ``crop_size`` crops of the images resized to ``input_size`` (a crop of a
+    positive image always holds foreground) and predict whole images at ``input_size``: small globules
+    get more pixels at the cost per training step of a ``crop_size`` model."""
 
     #: 3: its fine-tuning stage keeps the decoder stage's weights unless it beats them on validation
     algorithm_version: ClassVar[int] = 3
@@ -67,7 +74,8 @@ class MobileNetUNetSegmenter(KerasSegmenter):
                  validation_fraction: float = 0.1, patience: int = 5, augment: bool = True,
                  positive_fraction: float = 0.0, finetune_epochs: int = 0, finetune_learning_rate: float = 1e-4,
                  tune_threshold: bool = True, tta: str = "none", select_by: str = "val_loss",
-                 checkpoint: str | None = None, random_state: int = 0, verbose: int | None = None):
+                 crop_size: int | None = None, checkpoint: str | None = None, random_state: int = 0,
+                 verbose: int | None = None):
         self.input_size = input_size
         self.weights = weights
         self.train_encoder = train_encoder
@@ -84,13 +92,14 @@ class MobileNetUNetSegmenter(KerasSegmenter):
         self.tune_threshold = tune_threshold
         self.tta = tta
         self.select_by = select_by
+        self.crop_size = crop_size
         self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
 
     def _build(self, n_classes: int) -> keras.Model:
         return build_mobilenet_unet(self.input_size, self.weights, self.train_encoder,
-                                    n_classes if self.joint else 0)
+                                    n_classes if self.joint else 0, crop_size=self.crop_size)
 
     def _compile(self, model: keras.Model, y, n_classes: int, learning_rate: float) -> None:
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=get_loss(self.loss),
