@@ -113,6 +113,7 @@ def gpu_present() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 train/test images per task, into results/quick")
     parser.add_argument("--only", action="append", help="only these tasks")
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             runner.run(task, approach, dataset=dataset, seed=args.seed, limit=limit, results_root=root,
-                       command=f"python benchmarks/regenerate.py{' --quick' if args.quick else ''}")
+                       command=runner.command_as_typed([__file__, *argv]))
         except WeightsError as err:
             runner.write_skipped(task, approach, str(err), dataset=dataset, results_root=root)
             print(f"   skipped: {err}", file=sys.stderr)

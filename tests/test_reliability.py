@@ -266,6 +266,7 @@ def test_regenerate_keeps_current_records_and_reruns_changed_ones(tmp_path, monk
     assert calls == [("task1", "majority", 0), ("task1", "stratified", 0)]
     record = tmp_path / "results" / "runs" / "task1" / "synthetic" / "stratified.json"
     first = json.loads(record.read_text())
+    assert first["command"] == "python benchmarks/regenerate.py " + " ".join(argv)  # rerunnable as recorded
     assert (tmp_path / "results" / "README.md").exists()
 
     calls.clear()
