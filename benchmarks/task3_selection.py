@@ -10,7 +10,8 @@ of 192 px (the ISIC 2018 attribute masks here have a 256 px long side, so 192 px
 further), and with the registered schedule trained with weighted BCE (``wbce``, foreground x10: the best
 globules loss of the 3-epoch screen ``task3_losses.py``) instead of BCE + Dice, and with images seen at
 320 px but trained on random 192 px crops (``crop320``: a crop of a positive image holds foreground; the
-cost per training step of the registered 192 px model, whole 320 px images predicted), on the default training
+cost per training step of the registered 192 px model, whole 320 px images predicted), and with the encoder
+trained from the first epoch (``encoder12``: 12 epochs at 5e-4, no frozen stage), on the default training
 set, one model per feature (globules by default: the feature furthest below its target, and the one the
 question was asked on):
 
@@ -56,6 +57,7 @@ SCHEDULES = {
     "size256": {"input_size": 256},
     "wbce": {"loss": "wbce"},
     "crop320": {"input_size": 320, "crop_size": 192},
+    "encoder12": {"train_encoder": True, "epochs": 12, "finetune_epochs": 0, "learning_rate": 5e-4, "patience": 4},
 }
 QUICK = {"input_size": 32, "epochs": 1, "finetune_epochs": 1, "batch_size": 8, "weights": None}
 #: the quick check's sizes for a crop-trained schedule (QUICK's 32 px leaves no room for a crop)
