@@ -63,13 +63,14 @@ def points(losses: list[str], features: list[str], params: dict, seed: int, data
                              out="sweeps/{name}/runs/{loss}").points()
 
 
-def baseline_rows(features: list[str], dataset: str, root: Path) -> list[dict]:
-    """The all-background row of each feature, from its task3 record (same test images)."""
+def baseline_rows(features: list[str], dataset: str, root: Path, approach: str = "all-background",
+                  label: str = "(all-background baseline)") -> list[dict]:
+    """Each feature's ``approach`` row from its task3 record (same test images), labelled ``label``."""
     rows = []
     for feature in features:
-        path = record_path("task3", dataset, "all-background", feature, root=root)
+        path = record_path("task3", dataset, approach, feature, root=root)
         if path.is_file():
-            rows.append(summary_row(RunRecord.from_file(path), feature, "(all-background baseline)"))
+            rows.append(summary_row(RunRecord.from_file(path), feature, label))
     return rows
 
 

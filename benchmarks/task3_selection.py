@@ -22,11 +22,13 @@ question was asked on):
 A sweep definition (skinbench.sweep): one point per (schedule, feature), each a runner record under
 results/sweeps/task3_selection/runs/<schedule>/runs/, and the summary
 results/sweeps/task3_selection.{csv,md,json} with the validation Jaccard the choice would be made on beside
-the test numbers. ``--schedules`` trains only the named schedules; the summary still shows every schedule
-whose record is current. The registered schedule's point reuses the committed row's training folder (same
-key), so only the other schedules cost training (about 40-50 min each per feature on 2 cores; size256 1.9x
-the registered 192 px cost per training step, measured by ``perf_pipeline.py --only mobilenet_unet_256``).
-The registry changes only if another schedule wins on validation.
+the test numbers. ``--schedules`` trains only the named schedules and ``--features`` only the named features;
+the summary still shows every schedule of globules and streaks whose record is current (a feature whose
+registered point was never run shows the suite's own row, which has the same parameters). The registered
+schedule's point reuses the committed row's training folder (same key), so only the other schedules cost
+training (about 40-50 min each per feature on 2 cores; size256 1.9x the registered 192 px cost per training
+step, measured by ``perf_pipeline.py --only mobilenet_unet_256``). The registry changes only if another
+schedule wins on validation.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling sweep's 
 
 from skinbench import info, sweep  # noqa: E402
 from skinbench.cache import atomic_write_bytes  # noqa: E402
+from skinbench.metrics.segmentation import segmentation_scores  # noqa: E402
 from skinbench.paths import committed_results_dir  # noqa: E402
-from skinbench.results.records import environment  # noqa: E402
+from skinbench.results.records import RunRecord, environment, record_path  # noqa: E402
 from task3_losses import APPROACH, baseline_rows, summary_row  # noqa: E402
 
 #: schedule name -> parameter overrides of the registered task3 approach (``select_by=val_loss`` is its
@@ -59,6 +62,8 @@ SCHEDULES = {
     "crop320": {"input_size": 320, "crop_size": 192},
     "encoder12": {"train_encoder": True, "epochs": 12, "finetune_epochs": 0, "learning_rate": 5e-4, "patience": 4},
 }
+#: the features the issue's targets are set on: the summary shows both, whichever ``--features`` trains
+SUMMARY_FEATURES = ("globules", "streaks")
 QUICK = {"input_size": 32, "epochs": 1, "finetune_epochs": 1, "batch_size": 8, "weights": None}
 #: the quick check's sizes for a crop-trained schedule (QUICK's 32 px leaves no room for a crop)
 QUICK_CROP = {"input_size": 64, "crop_size": 32}
@@ -74,12 +79,29 @@ def points(features: list[str], seed: int, dataset: str, limit: int | None, quic
 
 
 def fit_columns(record) -> dict:
-    """What the schedule is chosen on (validation) and what it cost, from the record's fit extras."""
+    """What the schedule is chosen on (validation) and what it cost, from the record's fit extras; and the
+    test Jaccard pooled over the images whose truth holds the feature: the same maps behind a perfect
+    image-level presence gate, so the most a presence classifier could add to the row."""
     fit = record.extras.get("fit", {})
     training = fit.get("training", {})
-    return {"validation_jaccard": fit.get("validation_jaccard"), "threshold": fit.get("threshold"),
+    counts = record.counts()
+    present = counts[:, 0] + counts[:, 2] > 0
+    return {"jaccard_set_perfect_gate": segmentation_scores(counts[present])["jaccard_set"],
+            "validation_jaccard": fit.get("validation_jaccard"), "threshold": fit.get("threshold"),
             "tta": (fit.get("tta") or {}).get("used"), "epochs": training.get("epochs"),
             "train_s": training.get("seconds")}
+
+
+def committed_registered_rows(features: list[str], have: set[str], dataset: str, root: Path) -> list[dict]:
+    """The registered schedule of each feature in ``features`` but not in ``have``, from the suite's own
+    task3 row (the same parameters and training folder, so the same numbers: no training to repeat)."""
+    rows = []
+    for feature in features:
+        path = record_path("task3", dataset, APPROACH, feature, root=root)
+        if feature not in have and path.is_file():
+            record = RunRecord.from_file(path)
+            rows.append({**summary_row(record, feature, "registered (committed row)"), **fit_columns(record)})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.results) if args.results else committed_results_dir()
     start = time.perf_counter()
     command = "python benchmarks/task3_selection.py " + " ".join(argv)
-    todo = points(args.features, args.seed, args.dataset, args.limit, args.quick)
-    train = [p for p in todo if Path(p.out).name in args.schedules]  # out ends in the schedule
+    features = list(dict.fromkeys([*args.features, *SUMMARY_FEATURES]))
+    todo = points(features, args.seed, args.dataset, args.limit, args.quick)
+    # out ends in the schedule
+    train = [p for p in todo if Path(p.out).name in args.schedules and p.spec.target in args.features]
     summary = sweep.run_sweep(train, root, command=command, force=args.force, **sweep.engine_options(args))
     print(summary, file=sys.stderr)
     if not summary.ok:
@@ -109,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     kept = sweep.run_sweep(others, root, dry_run=True, data_root=args.data_root) if others else sweep.Summary()
     rows = [{**summary_row(r, r.target, Path(p.out).name), **fit_columns(r)}
             for s, pts in ((summary, train), (kept, others)) for p, r in sweep.iter_records(s, pts)]
-    rows.sort(key=lambda row: (args.features.index(row["feature"]), list(SCHEDULES).index(row["loss"])))
-    frame = pd.DataFrame(rows + baseline_rows(args.features, args.dataset, root)).rename(columns={"loss": "schedule"})
+    have = {row["feature"] for row in rows if row["loss"] == "registered"}
+    rows += committed_registered_rows(features, have, args.dataset, root) + baseline_rows(features, args.dataset, root)
+    order = [*SCHEDULES, "registered (committed row)"]
+    rows.sort(key=lambda row: (features.index(row["feature"]),
+                               order.index(row["loss"]) if row["loss"] in order else len(order)))
+    frame = pd.DataFrame(rows).rename(columns={"loss": "schedule"})
     out = root / "sweeps"
     atomic_write_bytes(out / "task3_selection.csv", frame.to_csv(index=False, float_format="%.4f").encode())
     atomic_write_bytes(out / "task3_selection.md", frame.to_markdown(index=False, floatfmt=".3f").encode())
@@ -119,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "selection": "by validation_jaccard (pooled, lesion-aware validation split of the training images); "
                          "the test columns are reported, never chosen on",
-            "metrics": "ISIC 2018 Task 2 style: *_set pooled over the test split; CI = 95% bootstrap over images",
+            "metrics": "ISIC 2018 Task 2 style: *_set pooled over the test split; CI = 95% bootstrap over images; "
+                       "jaccard_set_perfect_gate pooled over the test images whose truth holds the feature (the "
+                       "row behind a perfect image-level presence gate)",
             "seconds_this_invocation": round(time.perf_counter() - start, 1), **environment(),
             "command": command}
     atomic_write_bytes(out / "task3_selection.json", json.dumps(meta, indent=1, default=str).encode())
