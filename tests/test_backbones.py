@@ -96,5 +96,8 @@ def test_mobilenet_v2_owns_its_unet_layer_names():
     model = backbones.build("mobilenet_v2", (64, 64, 3), weights=None)
     sides = [model.get_layer(name).output.shape[1] for name in (bottleneck, *skips)]
     assert sides == [2, 4, 8, 16, 32]
+    # the stride a crop-trained U-Net's sizes must divide by is read from the same spec
+    assert 64 // backbones.spec("mobilenet_v2").stride == sides[0]
+    assert ynet.MobileNetUNetSegmenter.input_multiple == backbones.spec("mobilenet_v2").stride
     with pytest.raises(ConfigError, match="mobilenet_v2"):
         backbones.unet_layers("vgg16")

@@ -41,6 +41,12 @@ class BackboneSpec:
     #: the default cut: the blocks from here on train on cached activations (the studies' "last blocks")
     default_cut: str = ""
 
+    @property
+    def stride(self) -> int:
+        """Total stride at the U-Net bottleneck (one halving per skip level and one more): an input whose
+        sides do not divide by it cannot be decoded back to its own size."""
+        return 2 ** (len(self.skips) + 1)
+
 
 SPECS: dict[str, BackboneSpec] = {
     "vgg16": BackboneSpec("VGG16", "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", ("block5_",),

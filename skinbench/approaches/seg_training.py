@@ -38,8 +38,6 @@ FINETUNE_PARAMS = ("finetune_epochs", "finetune_learning_rate")
 #: parameters added after trainings were cached, with the default that trains as before them: keyed
 #: only when set to something else, so the folders trained before they existed stay found
 LATE_PARAMS = {"select_by": "val_loss", "crop_size": None}
-#: a crop-trained model's crop and whole-image sizes must divide by its total stride (MobileNetV2: 32)
-CROP_MULTIPLE = 32
 #: how each ``select_by`` judges an epoch: (log key, better when "min" or "max")
 SELECTION = {"val_loss": ("val_loss", "min"), "val_jaccard": ("val_jaccard", "max")}
 _UNSET = object()
@@ -63,6 +61,8 @@ class KerasSegmenter(PathSegmenter):
     joint: bool = False
     #: which output channel ``predict_proba`` returns (a multi-output subclass makes it a parameter)
     output: int = 0
+    #: a crop-trained model's crop and whole-image sizes divide by this (its encoder's total stride)
+    input_multiple: ClassVar[int] = 1
 
     # subclass hooks -----------------------------------------------------------
     def _build(self, n_classes: int) -> keras.Model:
@@ -105,11 +105,11 @@ class KerasSegmenter(PathSegmenter):
             raise ConfigError(f"unknown tta {self.tta!r}", fix=f"use one of: {', '.join(TTA_MODES)}")
         if self.select_by not in SELECTION:
             raise ConfigError(f"unknown select_by {self.select_by!r}", fix=f"use one of: {', '.join(SELECTION)}")
-        crop = getattr(self, "crop_size", None) or 0
-        if crop and not (crop <= self.input_size and crop % CROP_MULTIPLE == 0 == self.input_size % CROP_MULTIPLE):
+        crop, step = getattr(self, "crop_size", None) or 0, self.input_multiple
+        if crop and not (crop <= self.input_size and crop % step == 0 == self.input_size % step):
             raise ConfigError(f"crop_size={crop} with input_size={self.input_size}: training crops must fit in the "
-                              f"image and both sizes divide by {CROP_MULTIPLE} (the encoder's total stride)",
-                              fix=f"use multiples of {CROP_MULTIPLE} with crop_size <= input_size, or crop_size=None")
+                              f"image and both sizes divide by {step} (the encoder's total stride)",
+                              fix=f"use multiples of {step} with crop_size <= input_size, or crop_size=None")
         if self.joint and y is None:
             raise ConfigError(f"{type(self).__name__} trains a classification head and needs y",
                               fix="call fit(X, masks, y) with class indices")

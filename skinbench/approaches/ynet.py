@@ -68,6 +68,7 @@ class MobileNetUNetSegmenter(KerasSegmenter):
 
     #: 3: its fine-tuning stage keeps the decoder stage's weights unless it beats them on validation
     algorithm_version: ClassVar[int] = 3
+    input_multiple: ClassVar[int] = backbones.spec(BACKBONE).stride
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
                  loss: str = "bce_dice", learning_rate: float = 1e-3, epochs: int = 20, batch_size: int = 16,
