@@ -21,7 +21,7 @@ question was asked on):
 
 A sweep definition (skinbench.sweep): one point per (schedule, feature), each a runner record under
 results/sweeps/task3_selection/runs/<schedule>/runs/, and the summary
-results/sweeps/task3_selection.{csv,md,json} with the validation Jaccard the choice would be made on beside
+results/sweeps/task3_selection.{csv,md,png,json} with the validation Jaccard the choice would be made on beside
 the test numbers. ``--schedules`` trains only the named schedules and ``--features`` only the named features;
 the summary still shows every schedule of globules and streaks whose record is current (a feature whose
 registered point was never run shows the suite's own row, which has the same parameters). The registered
@@ -39,6 +39,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
@@ -64,6 +65,8 @@ SCHEDULES = {
 }
 #: the features the issue's targets are set on: the summary shows both, whichever ``--features`` trains
 SUMMARY_FEATURES = ("globules", "streaks")
+#: the pooled test Jaccard the issue that asked for this sweep set as targets (drawn on the plot, not chosen on)
+TARGETS = {"globules": 0.30, "streaks": 0.18}
 QUICK = {"input_size": 32, "epochs": 1, "finetune_epochs": 1, "batch_size": 8, "weights": None}
 #: the quick check's sizes for a crop-trained schedule (QUICK's 32 px leaves no room for a crop)
 QUICK_CROP = {"input_size": 64, "crop_size": 32}
@@ -104,6 +107,37 @@ def committed_registered_rows(features: list[str], have: set[str], dataset: str,
     return rows
 
 
+def plot(frame: pd.DataFrame, path: Path) -> None:
+    """Per feature, each schedule's test Jaccard with its CI, beside the validation Jaccard it is chosen on,
+    the same maps behind a perfect presence gate, and the target: where the schedules sit, at a glance."""
+    import matplotlib.pyplot as plt
+
+    from skinbench.results.plots import save_figure  # sets the Agg backend
+
+    features = list(dict.fromkeys(frame["feature"]))
+    fig, axes = plt.subplots(1, len(features), figsize=(6.0 * len(features), 0.3 * len(frame) + 2.0),
+                             squeeze=False)
+    for ax, feature in zip(axes[0], features):
+        part = frame[(frame["feature"] == feature) & ~frame["schedule"].str.startswith("(")].iloc[::-1]
+        y = np.arange(len(part))
+        ci = np.array([[float(v) for v in c.strip("[]").split(",")] for c in part["jaccard_set_ci"]]).reshape(-1, 2)
+        value = part["jaccard_set"].to_numpy(dtype=float)
+        ax.errorbar(value, y, xerr=[value - ci[:, 0], ci[:, 1] - value], fmt="o", capsize=3,
+                    label="test (95% CI)")
+        ax.plot(part["validation_jaccard"], y, "s", mfc="none", label="validation (chosen on)")
+        ax.plot(part["jaccard_set_perfect_gate"], y, "x", label="test, perfect presence gate")
+        if feature in TARGETS:
+            ax.axvline(TARGETS[feature], ls="--", c="k", lw=1, label=f"target {TARGETS[feature]:.2f}")
+        ax.set_yticks(y, part["schedule"])
+        ax.set_xlim(0, max(0.4, float(np.nanmax(ci)) + 0.05))
+        ax.set_xlabel("Jaccard pooled over the images (ISIC 2018 Task 2)")
+        ax.set_title(f"task3 {feature}: one MobileNetV2 U-Net per schedule", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -134,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{**summary_row(r, r.target, Path(p.out).name), **fit_columns(r)}
             for s, pts in ((summary, train), (kept, others)) for p, r in sweep.iter_records(s, pts)]
     have = {row["feature"] for row in rows if row["loss"] == "registered"}
-    rows += committed_registered_rows(features, have, args.dataset, root) + baseline_rows(features, args.dataset, root)
+    rows += (committed_registered_rows(features, have, args.dataset, root) + baseline_rows(features, args.dataset, root)
+             + baseline_rows(features, args.dataset, root, "classical-dots", "(classical-dots row)"))
     order = [*SCHEDULES, "registered (committed row)"]
     rows.sort(key=lambda row: (features.index(row["feature"]),
                                order.index(row["loss"]) if row["loss"] in order else len(order)))
@@ -142,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     out = root / "sweeps"
     atomic_write_bytes(out / "task3_selection.csv", frame.to_csv(index=False, float_format="%.4f").encode())
     atomic_write_bytes(out / "task3_selection.md", frame.to_markdown(index=False, floatfmt=".3f").encode())
+    plot(frame, out / "task3_selection.png")
     meta = {"approach": APPROACH, "dataset": args.dataset, "seed": args.seed, "limit": args.limit,
             "registered_params": info.approach(APPROACH).params_for("task3"), "schedules": SCHEDULES,
             "quick": args.quick,
@@ -154,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": command}
     atomic_write_bytes(out / "task3_selection.json", json.dumps(meta, indent=1, default=str).encode())
     print(frame.to_markdown(index=False, floatfmt=".3f"))
-    print(f"wrote {out}/task3_selection.{{csv,md,json}}", file=sys.stderr)
+    print(f"wrote {out}/task3_selection.{{csv,md,png,json}}", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from skinbench.metrics.segmentation import segmentation_scores
@@ -52,3 +53,6 @@ def test_a_feature_without_a_registered_point_shows_the_committed_row(selection,
     assert row["jaccard_set_perfect_gate"] > segmentation_scores(counts)["jaccard_set"]
     # no record of the feature: no row (the summary shows only what was measured)
     assert selection.committed_registered_rows(["negative_network"], set(), "synthetic", root) == []
+    frame = pd.DataFrame(rows + selection.baseline_rows(["streaks"], "synthetic", root, "mobilenet-unet", "(x row)"))
+    selection.plot(frame.rename(columns={"loss": "schedule"}), tmp_path / "selection.png")
+    assert (tmp_path / "selection.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
