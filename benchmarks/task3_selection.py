@@ -21,14 +21,14 @@ question was asked on):
 
 A sweep definition (skinbench.sweep): one point per (schedule, feature), each a runner record under
 results/sweeps/task3_selection/runs/<schedule>/runs/, and the summary
-results/sweeps/task3_selection.{csv,md,png,json} with the validation Jaccard the choice would be made on beside
-the test numbers. ``--schedules`` trains only the named schedules and ``--features`` only the named features;
-the summary still shows every schedule of globules and streaks whose record is current (a feature whose
-registered point was never run shows the suite's own row, which has the same parameters). The registered
-schedule's point reuses the committed row's training folder (same key), so only the other schedules cost
-training (about 40-50 min each per feature on 2 cores; size256 1.9x the registered 192 px cost per training
-step, measured by ``perf_pipeline.py --only mobilenet_unet_256``). The registry changes only if another
-schedule wins on validation.
+results/sweeps/task3_selection.{csv,md,png,json} with the validation Jaccard the choice would be made on
+beside the test numbers, and the plot of where each schedule sits against its target. ``--schedules`` trains
+only the named schedules and ``--features`` only the named features; the summary still shows every schedule of
+globules and streaks whose record is current (a feature whose registered point was never run shows the suite's
+own row, which has the same parameters). The registered schedule's point reuses the committed row's training
+folder (same key), so only the other schedules cost training (about 40-50 min each per feature on 2 cores;
+size256 1.9x the registered 192 px cost per training step, measured by ``perf_pipeline.py --only
+mobilenet_unet_256``). The registry changes only if another schedule wins on validation.
 """
 
 from __future__ import annotations
