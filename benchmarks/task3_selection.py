@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     have = {row["feature"] for row in rows if row["loss"] == "registered"}
     rows += (committed_registered_rows(features, have, args.dataset, root) + baseline_rows(features, args.dataset, root)
              + baseline_rows(features, args.dataset, root, "classical-dots", "(classical-dots row)"))
-    order = [*SCHEDULES, "registered (committed row)"]
+    order = ["registered", "registered (committed row)", *list(SCHEDULES)[1:]]
     rows.sort(key=lambda row: (features.index(row["feature"]),
                                order.index(row["loss"]) if row["loss"] in order else len(order)))
     frame = pd.DataFrame(rows).rename(columns={"loss": "schedule"})
