@@ -63,15 +63,17 @@ def points(losses: list[str], features: list[str], params: dict, seed: int, data
                              out="sweeps/{name}/runs/{loss}").points()
 
 
+def feature_records(features: list[str], dataset: str, root: Path, approach: str) -> list[tuple[str, RunRecord]]:
+    """``(feature, record)`` of ``approach``'s task3 row for each feature that has one (same test images)."""
+    paths = ((feature, record_path("task3", dataset, approach, feature, root=root)) for feature in features)
+    return [(feature, RunRecord.from_file(path)) for feature, path in paths if path.is_file()]
+
+
 def baseline_rows(features: list[str], dataset: str, root: Path, approach: str = "all-background",
                   label: str = "(all-background baseline)") -> list[dict]:
-    """Each feature's ``approach`` row from its task3 record (same test images), labelled ``label``."""
-    rows = []
-    for feature in features:
-        path = record_path("task3", dataset, approach, feature, root=root)
-        if path.is_file():
-            rows.append(summary_row(RunRecord.from_file(path), feature, label))
-    return rows
+    """Each feature's ``approach`` row from its task3 record, labelled ``label``."""
+    return [summary_row(record, feature, label)
+            for feature, record in feature_records(features, dataset, root, approach)]
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:

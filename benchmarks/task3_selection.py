@@ -49,8 +49,8 @@ from skinbench import info, sweep  # noqa: E402
 from skinbench.cache import atomic_write_bytes  # noqa: E402
 from skinbench.metrics.segmentation import segmentation_scores  # noqa: E402
 from skinbench.paths import committed_results_dir  # noqa: E402
-from skinbench.results.records import RunRecord, environment, record_path  # noqa: E402
-from task3_losses import APPROACH, baseline_rows, summary_row  # noqa: E402
+from skinbench.results.records import environment  # noqa: E402
+from task3_losses import APPROACH, baseline_rows, feature_records, summary_row  # noqa: E402
 
 #: schedule name -> parameter overrides of the registered task3 approach (``select_by=val_loss`` is its
 #: default, named so the point has a label and a folder of its own; the training key ignores it)
@@ -67,6 +67,8 @@ SCHEDULES = {
 SUMMARY_FEATURES = ("globules", "streaks")
 #: the pooled test Jaccard the issue that asked for this sweep set as targets (drawn on the plot, not chosen on)
 TARGETS = {"globules": 0.30, "streaks": 0.18}
+#: the summary's label of a registered row read from the suite's own task3 record
+COMMITTED = "registered (committed row)"
 QUICK = {"input_size": 32, "epochs": 1, "finetune_epochs": 1, "batch_size": 8, "weights": None}
 #: the quick check's sizes for a crop-trained schedule (QUICK's 32 px leaves no room for a crop)
 QUICK_CROP = {"input_size": 64, "crop_size": 32}
@@ -98,13 +100,9 @@ def fit_columns(record) -> dict:
 def committed_registered_rows(features: list[str], have: set[str], dataset: str, root: Path) -> list[dict]:
     """The registered schedule of each feature in ``features`` but not in ``have``, from the suite's own
     task3 row (the same parameters and training folder, so the same numbers: no training to repeat)."""
-    rows = []
-    for feature in features:
-        path = record_path("task3", dataset, APPROACH, feature, root=root)
-        if feature not in have and path.is_file():
-            record = RunRecord.from_file(path)
-            rows.append({**summary_row(record, feature, "registered (committed row)"), **fit_columns(record)})
-    return rows
+    missing = [feature for feature in features if feature not in have]
+    return [{**summary_row(record, feature, COMMITTED), **fit_columns(record)}
+            for feature, record in feature_records(missing, dataset, root, APPROACH)]
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
@@ -170,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     have = {row["feature"] for row in rows if row["loss"] == "registered"}
     rows += (committed_registered_rows(features, have, args.dataset, root) + baseline_rows(features, args.dataset, root)
              + baseline_rows(features, args.dataset, root, "classical-dots", "(classical-dots row)"))
-    order = ["registered", "registered (committed row)", *list(SCHEDULES)[1:]]
+    order = ["registered", COMMITTED, *list(SCHEDULES)[1:]]
     rows.sort(key=lambda row: (features.index(row["feature"]),
                                order.index(row["loss"]) if row["loss"] in order else len(order)))
     frame = pd.DataFrame(rows).rename(columns={"loss": "schedule"})
