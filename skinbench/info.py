@@ -259,8 +259,8 @@ APPROACHES: dict[str, ApproachInfo] = {
         ApproachInfo("transfer-mobilenetv2-finetune", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 fine-tuned end to end at 224 px: head -> last block -> all "
                                          "(tf.data; mixed precision and all GPUs when present)",
-                     params={"backbone": "mobilenet_v2", "mode": "finetune"}, needs="a GPU for practical run times",
-                     gpu_tasks=("task1", "task2"),
+                     params={"backbone": "mobilenet_v2", "mode": "finetune"}, needs="a GPU for practical run times on task2",
+                     gpu_tasks=("task2",),
                      smoke_params={**_SMOKE_TRANSFER, "stages": [["head", 1e-3, 1]]}),
         # --- deep segmentation (issue 6 adds its variants here) ---
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),
