@@ -143,7 +143,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-dataset", metavar="DATASET", help="cross-dataset: fit on --dataset's train split, "
                    "score on this data (registered, or generic with --test-root); own records and table")
     p.add_argument("--test-root", metavar="DIR", help="cross-dataset test data: a generic folder (labels.csv, or an "
-                   "official ISIC ground-truth CSV as downloaded), or a registered dataset's data root")
+                   "official ISIC release as it unzips), or a registered dataset's data root")
+    p.add_argument("--test-labels", metavar="FILE", help="cross-dataset generic test data: the labels CSV to score "
+                   "(e.g. ISIC-2017_Test_v2_Part3_GroundTruth.csv beside its images; relative to --test-root or not)")
     p.add_argument("--test-split", choices=("test", "all"),
                    help="cross-dataset images scored (default: a registered dataset's test split, a folder's all)")
     p.add_argument("--test-mapping", metavar="NAME", help="cross-dataset diagnosis -> class mapping (default: the "
@@ -434,14 +436,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     kwargs = _dataset_kwargs(args, dataset)
     preflight(args.task, dataset, args.data_root, kwargs, args.target)
     root = _results_root(args.results)
-    if args.test_dataset or args.test_root:  # cross-dataset: the logic is in skinbench/crossdata.py
+    if args.test_dataset or args.test_root or args.test_labels:  # cross-dataset: logic in skinbench/crossdata.py
         from skinbench import crossdata
 
         if args.predictions:
             raise ConfigError("--predictions writes a submission for the task's own test split",
-                              fix="drop --predictions, or --test-dataset/--test-root")
+                              fix="drop --predictions, or --test-dataset/--test-root/--test-labels")
+        # --data-root of generic training data is its folder, not a root of registered datasets
         test = crossdata.load_test_set(args.test_dataset or "generic", args.task, args.test_root,
-                                       split=args.test_split, mapping=args.test_mapping, data_root=args.data_root)
+                                       split=args.test_split, mapping=args.test_mapping, labels=args.test_labels,
+                                       data_root=None if dataset == "generic" else args.data_root)
         _, crossed = crossdata.run_cross(args.task, names, test, dataset=args.dataset, seeds=args.seed,
                                          params=params, limit=args.limit, n_boot=args.n_boot,
                                          data_root=args.data_root, results_root=root, dataset_kwargs=kwargs or None,

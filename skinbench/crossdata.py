@@ -49,9 +49,10 @@ STORE_VERSION = 1
 
 def load_foreign(folder: str | os.PathLike, task: str, csv: str | os.PathLike | None = None,
                  images: str = "images", name: str = "foreign", mapping: Mapping[str, str] | None = None) -> Dataset:
-    """An official ISIC download as a test set of ``task``: ``csv`` (default: the one ``*GroundTruth*.csv``
-    in ``folder``) read as it is, images in ``folder/images`` (or ``folder`` itself). Rows whose diagnosis
-    the task's mapping leaves out are dropped; ``extra["excluded"]`` counts them per diagnosis code."""
+    """An official ISIC download as a test set of ``task``: ``csv`` (default: the folder's one ground truth,
+    :func:`skinbench.data.isic_csv.find_ground_truth`) read as it is, images in the release's own folder
+    (``isic_csv.image_folder``), ``folder/images`` or ``folder`` itself. Rows whose diagnosis the task's
+    mapping leaves out are dropped; ``extra["excluded"]`` counts them per diagnosis code."""
     from skinbench.data import isic_csv
     from skinbench.data.generic import find_images
 
@@ -59,25 +60,24 @@ def load_foreign(folder: str | os.PathLike, task: str, csv: str | os.PathLike | 
     if not folder.is_dir():
         raise DataError("test data folder does not exist", path=folder, fix="pass the folder of the download")
     if csv is None:
-        found = sorted(folder.glob("*GroundTruth*.csv")) or sorted(folder.glob("*.csv"))
-        if len(found) != 1:
-            raise DataError(f"found {len(found)} ground-truth CSV files", path=folder,
+        csv = isic_csv.find_ground_truth(folder, fix="name the one to use (csv=...)")
+        if csv is None:
+            raise DataError("found no ground-truth CSV (*GroundTruth*.csv)", path=folder,
                             fix="name the one to use (csv=...)")
-        csv = found[0]
     csv = Path(csv) if Path(csv).is_absolute() else folder / csv
-    mapping_name, codes = isic_csv.resolve_mapping(task, mapping)
-    rows, excluded = isic_csv.read_for_task(csv, task, codes)
-    if rows.empty:
-        raise DataError(f"no row of the ground truth maps to {task}'s classes (excluded: {excluded})", path=csv,
-                        fix="check the task, or pass a mapping")
-    image_dir = folder / images if (folder / images).is_dir() else folder
-    paths = find_images(rows["image_id"].tolist(), image_dir, csv)
+    official = isic_csv.generic_table(csv, task, mapping)
+    if official is None:
+        raise DataError("not an official ISIC ground truth", path=csv,
+                        fix="read your own labels with load_test_set('generic', ...)")
+    rows, meta = official
+    image_dir = isic_csv.image_folder(csv, folder) or (folder / images if (folder / images).is_dir() else folder)
+    paths = find_images(rows["image_id"].tolist(), image_dir, csv, fix=isic_csv.absent_images_fix(csv, folder))
     names, positive = task_classes(task)
     frame = pd.DataFrame({"image_id": rows["image_id"], "image": paths, "label": rows["label"],
                           "lesion_id": rows["image_id"], "split": "test"})
     return Dataset(name, folder, frame, tuple(names), (), positive_class=positive, classes_declared=True,
                    extra={"label_file": str(csv), "label_lines": dict(zip(rows["image_id"], rows["_line"])),
-                          "excluded": excluded, "mapping": {"name": mapping_name, "codes": codes}})
+                          "excluded": meta["excluded"], "mapping": meta["mapping"]})
 
 
 def relabel(ds: Dataset, task: str, mapping: Mapping[str, str] | str | None = None) -> Dataset:
@@ -101,31 +101,49 @@ def relabel(ds: Dataset, task: str, mapping: Mapping[str, str] | str | None = No
 
 def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *, split: str | None = None,
                   mapping: Mapping[str, str] | str | None = None, data_root: str | os.PathLike | None = None,
-                  **kwargs: Any) -> Dataset:
+                  labels: str | os.PathLike | None = None, **kwargs: Any) -> Dataset:
     """A foreign test set of ``task``: ``name`` "generic" (``root`` the folder: ``labels.csv``, or an official
-    ISIC ground-truth CSV as downloaded) or a registered dataset (``root`` the data root). ``split``: "all"
-    (default for generic: a download is one test set) or "test" (default for a registered dataset: its own
-    official or lesion-aware test split, so the rows compare with that dataset's in-dataset ones).
-    Labels that are not the task's classes are mapped (:func:`relabel`). ``extra["slug"]`` names it in
-    record paths: the data slug, plus the split for a registered dataset (``ham10000-test``). A registered
-    dataset without ``root`` is looked for under ``data_root`` (the training data's root)."""
+    ISIC download as it unzips, :func:`generic_labels`; ``labels`` names the CSV) or a registered dataset
+    (``root`` its data root or folder). ``split``: "all" (default for generic: a download is one test set)
+    or "test" (default for a registered dataset: its own official or lesion-aware test split, so the rows
+    compare with that dataset's in-dataset ones). Labels that are not the task's classes are mapped
+    (:func:`relabel`). ``extra["slug"]`` names it in record paths: the data slug, plus the split for a
+    registered dataset (``ham10000-test``). A registered dataset without ``root`` is looked for under
+    ``data_root`` resolved as always (:func:`skinbench.paths.data_root`: None is $SKINBENCH_DATA, else
+    ../shared/data); the CLI passes None when ``--data-root`` is a generic training folder."""
     from skinbench.data import load_dataset
     from skinbench.data.base import frame_digest
+    from skinbench.data.layout import MissingDataError
 
     tinfo = info.task(task)
     if tinfo.kind != "classification":
         raise ConfigError("cross-dataset evaluation scores classification tasks only (so far)",
                           fix="use task1 or task2")
-    info.dataset(name)
+    meta = info.dataset(name)
     generic = name == "generic"
-    if generic and root is None:
-        raise ConfigError("a generic test set needs its folder", fix="pass --test-root DIR (test_root=...)")
-    root = root if generic or root is not None else data_root
+    if labels is not None and not generic:
+        raise ConfigError(f"--test-labels names the ground truth of a folder (--test-dataset generic); {name} "
+                          "reads its own official files", fix="drop --test-labels, or use --test-dataset generic")
     split = split or ("all" if generic else "test")
     if split not in ("all", "train", "test"):
         raise ConfigError(f"unknown test split {split!r}", fix="use all or test")
-    extra_kw = dict(task=task, mapping=mapping) if generic else {}
-    ds = load_dataset(name, root, **{**tinfo.dataset_kwargs.get(name, {}), **extra_kw, **kwargs})
+    if generic:
+        root, csv = generic_labels(root, labels)
+        kwargs = {**kwargs, "task": task, "mapping": mapping, "csv": str(csv)}
+    where = root if root is not None else data_root
+    try:
+        ds = load_dataset(name, where, **{**tinfo.dataset_kwargs.get(name, {}), **kwargs})
+    except MissingDataError as err:
+        if generic:
+            raise
+        from skinbench.paths import data_root as resolved
+
+        base = resolved(where)
+        source = ("--test-root" if root is not None else "--data-root" if data_root is not None
+                  else "$SKINBENCH_DATA" if os.environ.get("SKINBENCH_DATA") else "the default ../shared/data")
+        raise MissingDataError(f"test dataset {name} not found under {base} (from {source}): {err.path} is missing",
+                               fix=f"pass the folder holding {meta.folder}/ (or {meta.folder}/ itself) with "
+                                   f"--test-root DIR, or set $SKINBENCH_DATA; it comes from {meta.source}") from None
     slug = ds.data_slug + ("" if generic and split == "all" else f"-{split}")
     if split != "all":
         ds = ds.split(split)
@@ -139,6 +157,40 @@ def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *
             ds = replace(ds, extra={**ds.extra, "mapping": None})  # the task's own labels, as given
     ds = replace(ds, manifest_digest=frame_digest(ds.frame), extra={**ds.extra, "slug": slug, "split": split})
     return ds
+
+
+def generic_labels(root: str | os.PathLike | None, labels: str | os.PathLike | None) -> tuple[Path, Path]:
+    """(folder, labels CSV) of a generic test set. ``labels`` (``--test-labels``): as given, else relative
+    to ``root``; the folder defaults to the CSV's. Without it: ``root/labels.csv``, else the one official
+    ground truth of the download (:func:`skinbench.data.isic_csv.find_ground_truth`; several are an
+    error listing them, so the user picks the test file, never one guessed)."""
+    from skinbench.data import isic_csv
+
+    if labels is not None:
+        csv = Path(labels).expanduser()
+        if not csv.is_file() and not csv.is_absolute() and root is not None:
+            csv = Path(root).expanduser() / labels
+        if not csv.is_file():
+            raise DataError("test labels CSV not found", path=csv,
+                            fix="pass an existing CSV with --test-labels (a path, or relative to --test-root)")
+        csv = csv.resolve()
+        return (Path(root).expanduser().resolve() if root is not None else csv.parent), csv
+    if root is None:
+        raise ConfigError("a generic test set needs its folder",
+                          fix="pass --test-root DIR or --test-labels FILE (test_root=..., labels=...)")
+    folder = Path(root).expanduser().resolve()
+    if not folder.is_dir():
+        raise DataError("test data folder does not exist", path=folder, fix="pass an existing folder with --test-root")
+    if (folder / "labels.csv").is_file():
+        return folder, folder / "labels.csv"
+    candidates = isic_csv.ground_truth_files(folder)
+    example = next((c for c in candidates if "test" in c.name.lower()), candidates[0]) if candidates else None
+    found = isic_csv.find_ground_truth(folder, fix="pick the one to score with --test-labels FILE" + (
+        f" (e.g. --test-labels {example.relative_to(folder).as_posix()})" if example else ""))
+    if found is None:
+        raise DataError("no labels.csv and no official ISIC ground truth (*GroundTruth*.csv) found", path=folder,
+                        fix="name the labels CSV with --test-labels FILE, or add a labels.csv (image_id,label)")
+    return folder, found
 
 
 # ------------------------------------------------------------------------------ overlap and geometry
