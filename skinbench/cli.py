@@ -62,6 +62,9 @@ examples:
 #: columns of the compact terminal table per kind of task (the primary metric is moved first)
 COMPACT_METRICS = {
     "binary": ("ap", "auc", "balanced_accuracy", "accuracy", "recall"),
+    # a cross-dataset table: sensitivity and specificity at the decision threshold come right after the
+    # primary metric (out of domain they move while AUC holds), and stay when --ci keeps three columns
+    "cross-binary": ("ap", "recall", "specificity", "auc", "balanced_accuracy"),
     "multiclass": ("balanced_accuracy", "accuracy", "f1_macro", "auc_macro"),
     "segmentation": ("jaccard_mean", "dice_mean", "thresholded_jaccard", "jaccard_set"),
     # a classification table's `<slug>__clinical` table (calibration, operating points; binary has all)
@@ -69,7 +72,7 @@ COMPACT_METRICS = {
 }
 SHORT = {"balanced_accuracy": "bal_acc", "accuracy": "acc", "thresholded_jaccard": "thr_jacc",
          "jaccard_mean": "jacc", "dice_mean": "dice", "jaccard_set": "jacc_set", "f1_macro": "f1_m",
-         "auc_macro": "auc_m", "recall": "sens", "spec_at_sens80": "spec@sens80",
+         "auc_macro": "auc_m", "recall": "sens", "specificity": "spec", "spec_at_sens80": "spec@sens80",
          "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80", "pauc_above_tpr80": "pauc80"}
 NOTE_WIDTH = 40
 
@@ -294,6 +297,11 @@ def compact_table(md_or_table: Any, ci: bool = False) -> str:
     kind = ("segmentation" if "jaccard_mean" in fields else "multiclass" if "auc_macro" in fields
             else "clinical" if "ece" in fields else "binary")
     primary = info.TASKS[task].primary_metric if task in info.TASKS and kind != "clinical" else ""
+    from skinbench.results.tables import is_cross
+
+    cross = kind == "binary" and is_cross(slug) and "specificity" in fields
+    if cross:
+        kind = "cross-binary"
     if kind == "clinical":  # a secondary table: rows without numbers are already listed in the main one
         rows = [r for r in rows if r.get("status", "ok") == "ok"]
     metrics = [m for m in COMPACT_METRICS[kind] if m in fields]
@@ -339,6 +347,10 @@ def compact_table(md_or_table: Any, ci: bool = False) -> str:
     positive = _positive_from_md(md) if md is not None else None
     if positive:
         extras.append(f"positive class: {positive}")
+    if cross:
+        from skinbench.metrics.classification import DECISION_THRESHOLD
+
+        extras.append(f"sens/spec at p > {DECISION_THRESHOLD:g}")
     if len(n_tests) == 1:
         extras.append(f"n_test {next(iter(n_tests))}")
     return f"{title}  ({'; '.join(extras)})\n" + tabulate(body, headers=headers, tablefmt="simple",

@@ -8,7 +8,8 @@
   Public ISIC releases reuse images across years (305 of the 379 ISIC 2016 test images are in the ISIC
   2017 training set). Re-encoded copies (another size or JPEG quality) are not found by a file hash.
 * Input geometry (size and aspect ratio) of the training and the scored test images goes into the record
-  (``extras.geometry``): a model can exploit acquisition differences that preprocessing leaves in.
+  (``extras.geometry``): a model can exploit acquisition differences that preprocessing leaves in. A
+  marked difference (:func:`geometry_mismatch`) is also one warning line at run time.
 * The fitted model is kept by its run key (:class:`ModelStore`, joblib), so scoring a second or third
   test set costs prediction only. Estimators that cannot be pickled are refitted (the record says so).
 
@@ -31,7 +32,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,15 @@ from skinbench.provenance import RunSpec
 
 #: version of how the model store pickles estimators (part of a stored model's file name)
 STORE_VERSION = 1
+#: median aspect ratios (width / height) of test and training images further apart than this factor (either
+#: way) are warned about: one ISIC release already mixes 4:3 and 3:2 images (1.33 vs 1.5, a factor 1.13,
+#: ISIC 2016's 5th-95th percentiles), so only more than that is marked; a squashed square set against 4:3
+#: training images (1.33) stretches every lesion by a third once both are resized to the model's input
+ASPECT_WARN_FACTOR = 1.15
+#: median image scales (sqrt of width x height) further apart than this factor are warned about: one octave,
+#: beyond which detail learnt at one scale reaches the model at another after resizing to its input size
+#: (SIFT's octaves, CNN receptive fields); one release's sizes spread less (ISIC 2016: widths 440-578 px)
+SIZE_WARN_FACTOR = 2.0
 
 
 # ------------------------------------------------------------------------------ a foreign test set
@@ -222,6 +232,30 @@ def geometry(paths: Sequence[str]) -> dict[str, Any]:
             "distinct_sizes": int(len({tuple(s) for s in sizes}))}
 
 
+def geometry_mismatch(train: Mapping[str, Any] | None, test: Mapping[str, Any] | None) -> str | None:
+    """One line saying how the test images' geometry differs markedly from the training images'
+    (:data:`ASPECT_WARN_FACTOR`, :data:`SIZE_WARN_FACTOR` on the medians of :func:`geometry`), or None."""
+    if not train or not test or not train.get("n") or not test.get("n"):
+        return None
+
+    def medians(g: Mapping[str, Any]) -> tuple[float, float, float]:
+        w, h = g["width_p5_50_95"][1], g["height_p5_50_95"][1]
+        return w, h, g["aspect_p5_50_95"][1]
+
+    (tw, th, ta), (sw, sh, sa) = medians(train), medians(test)
+    aspect = max(ta, sa) / min(ta, sa)
+    scale = max(tw * th, sw * sh) ** 0.5 / min(tw * th, sw * sh) ** 0.5
+    found = []
+    if aspect > ASPECT_WARN_FACTOR:
+        found.append(f"aspect {sa:.2f} vs {ta:.2f} (x{aspect:.2f} > {ASPECT_WARN_FACTOR})")
+    if scale > SIZE_WARN_FACTOR:
+        found.append(f"scale x{scale:.1f} > {SIZE_WARN_FACTOR:g}")
+    if not found:
+        return None
+    return (f"test images differ in geometry from the training images: median {sw:.0f}x{sh:.0f} px vs "
+            f"{tw:.0f}x{th:.0f} px, {', '.join(found)}; scores may reflect the acquisition, not the lesions")
+
+
 # ------------------------------------------------------------------------------ fitted models by run key
 
 class ModelStore:
@@ -299,9 +333,11 @@ def _labels_as(train: Dataset, test: Dataset) -> np.ndarray:
 
 def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike | None = None,
                    results_root: str | os.PathLike | None = None, dataset_kwargs: Mapping[str, Any] | None = None,
-                   store: ModelStore | None = None, command: str | None = None) -> Path:
+                   store: ModelStore | None = None, command: str | None = None,
+                   warn: Callable[[str], None] | None = None) -> Path:
     """Fit ``spec`` on its training data (or reuse the kept model), score every image of ``test`` not
-    in the training set, and write one record; returns its path."""
+    in the training set, and write one record; returns its path. ``warn`` gets one line when the test
+    images' geometry differs markedly from the training images' (:func:`geometry_mismatch`)."""
     from skinbench import provenance, runner
     from skinbench.data import load_dataset
     from skinbench.data.base import check_for_task
@@ -323,6 +359,10 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
                         fix="choose a test set the model was not trained on")
     y = _labels_as(train, scored)
     check_for_task(spec.task, train, scored, limit=spec.limit)  # labels, classes, every file readable
+    shapes = {"train": geometry(train.paths), "test": geometry(scored.paths)}
+    mismatch = geometry_mismatch(shapes["train"], shapes["test"])
+    if mismatch and warn is not None:
+        warn(mismatch)
     est, model = fitted_model(spec, train, ds, store)
     start = time.perf_counter()
     proba = np.asarray(est.predict_proba(scored.paths), dtype=float)
@@ -346,7 +386,7 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
                 "test_class_counts": {c: int((y == i).sum()) for i, c in enumerate(train.class_names)},
                 **({"test_dx_counts": {str(k): int(v) for k, v in scored.frame["dx"].value_counts().items()}}
                    if "dx" in scored.frame.columns else {}),
-                "geometry": {"train": geometry(train.paths), "test": geometry(scored.paths)}, "model": model},
+                "geometry": shapes, "model": model},
         timings={"fit_s": model["fit_s"], "predict_s": predict_s,
                  "images_per_s_predict": len(scored) / max(predict_s, 1e-9)},
         versions=env["versions"], machine=env["machine"], created=datetime.now(timezone.utc).isoformat(),
@@ -372,6 +412,13 @@ def run_cross(task: str, approaches: Sequence[str], test: Dataset, *, dataset: s
         names += [b for b in info.baselines_for(task) if b not in names]
     store = store or ModelStore()
     say = log or (lambda *_: None)
+    warned: list[str] = []
+
+    def warn(line: str) -> None:  # once per test set, not per approach and seed
+        if not warned:
+            warned.append(line)
+            say(f"skinbench: warning: {line}")
+
     paths: list[Path] = []
     failures: list[str] = []
     slug = test.extra.get("slug") or test.data_slug
@@ -381,7 +428,8 @@ def run_cross(task: str, approaches: Sequence[str], test: Dataset, *, dataset: s
             spec = RunSpec(task, name, dataset, seed, dict((params or {}).get(name) or {}), None, limit, n_boot)
             try:
                 paths.append(cross_evaluate(spec, test, data_root=data_root, results_root=results_root,
-                                            dataset_kwargs=dataset_kwargs, store=store, command=command))
+                                            dataset_kwargs=dataset_kwargs, store=store, command=command,
+                                            warn=warn))
             except SkinbenchError as err:
                 if len([n for n in names if n in approaches]) <= 1 and name in approaches:
                     raise

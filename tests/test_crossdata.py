@@ -454,3 +454,39 @@ def test_cli_registered_test_set_is_found_under_skinbench_data_not_the_generic_f
     r = _cross_records(tmp_path / "r")[0]
     assert r.dataset.endswith("__on__isic2016_task3-test") and r.split["n_test"] == 379
 
+
+# ------------------------------------------------- geometry warning, sensitivity and specificity
+
+def test_cli_warns_once_about_a_squashed_test_set_and_shows_sens_and_spec(generic_pair, tmp_path, capsys):
+    train_dir, _ = generic_pair  # 128x96 training images (4:3)
+    folder = tmp_path / "squashed"
+    _noise_images(folder / "images", RELEASE_IDS, size=(64, 64))
+    (folder / "labels.csv").write_text("image_id,label\n" + "".join(
+        f"{i},{'malignant' if i in RELEASE_MEL else 'benign'}\n" for i in RELEASE_IDS))
+    assert _cross(train_dir, tmp_path / "r", "--test-root", str(folder), approach="stratified") == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1, err  # stratified and the majority baseline: said once
+    assert "test images differ in geometry" in warnings[0] and "aspect 1.00 vs 1.33" in warnings[0]
+    assert "scale" not in warnings[0]  # 64x64 vs 128x96 is under one octave: only the aspect is marked
+    title = next(line for line in out.splitlines() if "cross-dataset" in line)
+    assert "sens/spec at p > 0.5" in title
+    header = out.split(title)[1].splitlines()[1]
+    assert header.split()[:4] == ["approach", "ap*", "sens", "spec"]
+    csv_path = next((tmp_path / "r" / "tables").glob("task1__*__on__*[!l].csv"))
+    assert "specificity" in csv_path.read_text().splitlines()[0]
+    # test images like the training ones: no warning
+    _noise_images(folder / "images", RELEASE_IDS, size=(128, 96))
+    assert _cross(train_dir, tmp_path / "r2", "--test-root", str(folder)) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_geometry_mismatch_marks_aspect_and_scale():
+    def geo(w: float, h: float) -> dict:
+        return {"n": 5, "width_p5_50_95": [w, w, w], "height_p5_50_95": [h, h, h], "aspect_p5_50_95": [w / h] * 3}
+
+    assert crossdata.geometry_mismatch(geo(512, 384), geo(576, 384)) is None  # 4:3 vs 3:2 within one release
+    assert "aspect 1.00 vs 1.33" in crossdata.geometry_mismatch(geo(512, 384), geo(256, 256))
+    line = crossdata.geometry_mismatch(geo(512, 384), geo(200, 150))
+    assert "scale x2.6" in line and "aspect" not in line.split("px,")[1]
+    assert crossdata.geometry_mismatch(geo(512, 384), {"n": 0}) is None
