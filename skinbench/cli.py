@@ -62,6 +62,9 @@ examples:
 #: columns of the compact terminal table per kind of task (the primary metric is moved first)
 COMPACT_METRICS = {
     "binary": ("ap", "auc", "balanced_accuracy", "accuracy", "recall"),
+    # a cross-dataset table: sensitivity and specificity at the decision threshold come right after the
+    # primary metric (out of domain they move while AUC holds), and stay when --ci keeps three columns
+    "cross-binary": ("ap", "recall", "specificity", "auc", "balanced_accuracy"),
     "multiclass": ("balanced_accuracy", "accuracy", "f1_macro", "auc_macro"),
     "segmentation": ("jaccard_mean", "dice_mean", "thresholded_jaccard", "jaccard_set"),
     # a classification table's `<slug>__clinical` table (calibration, operating points; binary has all)
@@ -69,7 +72,7 @@ COMPACT_METRICS = {
 }
 SHORT = {"balanced_accuracy": "bal_acc", "accuracy": "acc", "thresholded_jaccard": "thr_jacc",
          "jaccard_mean": "jacc", "dice_mean": "dice", "jaccard_set": "jacc_set", "f1_macro": "f1_m",
-         "auc_macro": "auc_m", "recall": "sens", "spec_at_sens80": "spec@sens80",
+         "auc_macro": "auc_m", "recall": "sens", "specificity": "spec", "spec_at_sens80": "spec@sens80",
          "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80", "pauc_above_tpr80": "pauc80"}
 NOTE_WIDTH = 40
 
@@ -143,7 +146,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-dataset", metavar="DATASET", help="cross-dataset: fit on --dataset's train split, "
                    "score on this data (registered, or generic with --test-root); own records and table")
     p.add_argument("--test-root", metavar="DIR", help="cross-dataset test data: a generic folder (labels.csv, or an "
-                   "official ISIC ground-truth CSV as downloaded), or a registered dataset's data root")
+                   "official ISIC release as it unzips), or a registered dataset's data root")
+    p.add_argument("--test-labels", metavar="FILE", help="cross-dataset generic test data: the labels CSV to score "
+                   "(e.g. ISIC-2017_Test_v2_Part3_GroundTruth.csv beside its images; relative to --test-root or not)")
     p.add_argument("--test-split", choices=("test", "all"),
                    help="cross-dataset images scored (default: a registered dataset's test split, a folder's all)")
     p.add_argument("--test-mapping", metavar="NAME", help="cross-dataset diagnosis -> class mapping (default: the "
@@ -292,6 +297,11 @@ def compact_table(md_or_table: Any, ci: bool = False) -> str:
     kind = ("segmentation" if "jaccard_mean" in fields else "multiclass" if "auc_macro" in fields
             else "clinical" if "ece" in fields else "binary")
     primary = info.TASKS[task].primary_metric if task in info.TASKS and kind != "clinical" else ""
+    from skinbench.results.tables import is_cross
+
+    cross = kind == "binary" and is_cross(slug) and "specificity" in fields
+    if cross:
+        kind = "cross-binary"
     if kind == "clinical":  # a secondary table: rows without numbers are already listed in the main one
         rows = [r for r in rows if r.get("status", "ok") == "ok"]
     metrics = [m for m in COMPACT_METRICS[kind] if m in fields]
@@ -337,6 +347,10 @@ def compact_table(md_or_table: Any, ci: bool = False) -> str:
     positive = _positive_from_md(md) if md is not None else None
     if positive:
         extras.append(f"positive class: {positive}")
+    if cross:
+        from skinbench.metrics.classification import DECISION_THRESHOLD
+
+        extras.append(f"sens/spec at p > {DECISION_THRESHOLD:g}")
     if len(n_tests) == 1:
         extras.append(f"n_test {next(iter(n_tests))}")
     return f"{title}  ({'; '.join(extras)})\n" + tabulate(body, headers=headers, tablefmt="simple",
@@ -434,14 +448,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     kwargs = _dataset_kwargs(args, dataset)
     preflight(args.task, dataset, args.data_root, kwargs, args.target)
     root = _results_root(args.results)
-    if args.test_dataset or args.test_root:  # cross-dataset: the logic is in skinbench/crossdata.py
+    if args.test_dataset or args.test_root or args.test_labels:  # cross-dataset: logic in skinbench/crossdata.py
         from skinbench import crossdata
 
         if args.predictions:
             raise ConfigError("--predictions writes a submission for the task's own test split",
-                              fix="drop --predictions, or --test-dataset/--test-root")
+                              fix="drop --predictions, or --test-dataset/--test-root/--test-labels")
+        # --data-root of generic training data is its folder, not a root of registered datasets
         test = crossdata.load_test_set(args.test_dataset or "generic", args.task, args.test_root,
-                                       split=args.test_split, mapping=args.test_mapping, data_root=args.data_root)
+                                       split=args.test_split, mapping=args.test_mapping, labels=args.test_labels,
+                                       data_root=None if dataset == "generic" else args.data_root)
         _, crossed = crossdata.run_cross(args.task, names, test, dataset=args.dataset, seeds=args.seed,
                                          params=params, limit=args.limit, n_boot=args.n_boot,
                                          data_root=args.data_root, results_root=root, dataset_kwargs=kwargs or None,

@@ -8,7 +8,8 @@
   Public ISIC releases reuse images across years (305 of the 379 ISIC 2016 test images are in the ISIC
   2017 training set). Re-encoded copies (another size or JPEG quality) are not found by a file hash.
 * Input geometry (size and aspect ratio) of the training and the scored test images goes into the record
-  (``extras.geometry``): a model can exploit acquisition differences that preprocessing leaves in.
+  (``extras.geometry``): a model can exploit acquisition differences that preprocessing leaves in. A
+  marked difference (:func:`geometry_mismatch`) is also one warning line at run time.
 * The fitted model is kept by its run key (:class:`ModelStore`, joblib), so scoring a second or third
   test set costs prediction only. Estimators that cannot be pickled are refitted (the record says so).
 
@@ -31,7 +32,7 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,15 +44,25 @@ from skinbench.provenance import RunSpec
 
 #: version of how the model store pickles estimators (part of a stored model's file name)
 STORE_VERSION = 1
+#: median aspect ratios (width / height) of test and training images further apart than this factor (either
+#: way) are warned about: one ISIC release already mixes 4:3 and 3:2 images (1.33 vs 1.5, a factor 1.13,
+#: ISIC 2016's 5th-95th percentiles), so only more than that is marked; a squashed square set against 4:3
+#: training images (1.33) stretches every lesion by a third once both are resized to the model's input
+ASPECT_WARN_FACTOR = 1.15
+#: median image scales (sqrt of width x height) further apart than this factor are warned about: one octave,
+#: beyond which detail learnt at one scale reaches the model at another after resizing to its input size
+#: (SIFT's octaves, CNN receptive fields); one release's sizes spread less (ISIC 2016: widths 440-578 px)
+SIZE_WARN_FACTOR = 2.0
 
 
 # ------------------------------------------------------------------------------ a foreign test set
 
 def load_foreign(folder: str | os.PathLike, task: str, csv: str | os.PathLike | None = None,
                  images: str = "images", name: str = "foreign", mapping: Mapping[str, str] | None = None) -> Dataset:
-    """An official ISIC download as a test set of ``task``: ``csv`` (default: the one ``*GroundTruth*.csv``
-    in ``folder``) read as it is, images in ``folder/images`` (or ``folder`` itself). Rows whose diagnosis
-    the task's mapping leaves out are dropped; ``extra["excluded"]`` counts them per diagnosis code."""
+    """An official ISIC download as a test set of ``task``: ``csv`` (default: the folder's one ground truth,
+    :func:`skinbench.data.isic_csv.find_ground_truth`) read as it is, images in the release's own folder
+    (``isic_csv.image_folder``), ``folder/images`` or ``folder`` itself. Rows whose diagnosis the task's
+    mapping leaves out are dropped; ``extra["excluded"]`` counts them per diagnosis code."""
     from skinbench.data import isic_csv
     from skinbench.data.generic import find_images
 
@@ -59,25 +70,24 @@ def load_foreign(folder: str | os.PathLike, task: str, csv: str | os.PathLike | 
     if not folder.is_dir():
         raise DataError("test data folder does not exist", path=folder, fix="pass the folder of the download")
     if csv is None:
-        found = sorted(folder.glob("*GroundTruth*.csv")) or sorted(folder.glob("*.csv"))
-        if len(found) != 1:
-            raise DataError(f"found {len(found)} ground-truth CSV files", path=folder,
+        csv = isic_csv.find_ground_truth(folder, fix="name the one to use (csv=...)")
+        if csv is None:
+            raise DataError("found no ground-truth CSV (*GroundTruth*.csv)", path=folder,
                             fix="name the one to use (csv=...)")
-        csv = found[0]
     csv = Path(csv) if Path(csv).is_absolute() else folder / csv
-    mapping_name, codes = isic_csv.resolve_mapping(task, mapping)
-    rows, excluded = isic_csv.read_for_task(csv, task, codes)
-    if rows.empty:
-        raise DataError(f"no row of the ground truth maps to {task}'s classes (excluded: {excluded})", path=csv,
-                        fix="check the task, or pass a mapping")
-    image_dir = folder / images if (folder / images).is_dir() else folder
-    paths = find_images(rows["image_id"].tolist(), image_dir, csv)
+    official = isic_csv.generic_table(csv, task, mapping)
+    if official is None:
+        raise DataError("not an official ISIC ground truth", path=csv,
+                        fix="read your own labels with load_test_set('generic', ...)")
+    rows, meta = official
+    image_dir = isic_csv.image_folder(csv, folder) or (folder / images if (folder / images).is_dir() else folder)
+    paths = find_images(rows["image_id"].tolist(), image_dir, csv, fix=isic_csv.absent_images_fix(csv, folder))
     names, positive = task_classes(task)
     frame = pd.DataFrame({"image_id": rows["image_id"], "image": paths, "label": rows["label"],
                           "lesion_id": rows["image_id"], "split": "test"})
     return Dataset(name, folder, frame, tuple(names), (), positive_class=positive, classes_declared=True,
                    extra={"label_file": str(csv), "label_lines": dict(zip(rows["image_id"], rows["_line"])),
-                          "excluded": excluded, "mapping": {"name": mapping_name, "codes": codes}})
+                          "excluded": meta["excluded"], "mapping": meta["mapping"]})
 
 
 def relabel(ds: Dataset, task: str, mapping: Mapping[str, str] | str | None = None) -> Dataset:
@@ -101,31 +111,49 @@ def relabel(ds: Dataset, task: str, mapping: Mapping[str, str] | str | None = No
 
 def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *, split: str | None = None,
                   mapping: Mapping[str, str] | str | None = None, data_root: str | os.PathLike | None = None,
-                  **kwargs: Any) -> Dataset:
+                  labels: str | os.PathLike | None = None, **kwargs: Any) -> Dataset:
     """A foreign test set of ``task``: ``name`` "generic" (``root`` the folder: ``labels.csv``, or an official
-    ISIC ground-truth CSV as downloaded) or a registered dataset (``root`` the data root). ``split``: "all"
-    (default for generic: a download is one test set) or "test" (default for a registered dataset: its own
-    official or lesion-aware test split, so the rows compare with that dataset's in-dataset ones).
-    Labels that are not the task's classes are mapped (:func:`relabel`). ``extra["slug"]`` names it in
-    record paths: the data slug, plus the split for a registered dataset (``ham10000-test``). A registered
-    dataset without ``root`` is looked for under ``data_root`` (the training data's root)."""
+    ISIC download as it unzips, :func:`generic_labels`; ``labels`` names the CSV) or a registered dataset
+    (``root`` its data root or folder). ``split``: "all" (default for generic: a download is one test set)
+    or "test" (default for a registered dataset: its own official or lesion-aware test split, so the rows
+    compare with that dataset's in-dataset ones). Labels that are not the task's classes are mapped
+    (:func:`relabel`). ``extra["slug"]`` names it in record paths: the data slug, plus the split for a
+    registered dataset (``ham10000-test``). A registered dataset without ``root`` is looked for under
+    ``data_root`` resolved as always (:func:`skinbench.paths.data_root`: None is $SKINBENCH_DATA, else
+    ../shared/data); the CLI passes None when ``--data-root`` is a generic training folder."""
     from skinbench.data import load_dataset
     from skinbench.data.base import frame_digest
+    from skinbench.data.layout import MissingDataError
 
     tinfo = info.task(task)
     if tinfo.kind != "classification":
         raise ConfigError("cross-dataset evaluation scores classification tasks only (so far)",
                           fix="use task1 or task2")
-    info.dataset(name)
+    meta = info.dataset(name)
     generic = name == "generic"
-    if generic and root is None:
-        raise ConfigError("a generic test set needs its folder", fix="pass --test-root DIR (test_root=...)")
-    root = root if generic or root is not None else data_root
+    if labels is not None and not generic:
+        raise ConfigError(f"--test-labels names the ground truth of a folder (--test-dataset generic); {name} "
+                          "reads its own official files", fix="drop --test-labels, or use --test-dataset generic")
     split = split or ("all" if generic else "test")
     if split not in ("all", "train", "test"):
         raise ConfigError(f"unknown test split {split!r}", fix="use all or test")
-    extra_kw = dict(task=task, mapping=mapping) if generic else {}
-    ds = load_dataset(name, root, **{**tinfo.dataset_kwargs.get(name, {}), **extra_kw, **kwargs})
+    if generic:
+        root, csv = generic_labels(root, labels)
+        kwargs = {**kwargs, "task": task, "mapping": mapping, "csv": str(csv)}
+    where = root if root is not None else data_root
+    try:
+        ds = load_dataset(name, where, **{**tinfo.dataset_kwargs.get(name, {}), **kwargs})
+    except MissingDataError as err:
+        if generic:
+            raise
+        from skinbench.paths import data_root as resolved
+
+        base = resolved(where)
+        source = ("--test-root" if root is not None else "--data-root" if data_root is not None
+                  else "$SKINBENCH_DATA" if os.environ.get("SKINBENCH_DATA") else "the default ../shared/data")
+        raise MissingDataError(f"test dataset {name} not found under {base} (from {source}): {err.path} is missing",
+                               fix=f"pass the folder holding {meta.folder}/ (or {meta.folder}/ itself) with "
+                                   f"--test-root DIR, or set $SKINBENCH_DATA; it comes from {meta.source}") from None
     slug = ds.data_slug + ("" if generic and split == "all" else f"-{split}")
     if split != "all":
         ds = ds.split(split)
@@ -139,6 +167,40 @@ def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *
             ds = replace(ds, extra={**ds.extra, "mapping": None})  # the task's own labels, as given
     ds = replace(ds, manifest_digest=frame_digest(ds.frame), extra={**ds.extra, "slug": slug, "split": split})
     return ds
+
+
+def generic_labels(root: str | os.PathLike | None, labels: str | os.PathLike | None) -> tuple[Path, Path]:
+    """(folder, labels CSV) of a generic test set. ``labels`` (``--test-labels``): as given, else relative
+    to ``root``; the folder defaults to the CSV's. Without it: ``root/labels.csv``, else the one official
+    ground truth of the download (:func:`skinbench.data.isic_csv.find_ground_truth`; several are an
+    error listing them, so the user picks the test file, never one guessed)."""
+    from skinbench.data import isic_csv
+
+    if labels is not None:
+        csv = Path(labels).expanduser()
+        if not csv.is_file() and not csv.is_absolute() and root is not None:
+            csv = Path(root).expanduser() / labels
+        if not csv.is_file():
+            raise DataError("test labels CSV not found", path=csv,
+                            fix="pass an existing CSV with --test-labels (a path, or relative to --test-root)")
+        csv = csv.resolve()
+        return (Path(root).expanduser().resolve() if root is not None else csv.parent), csv
+    if root is None:
+        raise ConfigError("a generic test set needs its folder",
+                          fix="pass --test-root DIR or --test-labels FILE (test_root=..., labels=...)")
+    folder = Path(root).expanduser().resolve()
+    if not folder.is_dir():
+        raise DataError("test data folder does not exist", path=folder, fix="pass an existing folder with --test-root")
+    if (folder / "labels.csv").is_file():
+        return folder, folder / "labels.csv"
+    candidates = isic_csv.ground_truth_files(folder)
+    example = next((c for c in candidates if "test" in c.name.lower()), candidates[0]) if candidates else None
+    found = isic_csv.find_ground_truth(folder, fix="pick the one to score with --test-labels FILE" + (
+        f" (e.g. --test-labels {example.relative_to(folder).as_posix()})" if example else ""))
+    if found is None:
+        raise DataError("no labels.csv and no official ISIC ground truth (*GroundTruth*.csv) found", path=folder,
+                        fix="name the labels CSV with --test-labels FILE, or add a labels.csv (image_id,label)")
+    return folder, found
 
 
 # ------------------------------------------------------------------------------ overlap and geometry
@@ -168,6 +230,30 @@ def geometry(paths: Sequence[str]) -> dict[str, Any]:
     q = lambda v: [round(float(x), 3) for x in np.percentile(v, [5, 50, 95])]  # noqa: E731
     return {"n": int(len(sizes)), "width_p5_50_95": q(w), "height_p5_50_95": q(h), "aspect_p5_50_95": q(aspect),
             "distinct_sizes": int(len({tuple(s) for s in sizes}))}
+
+
+def geometry_mismatch(train: Mapping[str, Any] | None, test: Mapping[str, Any] | None) -> str | None:
+    """One line saying how the test images' geometry differs markedly from the training images'
+    (:data:`ASPECT_WARN_FACTOR`, :data:`SIZE_WARN_FACTOR` on the medians of :func:`geometry`), or None."""
+    if not train or not test or not train.get("n") or not test.get("n"):
+        return None
+
+    def medians(g: Mapping[str, Any]) -> tuple[float, float, float]:
+        w, h = g["width_p5_50_95"][1], g["height_p5_50_95"][1]
+        return w, h, g["aspect_p5_50_95"][1]
+
+    (tw, th, ta), (sw, sh, sa) = medians(train), medians(test)
+    aspect = max(ta, sa) / min(ta, sa)
+    scale = max(tw * th, sw * sh) ** 0.5 / min(tw * th, sw * sh) ** 0.5
+    found = []
+    if aspect > ASPECT_WARN_FACTOR:
+        found.append(f"aspect {sa:.2f} vs {ta:.2f} (x{aspect:.2f} > {ASPECT_WARN_FACTOR})")
+    if scale > SIZE_WARN_FACTOR:
+        found.append(f"scale x{scale:.1f} > {SIZE_WARN_FACTOR:g}")
+    if not found:
+        return None
+    return (f"test images differ in geometry from the training images: median {sw:.0f}x{sh:.0f} px vs "
+            f"{tw:.0f}x{th:.0f} px, {', '.join(found)}; scores may reflect the acquisition, not the lesions")
 
 
 # ------------------------------------------------------------------------------ fitted models by run key
@@ -247,9 +333,11 @@ def _labels_as(train: Dataset, test: Dataset) -> np.ndarray:
 
 def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike | None = None,
                    results_root: str | os.PathLike | None = None, dataset_kwargs: Mapping[str, Any] | None = None,
-                   store: ModelStore | None = None, command: str | None = None) -> Path:
+                   store: ModelStore | None = None, command: str | None = None,
+                   warn: Callable[[str], None] | None = None) -> Path:
     """Fit ``spec`` on its training data (or reuse the kept model), score every image of ``test`` not
-    in the training set, and write one record; returns its path."""
+    in the training set, and write one record; returns its path. ``warn`` gets one line when the test
+    images' geometry differs markedly from the training images' (:func:`geometry_mismatch`)."""
     from skinbench import provenance, runner
     from skinbench.data import load_dataset
     from skinbench.data.base import check_for_task
@@ -271,6 +359,10 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
                         fix="choose a test set the model was not trained on")
     y = _labels_as(train, scored)
     check_for_task(spec.task, train, scored, limit=spec.limit)  # labels, classes, every file readable
+    shapes = {"train": geometry(train.paths), "test": geometry(scored.paths)}
+    mismatch = geometry_mismatch(shapes["train"], shapes["test"])
+    if mismatch and warn is not None:
+        warn(mismatch)
     est, model = fitted_model(spec, train, ds, store)
     start = time.perf_counter()
     proba = np.asarray(est.predict_proba(scored.paths), dtype=float)
@@ -294,7 +386,7 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
                 "test_class_counts": {c: int((y == i).sum()) for i, c in enumerate(train.class_names)},
                 **({"test_dx_counts": {str(k): int(v) for k, v in scored.frame["dx"].value_counts().items()}}
                    if "dx" in scored.frame.columns else {}),
-                "geometry": {"train": geometry(train.paths), "test": geometry(scored.paths)}, "model": model},
+                "geometry": shapes, "model": model},
         timings={"fit_s": model["fit_s"], "predict_s": predict_s,
                  "images_per_s_predict": len(scored) / max(predict_s, 1e-9)},
         versions=env["versions"], machine=env["machine"], created=datetime.now(timezone.utc).isoformat(),
@@ -320,6 +412,13 @@ def run_cross(task: str, approaches: Sequence[str], test: Dataset, *, dataset: s
         names += [b for b in info.baselines_for(task) if b not in names]
     store = store or ModelStore()
     say = log or (lambda *_: None)
+    warned: list[str] = []
+
+    def warn(line: str) -> None:  # once per test set, not per approach and seed
+        if not warned:
+            warned.append(line)
+            say(f"skinbench: warning: {line}")
+
     paths: list[Path] = []
     failures: list[str] = []
     slug = test.extra.get("slug") or test.data_slug
@@ -329,7 +428,8 @@ def run_cross(task: str, approaches: Sequence[str], test: Dataset, *, dataset: s
             spec = RunSpec(task, name, dataset, seed, dict((params or {}).get(name) or {}), None, limit, n_boot)
             try:
                 paths.append(cross_evaluate(spec, test, data_root=data_root, results_root=results_root,
-                                            dataset_kwargs=dataset_kwargs, store=store, command=command))
+                                            dataset_kwargs=dataset_kwargs, store=store, command=command,
+                                            warn=warn))
             except SkinbenchError as err:
                 if len([n for n in names if n in approaches]) <= 1 and name in approaches:
                     raise

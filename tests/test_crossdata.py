@@ -281,3 +281,212 @@ def test_cli_cross_dataset_errors_are_one_line(generic_pair, tmp_path, capsys):
     rc = main(["run", "task4", "-a", "ellipse", "--dataset", "synthetic", "--test-dataset", "ham10000",
                "--results", str(tmp_path)])
     assert rc == 2 and "classification tasks only" in capsys.readouterr().err
+
+
+# ------------------------------------------------- official releases as they unzip (issue 30, cross-dataset)
+
+#: ISIC 2017 Part 3: the three ground truths of one release side by side, the test images in their own folder
+ISIC2017_CSVS = ("ISIC-2017_Training_Part3_GroundTruth.csv", "ISIC-2017_Validation_Part3_GroundTruth.csv",
+                 "ISIC-2017_Test_v2_Part3_GroundTruth.csv")
+RELEASE_IDS = [f"ISIC_{9100000 + i}" for i in range(12)]
+RELEASE_MEL = set(RELEASE_IDS[::3])  # 4 melanomas, 8 naevi
+
+
+def _noise_images(folder: Path, ids, size=(128, 96), seed=0) -> None:
+    """Distinct tiny images (random pixels), PNG, ``size`` = (width, height)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for image_id in ids:
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(folder / f"{image_id}.png")
+
+
+def _release_rows(fmt: str) -> list[str]:
+    """Header (none for 2016) and rows of an official ground truth of ``RELEASE_IDS``."""
+    mel = [i in RELEASE_MEL for i in RELEASE_IDS]
+    if fmt == "2016":
+        return [f"{i},{1.0 if m else 0.0}" for i, m in zip(RELEASE_IDS, mel)]
+    if fmt == "2017":
+        return ["image_id,melanoma,seborrheic_keratosis"] + [f"{i},{float(m)},0.0" for i, m in zip(RELEASE_IDS, mel)]
+    if fmt == "2018":
+        return ["image,MEL,NV,BCC,AKIEC,BKL,DF,VASC"] + [f"{i},{float(m)},{float(not m)},0.0,0.0,0.0,0.0,0.0"
+                                                         for i, m in zip(RELEASE_IDS, mel)]
+    if fmt == "2019":
+        return ["image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK"] + [
+            f"{i},{float(m)},{float(not m)},0.0,0.0,0.0,0.0,0.0,0.0,0.0" for i, m in zip(RELEASE_IDS, mel)]
+    return ["image_name,patient_id,lesion_id,sex,age_approx,anatom_site_general_challenge,diagnosis,"
+            "benign_malignant,target"] + [f"{i},IP_1,IL_{k},male,45.0,torso,{'melanoma' if m else 'nevus'},"
+                                          f"{'malignant' if m else 'benign'},{int(m)}"
+                                          for k, (i, m) in enumerate(zip(RELEASE_IDS, mel))]
+
+
+def _release(folder: Path, fmt: str, csv: str, images: str, others: tuple[str, ...] = ()) -> Path:
+    """``folder`` laid out as the release unzips: ``csv`` (may sit in a sub-folder), ``images`` (may be
+    nested), and ``others`` (files of the release that are not this ground truth)."""
+    (folder / csv).parent.mkdir(parents=True, exist_ok=True)
+    (folder / csv).write_text("\n".join(_release_rows(fmt)) + "\n")
+    _noise_images(folder / images, RELEASE_IDS, seed=int(fmt))
+    for name in others:
+        (folder / name).write_text("image,age_approx\nISIC_0,45\n")
+    return folder
+
+
+def _cross(train_dir: Path, out: Path, *extra: str, approach: str = "majority") -> int:
+    from skinbench.cli import main
+
+    return main(["run", "task1", "-a", approach, "--dataset", "generic", "--data-root", str(train_dir),
+                 "--n-boot", "20", "--results", str(out), *extra])
+
+
+def _cross_records(out: Path) -> list[RunRecord]:
+    from skinbench.results.records import load_records
+
+    return [r for r in load_records(out, task="task1") if "__on__" in r.dataset]
+
+
+@pytest.mark.parametrize("fmt, csv, images, others, mapping", [
+    ("2016", "ISBI2016_ISIC_Part3_Test_GroundTruth.csv", "ISBI2016_ISIC_Part3_Test_Data", (), "ISIC 2016 labels"),
+    ("2018", "ISIC2018_Task3_Test_GroundTruth/ISIC2018_Task3_Test_GroundTruth.csv", "ISIC2018_Task3_Test_Input",
+     ("ISIC2018_Task3_Training_LesionGroupings.csv",), "task1 default"),
+    ("2019", "ISIC_2019_Training_GroundTruth.csv", "ISIC_2019_Training_Input/ISIC_2019_Training_Input",
+     ("ISIC_2019_Training_Metadata.csv",), "task1 default"),
+    ("2020", "ISIC_2020_Training_GroundTruth.csv", "train", ("ISIC_2020_Training_Duplicates.csv",), "task1 default"),
+])
+def test_cli_scores_an_official_release_as_it_unzips(generic_pair, tmp_path, fmt, csv, images, others, mapping):
+    """The ground truth is found by its official name (also in the folder a 2018 zip makes) and the
+    images in the release's own folder (also nested as a zip unzips into a folder of its name)."""
+    train_dir, _ = generic_pair
+    folder = _release(tmp_path / "download", fmt, csv, images, others)
+    assert _cross(train_dir, tmp_path / "r", "--test-dataset", "generic", "--test-root", str(folder)) == 0
+    r = next(x for x in _cross_records(tmp_path / "r") if x.approach == "majority")
+    assert r.split["n_test"] == 12 and r.extras["test_class_counts"] == {"benign": 8, "malignant": 4}
+    assert r.extras["mapping"]["name"] == mapping and r.extras["overlap"]["excluded"] == 0
+
+
+def test_cli_several_ground_truths_are_listed_and_one_is_picked_with_test_labels(generic_pair, tmp_path, capsys):
+    train_dir, _ = generic_pair
+    folder = tmp_path / "ISIC-2017"
+    for name in ISIC2017_CSVS[:2]:
+        (folder / name.replace("Part3_GroundTruth.csv", "Data")).mkdir(parents=True)
+        (folder / name).write_text("image_id,melanoma,seborrheic_keratosis\nISIC_0000000,0.0,0.0\n")
+    _release(folder, "2017", ISIC2017_CSVS[2], "ISIC-2017_Test_v2_Data")
+    assert _cross(train_dir, tmp_path / "r", "--test-dataset", "generic", "--test-root", str(folder)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "labels CSV is missing" not in err
+    assert "found 3 ground-truth CSVs and cannot choose" in err and all(name in err for name in ISIC2017_CSVS)
+    assert "--test-labels" in err
+    # picked by name (relative to --test-root), images found in ISIC-2017_Test_v2_Data/ beside it
+    assert _cross(train_dir, tmp_path / "r", "--test-root", str(folder), "--test-labels", ISIC2017_CSVS[2]) == 0
+    r = next(x for x in _cross_records(tmp_path / "r") if x.approach == "majority")
+    assert r.split["n_test"] == 12  # the test file's rows (the training and validation files hold one each)
+    # --test-labels alone: its folder is the test folder
+    assert _cross(train_dir, tmp_path / "r2", "--test-labels", str(folder / ISIC2017_CSVS[2])) == 0
+    assert _cross_records(tmp_path / "r2")[0].split["n_test"] == 12
+
+
+def test_cli_absent_images_of_an_official_release_never_advise_editing_it(generic_pair, tmp_path, capsys):
+    train_dir, _ = generic_pair
+    folder = _release(tmp_path / "ISIC-2017", "2017", ISIC2017_CSVS[2], "ISIC-2017_Test_v2_Data")
+    (folder / "ISIC-2017_Test_v2_Data" / f"{RELEASE_IDS[5]}.png").unlink()
+    assert _cross(train_dir, tmp_path / "r", "--test-root", str(folder)) == 2
+    err = capsys.readouterr().err
+    assert f"1 image(s) listed but absent from {folder / 'ISIC-2017_Test_v2_Data'}" in err
+    assert "unzip the release's image archive ISIC-2017_Test_v2_Data.zip" in err
+    assert "remove those rows" not in err and "--test-labels" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--test-labels", "nope.csv"), "test labels CSV not found"),
+    (("--test-dataset", "ham10000", "--test-labels", "x.csv"), "--test-labels names the ground truth of a folder"),
+    (("--test-dataset", "generic"), "--test-root DIR or --test-labels FILE"),
+])
+def test_cli_test_labels_errors_are_one_line(generic_pair, tmp_path, capsys, extra, message):
+    train_dir, _ = generic_pair
+    assert _cross(train_dir, tmp_path / "r", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_an_isic2016_ground_truth_is_task1_only(tmp_path):
+    folder = _release(tmp_path, "2016", "ISBI2016_ISIC_Part3_Test_GroundTruth.csv", "ISBI2016_ISIC_Part3_Test_Data")
+    with pytest.raises(DataError, match="no diagnoses to map to task2"):
+        crossdata.load_test_set("generic", "task2", folder)
+    with pytest.raises(DataError, match="a diagnosis mapping does not apply"):
+        crossdata.load_test_set("generic", "task1", folder, mapping="melanoma-vs-rest")
+    rows, excluded = isic_csv.read_for_task(folder / "ISBI2016_ISIC_Part3_Test_GroundTruth.csv", "task1")
+    assert len(rows) == 12 and excluded == {} and set(rows["label"]) == {"benign", "malignant"}
+    test = crossdata.load_foreign(folder, "task1")
+    assert len(test) == 12 and test.extra["mapping"]["name"] == "ISIC 2016 labels"
+
+
+# ------------------------------------------------- a registered test set beside generic training data
+
+def _fake_isic2016(root: Path) -> Path:
+    """``root/isic2016_task3`` with every id and label of the manifest (one tiny image copied for all)."""
+    from skinbench.data import isic2016
+    from skinbench.paths import MANIFEST_DIR
+
+    manifest = pd.read_csv(MANIFEST_DIR / "isic2016_task3.csv", dtype=str)
+    folder = root / "isic2016_task3"
+    _noise_images(tmp := root / "one", ["x"], size=(96, 64))
+    for split, csv, dirs in (("train", isic2016.TRAIN_CSV, isic2016.TRAIN_DIRS),
+                             ("test", isic2016.TEST_CSV, isic2016.TEST_DIRS)):
+        part = manifest[manifest["split"] == split]
+        (folder / dirs[1]).mkdir(parents=True)
+        for image_id in part["image_id"]:
+            shutil.copyfile(tmp / "x.png", folder / dirs[1] / f"{image_id}.png")
+        (folder / csv).write_text("".join(f"{i},{lab}\n" for i, lab in zip(part["image_id"], part["label"])))
+    return root
+
+
+def test_cli_registered_test_set_is_found_under_skinbench_data_not_the_generic_folder(
+        generic_pair, tmp_path, monkeypatch, capsys):
+    train_dir, _ = generic_pair
+    monkeypatch.setenv("SKINBENCH_DATA", str(tmp_path / "empty"))
+    assert _cross(train_dir, tmp_path / "r", "--test-dataset", "isic2016_task3") == 2
+    err = capsys.readouterr().err
+    assert f"not found under {tmp_path / 'empty'} (from $SKINBENCH_DATA)" in err and str(train_dir) not in err
+    assert "--test-root DIR, or set $SKINBENCH_DATA" in err and "--data-root" not in err
+    monkeypatch.setenv("SKINBENCH_DATA", str(_fake_isic2016(tmp_path / "data")))
+    assert _cross(train_dir, tmp_path / "r", "--test-dataset", "isic2016_task3") == 0
+    r = _cross_records(tmp_path / "r")[0]
+    assert r.dataset.endswith("__on__isic2016_task3-test") and r.split["n_test"] == 379
+
+
+# ------------------------------------------------- geometry warning, sensitivity and specificity
+
+def test_cli_warns_once_about_a_squashed_test_set_and_shows_sens_and_spec(generic_pair, tmp_path, capsys):
+    train_dir, _ = generic_pair  # 128x96 training images (4:3)
+    folder = tmp_path / "squashed"
+    _noise_images(folder / "images", RELEASE_IDS, size=(64, 64))
+    (folder / "labels.csv").write_text("image_id,label\n" + "".join(
+        f"{i},{'malignant' if i in RELEASE_MEL else 'benign'}\n" for i in RELEASE_IDS))
+    assert _cross(train_dir, tmp_path / "r", "--test-root", str(folder), approach="stratified") == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1, err  # stratified and the majority baseline: said once
+    assert "test images differ in geometry" in warnings[0] and "aspect 1.00 vs 1.33" in warnings[0]
+    assert "scale" not in warnings[0]  # 64x64 vs 128x96 is under one octave: only the aspect is marked
+    title = next(line for line in out.splitlines() if "cross-dataset" in line)
+    assert "sens/spec at p > 0.5" in title
+    header = out.split(title)[1].splitlines()[1]
+    assert header.split()[:4] == ["approach", "ap*", "sens", "spec"]
+    csv_path = next((tmp_path / "r" / "tables").glob("task1__*__on__*[!l].csv"))
+    assert "specificity" in csv_path.read_text().splitlines()[0]
+    # test images like the training ones: no warning
+    _noise_images(folder / "images", RELEASE_IDS, size=(128, 96))
+    assert _cross(train_dir, tmp_path / "r2", "--test-root", str(folder)) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_geometry_mismatch_marks_aspect_and_scale():
+    def geo(w: float, h: float) -> dict:
+        return {"n": 5, "width_p5_50_95": [w, w, w], "height_p5_50_95": [h, h, h], "aspect_p5_50_95": [w / h] * 3}
+
+    assert crossdata.geometry_mismatch(geo(512, 384), geo(576, 384)) is None  # 4:3 vs 3:2 within one release
+    assert "aspect 1.00 vs 1.33" in crossdata.geometry_mismatch(geo(512, 384), geo(256, 256))
+    line = crossdata.geometry_mismatch(geo(512, 384), geo(200, 150))
+    assert "scale x2.6" in line and "aspect" not in line.split("px,")[1]
+    assert crossdata.geometry_mismatch(geo(512, 384), {"n": 0}) is None

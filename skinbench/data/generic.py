@@ -276,7 +276,8 @@ def load(folder: str | os.PathLike, csv: str = "labels.csv", images: str = "imag
     An official ISIC ground truth (2017, one-hot 2018/2019/2020, 2020 metadata) is read as downloaded:
     ``csv`` itself, or the folder's one ``*GroundTruth*.csv`` when ``csv`` is absent; its diagnoses map
     to ``task``'s classes by :mod:`skinbench.data.isic_csv` (``mapping``: a dict or a named mapping;
-    excluded rows counted in ``extra["excluded"]``); images in ``images/`` or the folder itself."""
+    excluded rows counted in ``extra["excluded"]``); images in the release's own folder as it unzips
+    (``isic_csv.image_folder``), else ``images/`` or the folder itself."""
     from skinbench.data import isic_csv
 
     folder = Path(folder)
@@ -292,9 +293,11 @@ def load(folder: str | os.PathLike, csv: str = "labels.csv", images: str = "imag
         from skinbench.data.base import task_classes
 
         class_names = task_classes(task)[0]
-    image_dir = folder / images if official is None or (folder / images).is_dir() else folder
+    image_dir = folder / images if official is None else (
+        isic_csv.image_folder(source, folder) or (folder / images if (folder / images).is_dir() else folder))
     ids = table["image_id"].tolist()
-    paths = find_images(ids, image_dir, source)
+    fix = None if official is None else isic_csv.absent_images_fix(source, folder)  # never edit an official file
+    paths = find_images(ids, image_dir, source, fix=fix)
     mask_paths = find_masks(ids, folder / masks, targets)
     ds = build_dataset(name, folder, table, label_column if official is None else "label", paths, mask_paths,
                        class_names, seed, source, positive_class=positive_class)

@@ -33,7 +33,7 @@ TRAIN_DIRS = ("ISBI2016_ISIC_Part3_Training_Data", "train")
 TEST_DIRS = ("ISBI2016_ISIC_Part3_Test_Data", "test")
 LABELS = {"benign": "benign", "malignant": "malignant", "0": "benign", "0.0": "benign",
           "1": "malignant", "1.0": "malignant"}
-_ID = re.compile(r"^ISIC_\d+$")
+ID_PATTERN = re.compile(r"^ISIC_\d+$")
 #: removing rows of an official ground-truth file would fail the manifest check: download instead
 ABSENT_FIX = ("download the complete ISIC 2016 Part 3 images from https://challenge.isic-archive.com/data/#2016 "
               "(`python -m skinbench data verify isic2016_task3` lists what is missing); for a subset of your "
@@ -49,7 +49,7 @@ def read_ground_truth(path: Path) -> pd.DataFrame:
             if not line:
                 continue
             parts = [p.strip() for p in line.split(",")]
-            if n == 1 and not _ID.match(parts[0]):
+            if n == 1 and not ID_PATTERN.match(parts[0]):
                 continue  # a header someone added
             if len(parts) < 2:
                 raise DataError(f"line {n} has no label: {line!r}", path=path,

@@ -9,6 +9,9 @@ the header, case-insensitively):
   the one-hot form of ISIC 2020): exactly one column is 1 per row.
 * ``isic2020``: ``image_name,...,diagnosis,benign_malignant,target`` (ISIC 2020 training metadata):
   ``target`` 1 is melanoma; ``diagnosis`` names the rest (nevus, seborrheic keratosis, lentigo NOS, ...).
+* ``isic2016``: no header, ``ISIC_id,benign|malignant`` or ``ISIC_id,0.0|1.0`` (ISIC 2016 Part 3, read by
+  :func:`skinbench.data.isic2016.read_ground_truth`). Its labels are task1's own classes, not diagnoses:
+  they are taken as given (mapping ``ISIC 2016 labels``), and no other task or mapping applies.
 
 Every row becomes one diagnosis code (:data:`DX_CODES`), then :data:`TASK_MAPPINGS` maps codes to a
 task's classes. The mapping is explicit and documented; codes it does not list are *excluded* (and
@@ -32,9 +35,11 @@ a name from :data:`NAMED_MAPPINGS`:
   is dropped, so a model that calls a BCC malignant is counted wrong; ``benchmarks/cross_dataset.py``
   uses it for HAM10000 (and says so in its table).
 
-:func:`find_ground_truth` finds the one ``*GroundTruth*.csv`` of a download and :func:`generic_table`
-is the hook the generic adapter (``skinbench.data.generic.load``) calls: an official header is read
-here, any other CSV by the generic reader.
+A download is recognised as it unzips (:data:`OFFICIAL_FILES`: each release's ground-truth CSV and its
+image folder): :func:`find_ground_truth` finds the one ground truth of a folder (several are an error
+listing them: the user names one), :func:`image_folder` the images beside it, and
+:func:`generic_table` is the hook the generic adapter (``skinbench.data.generic.load``) calls: an
+official header is read here, any other CSV by the generic reader.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from skinbench.data import isic2016
 from skinbench.errors import DataError
 
 #: diagnosis codes rows are read into (lowercase; HAM10000's where one exists)
@@ -59,6 +65,28 @@ ISIC2020_DIAGNOSIS = {"melanoma": "mel", "nevus": "nv", "seborrheic keratosis": 
                       "solar lentigo": "lentigo", "lichenoid keratosis": "bkl", "cafe-au-lait macule": "unk",
                       "atypical melanocytic proliferation": "unk", "unknown": "unk"}
 ID_COLUMNS = ("image_id", "image", "image_name", "isic_id")
+
+#: ground-truth CSV of an official ISIC classification release, as downloaded -> its image folder(s) as the
+#: release's zip unzips (the ISIC 2018 ground truths unzip into a folder of the same name; ISIC 2020's
+#: JPEG zip into ``train/``). Every name stays recognised by :func:`find_ground_truth` too, by "GroundTruth".
+OFFICIAL_FILES: dict[str, tuple[str, ...]] = {
+    isic2016.TRAIN_CSV: isic2016.TRAIN_DIRS, isic2016.TEST_CSV: isic2016.TEST_DIRS,
+    "ISIC-2017_Training_Part3_GroundTruth.csv": ("ISIC-2017_Training_Data",),
+    "ISIC-2017_Validation_Part3_GroundTruth.csv": ("ISIC-2017_Validation_Data",),
+    "ISIC-2017_Test_v2_Part3_GroundTruth.csv": ("ISIC-2017_Test_v2_Data",),
+    "ISIC2018_Task3_Training_GroundTruth.csv": ("ISIC2018_Task3_Training_Input",),
+    "ISIC2018_Task3_Validation_GroundTruth.csv": ("ISIC2018_Task3_Validation_Input",),
+    "ISIC2018_Task3_Test_GroundTruth.csv": ("ISIC2018_Task3_Test_Input",),
+    "ISIC_2019_Training_GroundTruth.csv": ("ISIC_2019_Training_Input",),
+    "ISIC_2019_Test_GroundTruth.csv": ("ISIC_2019_Test_Input",),
+    "ISIC_2020_Training_GroundTruth.csv": ("train", "ISIC_2020_Training_JPEG"),
+    "ISIC_2020_Training_GroundTruth_v2.csv": ("train", "ISIC_2020_Training_JPEG"),
+}
+#: the one "mapping" of an ISIC 2016 Part 3 ground truth: its labels are task1's classes already
+ISIC2016_MAPPING = ("ISIC 2016 labels", {"benign": "benign", "malignant": "malignant"})
+#: what the user passes to pick one of several ground truths (the CLI's option; Python: ``csv=``)
+CHOOSE_FIX = ("name the one to score with --test-labels FILE (cross-dataset test data; in Python: "
+              "skinbench.data.generic.load(folder, csv=FILE))")
 
 TASK_MAPPINGS: dict[str, dict[str, str]] = {
     "task1": {"mel": "malignant", "nv": "benign", "bkl": "benign", "sk": "benign", "lentigo": "benign",
@@ -100,10 +128,49 @@ def describe_mapping(codes: Mapping[str, str]) -> str:
     return "; ".join(f"{cls}: {', '.join(sorted(v))}" for cls, v in sorted(by_class.items()))
 
 
-def find_ground_truth(folder: str | os.PathLike) -> Path | None:
-    """The one ``*GroundTruth*.csv`` (any case) in ``folder`` of an official download; None if not exactly one."""
-    found = sorted(p for p in Path(folder).glob("*.csv") if "groundtruth" in p.name.lower())
-    return found[0] if len(found) == 1 else None
+def ground_truth_files(folder: str | os.PathLike) -> list[Path]:
+    """Every ``*GroundTruth*.csv`` (any case) of an official download in ``folder``: beside the image
+    folders, or inside a ``*GroundTruth*`` folder of its own (as the ISIC 2018 zips unzip)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    places = [folder] + sorted(d for d in folder.iterdir() if "groundtruth" in d.name.lower() and d.is_dir())
+    return [p for d in places for p in sorted(d.glob("*.csv")) if "groundtruth" in p.name.lower()]
+
+
+def find_ground_truth(folder: str | os.PathLike, fix: str = CHOOSE_FIX) -> Path | None:
+    """The one ground-truth CSV of an official download in ``folder`` (:func:`ground_truth_files`); None
+    when there is none. Several (a release's train, validation and test files side by side) are one
+    error listing them: which one is the test set is the user's choice (``fix`` says how to name it)."""
+    found = ground_truth_files(folder)
+    if len(found) > 1:
+        names = ", ".join(p.relative_to(folder).as_posix() for p in found)
+        raise DataError(f"found {len(found)} ground-truth CSVs and cannot choose: {names}", path=folder, fix=fix)
+    return found[0] if found else None
+
+
+def image_folder(csv: str | os.PathLike, root: str | os.PathLike | None = None) -> Path | None:
+    """The image folder of an official ground truth (:data:`OFFICIAL_FILES`) as its release unzips: in
+    ``root``, beside the CSV or beside the CSV's own folder; a folder unzipped into one of the same
+    name is followed. None for a CSV of another name or when the folder is not there."""
+    csv = Path(csv)
+    names = {k.lower(): v for k, v in OFFICIAL_FILES.items()}.get(csv.name.lower(), ())
+    bases = dict.fromkeys(([Path(root)] if root is not None else []) + [csv.parent, csv.parent.parent])
+    for base in bases:
+        for name in names:
+            if (base / name).is_dir():
+                return base / name / name if (base / name / name).is_dir() else base / name
+    return None
+
+
+def absent_images_fix(csv: str | os.PathLike, root: str | os.PathLike) -> str:
+    """The advice when images an official ground truth lists are absent: get the release's images (an
+    official file is never edited; a subset is the user's own labels.csv)."""
+    names = {k.lower(): v for k, v in OFFICIAL_FILES.items()}.get(Path(csv).name.lower())
+    where = (f"unzip the release's image archive {names[0]}.zip into {root}" if names
+             else f"put every image the ground truth lists into {Path(root) / 'images'} or beside the CSV")
+    return (f"{where}; to score a subset, list it in a labels.csv of your own (image_id,label) and pass that "
+            "with --test-labels")
 
 
 def generic_table(path: str | os.PathLike, task: str | None, mapping: Mapping[str, str] | str | None = None
@@ -123,13 +190,30 @@ def generic_table(path: str | os.PathLike, task: str | None, mapping: Mapping[st
     if task is None:
         raise DataError(f"an official ISIC ground truth ({fmt} format) needs a task to map its diagnoses to",
                         path=path, fix="pass task='task1' or 'task2' (the command line passes its task)")
-    name, codes = resolve_mapping(task, mapping)
+    name, codes = format_mapping(fmt, task, mapping, path)
     rows, excluded = to_task_labels(read_ground_truth(path), task, codes)
     if rows.empty:
         raise DataError(f"no row of the ground truth maps to {task}'s classes (excluded: {excluded})", path=path,
                         fix="check the task, or pass another mapping")
-    table = rows[["image_id", "label", "dx", "_line"]].astype({"_line": int})
+    columns = ["image_id", "label", "_line"] if fmt == "isic2016" else ["image_id", "label", "dx", "_line"]
+    table = rows[columns].astype({"_line": int})  # ISIC 2016 has no diagnoses: no dx column
     return table, {"format": fmt, "mapping": {"name": name, "codes": codes}, "excluded": excluded}
+
+
+def format_mapping(fmt: str, task: str, mapping: Mapping[str, str] | str | None, path: Path
+                   ) -> tuple[str, dict[str, str]]:
+    """(name, codes) that map a ground truth of format ``fmt`` to ``task``: :func:`resolve_mapping`, except
+    for ISIC 2016, whose benign/malignant labels are task1's classes (:data:`ISIC2016_MAPPING`) and
+    carry no diagnosis another task or mapping could use."""
+    if fmt != "isic2016":
+        return resolve_mapping(task, mapping)
+    if task != "task1":
+        raise DataError(f"an ISIC 2016 Part 3 ground truth holds benign/malignant only: no diagnoses to map to "
+                        f"{task}'s classes", path=path, fix="score it for task1")
+    if mapping is not None and mapping not in ("default", f"{task} default"):
+        raise DataError("an ISIC 2016 Part 3 ground truth holds task1's classes already: a diagnosis mapping "
+                        "does not apply", path=path, fix="drop the mapping (--test-mapping)")
+    return ISIC2016_MAPPING[0], dict(ISIC2016_MAPPING[1])
 
 
 def _header(path: Path) -> list[str]:
@@ -143,8 +227,11 @@ def _header(path: Path) -> list[str]:
 
 
 def detect_format(header: list[str]) -> str | None:
-    """"isic2017", "onehot", "isic2020" or None (not an official ISIC ground-truth header)."""
+    """"isic2017", "onehot", "isic2020", "isic2016" (headerless: the first line is a row) or None (not
+    an official ISIC ground-truth header)."""
     lower = [h.lower() for h in header]
+    if len(lower) == 2 and isic2016.ID_PATTERN.match(header[0]) and lower[1] in isic2016.LABELS:
+        return "isic2016"
     if not lower or lower[0] not in ID_COLUMNS:
         return None
     if {"melanoma", "seborrheic_keratosis"} <= set(lower):
@@ -184,6 +271,9 @@ def read_ground_truth(path: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"not an ISIC ground-truth header: {','.join(header[:8])}", path=path,
                         fix="expected image_id,melanoma,seborrheic_keratosis (2017), image,MEL,NV,... (one-hot, "
                             "2018/2019/2020) or image_name,...,diagnosis,...,target (2020)")
+    if fmt == "isic2016":  # no header, labels not diagnoses: the registered adapter's reader
+        rows = isic2016.read_ground_truth(path)
+        return pd.DataFrame({"image_id": rows["image_id"], "dx": rows["label"], "_line": np.arange(len(rows)) + 1})
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table.columns = [c.strip() for c in table.columns]
     id_col = table.columns[0]
@@ -236,5 +326,9 @@ def to_task_labels(truth: pd.DataFrame, task: str, mapping: Mapping[str, str] | 
 def read_for_task(path: str | os.PathLike, task: str, mapping: Mapping[str, str] | None = None
                   ) -> tuple[pd.DataFrame, dict[str, int]]:
     """An official ground-truth CSV as ``image_id, dx, label, _line`` rows of ``task``'s classes, plus
-    the excluded rows per diagnosis code (see the module doc for the mapping)."""
-    return to_task_labels(read_ground_truth(path), task, mapping)
+    the excluded rows per diagnosis code (see the module doc for the mapping; an ISIC 2016 file takes
+    its labels as given, :func:`format_mapping`)."""
+    truth = read_ground_truth(path)
+    if detect_format(_header(Path(path))) == "isic2016":
+        mapping = format_mapping("isic2016", task, mapping, Path(path))[1]
+    return to_task_labels(truth, task, mapping)

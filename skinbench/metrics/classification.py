@@ -75,13 +75,17 @@ def check_inputs(y_true, proba) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
+#: a binary prediction is positive when the positive class's probability exceeds this (the ISIC scorer's)
+DECISION_THRESHOLD = 0.5
+
+
 def predict_labels(proba) -> np.ndarray:
-    """Hard labels by the module rule: binary ``p1 > 0.5``, multiclass argmax."""
+    """Hard labels by the module rule: binary ``p1 > DECISION_THRESHOLD``, multiclass argmax."""
     p = np.asarray(proba, dtype=np.float64)
     if p.ndim == 1:
-        return (p > 0.5).astype(np.int64)
+        return (p > DECISION_THRESHOLD).astype(np.int64)
     if p.shape[1] == 2:
-        return (p[:, 1] > 0.5).astype(np.int64)
+        return (p[:, 1] > DECISION_THRESHOLD).astype(np.int64)
     return np.argmax(p, axis=1).astype(np.int64)
 
 

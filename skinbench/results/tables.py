@@ -41,6 +41,9 @@ SHOWN_METRICS: dict[str, tuple[str, ...]] = {
     "segmentation": ("jaccard_mean", "dice_mean", "thresholded_jaccard", "jaccard_set", "dice_set",
                      "precision_set", "recall_set"),
 }
+#: a binary cross-dataset table also shows specificity: out of domain the operating point moves while AUC
+#: can hold, and sensitivity alone hides which way (recall is the sensitivity at the decision threshold)
+CROSS_BINARY_SHOWN = ("specificity",)
 FAMILY_ORDER = ("baseline", "classical", "deep")
 MISSING = "—"
 #: boundary-distance columns a segmentation table adds when a record stores ``predictions["surface"]``
@@ -440,7 +443,7 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
     groups = sorted(_groups(records, task).items(), key=lambda kv: (kv[0][0], is_cross(kv[0][1]), kv[0]))
     for (tname, dname, target), recs in groups:  # a task's cross-dataset tables after its own
         kind = metric_kind(tname, [r for r in recs if r.ok] or recs)
-        metrics = SHOWN_METRICS[kind]
+        metrics = SHOWN_METRICS[kind] + (CROSS_BINARY_SHOWN if is_cross(dname) and kind == "binary" else ())
         by_seed: dict[str, list[RunRecord]] = {}
         for r in sorted(recs, key=lambda r: r.seed or 0):
             by_seed.setdefault(r.approach, []).append(r)
