@@ -259,3 +259,14 @@ def test_png_mask_preferred_to_a_jpeg_of_the_same_name(tmp_path, synthetic_datas
     write_mask(LESION, victim.with_suffix(".png"), "grey-255")
     masks = {Path(p).stem: Path(p).suffix for p in load_generic(folder).masks("lesion")}
     assert masks.pop(victim.stem) == ".png" and set(masks.values()) == {".jpg"}
+
+
+def test_cli_score_names_mask_files_of_a_type_it_does_not_read(tmp_path, synthetic_dataset, capsys):
+    data = generic_copy(synthetic_dataset.root, tmp_path / "g")
+    pred = _perfect_predictions(load_generic(data), tmp_path / "pred", "grey-255")
+    for png in pred.glob("*.png"):
+        Image.open(png).save(png.with_suffix(".tif"))
+        png.unlink()
+    rc, err = _score(capsys, "task4", pred, data, tmp_path / "out")
+    line = _one_error_line(err)
+    assert rc == 2 and "have no predicted lesion mask" in line and "holds .tif files, which are not read" in line
