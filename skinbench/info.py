@@ -31,6 +31,9 @@ class TaskInfo:
     variants: tuple[str, ...] = ()
     #: targets scored only by approaches with ``all_targets`` (multi-output models, the baselines beside them)
     more_targets: tuple[str, ...] = ()
+    #: an empty truth or predicted mask is an ordinary answer (attributes absent from most images); when
+    #: False, a set of masks that all read empty is refused (:func:`skinbench.data.images.check_masks_vary`)
+    empty_masks_normal: bool = False
 
     def known_targets(self) -> tuple[str, ...]:
         """Every target a run of this task may score: ``targets``, then ``more_targets``."""
@@ -111,7 +114,7 @@ TASKS: dict[str, TaskInfo] = {
         TaskInfo("task3", "segmentation", "Globules and streaks (ISIC 2016 Part 2B / 2018 Task 2 masks)",
                  "isic2018_task2_all", ("isic2018_task2_all", "isic2018_task2", "isic2016_part2b", "synthetic", "generic"),
                  targets=("globules", "streaks"), primary_metric="jaccard_set", variants=("isic2018_task2",),
-                 more_targets=ISIC2018_ATTRIBUTES[2:],
+                 more_targets=ISIC2018_ATTRIBUTES[2:], empty_masks_normal=True,
                  reference="Keras U-Net: 'Dice 0.86' with foreground precision 0.015, recall 0.08; "
                            "best ISIC 2018 attribute Jaccard 0.473 (five attributes pooled)"),
         TaskInfo("task4", "segmentation", "Lesion segmentation (HAM10000 masks)", "ham10000",

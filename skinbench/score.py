@@ -3,8 +3,11 @@
 Input is what a challenge took: for classification an ISIC submission CSV (the 2016 Part 3 form
 ``ISIC_id,probability`` without a header, or a header ``image,<class>...``: the task's class names, the
 ISIC 2018 codes ``MEL,NV,...`` for task2, or one score column = the positive class of a binary task);
-for segmentation a folder of mask PNGs (``<id>_segmentation.png``, ``<id>_attribute_<target>.png``,
-``<id>_<target>.png`` or ``<id>.png``, 0/255), at the truth mask's size or the image's (same aspect).
+for segmentation a folder of masks (``<id>_segmentation.png``, ``<id>_attribute_<target>.png``,
+``<id>_<target>.png`` or ``<id>.png``; ``.jpg``/``.jpeg`` too), read as the dataset's masks are
+(:mod:`skinbench.data.images`: 0/255, 0/1, 16-bit, palette or colour; any size of the truth mask's aspect
+ratio). A folder whose masks all read empty (or all full) is refused, unless the task declares empty
+masks normal (task3).
 
 The numbers come from the same metrics module with the same bootstrap CIs, next to the task's trivial
 baselines on the same images (``extras.baselines``), in one record marked external (family
@@ -121,29 +124,44 @@ def read_classification_csv(path: str | os.PathLike, test_ids: Sequence[str], cl
 # ------------------------------------------------------------------------------ segmentation folder
 
 def mask_candidates(image_id: str, target: str) -> list[str]:
-    names = [f"{image_id}_{target}.png", f"{image_id}.png"]
-    if target == "lesion":
-        names.insert(0, f"{image_id}_segmentation.png")
-    else:
-        names.insert(0, f"{image_id}_attribute_{target}.png")
-    return names
+    """File names a predicted ``target`` mask of ``image_id`` may have, most specific name first and, for
+    each name, PNG before JPEG (:data:`skinbench.data.images.MASK_EXTENSIONS`)."""
+    from skinbench.data.images import MASK_EXTENSIONS
+
+    stems = [f"{image_id}_{target}", image_id]
+    stems.insert(0, f"{image_id}_segmentation" if target == "lesion" else f"{image_id}_attribute_{target}")
+    return [stem + ext for stem in stems for ext in MASK_EXTENSIONS]
 
 
 _ID_OF = re.compile(r"^(?P<id>.+?)(?:_segmentation|_attribute_[a-z_]+|_(?:lesion|globules|streaks|pigment_network|"
-                    r"milia_like_cyst|negative_network))?\.png$", re.IGNORECASE)
+                    r"milia_like_cyst|negative_network))?\.(?:png|jpe?g)$", re.IGNORECASE)
+
+
+def _mask_files(folder: Path) -> list[Path]:
+    """The mask files of a prediction folder (any of MASK_EXTENSIONS, any case), sorted by name."""
+    from skinbench.data.images import MASK_EXTENSIONS
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MASK_EXTENSIONS)
 
 
 def find_prediction_masks(folder: str | os.PathLike, test_ids: Sequence[str], target: str) -> list[Path]:
-    """One predicted mask per test image (DataError for missing ones and for PNGs of other images)."""
+    """One predicted mask per test image (DataError for missing ones and for masks of other images)."""
+    from skinbench.data.images import MASK_EXTENSIONS
+
     folder = Path(folder)
-    files = {p.name: p for p in folder.iterdir() if p.suffix.lower() == ".png"}
+    files = {p.stem + p.suffix.lower(): p for p in _mask_files(folder)}
     chosen, missing = [], []
     for image_id in test_ids:
         hit = next((files[n] for n in mask_candidates(str(image_id), target) if n in files), None)
         (chosen.append(hit) if hit is not None else missing.append(str(image_id)))
     if missing:
-        raise DataError(f"{len(missing)} test image(s) have no predicted {target} mask: {_shown(missing)}",
-                        path=folder, fix=f"write {mask_candidates('<id>', target)[0]} for every test image")
+        from PIL import Image
+
+        kinds = set(Image.registered_extensions()) - set(MASK_EXTENSIONS)
+        others = sorted({p.suffix for p in folder.iterdir() if p.is_file() and p.suffix.lower() in kinds})
+        found = f" (the folder also holds {', '.join(others)} files, which are not read as masks)" if others else ""
+        raise DataError(f"{len(missing)} test image(s) have no predicted {target} mask: {_shown(missing)}{found}",
+                        path=folder, fix=f"write {mask_candidates('<id>', target)[0]} (or .jpg) for every test image")
     ids = {str(i) for i in test_ids}
     extra = sorted(n for n in files if (m := _ID_OF.match(n)) and m.group("id") not in ids)
     if extra:
@@ -152,26 +170,14 @@ def find_prediction_masks(folder: str | os.PathLike, test_ids: Sequence[str], ta
     return chosen
 
 
-def read_prediction_mask(path: Path, truth_shape: tuple[int, int], image_wh: tuple[int, int]) -> np.ndarray:
-    """A predicted mask at the truth's size (a mask at the image's size, same aspect, is resized)."""
-    import cv2
+def read_prediction_mask(path: Path, truth_shape: tuple[int, int]) -> np.ndarray:
+    """A predicted mask at its truth's size, read by the dataset masks' rules (one place,
+    :mod:`skinbench.data.images`: rule 1 for its encoding, rule 4 for its size: another size of the same
+    aspect ratio is resized, as ``run`` fits masks to their images; another aspect is a DataError)."""
+    from skinbench.data.images import decode_mask, fit_to
 
-    from skinbench.data.images import binarise, same_aspect
-
-    grey = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if grey is None:
-        raise DataError("not a readable PNG", path=path, fix="write 0/255 greyscale PNG masks")
-    if grey.ndim == 3:
-        grey = grey[..., 0]
     h, w = truth_shape
-    size = (grey.shape[1], grey.shape[0])
-    if size not in ((w, h), tuple(image_wh)) or not same_aspect(size, (w, h)):
-        raise DataError(f"mask is {size[0]}x{size[1]}; its truth is {w}x{h} (image {image_wh[0]}x{image_wh[1]})",
-                        path=path, fix="write each mask at its image's or its truth mask's size")
-    mask = binarise(grey)
-    if size != (w, h):
-        mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-    return mask
+    return fit_to(decode_mask(path)[0], (w, h), str(path), of="its truth mask")
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -200,7 +206,7 @@ def _source_digest(path: Path) -> str:
 
     if path.is_file():
         return file_digest(path)
-    return digest_bytes("".join(f"{p.name}:{file_digest(p)}\n" for p in sorted(path.glob("*.png"))).encode())
+    return digest_bytes("".join(f"{p.name}:{file_digest(p)}\n" for p in _mask_files(path)).encode())
 
 
 def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, data_root: str | None = None,
@@ -252,7 +258,7 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
                          timings={"evaluate_s": time.perf_counter() - start},
                          run_key=run_key(inputs), key_inputs=inputs)
         return [write_record(record, path_of(record, root))]
-    from skinbench.data.images import image_size
+    from skinbench.data.images import check_masks_vary
     from skinbench.metrics.evaluate import evaluate_segmentation
     from skinbench.metrics.segmentation import confusion_counts
 
@@ -264,10 +270,12 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
     for t in targets:
         files = find_prediction_masks(source, test.ids, t)
         truths = test.masks(t)
+        check_masks_vary(truths, f"{t} truth masks", empty_normal=tinfo.empty_masks_normal)
+        check_masks_vary(files, f"predicted {t} masks", empty_normal=tinfo.empty_masks_normal)
         counts = []
         for pred_path, truth_path, image_path in zip(files, truths, test.paths):
             truth = runner._truth(truth_path, image_path)
-            pred = read_prediction_mask(pred_path, truth.shape, image_size(image_path))
+            pred = read_prediction_mask(pred_path, truth.shape)
             counts.append(confusion_counts(truth, pred))
         c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
         evaluation = evaluate_segmentation(c, n_boot=n_boot, seed=seed)

@@ -2,7 +2,8 @@
 
 Before any work on a task, the runner checks the data with :func:`check_for_task` (labels against the
 task's classes, a declared positive class for binary tasks, at least two training classes, every mask
-present, every listed image and mask readable, masks of their image's size or aspect ratio).
+present, every listed image and mask readable, masks of their image's size or aspect ratio and not
+all empty or all full).
 """
 
 from __future__ import annotations
@@ -256,10 +257,12 @@ def check_training_classes(train: Dataset, limit: int | None = None) -> None:
                         fix=f"add another training image labelled {label!r}, or relabel that image{hint}")
 
 
-def check_files(datasets: Sequence[Dataset], targets: Sequence[str] = ()) -> None:
-    """Every image (and every ``targets`` mask) of ``datasets`` readable, checked from headers only, and each
-    mask of its image's size or aspect ratio (:mod:`skinbench.data.images` rule 4)."""
-    from skinbench.data.images import check_mask_sizes, check_readable
+def check_files(datasets: Sequence[Dataset], targets: Sequence[str] = (), empty_masks_normal: bool = False) -> None:
+    """Every image (and every ``targets`` mask) of ``datasets`` readable, checked from headers only, each
+    mask of its image's size or aspect ratio (:mod:`skinbench.data.images` rule 4), and each target's
+    masks not all empty (unless ``empty_masks_normal``) nor all full (rule 2: decodes a mask or two on
+    good data)."""
+    from skinbench.data.images import check_mask_sizes, check_masks_vary, check_readable
 
     images = [p for ds in datasets for p in ds.paths]
     sizes = check_readable(images, "image")
@@ -267,6 +270,7 @@ def check_files(datasets: Sequence[Dataset], targets: Sequence[str] = ()) -> Non
         pairs = [(i, m) for ds in datasets for i, m in zip(ds.paths, ds.masks(target))]
         sizes.update(check_readable([m for _, m in pairs], "mask", desc=f"checking {target} masks"))
         check_mask_sizes(pairs, sizes)
+        check_masks_vary([m for _, m in pairs], f"{target} masks", empty_normal=empty_masks_normal)
 
 
 def check_for_task(task: str, train: Dataset, test: Dataset, targets: Sequence[str] | None = None,
@@ -274,7 +278,8 @@ def check_for_task(task: str, train: Dataset, test: Dataset, targets: Sequence[s
     """Everything about the data a run of ``task`` needs, before any work: labels and the positive class
     (classification), at least two training classes with two images each, every ``targets`` mask present
     (default: the task's targets), and (``files``) every listed image and mask readable and of a fitting
-    size. Raises one :class:`DataError` naming the file (and line) and the fix."""
+    size, and each target's masks not all empty (unless the task declares empty masks normal) nor all
+    full. Raises one :class:`DataError` naming the file (and line) and the fix."""
     from skinbench import info
 
     tinfo = info.task(task)
@@ -294,4 +299,4 @@ def check_for_task(task: str, train: Dataset, test: Dataset, targets: Sequence[s
                                 fix=f"add masks/<image_id>_{target}.png files, or pick a target with --target")
             both.masks(target)  # missing files: one error for both splits
     if files:
-        check_files([both], wanted)
+        check_files([both], wanted, empty_masks_normal=tinfo.empty_masks_normal)

@@ -4,13 +4,14 @@ Layout (names configurable)::
 
     <folder>/labels.csv      image_id[,label][,lesion_id][,split]   (extra columns are kept)
     <folder>/images/<image_id>.jpg|.jpeg|.png
-    <folder>/masks/<image_id>_<target>.png                          (optional, any targets)
+    <folder>/masks/<image_id>_<target>.png|.jpg|.jpeg               (optional, any targets)
 
 * ``label`` may be left out (or left empty on every row) for segmentation-only data.
 * Mask names: ``<image_id>_<target>.png``; the official ISIC names map to targets without a flag:
   ``<image_id>_segmentation.png`` -> ``lesion`` (ISIC 2017/2018 Task 1, HAM10000) and
   ``<image_id>_attribute_<name>.png`` -> ``<name>`` (ISIC 2018 Task 2). An explicit
-  ``<image_id>_lesion.png`` wins over ``_segmentation.png``.
+  ``<image_id>_lesion.png`` wins over ``_segmentation.png``. JPEG masks are read as PNG ones are (a PNG
+  wins over a JPEG of the same name); how a mask's pixels are read: :mod:`skinbench.data.images`.
 * Classes: ``class_names`` declares them (every label must be one of them, checked with the CSV line);
   otherwise they are the labels found. For two classes the positive one is ``class_names[1]``: declared
   by ``positive_class`` (``--positive``), by the order of ``class_names`` (``--classes NEG,POS``), or by a
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from skinbench.data.base import Dataset
+from skinbench.data.images import MASK_EXTENSIONS
 from skinbench.data.splits import lesion_split
 from skinbench.errors import DataError
 
@@ -90,16 +92,18 @@ def _mask_target(suffix: str) -> str:
 
 def find_masks(ids: Sequence[str], folder: Path, targets: Sequence[str] | None = None) -> dict[str, list[str]]:
     """``{target: [path or ""]}`` from ``<id>_<target>.png`` files (official names mapped, see the module
-    doc); targets found automatically when None."""
+    doc; ``.jpg``/``.jpeg`` masks read too, a PNG preferred: :data:`MASK_EXTENSIONS`); targets found
+    automatically when None."""
     if not folder.is_dir():
         return {t: [""] * len(ids) for t in (targets or ())}
     idset = set(ids)
     table: dict[str, dict[str, str]] = {}
-    explicit: set[tuple[str, str]] = set()
+    #: (target, id) -> (0 for an explicit <id>_<target> name else 1, extension rank) of the file kept
+    kept: dict[tuple[str, str], tuple[int, int]] = {}
     with os.scandir(folder) as it:
         for entry in sorted(it, key=lambda e: e.name):
             stem, ext = os.path.splitext(entry.name)
-            if ext.lower() != ".png":
+            if ext.lower() not in MASK_EXTENSIONS:
                 continue
             # ids may contain "_": try every split point, the longest matching id first
             parts = stem.split("_")
@@ -107,11 +111,11 @@ def find_masks(ids: Sequence[str], folder: Path, targets: Sequence[str] | None =
                 image_id, suffix = "_".join(parts[:k]), "_".join(parts[k:])
                 if image_id in idset:
                     target = _mask_target(suffix)
-                    if target == suffix:
-                        explicit.add((target, image_id))
-                    elif (target, image_id) in explicit:
-                        break  # <id>_lesion.png given explicitly wins over <id>_segmentation.png
-                    table.setdefault(target, {})[image_id] = os.path.abspath(entry.path)
+                    # <id>_lesion.* given explicitly wins over <id>_segmentation.*; then PNG over JPEG
+                    rank = (0 if target == suffix else 1, MASK_EXTENSIONS.index(ext.lower()))
+                    if rank < kept.get((target, image_id), (2, 0)):
+                        kept[(target, image_id)] = rank
+                        table.setdefault(target, {})[image_id] = os.path.abspath(entry.path)
                     break
     wanted = sorted(table) if targets is None else list(targets)
     return {t: [table.get(t, {}).get(i, "") for i in ids] for t in wanted}
