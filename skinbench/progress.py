@@ -7,7 +7,8 @@ a loop that printed anything ends::
 
     skinbench: sift descriptors: 412/900 images (38.1 images/s, 11 s)
 
-Loops shorter than ``every`` print nothing. ``SKINBENCH_PROGRESS=0`` turns both forms off.
+Loops shorter than ``every`` print nothing. ``SKINBENCH_PROGRESS=0`` turns both forms off. :func:`note`
+(how an input was read, once per process) prints regardless.
 
 Estimators use it in place of ``tqdm``: ``for x in progress(items, desc="encoding", unit="image")``,
 or ``with Progress(total, desc) as bar: bar.update(k)`` for work counted in chunks.
@@ -116,6 +117,19 @@ def progress(iterable: Iterable[T], desc: str = "working", total: int | None = N
 def stage(text: str) -> None:
     """Announce the start of a long stage (one line on stderr, TTY or not)."""
     if enabled():
+        print(f"skinbench: {text}", file=sys.stderr, flush=True)
+
+
+_noted: set[str] = set()
+
+
+def note(text: str) -> None:
+    """Say once per process, on stderr, how an input was read when it was not read as written (e.g. ids
+    stripped of spaces, a negative-class column converted). Unlike progress it is printed with
+    ``SKINBENCH_PROGRESS=0`` too: it is about the numbers, not the waiting. Once, because a run loads
+    its data several times (checks, each approach, baselines)."""
+    if text not in _noted:
+        _noted.add(text)
         print(f"skinbench: {text}", file=sys.stderr, flush=True)
 
 

@@ -210,8 +210,8 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
     if predictions_dir:
         from skinbench.results import submission
 
-        submission.write_classification_csv(Path(predictions_dir), tinfo.name, test.ids, scores,
-                                            list(train.class_names))
+        submission.write_classification_csv(Path(predictions_dir), test.ids, scores, list(train.class_names),
+                                            submission.submission_stem(base.task, base.dataset, base.approach))
     return _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
                                   "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
 

@@ -1,9 +1,14 @@
 """``skinbench score``: score anyone's predictions against a task's test split, as the suite scores its own.
 
-Input is what a challenge took: for classification an ISIC submission CSV (the 2016 Part 3 form
-``ISIC_id,probability`` without a header, or a header ``image,<class>...``: the task's class names, the
-ISIC 2018 codes ``MEL,NV,...`` for task2, or one score column = the positive class of a binary task);
-for segmentation a folder of masks (``<id>_segmentation.png``, ``<id>_attribute_<target>.png``,
+Input is what a challenge took: for classification an ISIC submission CSV, either the 2016 Part 3 form
+``ISIC_id,probability`` without a header (binary tasks), or a header whose columns are matched by name,
+never by place: the task's class names (the ISIC 2018 codes ``MEL,NV,...`` for task2, any case); for a
+binary task one column may stand for both classes: the positive class's, the negative class's (scored as
+1 - p, said in one line on stderr), ``probability`` (ISIC 2016 Part 3's probability of malignancy) or, for
+task1, the melanoma column of ISIC 2017 (``melanoma``) or 2018 (``MEL``). Any other header is refused
+with the list of those accepted. The file is opened as ``labels.csv`` is (:mod:`skinbench.csvfile`:
+UTF-8 with or without Excel's byte-order mark, ids stripped of surrounding spaces with a line saying so).
+For segmentation a folder of masks (``<id>_segmentation.png``, ``<id>_attribute_<target>.png``,
 ``<id>_<target>.png`` or ``<id>.png``; ``.jpg``/``.jpeg`` too), read as the dataset's masks are
 (:mod:`skinbench.data.images`: 0/255, 0/1, 16-bit, palette or colour; any size of the truth mask's aspect
 ratio). A folder whose masks all read empty (or all full) is refused, unless the task declares empty
@@ -19,7 +24,6 @@ extra ids, duplicate ids, a wrong mask size, NaN (or non-numeric) scores, probab
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import re
@@ -33,11 +37,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from skinbench import info
+from skinbench.csvfile import ID_HEADERS, read_rows, strip_ids
 from skinbench.errors import ConfigError, DataError
+from skinbench.progress import note
 
 #: ids shown in an error before "..."
 SHOW = 5
-ID_HEADERS = ("image", "image_id", "image_name", "isic_id", "id")
+#: a lone score column named as ISIC 2016 Part 3 described it: the probability of the positive class
+SCORE_HEADERS = ("probability", "probability_of_malignancy")
 
 
 def _shown(ids: Sequence[str]) -> str:
@@ -62,53 +69,137 @@ def _float(text: str, path: Path, line: int, column: str) -> float:
     return value
 
 
-def _columns(header: list[str], class_names: Sequence[str], positive: str | None, path: Path) -> list[int | None]:
-    """For each class, the CSV column holding it (None: 1 - the positive column, binary tasks)."""
-    lookup = {h.strip().lower(): i for i, h in enumerate(header) if i > 0}
-    found = [lookup.get(c.lower()) for c in class_names]
-    if all(i is not None for i in found):
-        return found  # type: ignore[return-value]
-    if positive and len(class_names) == 2 and len(header) == 2:
-        return [None, 1]  # one score column: the positive class
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _isic_mapping(class_names: Sequence[str], task: str | None) -> dict[str, str]:
+    """``{code: class}`` by which ISIC diagnosis columns (``melanoma``, ``MEL``) score this task's classes:
+    the task's mapping (:mod:`skinbench.data.isic_csv`) when the dataset has exactly its classes, else none."""
+    from skinbench.data import isic_csv  # pandas: imported when a CSV is scored, not at CLI start-up
+
+    mapping = isic_csv.TASK_MAPPINGS.get(task or "", {})
+    return mapping if set(mapping.values()) == set(class_names) else {}
+
+
+def _accepted_headers(class_names: Sequence[str], positive: str | None, task: str | None = None) -> str:
+    """The headers a submission for these classes may have (for the error naming them)."""
+    from skinbench.data import isic_csv
+
+    forms = [f"image,{','.join(class_names)}"]
+    if {c.upper() for c in class_names} == set(isic_csv.ISIC2018_TASK3_COLUMNS):
+        forms[0] += f" (ISIC 2018 Task 3: image,{','.join(isic_csv.ISIC2018_TASK3_COLUMNS)})"
+    if positive is not None and len(class_names) == 2:
+        negative = class_names[0]
+        forms += [f"image,{positive}", f"image,{negative} (scored as {positive} = 1 - {negative})",
+                  f"image,probability (ISIC 2016 Part 3: the {positive} probability)"]
+        mapping = _isic_mapping(class_names, task)
+        codes = sorted(c for c, cls in mapping.items() if cls == positive)
+        if codes == ["mel"]:
+            forms += [f"image_id,melanoma,seborrheic_keratosis (ISIC 2017: melanoma is the {positive} score)",
+                      f"image,{','.join(isic_csv.ISIC2018_TASK3_COLUMNS)} (ISIC 2018 Task 3: MEL is the "
+                      f"{positive} score)"]
+        forms.append(f"no header, rows <image id>,<{positive} probability> (ISIC 2016 Part 3)")
+    return "; ".join(forms)
+
+
+def _columns(header: list[str], class_names: Sequence[str], positive: str | None, task: str | None,
+             path: Path) -> tuple[list[int | None], str | None]:
+    """For each class, the CSV column holding its score, matched by the column's name, never by its place;
+    None: 1 - the other class's score (binary). Also the line saying how a column was read when that is
+    not what its name says (a negative-class column converted, an ISIC melanoma column), else None.
+    A column that names no class is refused (which score it holds is a guess), except the other
+    diagnoses of an ISIC header."""
+    from skinbench.data import isic_csv
+
+    names = [h.strip().lower() for h in header]
+    where: dict[str, int] = {}
+    for i, name in enumerate(names[1:], 1):
+        if name in where:
+            raise DataError(f"column {header[i]!r} appears twice in the header", path=path,
+                            fix="one column per class")
+        where[name] = i
+    found = [where.get(c.lower()) for c in class_names]
+    unknown = [header[i] for i in range(1, len(header)) if names[i] not in {c.lower() for c in class_names}]
+    if not unknown and all(i is not None for i in found):
+        return found, None  # type: ignore[return-value]
+    if positive is not None and len(class_names) == 2:
+        negative = class_names[0]
+        if not unknown and found[1] is not None:
+            return [None, found[1]], None
+        if not unknown and found[0] is not None:
+            col = header[found[0]]
+            return [found[0], None], (f"{path}: column {col!r} holds {negative} probabilities: scored as "
+                                      f"{positive} = 1 - {col}")
+        if len(header) == 2 and names[1] in SCORE_HEADERS:
+            return [None, 1], None
+        mapping = _isic_mapping(class_names, task)
+        codes = [isic_csv.column_code(h) for h in header[1:]]
+        hits = [i for i, code in enumerate(codes, 1) if code and mapping.get(code) == positive]
+        if len(hits) > 1:
+            raise DataError(f"columns {', '.join(header[i] for i in hits)} all give the {positive} score", path=path,
+                            fix="keep one of them")
+        if hits and all(codes):
+            col, code = header[hits[0]], codes[hits[0] - 1]
+            return [None, hits[0]], (f"{path}: column {col!r} (ISIC diagnosis {code}) read as the {positive} "
+                                     f"probability ({task} maps {code} to {positive}: skinbench/data/isic_csv.py)")
+    fix = f"use one of these headers: {_accepted_headers(class_names, positive, task)}"
+    if unknown:
+        raise DataError(f"column(s) {', '.join(unknown)} of the header {','.join(header)} name no class "
+                        f"({', '.join(class_names)})", path=path, fix=fix)
     missing = [c for c, i in zip(class_names, found) if i is None]
-    raise DataError(f"no column for class(es) {missing} in the header {','.join(header)}", path=path,
-                    fix=f"header: image,{','.join(class_names)} (or, for a binary task, image,<positive score>)")
+    raise DataError(f"no column for class(es) {', '.join(missing)} in the header {','.join(header)}", path=path,
+                    fix=fix)
 
 
 def read_classification_csv(path: str | os.PathLike, test_ids: Sequence[str], class_names: Sequence[str],
-                            positive: str | None) -> np.ndarray:
-    """Scores ``(n_test, n_classes)`` in ``test_ids`` order; DataError for any bad row or id."""
+                            positive: str | None, task: str | None = None) -> np.ndarray:
+    """Scores ``(n_test, n_classes)`` in ``test_ids`` order; DataError for any bad row or id.
+
+    Columns are read by name (:func:`_columns`); ``task`` lets ISIC diagnosis columns score a task
+    whose classes an ISIC mapping defines (task1: ``melanoma`` / ``MEL`` is the malignant score)."""
     path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read the predictions ({err})", path=path, fix="check the file") from None
+    rows = read_rows(path, "prediction CSV")
     if not rows:
         raise DataError("the prediction file is empty", path=path, fix="write one row per test image")
-    has_header = rows[0][0].strip().lower() in ID_HEADERS
-    header = [c.strip() for c in rows[0]] if has_header else None
-    body = rows[1:] if has_header else rows
-    first_line = 2 if has_header else 1
-    if header is None:
-        if not positive or any(len(r) != 2 for r in body):
-            raise DataError("no header: only the ISIC 2016 form ISIC_id,probability (a binary task) has none",
-                            path=path, fix=f"add a header: image,{','.join(class_names)}")
-        cols: list[int | None] = [None, 1]
-        header = ["image", positive]
+    line1, first = rows[0]
+    if first[0].strip().lower() in ID_HEADERS:
+        header: list[str] = [c.strip() for c in first]
+        cols, said = _columns(header, class_names, positive, task, path)
+        body = rows[1:]
+    elif not all(_is_number(c) for c in first[1:]):
+        raise DataError(f"line {line1} is neither a header (its first column {first[0].strip()!r} is not one of "
+                        f"{', '.join(ID_HEADERS)}) nor a row of scores", path=path,
+                        fix=f"use one of these headers: {_accepted_headers(class_names, positive, task)}")
     else:
-        cols = _columns(header, class_names, positive, path)
+        bad = next((n for n, r in rows if len(r) != 2), None)
+        if positive is None or len(class_names) != 2 or bad is not None:
+            where = f" (line {bad} has another number of values)" if bad is not None else ""
+            raise DataError(f"no header: only the ISIC 2016 form <image id>,<{positive or 'positive'} probability> "
+                            f"(a binary task) has none{where}", path=path,
+                            fix=f"add a header: image,{','.join(class_names)}")
+        header, cols, said, body = ["image", positive], [None, 1], None, rows
+    if not body:
+        raise DataError("the prediction file has a header but no rows", path=path, fix="write one row per test image")
+    ids = strip_ids([r[0] for _, r in body], [n for n, _ in body], path)
+    used = sorted({c for c in cols if c is not None})
     by_id: dict[str, list[float]] = {}
-    for k, row in enumerate(body):
-        line = first_line + k
-        image_id = row[0].strip()
-        if len(row) < len(header):
+    for (line, row), image_id in zip(body, ids):
+        if len(row) != len(header):
             raise DataError(f"line {line}: {len(row)} values for {len(header)} columns", path=path,
                             fix="one value per header column")
+        if not image_id:
+            raise DataError(f"line {line}: empty image id", path=path, fix="fill in or remove that row")
         if image_id in by_id:
             raise DataError(f"line {line}: image {image_id} has a second row", path=path, fix="one row per image")
-        pos = {i: _float(row[i], path, line, header[i]) for i in {c for c in cols if c is not None}}
-        by_id[image_id] = [pos[c] if c is not None else 1.0 - pos[cols[1]] for c in cols]  # type: ignore[index]
+        values = {i: _float(row[i], path, line, header[i]) for i in used}
+        given = [values[c] if c is not None else None for c in cols]
+        rest = 1.0 - sum(v for v in given if v is not None)  # binary: 1 - the one score given
+        by_id[image_id] = [v if v is not None else rest for v in given]
     expected = [str(i) for i in test_ids]
     missing = [i for i in expected if i not in by_id]
     if missing:
@@ -118,6 +209,8 @@ def read_classification_csv(path: str | os.PathLike, test_ids: Sequence[str], cl
     if extra:
         raise DataError(f"{len(extra)} row(s) name images that are not in the test split: {_shown(extra)}",
                         path=path, fix="remove them (or score against the dataset they belong to: --dataset)")
+    if said:
+        note(said)
     return np.array([by_id[i] for i in expected], dtype=float)
 
 
@@ -250,7 +343,7 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
     root = Path(results_root) if results_root is not None else None
     start = time.perf_counter()
     if tinfo.kind == "classification":
-        scores = read_classification_csv(source, test.ids, ds.class_names, ds.positive_class)
+        scores = read_classification_csv(source, test.ids, ds.class_names, ds.positive_class, task)
         fields = runner.scored_classification(test.ids, test.y, scores, ds.class_names, None, n_boot, seed)
         record = replace(base, metrics=fields["metrics"], predictions=fields["predictions"],
                          extras={**fields["extras"], "external": True,

@@ -71,6 +71,18 @@ def test_malformed_ground_truth_is_one_clear_error(tmp_path, text, message):
     assert "gt.csv" in str(err.value)
 
 
+def test_ground_truth_with_excel_bom_and_spaced_ids_is_recognised(tmp_path, capsys):
+    """An official header behind Excel's byte-order mark is still official (it was read as a generic
+    labels file without labels); ids lose their spaces with one line saying so, as in labels.csv."""
+    path = tmp_path / "gt.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + b"image_id,melanoma,seborrheic_keratosis\r\nISIC_1,1.0,0.0\r\n\r\n"
+                     b" ISIC_2 ,0.0,1.0\r\n")
+    table, meta = isic_csv.generic_table(path, "task1")
+    assert meta["format"] == "isic2017" and table["image_id"].tolist() == ["ISIC_1", "ISIC_2"]
+    assert table["label"].tolist() == ["malignant", "benign"] and table["_line"].tolist() == [2, 4]
+    assert "gt.csv: 1 image id(s) have spaces before or after them" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------- cross-dataset runs
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ otherwise. The synthetic dataset is read through this same code path.
 
 from __future__ import annotations
 
-import csv as _csv
+import io
 import os
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from skinbench.csvfile import read_text, row_lines, strip_ids
 from skinbench.data.base import Dataset
 from skinbench.data.images import MASK_EXTENSIONS
 from skinbench.data.splits import lesion_split
@@ -121,18 +122,6 @@ def find_masks(ids: Sequence[str], folder: Path, targets: Sequence[str] | None =
     return {t: [table.get(t, {}).get(i, "") for i in ids] for t in wanted}
 
 
-def _line_numbers(csv: Path, n_rows: int) -> list[int]:
-    """The 1-based file line of each data row (blank lines skipped as pandas does); row i + 2 if unsure."""
-    try:
-        with open(csv, newline="", encoding="utf-8-sig") as fh:
-            reader = _csv.reader(fh)
-            lines = [reader.line_num for row in reader if row]
-    except (OSError, UnicodeDecodeError, _csv.Error):
-        lines = []
-    lines = lines[1:]  # the header
-    return lines if len(lines) == n_rows else [i + 2 for i in range(n_rows)]
-
-
 def read_table(csv: Path, label_column: str = "label", require_label: bool = False) -> pd.DataFrame:
     """Read and validate the labels CSV (strings only; duplicate ids, empty labels and bad splits rejected).
 
@@ -141,9 +130,10 @@ def read_table(csv: Path, label_column: str = "label", require_label: bool = Fal
     if not csv.is_file():
         raise DataError("labels CSV is missing", path=csv,
                         fix="create it with a header image_id,label[,lesion_id][,split]")
+    text = read_text(csv, "labels CSV")
     try:
-        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise DataError(f"cannot parse CSV ({' '.join(str(err).split())})", path=csv, fix="write a comma-separated file with a header") from None
     table.columns = [c.strip() for c in table.columns]
     for col in ("image_id",) + ((label_column,) if require_label else ()):
@@ -152,14 +142,14 @@ def read_table(csv: Path, label_column: str = "label", require_label: bool = Fal
                             fix="add a header line image_id,label[,lesion_id][,split]")
     if table.empty:
         raise DataError("CSV has a header but no rows", path=csv, fix="add one row per image")
-    table["image_id"] = table["image_id"].str.strip()
+    table["_line"] = row_lines(text, len(table))
+    table["image_id"] = strip_ids(table["image_id"].tolist(), table["_line"].tolist(), csv)
     dup = table["image_id"][table["image_id"].duplicated()].unique()
     if len(dup):
         raise DataError(f"duplicate image_id {', '.join(dup[:5])}", path=csv, fix="list every image once")
     if (table["image_id"] == "").any():
-        line = _line_numbers(csv, len(table))[int(np.flatnonzero(table["image_id"].to_numpy() == "")[0])]
+        line = table.loc[table["image_id"] == "", "_line"].iloc[0]
         raise DataError(f"line {line}: empty image_id", path=csv, fix="fill in or remove that row")
-    table["_line"] = _line_numbers(csv, len(table))
     if label_column in table.columns:
         empty = table[table[label_column].str.strip() == ""]
         if len(empty) and len(empty) < len(table):  # all empty: unlabelled (segmentation-only) data

@@ -45,6 +45,7 @@ official header is read here, any other CSV by the generic reader.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import Mapping
@@ -52,6 +53,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from skinbench.csvfile import ID_HEADERS, read_text, row_lines, strip_ids
 from skinbench.data import isic2016
 from skinbench.errors import DataError
 
@@ -64,7 +66,10 @@ ONEHOT_COLUMNS = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AKIEC": "akiec", "AK"
 ISIC2020_DIAGNOSIS = {"melanoma": "mel", "nevus": "nv", "seborrheic keratosis": "sk", "lentigo nos": "lentigo",
                       "solar lentigo": "lentigo", "lichenoid keratosis": "bkl", "cafe-au-lait macule": "unk",
                       "atypical melanocytic proliferation": "unk", "unknown": "unk"}
-ID_COLUMNS = ("image_id", "image", "image_name", "isic_id")
+#: ISIC 2017 Part 3 column (lower case) -> code (both 0: a naevus)
+ISIC2017_COLUMNS = {"melanoma": "mel", "seborrheic_keratosis": "sk"}
+#: ISIC 2018 Task 3 column order (HAM10000's seven dx codes, upper case)
+ISIC2018_TASK3_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 
 #: ground-truth CSV of an official ISIC classification release, as downloaded -> its image folder(s) as the
 #: release's zip unzips (the ISIC 2018 ground truths unzip into a folder of the same name; ISIC 2020's
@@ -118,6 +123,12 @@ def resolve_mapping(task: str, mapping: Mapping[str, str] | str | None = None) -
                             fix=f"use default or one of: {', '.join(NAMED_MAPPINGS)}")
         return mapping, dict(NAMED_MAPPINGS[mapping])
     return "custom", dict(mapping)
+
+
+def column_code(header: str) -> str | None:
+    """The diagnosis code an official ISIC CSV column stands for (``melanoma`` and ``MEL`` -> ``mel``), or None."""
+    name = header.strip()
+    return ISIC2017_COLUMNS.get(name.lower()) or ONEHOT_COLUMNS.get(name.upper())
 
 
 def describe_mapping(codes: Mapping[str, str]) -> str:
@@ -217,13 +228,8 @@ def format_mapping(fmt: str, task: str, mapping: Mapping[str, str] | str | None,
 
 
 def _header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="") as fh:
-            return [h.strip() for h in next(csv.reader(fh), [])]
-    except FileNotFoundError:
-        raise DataError("ground-truth CSV not found", path=path, fix="check the path") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read the ground-truth CSV ({err})", path=path, fix="download it again") from None
+    rows = csv.reader(io.StringIO(read_text(path, "ground-truth CSV")))
+    return [h.strip() for h in next((r for r in rows if r), [])]
 
 
 def detect_format(header: list[str]) -> str | None:
@@ -232,9 +238,9 @@ def detect_format(header: list[str]) -> str | None:
     lower = [h.lower() for h in header]
     if len(lower) == 2 and isic2016.ID_PATTERN.match(header[0]) and lower[1] in isic2016.LABELS:
         return "isic2016"
-    if not lower or lower[0] not in ID_COLUMNS:
+    if not lower or lower[0] not in ID_HEADERS:
         return None
-    if {"melanoma", "seborrheic_keratosis"} <= set(lower):
+    if set(ISIC2017_COLUMNS) <= set(lower):
         return "isic2017"
     if "target" in lower and "diagnosis" in lower:
         return "isic2020"
@@ -244,12 +250,12 @@ def detect_format(header: list[str]) -> str | None:
     return None
 
 
-def _numbers(table: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
+def _numbers(table: pd.DataFrame, columns: list[str], path: Path, lines: list[int]) -> np.ndarray:
     try:
         values = table[columns].astype(float).to_numpy()
     except ValueError:
-        bad = next(i for i, row in table[columns].iterrows() if not _all_float(row))
-        raise DataError(f"line {bad + 2}: non-numeric value in {columns}", path=path,
+        bad = next(k for k, (_, row) in enumerate(table[columns].iterrows()) if not _all_float(row))
+        raise DataError(f"line {lines[bad]}: non-numeric value in {columns}", path=path,
                         fix="the official files hold 0/1 (or 0.0/1.0) in these columns") from None
     return values
 
@@ -274,38 +280,39 @@ def read_ground_truth(path: str | os.PathLike) -> pd.DataFrame:
     if fmt == "isic2016":  # no header, labels not diagnoses: the registered adapter's reader
         rows = isic2016.read_ground_truth(path)
         return pd.DataFrame({"image_id": rows["image_id"], "dx": rows["label"], "_line": np.arange(len(rows)) + 1})
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    text = read_text(path, "ground-truth CSV")
+    table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     table.columns = [c.strip() for c in table.columns]
-    id_col = table.columns[0]
-    ids = table[id_col].str.strip()
+    lines = row_lines(text, len(table))
+    ids = pd.Series(strip_ids(table[table.columns[0]].tolist(), lines, path), index=table.index)
     if (ids == "").any():
-        raise DataError(f"line {int(np.flatnonzero(ids == '')[0]) + 2}: empty image id", path=path,
+        raise DataError(f"line {lines[int(np.flatnonzero(ids == '')[0])]}: empty image id", path=path,
                         fix="every row needs an image id")
     dupes = ids[ids.duplicated()]
     if len(dupes):
         raise DataError(f"image id {dupes.iloc[0]} appears more than once", path=path, fix="keep one row per image")
     cols = {c.lower(): c for c in table.columns}
     if fmt == "isic2017":
-        flags = _numbers(table, [cols["melanoma"], cols["seborrheic_keratosis"]], path)
+        flags = _numbers(table, [cols[c] for c in ISIC2017_COLUMNS], path, lines)
         both = np.flatnonzero((flags > 0.5).all(axis=1))
         if len(both):
-            raise DataError(f"line {both[0] + 2}: both melanoma and seborrheic_keratosis are 1", path=path,
+            raise DataError(f"line {lines[both[0]]}: both melanoma and seborrheic_keratosis are 1", path=path,
                             fix="each image has one diagnosis")
         dx = np.where(flags[:, 0] > 0.5, "mel", np.where(flags[:, 1] > 0.5, "sk", "nv"))
     elif fmt == "onehot":
         classes = [c for c in table.columns[1:] if c.upper() in ONEHOT_COLUMNS]
-        values = _numbers(table, classes, path)
+        values = _numbers(table, classes, path, lines)
         hot = (values > 0.5).sum(axis=1)
         bad = np.flatnonzero(hot != 1)
         if len(bad):
-            raise DataError(f"line {bad[0] + 2}: {hot[bad[0]]} diagnosis columns are 1 (one-hot needs exactly one)",
+            raise DataError(f"line {lines[bad[0]]}: {hot[bad[0]]} diagnosis columns are 1 (one-hot needs exactly one)",
                             path=path, fix="each row of a one-hot ground truth has a single 1")
         dx = np.array([ONEHOT_COLUMNS[classes[i].upper()] for i in values.argmax(axis=1)])
     else:  # isic2020
-        target = _numbers(table, [cols["target"]], path)[:, 0]
-        text = table[cols["diagnosis"]].str.strip().str.lower()
-        dx = np.where(target > 0.5, "mel", text.map(lambda t: ISIC2020_DIAGNOSIS.get(t, "unk")).to_numpy())
-    return pd.DataFrame({"image_id": ids.to_numpy(), "dx": dx, "_line": np.arange(len(table)) + 2})
+        target = _numbers(table, [cols["target"]], path, lines)[:, 0]
+        diagnosis = table[cols["diagnosis"]].str.strip().str.lower()
+        dx = np.where(target > 0.5, "mel", diagnosis.map(lambda t: ISIC2020_DIAGNOSIS.get(t, "unk")).to_numpy())
+    return pd.DataFrame({"image_id": ids.to_numpy(), "dx": dx, "_line": lines})
 
 
 def to_task_labels(truth: pd.DataFrame, task: str, mapping: Mapping[str, str] | None = None

@@ -19,11 +19,9 @@ import cv2
 import numpy as np
 
 from skinbench.cache import atomic_write_bytes
+from skinbench.data.isic_csv import ISIC2018_TASK3_COLUMNS
 from skinbench.errors import ConfigError
 from skinbench.results.records import RunRecord
-
-#: ISIC 2018 Task 3 column order; our class names are the lowercase HAM10000 dx codes
-ISIC2018_TASK3_COLUMNS = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 
 
 def _csv_bytes(rows: list[list], header: Sequence[str] | None) -> bytes:
@@ -109,15 +107,22 @@ def write_mask_png(folder: str | os.PathLike, image_id: str, mask: np.ndarray, t
     return path
 
 
-def write_classification_csv(folder: str | os.PathLike, task: str, image_ids: Sequence[str], scores: np.ndarray,
-                             class_names: Sequence[str], stem: str | None = None) -> list[Path]:
+def submission_stem(task: str, dataset: str, approach: str) -> str:
+    """``<task>__<dataset>__<approach>``: the start of a run's submission file names. The dataset is in
+    the name because the files hold that dataset's test images: a task1 run on generic data is not an
+    ISIC 2016 submission, whatever format suffix its files have."""
+    return "__".join((task, dataset, approach))
+
+
+def write_classification_csv(folder: str | os.PathLike, image_ids: Sequence[str], scores: np.ndarray,
+                             class_names: Sequence[str], stem: str) -> list[Path]:
     """The official CSVs of one classification run under ``folder``; returns the files written.
 
     Always the scorer-format file (``<stem>_scorer.csv``); binary runs also get the ISIC 2016 Part 3
     no-header file (``<stem>_isic2016_part3.csv``), and runs on HAM10000's seven classes the ISIC 2018
-    Task 3 file (``<stem>_isic2018_task3.csv``). ``stem`` defaults to the task name.
+    Task 3 file (``<stem>_isic2018_task3.csv``). ``stem``: :func:`submission_stem` of the run.
     """
-    folder, stem = Path(folder), stem or task
+    folder = Path(folder)
     scores = np.asarray(scores, dtype=float)
     if scores.ndim == 1:
         scores = np.stack([1 - scores, scores], axis=1)
@@ -131,12 +136,12 @@ def write_classification_csv(folder: str | os.PathLike, task: str, image_ids: Se
 
 
 def write_record_submission(record: RunRecord, folder: str | os.PathLike) -> list[Path]:
-    """:func:`write_classification_csv` from a stored classification record (stem task__dataset__approach).
+    """:func:`write_classification_csv` from a stored classification record (named as its run named them).
 
     Segmentation records hold only per-image counts: their masks are written at predict time
     (``python -m skinbench predict`` / ``run --predictions``) with :func:`write_mask_png`.
     """
     ids, _, scores = record.prediction_arrays()
     names = record.class_names or [f"class_{i}" for i in range(scores.shape[1])]
-    stem = "__".join((record.task, record.dataset, record.approach))
-    return write_classification_csv(folder, record.task, ids, scores, names, stem=stem)
+    return write_classification_csv(folder, ids, scores, names, submission_stem(record.task, record.dataset,
+                                                                                record.approach))
