@@ -317,8 +317,9 @@ def _run_point(point: Point, scratch: Path, data_root: str | None, dataset_kwarg
     from skinbench import runner
     from skinbench.results.records import RunRecord
 
+    kwargs = dataset_kwargs_for(point.spec.task, point.spec.dataset_name, dataset_kwargs)
     paths = runner.execute(point.spec, data_root=data_root, results_root=scratch, command=command,
-                           dataset_kwargs=dict(dataset_kwargs or {}))
+                           dataset_kwargs=kwargs)
     records = {Path(p).resolve() for p in paths}
     for path in sorted(p for p in scratch.rglob("*") if p.is_file()):
         rel = path.relative_to(scratch).as_posix()
@@ -328,21 +329,23 @@ def _run_point(point: Point, scratch: Path, data_root: str | None, dataset_kwarg
             result.files.append((rel, path.read_bytes()))
 
 
-def validation_key(spec: RunSpec, manifest_digest: str) -> tuple[str, dict[str, Any]]:
-    """Run key of a validation point: the run's key inputs plus how the validation split is made."""
+def validation_key(spec: RunSpec, data: Any) -> tuple[str, dict[str, Any]]:
+    """Run key of a validation point: the run's key inputs plus how the validation split is made.
+    ``data``: the loaded Dataset or its :class:`DataRef` (a generic folder's classes enter the key)."""
     from skinbench import provenance
 
-    inputs = {**provenance.key_inputs(spec, manifest_digest), "work": "validation",
+    inputs = {**provenance.dataset_key_inputs(spec, data), "work": "validation",
               "validation_fraction": VALIDATION_FRACTION}
     return provenance.run_key(inputs), inputs
 
 
-def validation_path(spec: RunSpec) -> str:
-    """Where a validation point's row lands, relative to the point's folder."""
+def validation_path(spec: RunSpec, data: Any) -> str:
+    """Where a validation point's row lands, relative to the point's folder: under the data's folder
+    name (``data_slug`` of the Dataset or its :class:`DataRef`, the name its run records use)."""
     from skinbench.cache import make_key
 
     suffix = f"__seed{spec.seed}" if spec.seed else ""
-    return f"{spec.task}/{spec.dataset_name}/{spec.approach}__{make_key(dict(spec.params), spec.limit)[:8]}{suffix}.json"
+    return f"{spec.task}/{data.data_slug}/{spec.approach}__{make_key(dict(spec.params), spec.limit)[:8]}{suffix}.json"
 
 
 def _validation_point(point: Point, data_root: str | None,
@@ -370,7 +373,7 @@ def _validation_point(point: Point, data_root: str | None,
     est.fit(X[fit_idx], y[fit_idx], groups[fit_idx])
     proba = est.predict_proba(X[val_idx])
     seconds = time.perf_counter() - start
-    key, inputs = validation_key(spec, ds.manifest_digest)
+    key, inputs = validation_key(spec, ds)
     row = {"task": spec.task, "dataset": dataset, "approach": spec.approach, "seed": spec.seed,
            "params": dict(spec.params), "label": point.label, "limit": spec.limit,
            "scores": classification_scores(y[val_idx], runner._full_columns(
@@ -379,7 +382,7 @@ def _validation_point(point: Point, data_root: str | None,
            "split": {"n_fit": len(fit_idx), "n_val": len(val_idx), "manifest_digest": ds.manifest_digest,
                      "how": f"{VALIDATION_FRACTION:.0%} lesion-aware stratified validation split of the training set"},
            "run_key": key, "key_inputs": inputs, **environment()}
-    return validation_path(spec), (json.dumps(_clean(row), indent=1, sort_keys=True) + "\n").encode()
+    return validation_path(spec, ds), (json.dumps(_clean(row), indent=1, sort_keys=True) + "\n").encode()
 
 
 def _worker_name() -> str:
@@ -446,61 +449,87 @@ class Summary:
         return "\n".join(self.lines())
 
 
+@dataclass(frozen=True)
+class DataRef:
+    """What a point's currency check needs of its data, small enough to come back from a worker.
+
+    ``data_slug`` is the loaded Dataset's own (:attr:`skinbench.data.base.Dataset.data_slug`, the name
+    the runner files records under: ``generic-<folder>-<digest8>`` for a user's folder), so the check
+    looks where the writer wrote; ``class_names`` because a generic folder's class order enters the
+    run key. :func:`skinbench.provenance.check` takes it in place of the Dataset.
+    """
+
+    name: str
+    manifest_digest: str
+    class_names: tuple[str, ...]
+    data_slug: str
+
+    @classmethod
+    def of(cls, ds: Any) -> "DataRef":
+        return cls(ds.name, ds.manifest_digest, tuple(ds.class_names), ds.data_slug)
+
+
 class _Digests:
-    """Manifest digests per (dataset, adapter kwargs), computed locally when the data is here."""
+    """The :class:`DataRef` of each (dataset, adapter kwargs), computed locally when the data is here."""
 
     def __init__(self, data_root: str | None, dataset_kwargs: Mapping[str, Any] | None):
         self.data_root, self.dataset_kwargs = data_root, dict(dataset_kwargs or {})
-        self.known: dict[str, str] = {}
-
-    def kwargs(self, spec: RunSpec) -> dict[str, Any]:
-        return {**info.task(spec.task).dataset_kwargs.get(spec.dataset_name, {}), **self.dataset_kwargs}
+        self.known: dict[str, DataRef] = {}
 
     def key(self, spec: RunSpec) -> str:
-        return json.dumps([spec.dataset_name, self.kwargs(spec)], sort_keys=True, default=str)
+        kwargs = dataset_kwargs_for(spec.task, spec.dataset_name, self.dataset_kwargs)
+        return json.dumps([spec.dataset_name, kwargs], sort_keys=True, default=str)
 
-    def local(self, spec: RunSpec) -> str | None:
+    def local(self, spec: RunSpec) -> DataRef | None:
         key = self.key(spec)
         if key not in self.known:
             try:
-                self.known[key] = _load(spec.dataset_name, spec.task, self.data_root, self.dataset_kwargs).manifest_digest
+                self.known[key] = DataRef.of(_load(spec.dataset_name, spec.task, self.data_root, self.dataset_kwargs))
             except DataError:
                 return None
         return self.known[key]
 
-    def remote(self, client: Any, spec: RunSpec) -> str:
+    def remote(self, client: Any, spec: RunSpec) -> DataRef:
         key = self.key(spec)
         if key not in self.known:
-            self.known[key] = client.submit(_remote_digest, spec.dataset_name, spec.task, self.data_root,
+            self.known[key] = client.submit(_remote_ref, spec.dataset_name, spec.task, self.data_root,
                                             self.dataset_kwargs, pure=False).result()
         return self.known[key]
+
+
+def dataset_kwargs_for(task: str, dataset: str, dataset_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Adapter kwargs of a point's data: the task's registered ones, the sweep's, and for a user's generic
+    folder the task (an official ISIC ground truth maps its diagnoses to the task's classes, as ``run``
+    passes it)."""
+    task_kwargs = {"task": task} if dataset == "generic" else {}
+    return {**info.task(task).dataset_kwargs.get(dataset, {}), **task_kwargs, **dict(dataset_kwargs or {})}
 
 
 def _load(dataset: str, task: str, data_root: str | None, dataset_kwargs: Mapping[str, Any] | None) -> Any:
     from skinbench.data import load_dataset
 
-    kwargs = {**info.task(task).dataset_kwargs.get(dataset, {}), **dict(dataset_kwargs or {})}
-    return load_dataset(dataset, data_root, **kwargs)
+    return load_dataset(dataset, data_root, **dataset_kwargs_for(task, dataset, dataset_kwargs))
 
 
-def _remote_digest(dataset: str, task: str, data_root: str | None, dataset_kwargs: Mapping[str, Any]) -> str:
-    return _load(dataset, task, data_root, dataset_kwargs).manifest_digest
+def _remote_ref(dataset: str, task: str, data_root: str | None, dataset_kwargs: Mapping[str, Any]) -> DataRef:
+    return DataRef.of(_load(dataset, task, data_root, dataset_kwargs))
 
 
-def point_status(point: Point, root: Path, digest: str) -> tuple[bool, list[str], list[Path]]:
-    """(current, reasons, output paths) of one point under the results root."""
+def point_status(point: Point, root: Path, data: DataRef) -> tuple[bool, list[str], list[Path]]:
+    """(current, reasons, output paths) of one point under the results root. ``data``: its
+    :class:`DataRef` (or the loaded Dataset), which names the records' data folder as the runner does."""
     from skinbench import provenance
 
     base = root / point.out if point.out else root
     if point.work == "validation":
-        path = base / validation_path(point.spec)
-        key, _ = validation_key(point.spec, digest)
+        path = base / validation_path(point.spec, data)
+        key, _ = validation_key(point.spec, data)
         try:
             stored = json.loads(path.read_text()).get("run_key")
         except (OSError, ValueError):
             return False, [f"no row at {path}"], [path]
         return stored == key, ([] if stored == key else ["run key differs"]), [path]
-    currency = provenance.check(point.spec, base, digest)
+    currency = provenance.check(point.spec, base, data)
     return currency.current, currency.reasons, list(currency.paths)
 
 
@@ -618,8 +647,8 @@ def run_sweep(points: Sequence[Point], results_root: str | os.PathLike, *, worke
     summary = Summary(total=len(points))
     digests = _Digests(data_root, dataset_kwargs)
 
-    def classify(point: Point, digest: str) -> bool:
-        current, reasons, paths = point_status(point, root, digest)
+    def classify(point: Point, data: DataRef) -> bool:
+        current, reasons, paths = point_status(point, root, data)
         summary.outputs[point.id] = paths
         if current and force:
             current, reasons = False, ["--force"]
@@ -650,7 +679,9 @@ def run_sweep(points: Sequence[Point], results_root: str | os.PathLike, *, worke
         problem = check_data_root(data_root, datasets)
         if problem:
             raise DataError(f"data not reachable: {problem}", fix="pass --data-root or set $SKINBENCH_DATA")
-        pending += [p for p in unknown if classify(p, digests.local(p.spec) or "")]
+        for p in unknown:  # the data is here (checked above) but does not load: the point reports why
+            summary.reasons[p.id] = ["data not readable here"]
+        pending += unknown
         _run_local(pending, root, work_fn, data_root, dataset_kwargs, command, summary, progress)
     elif engine == "dask":
         with _client(workers, threads, scheduler, retries) as client:
@@ -890,9 +921,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         validate_points(points)
         digests = _Digests(run.get("data_root"), run.get("dataset_kwargs"))
         for p in points:
-            digest = digests.local(p.spec)
-            state = "unknown (data not here)" if digest is None else \
-                ("current" if point_status(p, root, digest)[0] else "to run")
+            data = digests.local(p.spec)
+            state = "unknown (data not here)" if data is None else \
+                ("current" if point_status(p, root, data)[0] else "to run")
             print(f"{p.id}\t{state}")
         return 0
     workers = run.get("workers")

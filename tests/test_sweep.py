@@ -228,3 +228,39 @@ def test_every_record_says_what_its_fit_chose(tmp_path):
     (path,) = runner.execute(spec, results_root=tmp_path, dataset_kwargs={"n_images": 48})
     fit = RunRecord.from_file(path).extras["fit"]
     assert len(fit["best_params"]) == 2 and 0.0 <= fit["val_selection_score"] <= 1.0
+
+# ----------------------------------------------------------------------------------- from the command line
+
+def sweep_cli(*args: str, results: Path) -> int:
+    from skinbench import cli
+
+    return cli.main(["sweep", *args, "--workers", "0", "--n-boot", "20", "--results", str(results)])
+
+
+def test_sweep_on_a_generic_folder_resumes(tmp_path, capsys):
+    """Records of a user's folder land under its data slug (generic-<folder>-<digest>); the currency check
+    looks there too, so --dry-run says current after a sweep and a rerun fits nothing."""
+    from skinbench.data import synthetic
+
+    folder = tmp_path / "my lesions"
+    synthetic.generate(folder, n_images=40, seed=0)
+    args = ["task1", "-a", "majority", "stratified", "-g", "strategy=prior,uniform", "--dataset", "generic",
+            "--data-root", str(folder), "--no-render"]
+    assert sweep_cli(*args, results=tmp_path / "r") == 0
+    records = sorted(p.relative_to(tmp_path / "r").as_posix() for p in (tmp_path / "r").rglob("*.json"))
+    assert len(records) == 4 and all("/generic-my-lesions-" in r for r in records), records
+    capsys.readouterr()
+    assert sweep_cli(*args, "--dry-run", results=tmp_path / "r") == 0
+    states = [line.rsplit("\t", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert states == ["current"] * 4
+    before = all_files(tmp_path / "r")
+    assert sweep_cli(*args, results=tmp_path / "r") == 0
+    assert "4 points: 0 run, 4 current (kept)" in capsys.readouterr().err
+    assert all_files(tmp_path / "r") == before
+
+
+def test_the_currency_check_never_looks_for_a_generic_folder_by_name(tmp_path):
+    from skinbench import provenance
+
+    with pytest.raises(ValueError, match="data slug"):
+        provenance.check(RunSpec("task1", "majority", "generic"), tmp_path, "0" * 64)
