@@ -193,23 +193,13 @@ def approach_params(task: str, names: Sequence[str], items: Sequence[str]) -> di
     """``-p`` items checked against each approach's signature and typed: ``{approach: params}``.
 
     With several approaches a parameter goes to those that take it; one that none takes is an error
-    (named with the first approach's parameters), as is a value of the wrong type.
+    (with a did-you-mean), as is a value of the wrong type (:func:`skinbench.params.params_for_approaches`,
+    which ``sweep`` uses too).
     """
-    from skinbench.params import approach_signature, parse_assignments, validate_params
+    from skinbench.params import params_for_approaches, parse_assignments
 
     raw = parse_assignments(list(items), example_param(names[0], task))
-    if len(names) == 1:
-        return {names[0]: validate_params(names[0], task, raw)}
-    out: dict[str, dict[str, Any]] = {}
-    taken: set[str] = set()
-    for name in names:
-        sig = approach_signature(name)
-        mine = {k: v for k, v in raw.items() if k in sig}
-        taken |= set(mine)
-        out[name] = validate_params(name, task, mine)
-    unused = [k for k in raw if k not in taken]
-    if unused:
-        validate_params(names[0], task, {unused[0]: raw[unused[0]]})  # raises, naming the parameters
+    out = params_for_approaches(names, task, raw)  # one reading of -p for run and sweep
     for key in raw:
         skipped = [n for n in names if key not in out[n]]
         if skipped:

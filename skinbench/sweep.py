@@ -36,11 +36,11 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from skinbench import info
+from skinbench import params as params_
 from skinbench.errors import ConfigError, DataError, SkinbenchError
 from skinbench.provenance import RunSpec
 
@@ -85,9 +85,10 @@ class SweepConfig:
     tasks: list[str]
     approaches: list[str]
     seeds: list[int] = field(default_factory=lambda: [0])
-    #: ``{name: [values]}``: every combination is one point (per task, approach, seed)
+    #: ``{name: [values]}``: every combination is one point (per task, approach, seed); values are typed
+    #: per approach as ``-p`` values are (:func:`skinbench.params.validate_params`: text or typed)
     grid: dict[str, list[Any]] = field(default_factory=dict)
-    #: fixed parameter overrides for every point
+    #: fixed parameter overrides for every point that takes them
     params: dict[str, Any] = field(default_factory=dict)
     #: one point per target (segmentation) instead of one point doing every target of the task
     targets: list[str] | None = None
@@ -108,38 +109,42 @@ class SweepConfig:
         for t in self.tasks:
             info.task(t)
         names = self._approaches()
+        pairs = [(task, approach) for task in self.tasks
+                 for approach in (names if names != ["all"] else info.approaches_for(task))
+                 if task in info.approach(approach).tasks]
+        # every name and value is checked before any point exists, as `run -p` checks them
+        every = sorted({a for _, a in pairs})
+        params_.check_names(every, self.tasks[0] if self.tasks else None, self.params)
+        params_.check_names(every, self.tasks[0] if self.tasks else None,
+                            {k: (v[0] if v else "") for k, v in self.grid.items()}, option="-g")
+        for key, values in self.grid.items():
+            if not values:
+                raise ConfigError(f"grid axis {key!r} has no values", fix=f"write e.g. -g {key}=V1,V2")
         keys = sorted(self.grid)
         combos = [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))] or [{}]
         out: list[Point] = []
-        used: set[str] = set()
-        for task in self.tasks:
-            for approach in (names if names != ["all"] else info.approaches_for(task)):
-                if task not in info.approach(approach).tasks:
-                    continue
-                targets = self.targets or [None]
-                accepted = accepted_params(approach)
-                used |= accepted
-                # a parameter applies to the approaches that have it (baselines beside a BoVW grid run once)
-                mine = list({json.dumps({k: v for k, v in c.items() if k in accepted}, sort_keys=True): {
-                    k: v for k, v in c.items() if k in accepted} for c in combos}.values())
-                fixed = {k: v for k, v in self.params.items() if k in accepted}
-                for combo, seed, target in itertools.product(mine, self.seeds, targets):
-                    params = {**fixed, **combo}
-                    spec = RunSpec(task, approach, self.dataset, int(seed), params, target, self.limit, self.n_boot)
-                    label = point_label(params)
-                    fields_ = {"name": self.name, "label": label, "task": task, "approach": approach,
-                               "seed": seed, **{k: _slug(v) for k, v in combo.items()}}
-                    template = self.out if self.out is not None else ("sweeps/{name}/{label}" if params else "")
-                    try:
-                        folder = template.format(**fields_)
-                    except (KeyError, IndexError) as err:
-                        raise ConfigError(f"output template {template!r} names an unknown field {err}",
-                                          fix=f"use fields: {', '.join(fields_)}") from None
-                    out.append(Point(spec, self.work, _safe_folder(folder), label or approach))
-        unused = sorted((set(self.grid) | set(self.params)) - used)
-        if unused:
-            raise ConfigError(f"no approach of the sweep has the parameter(s) {unused}",
-                              fix="see `python -m skinbench list APPROACH` for an approach's parameters")
+        for task, approach in pairs:
+            targets = self.targets or [None]
+            sig = params_.approach_signature(approach)
+            # a parameter applies to the approaches that have it (baselines beside a BoVW grid run once);
+            # values are typed per approach (`-g C_grid=1,10` is two points, [1.0] and [10.0])
+            mine = list({json.dumps(c, sort_keys=True, default=str): c for c in (
+                params_.validate_params(approach, task, {k: v for k, v in c.items() if k in sig}, option="-g")
+                for c in combos)}.values())
+            fixed = params_.validate_params(approach, task, {k: v for k, v in self.params.items() if k in sig})
+            for combo, seed, target in itertools.product(mine, self.seeds, targets):
+                params = {**fixed, **combo}
+                spec = RunSpec(task, approach, self.dataset, int(seed), params, target, self.limit, self.n_boot)
+                label = point_label(params)
+                fields_ = {"name": self.name, "label": label, "task": task, "approach": approach,
+                           "seed": seed, **{k: _slug(v) for k, v in combo.items()}}
+                template = self.out if self.out is not None else ("sweeps/{name}/{label}" if params else "")
+                try:
+                    folder = template.format(**fields_)
+                except (KeyError, IndexError) as err:
+                    raise ConfigError(f"output template {template!r} names an unknown field {err}",
+                                      fix=f"use fields: {', '.join(fields_)}") from None
+                out.append(Point(spec, self.work, _safe_folder(folder), label or approach))
         if not out:
             raise ConfigError("the sweep has no points (no approach does any of its tasks)",
                               fix="see `python -m skinbench list` for which approach does which task")
@@ -162,22 +167,6 @@ class SweepConfig:
         return list(self.approaches)
 
 
-@lru_cache(maxsize=None)
-def accepted_params(approach: str) -> frozenset[str]:
-    """The constructor parameters of an approach's estimator (imports its module, TensorFlow's start-up
-    banners filtered as the CLI does)."""
-    import importlib
-    import inspect
-
-    from skinbench import quiet
-
-    quiet.install()
-
-    module, cls = info.approach(approach).estimator.split(":")
-    signature = inspect.signature(getattr(importlib.import_module(module), cls).__init__)
-    return frozenset(p for p in signature.parameters if p != "self")
-
-
 def point_label(params: Mapping[str, Any]) -> str:
     """``k=v,k=v`` of a point's parameters (sorted): its folder name and table label."""
     return ",".join(f"{k}={_slug(v)}" for k, v in sorted(params.items()))
@@ -196,28 +185,16 @@ def _safe_folder(folder: str) -> str:
     return "/".join(parts)
 
 
-def parse_value(text: str) -> Any:
-    """A parameter value: JSON when it parses (numbers, true/false, lists), else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
-    """``-g key=v1,v2`` items -> ``{key: [v1, v2]}`` (``-g x=[1,2],[3,4]`` gives two list values)."""
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--grid {item!r} is not KEY=V1,V2,...", fix="write e.g. -g n_words=100,300")
-        key, values = item.split("=", 1)
-        try:
-            parsed = json.loads(f"[{values}]")
-        except json.JSONDecodeError:
-            parsed = [parse_value(v) for v in values.split(",")]
-        if not key or not parsed:
-            raise ConfigError(f"--grid {item!r} names no key or no values", fix="write e.g. -g n_words=100,300")
-        grid[key] = parsed
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    """``-g key=v1,v2`` items -> ``{key: ["v1", "v2"]}`` as text (``-g x=[1,2],[3,4]`` gives two list
+    values). The text is typed per approach by :func:`skinbench.params.validate_params` when the points
+    are made, exactly as a ``-p`` value is (:func:`skinbench.params.parse_assignments`)."""
+    grid: dict[str, list[str]] = {}
+    for key, text in params_.parse_assignments(list(items), example="-g n_words=100,300").items():
+        values = params_.split_values(text)
+        if any(v == "" for v in values):
+            raise ConfigError(f"-g {key}={text} has an empty value", fix="write e.g. -g n_words=100,300")
+        grid[key] = values
     return grid
 
 
@@ -539,10 +516,7 @@ def validate_points(points: Sequence[Point]) -> None:
 
     for p in points:
         runner.resolve(p.spec.task, p.spec.approach, p.spec.dataset)
-        unknown = sorted(set(p.spec.params or {}) - accepted_params(p.spec.approach))
-        if unknown:
-            raise ConfigError(f"approach {p.spec.approach!r} has no parameter(s) {unknown}",
-                              fix=f"valid: {', '.join(sorted(accepted_params(p.spec.approach)))}")
+        params_.validate_params(p.spec.approach, p.spec.task, dict(p.spec.params or {}))  # read from source
         known = info.task(p.spec.task).known_targets()
         if p.spec.target and p.spec.target not in known:
             raise ConfigError(f"{p.spec.task} has no target {p.spec.target!r}",
@@ -862,9 +836,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, A
            "out": args.out, "targets": args.target}
     if args.grid:
         data["grid"] = {**data.get("grid", {}), **parse_grid(args.grid)}
-    if args.param:
-        data["params"] = {**data.get("params", {}),
-                          **{k: v[0] for k, v in parse_grid(args.param).items()}}
+    if args.param:  # the same reading of -p as `run` (text, typed per approach when the points are made)
+        data["params"] = {**data.get("params", {}), **params_.parse_assignments(args.param)}
     data.update({k: v for k, v in cli.items() if v is not None})
     if not data.get("tasks"):
         raise ConfigError("a sweep needs at least one task", fix="pass TASK... or tasks = [...] in --config")
@@ -888,8 +861,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--approach", "-a", nargs="+", action="extend", help="approach names, or 'all'")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
     p.add_argument("--grid", "-g", action="append", default=[], metavar="KEY=V1,V2",
-                   help="a parameter grid axis (repeatable; every combination is a point)")
-    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="a fixed override")
+                   help="a parameter grid axis (repeatable; every combination is a point; each value is read "
+                        "as a -p value: -g C_grid=[1,10],[0.1,1] is two points)")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="a fixed override, read as `run -p` reads it (-p C_grid=1,10 is the list [1.0, 10.0])")
     p.add_argument("--target", nargs="+", help="one point per segmentation target")
     p.add_argument("--config", help="a TOML file with the same settings (command-line values win)")
     p.add_argument("--name", help="sweep name: grid points land in <results>/sweeps/<name>/<k=v,...>/")
