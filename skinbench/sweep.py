@@ -61,8 +61,8 @@ class Point:
     """One unit of work: a run spec, what to do with it, and where (under the results root) it lands.
 
     ``out`` is a folder relative to the results root ("" = the root itself: the point's records are the
-    suite's ordinary rows). Points with parameter overrides land in their own folder, because a record's
-    path names task, dataset, approach, target and seed but not parameters.
+    suite's ordinary rows). Grid points land in their own folder, because a record's path names task,
+    dataset, approach, target and seed but not parameters (see :attr:`SweepConfig.out`).
     """
 
     spec: RunSpec
@@ -88,7 +88,7 @@ class SweepConfig:
     #: ``{name: [values]}``: every combination is one point (per task, approach, seed); values are typed
     #: per approach as ``-p`` values are (:func:`skinbench.params.validate_params`: text or typed)
     grid: dict[str, list[Any]] = field(default_factory=dict)
-    #: fixed parameter overrides for every point that takes them
+    #: fixed parameter overrides for every point that takes them (no grid: they are the point's params)
     params: dict[str, Any] = field(default_factory=dict)
     #: one point per target (segmentation) instead of one point doing every target of the task
     targets: list[str] | None = None
@@ -96,9 +96,12 @@ class SweepConfig:
     limit: int | None = None
     n_boot: int = 1000
     name: str = "sweep"
-    #: where points with parameters land, relative to the results root; ``str.format`` fields: name,
-    #: label (``k=v,...`` of the point's parameters), task, approach, seed and every grid key.
-    #: None: "" (the results root) for points without parameters, else "sweeps/{name}/{label}"
+    #: where points land, relative to the results root; ``str.format`` fields: name, label (``k=v,...`` of
+    #: the point's parameters, fixed and grid), task, approach, seed and every grid key. None (the rule):
+    #: a point with grid values lands in "sweeps/{name}/{label}" (one folder per grid point, which
+    #: ``table`` shows as a sweep table, one row per point); a point without grid values (no grid, or an
+    #: approach that has none of the grid's parameters) lands in the results root, as ``run`` with the
+    #: same ``-p`` values would file it: fixed ``-p`` values alone do not make a grid point.
     out: str | None = None
     work: str = "run"
 
@@ -138,7 +141,7 @@ class SweepConfig:
                 label = point_label(params)
                 fields_ = {"name": self.name, "label": label, "task": task, "approach": approach,
                            "seed": seed, **{k: _slug(v) for k, v in combo.items()}}
-                template = self.out if self.out is not None else ("sweeps/{name}/{label}" if params else "")
+                template = self.out if self.out is not None else ("sweeps/{name}/{label}" if combo else "")
                 try:
                     folder = template.format(**fields_)
                 except (KeyError, IndexError) as err:
@@ -864,10 +867,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="a parameter grid axis (repeatable; every combination is a point; each value is read "
                         "as a -p value: -g C_grid=[1,10],[0.1,1] is two points)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
-                   help="a fixed override, read as `run -p` reads it (-p C_grid=1,10 is the list [1.0, 10.0])")
+                   help="a fixed override, read as `run -p` reads it (-p C_grid=1,10 is the list [1.0, 10.0]); "
+                        "without a grid the point is filed in the results root, as `run -p` files it")
     p.add_argument("--target", nargs="+", help="one point per segmentation target")
     p.add_argument("--config", help="a TOML file with the same settings (command-line values win)")
-    p.add_argument("--name", help="sweep name: grid points land in <results>/sweeps/<name>/<k=v,...>/")
+    p.add_argument("--name", help="sweep name (default 'sweep'): grid points land in "
+                                  "<results>/sweeps/<name>/<k=v,...>/, tabulated in <results>/tables/sweeps/")
     p.add_argument("--out", help="output folder template for points (fields: name, label, task, approach, seed, grid keys)")
     p.add_argument("--workers", type=int, help=f"LocalCluster worker processes (default {default_workers()}; "
                                                "0: run in this process without Dask)")
@@ -907,12 +912,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         data_root=run.get("data_root"), dataset_kwargs=run.get("dataset_kwargs"),
                         command=getattr(args, "command_line", None) or None, engine="local" if workers == 0 and not run.get("scheduler") else "dask")
     print(summary, file=sys.stderr)
-    if summary.done and not args.no_render and any(not by.out for by in points):
+    if summary.done and not args.no_render:
+        from skinbench.cli import print_sweep_tables
         from skinbench.results.render import render_all
 
-        for path in render_all(root):
+        # the suite's tables when a point landed in the root; the sweep tables show the grid points
+        written = render_all(root, dashboard=any(not p.out for p in points), sweeps=True)
+        for path in written:
             if path.suffix == ".md" and path.name != "README.md":
                 print(f"table: {path}", file=sys.stderr)
+        print_sweep_tables(written, config.name)
     return 0 if summary.ok else 1
 
 

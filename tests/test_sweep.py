@@ -289,6 +289,32 @@ def test_grid_values_are_checked_before_any_work(tmp_path, capsys, grid, needle,
     assert not results.exists(), "nothing ran, not even the good point"
 
 
+def test_fixed_params_are_filed_as_run_files_them_and_grid_points_get_a_sweep_table(tmp_path, capsys):
+    from skinbench import cli
+
+    results = tmp_path / "r"
+    # a grid-only sweep: `table` shows its points (one row each, with the parameter), not "no records"
+    assert sweep_cli("task1", "-a", "majority", "-g", "strategy=prior,uniform", "--dataset", "synthetic",
+                     "--limit", "24", "--name", "dummy", results=results) == 0
+    out = capsys.readouterr().out
+    assert "# sweep dummy: task1 / synthetic" in out
+    assert cli.main(["table", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| strategy=")]
+    assert len(rows) == 2 and "| prior " in rows[0] and "| uniform " in rows[1]
+    assert (results / "tables/sweeps/dummy__task1__synthetic.csv").is_file()
+    # a fixed -p without a grid is the point's own params: filed where `run -p` files it, a row of `table`
+    assert sweep_cli("task1", "-a", "stratified", "-p", "strategy=uniform", "--dataset", "synthetic",
+                     "--limit", "24", results=results) == 0
+    record = RunRecord.from_file(record_path("task1", "synthetic", "stratified", root=results))
+    assert record.key_inputs["params"]["strategy"] == "uniform"
+    assert not list((results / "sweeps").glob("sweep*"))
+    capsys.readouterr()
+    assert cli.main(["table", "task1", "--results", str(results)]) == 0
+    stratified = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("stratified"))
+    assert "not run" not in stratified
+
+
 @pytest.mark.parametrize("command", ["run", "sweep"])
 @pytest.mark.parametrize("item, expected", [
     ("C_grid=1,10", {"C_grid": [1.0, 10.0]}),
