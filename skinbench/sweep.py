@@ -873,7 +873,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--config", help="a TOML file with the same settings (command-line values win)")
     p.add_argument("--name", help="sweep name (default 'sweep'): grid points land in "
                                   "<results>/sweeps/<name>/<k=v,...>/, tabulated in <results>/tables/sweeps/")
-    p.add_argument("--out", help="output folder template for points (fields: name, label, task, approach, seed, grid keys)")
+    p.add_argument("--out", help="output folder template for points (fields: name, label, task, approach, seed, "
+                                 "grid keys; default: grid points in sweeps/{name}/{label}, others in the root)")
     p.add_argument("--workers", type=int, help=f"LocalCluster worker processes (default {default_workers()}; "
                                                "0: run in this process without Dask)")
     p.add_argument("--threads", type=int, help="threads per worker for TensorFlow/OpenCV/BLAS (default cores // workers)")

@@ -613,8 +613,8 @@ class SweepTable:
         return (self.primary, *(m for m in SWEEP_SECONDARY[self.kind] if m != self.primary and m in self.metrics))
 
     def columns(self) -> list[str]:
-        return ["point", "approach", "seed", *self.params, *(m + ("*" if m == self.primary else "") for m in self.shown),
-                "n_test", "fit s", "note"]
+        metrics = [m + ("*" if m == self.primary else "") for m in self.shown]
+        return ["point", "approach", "seed", *self.params, *metrics, "n_test", "fit s", "note"]
 
     def markdown_rows(self) -> list[list[str]]:
         out = []
@@ -622,8 +622,9 @@ class SweepTable:
             ok = row["status"] == "ok"
             metrics = [MISSING if not ok else fmt_value(row[m], (row[f"{m}_lo"], row[f"{m}_hi"]) if m == self.primary
                                                          else None) for m in self.shown]
-            out.append([row["point"], row["approach"], str(row["seed"]), *(row["params"].get(p, "") for p in self.params),
-                        *metrics, MISSING if row["n_test"] is None else str(row["n_test"]),
+            params = [row["params"].get(p, "") for p in self.params]
+            n_test = MISSING if row["n_test"] is None else str(row["n_test"])
+            out.append([row["point"], row["approach"], str(row["seed"]), *params, *metrics, n_test,
                         fmt_seconds(row["fit_s"]), row["note"]])
         return out
 
@@ -657,7 +658,8 @@ def build_sweep_tables(points: list[SweepPoint]) -> list[SweepTable]:
         keys = sorted({k for ps in params.values() for k in ps})
         varying = tuple(k for k in keys if len({_param_text(ps.get(k)) if k in ps else None
                                                 for ps in params.values()}) > 1)
-        header = " ".join([f"Sweep `{name}`: one row per grid point (its records in `{SWEEPS_DIR}/{name}/<point>/runs/`)"
+        header = " ".join([f"Sweep `{name}`: one row per grid point (its records in "
+                           f"`{SWEEPS_DIR}/{name}/<point>/runs/`)"
                            f"{'; parameters: those that differ between the rows' if varying else ''}.",
                            *header_tail(tname, dname, ok)])
         table = SweepTable(name, tname, dname, target or None, kind, header, SHOWN_METRICS[kind], varying)
