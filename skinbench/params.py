@@ -26,7 +26,7 @@ import inspect
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from skinbench import info
 from skinbench.errors import ConfigError
@@ -313,7 +313,7 @@ def _coerce(value: Any, kinds: frozenset[str], item_kinds: frozenset[str]) -> An
     raise _Bad()
 
 
-def _example(name: str, param: Param | None, ainfo: info.ApproachInfo, task: str | None) -> str:
+def _example(name: str, param: Param | None, ainfo: info.ApproachInfo, task: str | None, option: str = "-p") -> str:
     value = ainfo.params_for(task).get(name, param.default if param is not None else None)
     if value is None and param is not None:
         for kind in ("int", "float", "bool", "str", "seq", "dict"):
@@ -328,7 +328,7 @@ def _example(name: str, param: Param | None, ainfo: info.ApproachInfo, task: str
         text = json.dumps(list(value), separators=(",", ":"))
     else:
         text = json.dumps(value) if value is not None else "none"
-    return f"-p {name}={text}"
+    return f"{option} {name}={text}"
 
 
 def parse_assignments(items: list[str] | tuple[str, ...], example: str = "-p n_words=300") -> dict[str, str]:
@@ -344,12 +344,13 @@ def parse_assignments(items: list[str] | tuple[str, ...], example: str = "-p n_w
 
 
 def validate_params(approach_info: info.ApproachInfo | str, task: str | None,
-                    params: dict[str, Any] | None) -> dict[str, Any]:
+                    params: dict[str, Any] | None, option: str = "-p") -> dict[str, Any]:
     """User overrides checked against the estimator's signature and converted to its types.
 
     Returns a new dict (the overrides only, typed). Raises :class:`ConfigError` (one line: the parameter,
     the expected type, an example) for an unknown name or a value of the wrong type. Idempotent, so the
-    CLI and the runner may both call it.
+    CLI and the runner may both call it. ``option``: how the user wrote the value (``-p``, or a sweep's
+    ``-g`` grid axis), so the message quotes what they typed.
     """
     ainfo = info.approach(approach_info) if isinstance(approach_info, str) else approach_info
     sig = approach_signature(ainfo)
@@ -357,9 +358,8 @@ def validate_params(approach_info: info.ApproachInfo | str, task: str | None,
     for name, value in (params or {}).items():
         param = sig.get(name)
         if param is None:
-            close = [SYNONYMS[name]] if SYNONYMS.get(name) in sig else \
-                difflib.get_close_matches(name, list(sig), n=1, cutoff=0.8)
-            hint = f"did you mean {close[0]}? " if close else ""
+            close = _close_match(name, sig)
+            hint = f"did you mean {close}? " if close else ""
             shown = [p for p in sig if p not in ("cache_dir", "random_state")]
             raise ConfigError(f"approach {ainfo.name!r} has no parameter {name!r}",
                               fix=f"{hint}its parameters: {', '.join(shown)} (defaults and registered values: "
@@ -368,9 +368,60 @@ def validate_params(approach_info: info.ApproachInfo | str, task: str | None,
             out[name] = _coerce(value, param.kinds, param.item_kinds)
         except (_Bad, json.JSONDecodeError, TypeError, ValueError):
             shown = value if isinstance(value, str) else json.dumps(value, default=str)
-            raise ConfigError(f"-p {name}={shown}: parameter {name} of approach {ainfo.name!r} takes "
+            raise ConfigError(f"{option} {name}={shown}: parameter {name} of approach {ainfo.name!r} takes "
                               f"{param.describe()}, not {shown!r}",
-                              fix=f"e.g. {_example(name, param, ainfo, task)}") from None
+                              fix=f"e.g. {_example(name, param, ainfo, task, option)}") from None
+    return out
+
+
+def _close_match(name: str, sig: dict[str, Param]) -> str | None:
+    """The parameter a mistyped or synonymous ``name`` most likely means (None: no close one)."""
+    if SYNONYMS.get(name) in sig:
+        return SYNONYMS[name]
+    close = difflib.get_close_matches(name, list(sig), n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def check_names(approaches: Sequence[str], task: str | None, params: Mapping[str, Any],
+                option: str = "-p") -> None:
+    """Each name in ``params`` must be a parameter of at least one of ``approaches`` (overrides given once
+    for several approaches go to those that take them). The first that none takes is the ConfigError
+    :func:`validate_params` raises, for the approach with a close name if any (its did-you-mean)."""
+    sigs = {a: approach_signature(a) for a in approaches}
+    for name, value in params.items():
+        if not any(name in sig for sig in sigs.values()):
+            near = [a for a, sig in sigs.items() if _close_match(name, sig)]
+            validate_params((near or list(approaches))[0], task, {name: value}, option)
+
+
+def params_for_approaches(approaches: Sequence[str], task: str | None, params: Mapping[str, Any],
+                          option: str = "-p") -> dict[str, dict[str, Any]]:
+    """``{approach: typed overrides}``: overrides given once for several approaches (``run -a A B -p``,
+    a sweep's ``-p``/``-g``), each approach getting those its estimator takes, typed by
+    :func:`validate_params`; a name that none takes is an error (:func:`check_names`)."""
+    check_names(approaches, task, params, option)
+    return {a: validate_params(a, task, {k: v for k, v in params.items() if k in approach_signature(a)}, option)
+            for a in approaches}
+
+
+def split_values(text: str) -> list[str]:
+    """A grid axis' values as text: ``1,10`` -> ``["1", "10"]``, ``[1,2],[3]`` -> ``["[1,2]", "[3]"]``:
+    split on the commas outside brackets, braces and quotes. Each value is then typed like one ``-p``
+    value (:func:`validate_params`), so ``-g`` and ``-p`` read a value the same way."""
+    out, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            out.append(text[start:i].strip())
+            start = i + 1
+    out.append(text[start:].strip())
     return out
 
 

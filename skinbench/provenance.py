@@ -220,11 +220,14 @@ def check(spec: RunSpec, results_root: str | Path, manifest_digest: str | Any) -
     """Is every record of ``spec`` under ``results_root`` current? (The one currency check.)
 
     ``manifest_digest``: the data's digest (a registered dataset), or the loaded Dataset itself (any data,
-    a user's generic folder included: its records live under its data slug).
+    a user's generic folder included: its records live under its data slug, ``Dataset.data_slug``, the
+    one name the runner writes them under), or anything with the same attributes (``sweep.DataRef``).
     """
     from skinbench.results.records import read_record, record_path
 
     if isinstance(manifest_digest, str):
+        if spec.dataset_name == "generic":  # a digest alone cannot name the folder's records: never "generic/"
+            raise ValueError("a generic folder's records are filed under its data slug: pass the loaded Dataset")
         inputs, folder = key_inputs(spec, manifest_digest), spec.dataset_name
     else:
         inputs, folder = dataset_key_inputs(spec, manifest_digest), manifest_digest.data_slug

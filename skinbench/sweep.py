@@ -36,11 +36,11 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from skinbench import info
+from skinbench import params as params_
 from skinbench.errors import ConfigError, DataError, SkinbenchError
 from skinbench.provenance import RunSpec
 
@@ -61,8 +61,8 @@ class Point:
     """One unit of work: a run spec, what to do with it, and where (under the results root) it lands.
 
     ``out`` is a folder relative to the results root ("" = the root itself: the point's records are the
-    suite's ordinary rows). Points with parameter overrides land in their own folder, because a record's
-    path names task, dataset, approach, target and seed but not parameters.
+    suite's ordinary rows). Grid points land in their own folder, because a record's path names task,
+    dataset, approach, target and seed but not parameters (see :attr:`SweepConfig.out`).
     """
 
     spec: RunSpec
@@ -85,9 +85,10 @@ class SweepConfig:
     tasks: list[str]
     approaches: list[str]
     seeds: list[int] = field(default_factory=lambda: [0])
-    #: ``{name: [values]}``: every combination is one point (per task, approach, seed)
+    #: ``{name: [values]}``: every combination is one point (per task, approach, seed); values are typed
+    #: per approach as ``-p`` values are (:func:`skinbench.params.validate_params`: text or typed)
     grid: dict[str, list[Any]] = field(default_factory=dict)
-    #: fixed parameter overrides for every point
+    #: fixed parameter overrides for every point that takes them (no grid: they are the point's params)
     params: dict[str, Any] = field(default_factory=dict)
     #: one point per target (segmentation) instead of one point doing every target of the task
     targets: list[str] | None = None
@@ -95,9 +96,12 @@ class SweepConfig:
     limit: int | None = None
     n_boot: int = 1000
     name: str = "sweep"
-    #: where points with parameters land, relative to the results root; ``str.format`` fields: name,
-    #: label (``k=v,...`` of the point's parameters), task, approach, seed and every grid key.
-    #: None: "" (the results root) for points without parameters, else "sweeps/{name}/{label}"
+    #: where points land, relative to the results root; ``str.format`` fields: name, label (``k=v,...`` of
+    #: the point's parameters, fixed and grid), task, approach, seed and every grid key. None (the rule):
+    #: a point with grid values lands in "sweeps/{name}/{label}" (one folder per grid point, which
+    #: ``table`` shows as a sweep table, one row per point); a point without grid values (no grid, or an
+    #: approach that has none of the grid's parameters) lands in the results root, as ``run`` with the
+    #: same ``-p`` values would file it: fixed ``-p`` values alone do not make a grid point.
     out: str | None = None
     work: str = "run"
 
@@ -108,38 +112,42 @@ class SweepConfig:
         for t in self.tasks:
             info.task(t)
         names = self._approaches()
+        pairs = [(task, approach) for task in self.tasks
+                 for approach in (names if names != ["all"] else info.approaches_for(task))
+                 if task in info.approach(approach).tasks]
+        # every name and value is checked before any point exists, as `run -p` checks them
+        every = sorted({a for _, a in pairs})
+        params_.check_names(every, self.tasks[0] if self.tasks else None, self.params)
+        params_.check_names(every, self.tasks[0] if self.tasks else None,
+                            {k: (v[0] if v else "") for k, v in self.grid.items()}, option="-g")
+        for key, values in self.grid.items():
+            if not values:
+                raise ConfigError(f"grid axis {key!r} has no values", fix=f"write e.g. -g {key}=V1,V2")
         keys = sorted(self.grid)
         combos = [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))] or [{}]
         out: list[Point] = []
-        used: set[str] = set()
-        for task in self.tasks:
-            for approach in (names if names != ["all"] else info.approaches_for(task)):
-                if task not in info.approach(approach).tasks:
-                    continue
-                targets = self.targets or [None]
-                accepted = accepted_params(approach)
-                used |= accepted
-                # a parameter applies to the approaches that have it (baselines beside a BoVW grid run once)
-                mine = list({json.dumps({k: v for k, v in c.items() if k in accepted}, sort_keys=True): {
-                    k: v for k, v in c.items() if k in accepted} for c in combos}.values())
-                fixed = {k: v for k, v in self.params.items() if k in accepted}
-                for combo, seed, target in itertools.product(mine, self.seeds, targets):
-                    params = {**fixed, **combo}
-                    spec = RunSpec(task, approach, self.dataset, int(seed), params, target, self.limit, self.n_boot)
-                    label = point_label(params)
-                    fields_ = {"name": self.name, "label": label, "task": task, "approach": approach,
-                               "seed": seed, **{k: _slug(v) for k, v in combo.items()}}
-                    template = self.out if self.out is not None else ("sweeps/{name}/{label}" if params else "")
-                    try:
-                        folder = template.format(**fields_)
-                    except (KeyError, IndexError) as err:
-                        raise ConfigError(f"output template {template!r} names an unknown field {err}",
-                                          fix=f"use fields: {', '.join(fields_)}") from None
-                    out.append(Point(spec, self.work, _safe_folder(folder), label or approach))
-        unused = sorted((set(self.grid) | set(self.params)) - used)
-        if unused:
-            raise ConfigError(f"no approach of the sweep has the parameter(s) {unused}",
-                              fix="see `python -m skinbench list APPROACH` for an approach's parameters")
+        for task, approach in pairs:
+            targets = self.targets or [None]
+            sig = params_.approach_signature(approach)
+            # a parameter applies to the approaches that have it (baselines beside a BoVW grid run once);
+            # values are typed per approach (`-g C_grid=1,10` is two points, [1.0] and [10.0])
+            mine = list({json.dumps(c, sort_keys=True, default=str): c for c in (
+                params_.validate_params(approach, task, {k: v for k, v in c.items() if k in sig}, option="-g")
+                for c in combos)}.values())
+            fixed = params_.validate_params(approach, task, {k: v for k, v in self.params.items() if k in sig})
+            for combo, seed, target in itertools.product(mine, self.seeds, targets):
+                params = {**fixed, **combo}
+                spec = RunSpec(task, approach, self.dataset, int(seed), params, target, self.limit, self.n_boot)
+                label = point_label(params)
+                fields_ = {"name": self.name, "label": label, "task": task, "approach": approach,
+                           "seed": seed, **{k: _slug(v) for k, v in combo.items()}}
+                template = self.out if self.out is not None else ("sweeps/{name}/{label}" if combo else "")
+                try:
+                    folder = template.format(**fields_)
+                except (KeyError, IndexError) as err:
+                    raise ConfigError(f"output template {template!r} names an unknown field {err}",
+                                      fix=f"use fields: {', '.join(fields_)}") from None
+                out.append(Point(spec, self.work, _safe_folder(folder), label or approach))
         if not out:
             raise ConfigError("the sweep has no points (no approach does any of its tasks)",
                               fix="see `python -m skinbench list` for which approach does which task")
@@ -162,22 +170,6 @@ class SweepConfig:
         return list(self.approaches)
 
 
-@lru_cache(maxsize=None)
-def accepted_params(approach: str) -> frozenset[str]:
-    """The constructor parameters of an approach's estimator (imports its module, TensorFlow's start-up
-    banners filtered as the CLI does)."""
-    import importlib
-    import inspect
-
-    from skinbench import quiet
-
-    quiet.install()
-
-    module, cls = info.approach(approach).estimator.split(":")
-    signature = inspect.signature(getattr(importlib.import_module(module), cls).__init__)
-    return frozenset(p for p in signature.parameters if p != "self")
-
-
 def point_label(params: Mapping[str, Any]) -> str:
     """``k=v,k=v`` of a point's parameters (sorted): its folder name and table label."""
     return ",".join(f"{k}={_slug(v)}" for k, v in sorted(params.items()))
@@ -196,28 +188,16 @@ def _safe_folder(folder: str) -> str:
     return "/".join(parts)
 
 
-def parse_value(text: str) -> Any:
-    """A parameter value: JSON when it parses (numbers, true/false, lists), else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
-    """``-g key=v1,v2`` items -> ``{key: [v1, v2]}`` (``-g x=[1,2],[3,4]`` gives two list values)."""
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--grid {item!r} is not KEY=V1,V2,...", fix="write e.g. -g n_words=100,300")
-        key, values = item.split("=", 1)
-        try:
-            parsed = json.loads(f"[{values}]")
-        except json.JSONDecodeError:
-            parsed = [parse_value(v) for v in values.split(",")]
-        if not key or not parsed:
-            raise ConfigError(f"--grid {item!r} names no key or no values", fix="write e.g. -g n_words=100,300")
-        grid[key] = parsed
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    """``-g key=v1,v2`` items -> ``{key: ["v1", "v2"]}`` as text (``-g x=[1,2],[3,4]`` gives two list
+    values). The text is typed per approach by :func:`skinbench.params.validate_params` when the points
+    are made, exactly as a ``-p`` value is (:func:`skinbench.params.parse_assignments`)."""
+    grid: dict[str, list[str]] = {}
+    for key, text in params_.parse_assignments(list(items), example="-g n_words=100,300").items():
+        values = params_.split_values(text)
+        if any(v == "" for v in values):
+            raise ConfigError(f"-g {key}={text} has an empty value", fix="write e.g. -g n_words=100,300")
+        grid[key] = values
     return grid
 
 
@@ -317,8 +297,9 @@ def _run_point(point: Point, scratch: Path, data_root: str | None, dataset_kwarg
     from skinbench import runner
     from skinbench.results.records import RunRecord
 
+    kwargs = dataset_kwargs_for(point.spec.task, point.spec.dataset_name, dataset_kwargs)
     paths = runner.execute(point.spec, data_root=data_root, results_root=scratch, command=command,
-                           dataset_kwargs=dict(dataset_kwargs or {}))
+                           dataset_kwargs=kwargs)
     records = {Path(p).resolve() for p in paths}
     for path in sorted(p for p in scratch.rglob("*") if p.is_file()):
         rel = path.relative_to(scratch).as_posix()
@@ -328,21 +309,23 @@ def _run_point(point: Point, scratch: Path, data_root: str | None, dataset_kwarg
             result.files.append((rel, path.read_bytes()))
 
 
-def validation_key(spec: RunSpec, manifest_digest: str) -> tuple[str, dict[str, Any]]:
-    """Run key of a validation point: the run's key inputs plus how the validation split is made."""
+def validation_key(spec: RunSpec, data: Any) -> tuple[str, dict[str, Any]]:
+    """Run key of a validation point: the run's key inputs plus how the validation split is made.
+    ``data``: the loaded Dataset or its :class:`DataRef` (a generic folder's classes enter the key)."""
     from skinbench import provenance
 
-    inputs = {**provenance.key_inputs(spec, manifest_digest), "work": "validation",
+    inputs = {**provenance.dataset_key_inputs(spec, data), "work": "validation",
               "validation_fraction": VALIDATION_FRACTION}
     return provenance.run_key(inputs), inputs
 
 
-def validation_path(spec: RunSpec) -> str:
-    """Where a validation point's row lands, relative to the point's folder."""
+def validation_path(spec: RunSpec, data: Any) -> str:
+    """Where a validation point's row lands, relative to the point's folder: under the data's folder
+    name (``data_slug`` of the Dataset or its :class:`DataRef`, the name its run records use)."""
     from skinbench.cache import make_key
 
     suffix = f"__seed{spec.seed}" if spec.seed else ""
-    return f"{spec.task}/{spec.dataset_name}/{spec.approach}__{make_key(dict(spec.params), spec.limit)[:8]}{suffix}.json"
+    return f"{spec.task}/{data.data_slug}/{spec.approach}__{make_key(dict(spec.params), spec.limit)[:8]}{suffix}.json"
 
 
 def _validation_point(point: Point, data_root: str | None,
@@ -370,7 +353,7 @@ def _validation_point(point: Point, data_root: str | None,
     est.fit(X[fit_idx], y[fit_idx], groups[fit_idx])
     proba = est.predict_proba(X[val_idx])
     seconds = time.perf_counter() - start
-    key, inputs = validation_key(spec, ds.manifest_digest)
+    key, inputs = validation_key(spec, ds)
     row = {"task": spec.task, "dataset": dataset, "approach": spec.approach, "seed": spec.seed,
            "params": dict(spec.params), "label": point.label, "limit": spec.limit,
            "scores": classification_scores(y[val_idx], runner._full_columns(
@@ -379,7 +362,7 @@ def _validation_point(point: Point, data_root: str | None,
            "split": {"n_fit": len(fit_idx), "n_val": len(val_idx), "manifest_digest": ds.manifest_digest,
                      "how": f"{VALIDATION_FRACTION:.0%} lesion-aware stratified validation split of the training set"},
            "run_key": key, "key_inputs": inputs, **environment()}
-    return validation_path(spec), (json.dumps(_clean(row), indent=1, sort_keys=True) + "\n").encode()
+    return validation_path(spec, ds), (json.dumps(_clean(row), indent=1, sort_keys=True) + "\n").encode()
 
 
 def _worker_name() -> str:
@@ -446,61 +429,87 @@ class Summary:
         return "\n".join(self.lines())
 
 
+@dataclass(frozen=True)
+class DataRef:
+    """What a point's currency check needs of its data, small enough to come back from a worker.
+
+    ``data_slug`` is the loaded Dataset's own (:attr:`skinbench.data.base.Dataset.data_slug`, the name
+    the runner files records under: ``generic-<folder>-<digest8>`` for a user's folder), so the check
+    looks where the writer wrote; ``class_names`` because a generic folder's class order enters the
+    run key. :func:`skinbench.provenance.check` takes it in place of the Dataset.
+    """
+
+    name: str
+    manifest_digest: str
+    class_names: tuple[str, ...]
+    data_slug: str
+
+    @classmethod
+    def of(cls, ds: Any) -> "DataRef":
+        return cls(ds.name, ds.manifest_digest, tuple(ds.class_names), ds.data_slug)
+
+
 class _Digests:
-    """Manifest digests per (dataset, adapter kwargs), computed locally when the data is here."""
+    """The :class:`DataRef` of each (dataset, adapter kwargs), computed locally when the data is here."""
 
     def __init__(self, data_root: str | None, dataset_kwargs: Mapping[str, Any] | None):
         self.data_root, self.dataset_kwargs = data_root, dict(dataset_kwargs or {})
-        self.known: dict[str, str] = {}
-
-    def kwargs(self, spec: RunSpec) -> dict[str, Any]:
-        return {**info.task(spec.task).dataset_kwargs.get(spec.dataset_name, {}), **self.dataset_kwargs}
+        self.known: dict[str, DataRef] = {}
 
     def key(self, spec: RunSpec) -> str:
-        return json.dumps([spec.dataset_name, self.kwargs(spec)], sort_keys=True, default=str)
+        kwargs = dataset_kwargs_for(spec.task, spec.dataset_name, self.dataset_kwargs)
+        return json.dumps([spec.dataset_name, kwargs], sort_keys=True, default=str)
 
-    def local(self, spec: RunSpec) -> str | None:
+    def local(self, spec: RunSpec) -> DataRef | None:
         key = self.key(spec)
         if key not in self.known:
             try:
-                self.known[key] = _load(spec.dataset_name, spec.task, self.data_root, self.dataset_kwargs).manifest_digest
+                self.known[key] = DataRef.of(_load(spec.dataset_name, spec.task, self.data_root, self.dataset_kwargs))
             except DataError:
                 return None
         return self.known[key]
 
-    def remote(self, client: Any, spec: RunSpec) -> str:
+    def remote(self, client: Any, spec: RunSpec) -> DataRef:
         key = self.key(spec)
         if key not in self.known:
-            self.known[key] = client.submit(_remote_digest, spec.dataset_name, spec.task, self.data_root,
+            self.known[key] = client.submit(_remote_ref, spec.dataset_name, spec.task, self.data_root,
                                             self.dataset_kwargs, pure=False).result()
         return self.known[key]
+
+
+def dataset_kwargs_for(task: str, dataset: str, dataset_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Adapter kwargs of a point's data: the task's registered ones, the sweep's, and for a user's generic
+    folder the task (an official ISIC ground truth maps its diagnoses to the task's classes, as ``run``
+    passes it)."""
+    task_kwargs = {"task": task} if dataset == "generic" else {}
+    return {**info.task(task).dataset_kwargs.get(dataset, {}), **task_kwargs, **dict(dataset_kwargs or {})}
 
 
 def _load(dataset: str, task: str, data_root: str | None, dataset_kwargs: Mapping[str, Any] | None) -> Any:
     from skinbench.data import load_dataset
 
-    kwargs = {**info.task(task).dataset_kwargs.get(dataset, {}), **dict(dataset_kwargs or {})}
-    return load_dataset(dataset, data_root, **kwargs)
+    return load_dataset(dataset, data_root, **dataset_kwargs_for(task, dataset, dataset_kwargs))
 
 
-def _remote_digest(dataset: str, task: str, data_root: str | None, dataset_kwargs: Mapping[str, Any]) -> str:
-    return _load(dataset, task, data_root, dataset_kwargs).manifest_digest
+def _remote_ref(dataset: str, task: str, data_root: str | None, dataset_kwargs: Mapping[str, Any]) -> DataRef:
+    return DataRef.of(_load(dataset, task, data_root, dataset_kwargs))
 
 
-def point_status(point: Point, root: Path, digest: str) -> tuple[bool, list[str], list[Path]]:
-    """(current, reasons, output paths) of one point under the results root."""
+def point_status(point: Point, root: Path, data: DataRef) -> tuple[bool, list[str], list[Path]]:
+    """(current, reasons, output paths) of one point under the results root. ``data``: its
+    :class:`DataRef` (or the loaded Dataset), which names the records' data folder as the runner does."""
     from skinbench import provenance
 
     base = root / point.out if point.out else root
     if point.work == "validation":
-        path = base / validation_path(point.spec)
-        key, _ = validation_key(point.spec, digest)
+        path = base / validation_path(point.spec, data)
+        key, _ = validation_key(point.spec, data)
         try:
             stored = json.loads(path.read_text()).get("run_key")
         except (OSError, ValueError):
             return False, [f"no row at {path}"], [path]
         return stored == key, ([] if stored == key else ["run key differs"]), [path]
-    currency = provenance.check(point.spec, base, digest)
+    currency = provenance.check(point.spec, base, data)
     return currency.current, currency.reasons, list(currency.paths)
 
 
@@ -510,10 +519,7 @@ def validate_points(points: Sequence[Point]) -> None:
 
     for p in points:
         runner.resolve(p.spec.task, p.spec.approach, p.spec.dataset)
-        unknown = sorted(set(p.spec.params or {}) - accepted_params(p.spec.approach))
-        if unknown:
-            raise ConfigError(f"approach {p.spec.approach!r} has no parameter(s) {unknown}",
-                              fix=f"valid: {', '.join(sorted(accepted_params(p.spec.approach)))}")
+        params_.validate_params(p.spec.approach, p.spec.task, dict(p.spec.params or {}))  # read from source
         known = info.task(p.spec.task).known_targets()
         if p.spec.target and p.spec.target not in known:
             raise ConfigError(f"{p.spec.task} has no target {p.spec.target!r}",
@@ -618,8 +624,8 @@ def run_sweep(points: Sequence[Point], results_root: str | os.PathLike, *, worke
     summary = Summary(total=len(points))
     digests = _Digests(data_root, dataset_kwargs)
 
-    def classify(point: Point, digest: str) -> bool:
-        current, reasons, paths = point_status(point, root, digest)
+    def classify(point: Point, data: DataRef) -> bool:
+        current, reasons, paths = point_status(point, root, data)
         summary.outputs[point.id] = paths
         if current and force:
             current, reasons = False, ["--force"]
@@ -650,7 +656,9 @@ def run_sweep(points: Sequence[Point], results_root: str | os.PathLike, *, worke
         problem = check_data_root(data_root, datasets)
         if problem:
             raise DataError(f"data not reachable: {problem}", fix="pass --data-root or set $SKINBENCH_DATA")
-        pending += [p for p in unknown if classify(p, digests.local(p.spec) or "")]
+        for p in unknown:  # the data is here (checked above) but does not load: the point reports why
+            summary.reasons[p.id] = ["data not readable here"]
+        pending += unknown
         _run_local(pending, root, work_fn, data_root, dataset_kwargs, command, summary, progress)
     elif engine == "dask":
         with _client(workers, threads, scheduler, retries) as client:
@@ -831,9 +839,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, A
            "out": args.out, "targets": args.target}
     if args.grid:
         data["grid"] = {**data.get("grid", {}), **parse_grid(args.grid)}
-    if args.param:
-        data["params"] = {**data.get("params", {}),
-                          **{k: v[0] for k, v in parse_grid(args.param).items()}}
+    if args.param:  # the same reading of -p as `run` (text, typed per approach when the points are made)
+        data["params"] = {**data.get("params", {}), **params_.parse_assignments(args.param)}
     data.update({k: v for k, v in cli.items() if v is not None})
     if not data.get("tasks"):
         raise ConfigError("a sweep needs at least one task", fix="pass TASK... or tasks = [...] in --config")
@@ -857,12 +864,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--approach", "-a", nargs="+", action="extend", help="approach names, or 'all'")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
     p.add_argument("--grid", "-g", action="append", default=[], metavar="KEY=V1,V2",
-                   help="a parameter grid axis (repeatable; every combination is a point)")
-    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="a fixed override")
+                   help="a parameter grid axis (repeatable; every combination is a point; each value is read "
+                        "as a -p value: -g C_grid=[1,10],[0.1,1] is two points)")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="a fixed override, read as `run -p` reads it (-p C_grid=1,10 is the list [1.0, 10.0]); "
+                        "without a grid the point is filed in the results root, as `run -p` files it")
     p.add_argument("--target", nargs="+", help="one point per segmentation target")
     p.add_argument("--config", help="a TOML file with the same settings (command-line values win)")
-    p.add_argument("--name", help="sweep name: grid points land in <results>/sweeps/<name>/<k=v,...>/")
-    p.add_argument("--out", help="output folder template for points (fields: name, label, task, approach, seed, grid keys)")
+    p.add_argument("--name", help="sweep name (default 'sweep'): grid points land in "
+                                  "<results>/sweeps/<name>/<k=v,...>/, tabulated in <results>/tables/sweeps/")
+    p.add_argument("--out", help="output folder template for points (fields: name, label, task, approach, seed, "
+                                 "grid keys; default: grid points in sweeps/{name}/{label}, others in the root)")
     p.add_argument("--workers", type=int, help=f"LocalCluster worker processes (default {default_workers()}; "
                                                "0: run in this process without Dask)")
     p.add_argument("--threads", type=int, help="threads per worker for TensorFlow/OpenCV/BLAS (default cores // workers)")
@@ -890,9 +902,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         validate_points(points)
         digests = _Digests(run.get("data_root"), run.get("dataset_kwargs"))
         for p in points:
-            digest = digests.local(p.spec)
-            state = "unknown (data not here)" if digest is None else \
-                ("current" if point_status(p, root, digest)[0] else "to run")
+            data = digests.local(p.spec)
+            state = "unknown (data not here)" if data is None else \
+                ("current" if point_status(p, root, data)[0] else "to run")
             print(f"{p.id}\t{state}")
         return 0
     workers = run.get("workers")
@@ -901,12 +913,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         data_root=run.get("data_root"), dataset_kwargs=run.get("dataset_kwargs"),
                         command=getattr(args, "command_line", None) or None, engine="local" if workers == 0 and not run.get("scheduler") else "dask")
     print(summary, file=sys.stderr)
-    if summary.done and not args.no_render and any(not by.out for by in points):
+    if summary.done and not args.no_render:
+        from skinbench.cli import print_sweep_tables
         from skinbench.results.render import render_all
 
-        for path in render_all(root):
+        # the suite's tables when a point landed in the root; the sweep tables show the grid points
+        written = render_all(root, dashboard=any(not p.out for p in points), sweeps=True)
+        for path in written:
             if path.suffix == ".md" and path.name != "README.md":
                 print(f"table: {path}", file=sys.stderr)
+        print_sweep_tables(written, config.name)
     return 0 if summary.ok else 1
 
 

@@ -49,7 +49,7 @@ def test_grid_applies_to_the_approaches_that_have_the_parameter():
     assert {p.out for p in bovw} == {"sweeps/g/image_size=96,kernel=rbf,n_words=10",
                                      "sweeps/g/image_size=96,kernel=rbf,n_words=20"}
     assert dict(bovw[0].spec.params) == {"image_size": 96, "kernel": "rbf", "n_words": 10}
-    with pytest.raises(ConfigError, match="no approach of the sweep has"):
+    with pytest.raises(ConfigError, match="approach 'majority' has no parameter 'n_wrds'"):
         sweep.SweepConfig(["task1"], ["majority"], grid={"n_wrds": [1]}).points()
 
 
@@ -66,10 +66,17 @@ def test_output_template_and_targets():
 
 
 def test_parse_grid_values():
-    assert sweep.parse_grid(["k=1,2", "s=a,b", "l=[1,2],[3]", "b=true"]) == \
-        {"k": [1, 2], "s": ["a", "b"], "l": [[1, 2], [3]], "b": [True]}
-    with pytest.raises(ConfigError, match="KEY=V1"):
+    """Grid values stay text until the points are made, where each is typed per approach as `-p` types it."""
+    assert sweep.parse_grid(["k=1,2", "s=a,b", "l=[1,2],[3]", "b=true", 'q="x,y",z']) == \
+        {"k": ["1", "2"], "s": ["a", "b"], "l": ["[1,2]", "[3]"], "b": ["true"], "q": ['"x,y"', "z"]}
+    with pytest.raises(ConfigError, match="is not KEY=VALUE"):
         sweep.parse_grid(["novalue"])
+    with pytest.raises(ConfigError, match="empty value"):
+        sweep.parse_grid(["n_words=10,"])
+    points = sweep.SweepConfig(["task1"], ["bovw"], grid=sweep.parse_grid(["C_grid=[1,10],[0.1,1]", "rootsift=yes,no"]),
+                               name="t").points()
+    assert sorted((p.spec.params["C_grid"], p.spec.params["rootsift"]) for p in points) == \
+        [([0.1, 1.0], False), ([0.1, 1.0], True), ([1.0, 10.0], False), ([1.0, 10.0], True)]
 
 
 def test_toml_config(tmp_path):
@@ -228,3 +235,125 @@ def test_every_record_says_what_its_fit_chose(tmp_path):
     (path,) = runner.execute(spec, results_root=tmp_path, dataset_kwargs={"n_images": 48})
     fit = RunRecord.from_file(path).extras["fit"]
     assert len(fit["best_params"]) == 2 and 0.0 <= fit["val_selection_score"] <= 1.0
+
+
+# ----------------------------------------------------------------------------------- from the command line
+
+def sweep_cli(*args: str, results: Path) -> int:
+    from skinbench import cli
+
+    return cli.main(["sweep", *args, "--workers", "0", "--n-boot", "20", "--results", str(results)])
+
+
+def test_sweep_on_a_generic_folder_resumes(tmp_path, capsys):
+    """Records of a user's folder land under its data slug (generic-<folder>-<digest>); the currency check
+    looks there too, so --dry-run says current after a sweep and a rerun fits nothing."""
+    from skinbench.data import synthetic
+
+    folder = tmp_path / "my lesions"
+    synthetic.generate(folder, n_images=40, seed=0)
+    args = ["task1", "-a", "majority", "stratified", "-g", "strategy=prior,uniform", "--dataset", "generic",
+            "--data-root", str(folder), "--no-render"]
+    assert sweep_cli(*args, results=tmp_path / "r") == 0
+    records = sorted(p.relative_to(tmp_path / "r").as_posix() for p in (tmp_path / "r").rglob("*.json"))
+    assert len(records) == 4 and all("/generic-my-lesions-" in r for r in records), records
+    capsys.readouterr()
+    assert sweep_cli(*args, "--dry-run", results=tmp_path / "r") == 0
+    states = [line.rsplit("\t", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert states == ["current"] * 4
+    before = all_files(tmp_path / "r")
+    assert sweep_cli(*args, results=tmp_path / "r") == 0
+    assert "4 points: 0 run, 4 current (kept)" in capsys.readouterr().err
+    assert all_files(tmp_path / "r") == before
+
+
+def test_the_currency_check_never_looks_for_a_generic_folder_by_name(tmp_path):
+    from skinbench import provenance
+
+    with pytest.raises(ValueError, match="data slug"):
+        provenance.check(RunSpec("task1", "majority", "generic"), tmp_path, "0" * 64)
+
+
+@pytest.mark.parametrize("extra", [[], ["--dry-run"]])
+@pytest.mark.parametrize("grid, needle", [
+    ("n_words=10,abc", "-g n_words=abc: parameter n_words of approach 'bovw' takes an integer, not 'abc'"),
+    ("n_wrds=10,20", "did you mean n_words?"),
+    ("vocab_size=10", "did you mean n_words?"),
+])
+def test_grid_values_are_checked_before_any_work(tmp_path, capsys, grid, needle, extra):
+    results = tmp_path / "r"
+    assert sweep_cli("task1", "-a", "majority", "bovw", "-g", grid, "--dataset", "synthetic", *extra,
+                     results=results) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not results.exists(), "nothing ran, not even the good point"
+
+
+def test_fixed_params_are_filed_as_run_files_them_and_grid_points_get_a_sweep_table(tmp_path, capsys):
+    from skinbench import cli
+
+    results = tmp_path / "r"
+    # a grid-only sweep: `table` shows its points (one row each, with the parameter), not "no records"
+    assert sweep_cli("task1", "-a", "majority", "-g", "strategy=prior,uniform", "--dataset", "synthetic",
+                     "--limit", "24", "--name", "dummy", results=results) == 0
+    out = capsys.readouterr().out
+    assert "# sweep dummy: task1 / synthetic" in out
+    assert cli.main(["table", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| strategy=")]
+    assert len(rows) == 2 and "| prior " in rows[0] and "| uniform " in rows[1]
+    assert (results / "tables/sweeps/dummy__task1__synthetic.csv").is_file()
+    # a fixed -p without a grid is the point's own params: filed where `run -p` files it, a row of `table`
+    assert sweep_cli("task1", "-a", "stratified", "-p", "strategy=uniform", "--dataset", "synthetic",
+                     "--limit", "24", results=results) == 0
+    record = RunRecord.from_file(record_path("task1", "synthetic", "stratified", root=results))
+    assert record.key_inputs["params"]["strategy"] == "uniform"
+    assert not list((results / "sweeps").glob("sweep*"))
+    capsys.readouterr()
+    assert cli.main(["table", "task1", "--results", str(results)]) == 0
+    stratified = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("stratified"))
+    assert "not run" not in stratified
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("item, expected", [
+    ("C_grid=1,10", {"C_grid": [1.0, 10.0]}),
+    ("gamma_grid=[0.5,2]", {"gamma_grid": [0.5, 2.0]}),
+    ("n_words=30", {"n_words": 30}),
+    ("rootsift=yes", {"rootsift": True}),
+    ("C=none", {"C": None}),
+    ("kernel=chi2", {"kernel": "chi2"}),
+])
+def test_p_means_the_same_in_run_and_sweep(monkeypatch, tmp_path, command, item, expected):
+    """One -p reader (params.parse_assignments + validate_params) for both commands."""
+    from skinbench import cli, runner
+
+    seen: list[dict] = []
+    monkeypatch.setattr(cli, "preflight", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "_ensure_baselines", lambda *a, **k: None)
+    monkeypatch.setattr("skinbench.results.render.render_all", lambda *a, **k: [])
+    monkeypatch.setattr(runner, "run", lambda *a, **k: seen.append(k["params"]) or [])
+    monkeypatch.setattr(sweep, "run_sweep", lambda points, *a, **k: seen.extend(
+        dict(p.spec.params) for p in points) or sweep.Summary(total=len(points)))
+    argv = [command, "task1", "-a", "bovw", "-p", item, "--dataset", "synthetic", "--results", str(tmp_path)]
+    assert cli.main(argv) == 0
+    assert seen == [expected]
+
+
+def test_configuring_a_sweep_reads_parameters_without_importing_tensorflow():
+    """Names and values of deep approaches are checked from their source (skinbench.params), not by
+    importing their modules (TensorFlow's start-up is seconds and a wall of log lines)."""
+    import subprocess
+
+    code = ("import sys\n"
+            "from skinbench import cli, sweep\n"
+            "args = cli._build_parser().parse_args(['sweep', 'task4', '-a', 'unet', 'mobilenet-unet', 'ellipse',\n"
+            "    '-g', 'epochs=1,2', '-p', 'input_size=64', '--dataset', 'synthetic'])\n"
+            "config, _ = sweep.config_from_args(args)\n"
+            "points = config.points()\n"
+            "sweep.validate_points(points)\n"
+            "assert len(points) == 5, points\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]

@@ -16,15 +16,18 @@ from skinbench.paths import results_dir
 
 
 def render_all(root: str | os.PathLike | None = None, task: str | None = None, plots: bool = True,
-               dashboard: bool | None = None) -> list[Path]:
+               dashboard: bool | None = None, sweeps: bool = False) -> list[Path]:
     """Render everything under ``root`` from ``<root>/runs``; returns the files written.
 
     ``task``: only that task's tables and plots. ``dashboard`` (default: when all tasks are rendered)
-    also writes ``<root>/README.md``.
+    also writes ``<root>/README.md``. ``sweeps``: also the sweep tables of the grid points under
+    ``<root>/sweeps/`` (``<root>/tables/sweeps/``; the CLI's ``sweep`` and ``table`` ask for them; the
+    committed results' sweeps have their own summaries from ``benchmarks/``).
     """
     from skinbench.results.dashboard import render_dashboard
     from skinbench.results.records import load_records
-    from skinbench.results.tables import build_tables, write_tables
+    from skinbench.results.tables import build_sweep_tables, build_tables, load_sweep_records, write_sweep_tables, \
+        write_tables
 
     root = Path(root) if root is not None else results_dir()
     records = load_records(root)
@@ -40,4 +43,6 @@ def render_all(root: str | os.PathLike | None = None, task: str | None = None, p
     written = write_tables(tables, root, plot_files)
     if with_dashboard:
         written.append(render_dashboard(root, records, all_tables, plot_files))
+    if sweeps:
+        written += write_sweep_tables(build_sweep_tables(load_sweep_records(root, task)), root)
     return written

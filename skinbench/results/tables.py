@@ -16,6 +16,12 @@ records show them without retraining; nothing new is stored in the records):
 
 Both use the record's own bootstrap settings (``n_boot`` of its run key, its seed), so their CIs draw
 the same resamples as the record's stored metrics.
+
+Sweep tables (:class:`SweepTable`, ``<root>/tables/sweeps/``): a sweep's grid points are filed under
+``<root>/sweeps/<name>/<point>/runs/`` (a record's path does not name its parameters), which the main
+tables never read; one table per sweep and (task, dataset, target) shows one row per point with the
+parameters that differ between its rows. ``render_all(..., sweeps=True)`` writes them (CLI ``sweep``
+and ``table``).
 """
 
 from __future__ import annotations
@@ -513,3 +519,177 @@ def _write_one(root: Path, slug: str, md: str, csv_text: str, links: list[Path])
         atomic_write_bytes(path, text.encode())
         out.append(path)
     return out + list(links)
+
+
+# ------------------------------------------------------------------------------------------ sweep tables
+#: where a sweep files its grid points under a results root (``sweep.SweepConfig.out``'s default
+#: ``sweeps/<name>/<k=v,...>/``, each point's records in its own ``runs/``)
+SWEEPS_DIR = "sweeps"
+#: metrics a sweep table's markdown shows beside the primary one (value only; the CSV keeps every
+#: shown metric with its CI)
+SWEEP_SECONDARY = {"binary": ("auc", "balanced_accuracy", "f1"), "multiclass": ("accuracy", "f1_macro", "auc_macro"),
+                   "segmentation": ("dice_mean", "thresholded_jaccard", "jaccard_set")}
+
+
+@dataclass
+class SweepPoint:
+    """One record of a sweep's grid point: the sweep's name, the point's folder below it, the record."""
+
+    sweep: str
+    point: str
+    record: RunRecord
+
+
+def load_sweep_records(root: str | os.PathLike, task: str | None = None) -> list[SweepPoint]:
+    """Every record under ``<root>/sweeps/<name>/<point>/runs/`` (optionally one task), sorted by path.
+
+    Grid points are filed there because a record's path does not name its parameters; the main tables
+    (``<root>/runs``) never show them, so :func:`build_sweep_tables` does."""
+    from skinbench.results.records import read_record
+
+    base = Path(root) / SWEEPS_DIR
+    out: list[SweepPoint] = []
+    for path in sorted(base.glob("*/**/runs/*/*/*.json")):
+        runs = path.parents[2]
+        if runs.name != "runs" or (task is not None and path.parents[1].name != task):
+            continue
+        name, *point = runs.parent.relative_to(base).parts
+        record = read_record(path)
+        if record is not None:
+            out.append(SweepPoint(name, "/".join(point) or ".", record))
+    return out
+
+
+def sweep_file_name(sweep: str) -> str:
+    """A sweep's name as its tables' file names start (``<name>__<task>__...``)."""
+    return "".join(c if c.isalnum() or c in "._=+-" else "-" for c in sweep)
+
+
+def _point_params(r: RunRecord) -> dict:
+    """The parameters a record ran with (its run key's merged params; a record without a key: its own)."""
+    return dict((r.key_inputs or {}).get("params") or r.params or {})
+
+
+def _param_text(value: object) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+
+
+def _sort_value(value: object) -> tuple:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return (1, _param_text(value))
+    return (0, float(value))
+
+
+@dataclass
+class SweepTable:
+    """One table per sweep and (task, dataset, target): one row per grid point and seed, with the point's
+    folder, approach, seed, the parameters that differ between its rows, and the task's metrics."""
+
+    sweep: str
+    task: str
+    dataset: str
+    target: str | None
+    kind: str
+    header: str
+    metrics: tuple[str, ...]
+    #: parameter columns: those whose value differs between the rows (the grid's axes)
+    params: tuple[str, ...]
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def primary(self) -> str:
+        return info.task(self.task).primary_metric
+
+    @property
+    def slug(self) -> str:
+        return "__".join(p for p in (sweep_file_name(self.sweep), self.task, self.dataset, self.target) if p)
+
+    @property
+    def title(self) -> str:
+        return f"sweep {self.sweep}: " + " / ".join(p for p in (self.task, self.dataset, self.target) if p)
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        """The markdown's metrics: the primary one (with its CI) first, then a few values."""
+        return (self.primary, *(m for m in SWEEP_SECONDARY[self.kind] if m != self.primary and m in self.metrics))
+
+    def columns(self) -> list[str]:
+        metrics = [m + ("*" if m == self.primary else "") for m in self.shown]
+        return ["point", "approach", "seed", *self.params, *metrics, "n_test", "fit s", "note"]
+
+    def markdown_rows(self) -> list[list[str]]:
+        out = []
+        for row in self.rows:
+            ok = row["status"] == "ok"
+            metrics = [MISSING if not ok else fmt_value(row[m], (row[f"{m}_lo"], row[f"{m}_hi"]) if m == self.primary
+                                                         else None) for m in self.shown]
+            params = [row["params"].get(p, "") for p in self.params]
+            n_test = MISSING if row["n_test"] is None else str(row["n_test"])
+            out.append([row["point"], row["approach"], str(row["seed"]), *params, *metrics, n_test,
+                        fmt_seconds(row["fit_s"]), row["note"]])
+        return out
+
+    def markdown(self, heading: str = "###") -> str:
+        return _markdown(self, heading)
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        fields = ["point", "approach", "seed", "status", *self.params,
+                  *(f for m in self.metrics for f in (m, f"{m}_lo", f"{m}_hi")), "n_test", "fit_s", "note"]
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for row in self.rows:
+            cells = {**row, **row["params"]}
+            writer.writerow({k: "" if cells.get(k) is None else cells.get(k) for k in fields})
+        return buf.getvalue()
+
+
+def build_sweep_tables(points: list[SweepPoint]) -> list[SweepTable]:
+    """:class:`SweepTable` s of the records :func:`load_sweep_records` found, one row per record."""
+    groups: dict[tuple[str, str, str, str], list[SweepPoint]] = {}
+    for p in points:
+        if p.record.task in info.TASKS:
+            groups.setdefault((p.sweep, *_group_key(p.record)), []).append(p)
+    tables = []
+    for (name, tname, dname, target), members in sorted(groups.items()):
+        records = [p.record for p in members]
+        ok = [r for r in records if r.ok]
+        kind = metric_kind(tname, ok or records)
+        params = {id(p): _point_params(p.record) for p in members}
+        keys = sorted({k for ps in params.values() for k in ps})
+        varying = tuple(k for k in keys if len({_param_text(ps.get(k)) if k in ps else None
+                                                for ps in params.values()}) > 1)
+        header = " ".join([f"Sweep `{name}`: one row per grid point (its records in "
+                           f"`{SWEEPS_DIR}/{name}/<point>/runs/`)"
+                           f"{'; parameters: those that differ between the rows' if varying else ''}.",
+                           *header_tail(tname, dname, ok)])
+        table = SweepTable(name, tname, dname, target or None, kind, header, SHOWN_METRICS[kind], varying)
+        members.sort(key=lambda p: (p.record.approach, tuple(_sort_value(params[id(p)].get(k)) for k in varying),
+                                    p.record.seed or 0, p.point))
+        for p in members:
+            family = info.APPROACHES[p.record.approach].family if p.record.approach in info.APPROACHES else ""
+            row = _row_from_record(p.record.approach, family, p.record, table.metrics, tname)
+            drift = version_drift(p.record) if p.record.ok else []
+            if drift:  # a sweep's point is remade by its sweep, not by regenerate.py
+                row["note"] = (f"**stale** ({'; '.join(drift)}): made by older algorithm versions, rerun "
+                               f"`{p.record.command or 'the sweep'}`")
+            row.update(point=p.point, seed=p.record.seed or 0,
+                       params={k: _param_text(params[id(p)][k]) for k in varying if k in params[id(p)]})
+            table.rows.append(row)
+        tables.append(table)
+    return tables
+
+
+def write_sweep_tables(tables: list[SweepTable], root: str | os.PathLike) -> list[Path]:
+    """Write ``<root>/tables/sweeps/<sweep>__<task>__<dataset>[__<target>].md|.csv``; returns the files."""
+    out = []
+    for table in tables:
+        md = ("<!-- generated by `python -m skinbench table` from results/sweeps; do not edit -->\n"
+              + table.markdown(heading="#"))
+        for suffix, text in ((".md", md), (".csv", table.csv())):
+            path = Path(root) / "tables" / SWEEPS_DIR / f"{table.slug}{suffix}"
+            atomic_write_bytes(path, text.encode())
+            out.append(path)
+    return out
