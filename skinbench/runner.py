@@ -23,7 +23,7 @@ import numpy as np
 
 from skinbench import info, provenance
 from skinbench.data import Dataset, load_dataset
-from skinbench.data.images import read_image, read_mask
+from skinbench.data.images import read_mask
 from skinbench.errors import ConfigError
 from skinbench.paths import cache_dir, results_dir
 from skinbench.provenance import RunSpec
@@ -291,6 +291,7 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     from skinbench.metrics.evaluate import evaluate_segmentation
     from skinbench.metrics.segmentation import confusion_counts
     from skinbench.metrics.surface import surface_distances
+    from skinbench.results.plots import overlay_panel
 
     target = base.target
     train_masks, test_masks = train.masks(target), test.masks(target)
@@ -310,8 +311,8 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
         # per-image [hd95, assd] for the tables' boundary columns: 10-14 ms per 450x600 HAM10000 mask
         # (task4: 20-28 s per 2004-image run, counted in predict_s), < 1 ms per task3 mask
         surface.append(surface_distances(truth, pred))
-        if i < N_OVERLAYS:
-            overlays.append((read_image(test.paths[i], size=(truth.shape[1], truth.shape[0])), truth, pred))
+        if i < N_OVERLAYS:  # kept at display size: a huge image's full-size copies would wait for the figure
+            overlays.append(overlay_panel(test.paths[i], truth, pred))
         if predictions_dir:
             from skinbench.results import submission
 
