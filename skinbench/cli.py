@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from skinbench import __version__, info
-from skinbench.errors import ConfigError, SkinbenchError
+from skinbench.errors import ConfigError, SkinbenchError, StorageError
+from skinbench.paths import check_writable, user_results_root
 
 #: approaches the demo runs on the synthetic default: fast on 2 CPU cores, no weights download
 DEMO_APPROACHES = {
@@ -352,9 +353,8 @@ def _print_tables(paths: Sequence[Path], ci: bool = False, root: Path | None = N
 
 
 def _results_root(explicit: str | None) -> Path:
-    from skinbench.paths import user_results_dir
-
-    return Path(explicit).expanduser().resolve() if explicit else user_results_dir()
+    """``--results`` or the default, checked writable before any work (:func:`skinbench.paths.user_results_root`)."""
+    return user_results_root(explicit)
 
 
 def _command_line(argv: Sequence[str]) -> str:
@@ -458,7 +458,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                n_boot=args.n_boot, results_root=root, predictions_dir=args.predictions,
                                command=args.command_line, dataset_kwargs=kwargs or None)]
         except SkinbenchError as err:
-            if len(names) == 1:
+            if len(names) == 1 or isinstance(err, StorageError):  # a full disk fails every later approach too
                 raise
             failures += 1
             print(f"skinbench: {name} skipped: {err}", file=sys.stderr)
@@ -493,7 +493,7 @@ def _ensure_baselines(args: argparse.Namespace, names: list[str], root: Path, kw
 def _scratch(explicit: str | None, prefix: str) -> tuple[Path, bool]:
     """(folder, temporary?): ``--results`` as given, else a new temporary folder the caller removes."""
     if explicit:
-        return Path(explicit).expanduser().resolve(), False
+        return check_writable(explicit, "results folder", "--results DIR"), False
     return Path(tempfile.mkdtemp(prefix=prefix)), True
 
 
@@ -583,7 +583,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     params = approach_params(args.task, [args.approach], args.param)[args.approach]
     kwargs = _dataset_kwargs(args, dataset)
     preflight(args.task, dataset, args.data_root, kwargs)
-    out = Path(args.out)
+    out = check_writable(args.out, "predictions folder", "--out DIR")
     with tempfile.TemporaryDirectory() as scratch:
         runner.run(args.task, args.approach, dataset=args.dataset, data_root=args.data_root, seed=args.seed,
                    params=params or None, limit=args.limit, results_root=scratch, predictions_dir=out,

@@ -25,7 +25,7 @@ from skinbench import info, provenance
 from skinbench.data import Dataset, load_dataset
 from skinbench.data.images import read_mask
 from skinbench.errors import ConfigError
-from skinbench.paths import cache_dir, results_dir
+from skinbench.paths import cache_dir, check_writable, results_dir
 from skinbench.provenance import RunSpec
 from skinbench.results.records import RunRecord
 
@@ -115,7 +115,10 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
 
     tinfo, ainfo, dataset = resolve(spec.task, spec.approach, spec.dataset)
     spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
-    root = Path(results_root) if results_root else results_dir()
+    # a read-only or full folder is refused now, not after the fit (the writes map what still fails)
+    root = check_writable(results_root or results_dir())
+    if predictions_dir:
+        check_writable(predictions_dir, "predictions folder", "--predictions DIR")
     ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **(dataset_kwargs or {})})
     train, test = _limit(ds.split("train"), spec.limit, spec.seed), _limit(ds.split("test"), spec.limit, spec.seed)
     if len(train) == 0 or len(test) == 0:
