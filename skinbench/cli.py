@@ -57,7 +57,8 @@ examples:
   python -m skinbench run task4 --approach all --limit 200  every approach of a task on a subset
   python -m skinbench run task1 -a bovw --dataset generic --data-root my_images --positive melanoma
   python -m skinbench table task2                           re-render tables from stored records
-  python -m skinbench data verify ham10000                  missing / extra / mismatched files and masks
+  python -m skinbench data verify ham10000                  missing / extra / unreadable / mismatched files and masks
+  python -m skinbench data verify generic --data-root my_images   your own folder, as a run checks it
 """
 
 #: columns of the compact terminal table per kind of task (the primary metric is moved first)
@@ -179,9 +180,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="dataset utilities")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    v = dsub.add_parser("verify", help="check a data folder against its manifest (missing, extra, checksums, masks)")
-    v.add_argument("dataset")
-    v.add_argument("--data-root")
+    v = dsub.add_parser("verify", help="check a data folder against its manifest (missing, extra, unreadable, "
+                        "checksums, masks), or your own folder: `data verify generic --data-root FOLDER`")
+    v.add_argument("dataset", help="a registered dataset, or generic (your own folder, named by --data-root)")
+    v.add_argument("--data-root", help="folder holding the datasets; for generic the folder itself")
+    v.add_argument("--task", help="generic: check only what this task needs (default: report every task)")
+    v.add_argument("--classes", type=_names, metavar="A,B[,...]", help="generic: the class list in order, as `run`")
+    v.add_argument("--positive", metavar="CLASS", help="generic: the positive class of a binary label set, as `run`")
     v.add_argument("--duplicates", action="store_true",
                    help="also list exact and near-duplicate images, and the pairs crossing the train/test split")
     __import__("skinbench.sweep").sweep.add_parser(sub)  # `sweep`: all its logic is in skinbench/sweep.py
@@ -593,9 +598,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from skinbench.data.verify import verify
+    from skinbench.data.verify import verify, verify_generic
 
-    report = verify(args.dataset, args.data_root, duplicates=args.duplicates)
+    info.dataset(args.dataset)
+    kwargs = _dataset_kwargs(args, args.dataset)  # --classes/--positive: generic only, as for `run`
+    if args.dataset == "generic":
+        if args.task:
+            info.task(args.task)
+        report = verify_generic(args.data_root, duplicates=args.duplicates, **kwargs)
+    elif args.task:
+        raise ConfigError(f"--task applies to your own data (generic), not {args.dataset!r}",
+                          fix="drop --task, or verify with `data verify generic --data-root FOLDER`")
+    else:
+        report = verify(args.dataset, args.data_root, duplicates=args.duplicates)
     print(report)
     return 0 if report.usable else 1
 

@@ -224,26 +224,34 @@ def _header_problem(path: str, what: str) -> Size | tuple[str, str]:
     return size
 
 
+def readable_files(paths, what: str = "image", desc: str | None = None
+                   ) -> tuple[dict[str, Size], dict[str, tuple[str, str]]]:
+    """:func:`check_readable`'s pass without raising: ``({path: (width, height)}`` of the readable files,
+    ``{path: (message, fix)}`` of the others), for a report that lists every bad file (``data verify``)."""
+    from skinbench.progress import progress
+
+    sizes: dict[str, Size] = {}
+    bad: dict[str, tuple[str, str]] = {}
+    for p in progress([os.fspath(p) for p in paths], desc=desc or f"checking {what} files", unit="file"):
+        got = _header_problem(p, what)
+        if isinstance(got, tuple) and isinstance(got[0], str):
+            bad[p] = (got[0], str(got[1]))
+        else:
+            sizes[p] = got  # type: ignore[assignment]
+    return sizes, bad
+
+
 def check_readable(paths, what: str = "image", desc: str | None = None) -> dict[str, Size]:
     """Check every file of ``paths`` cheaply (exists, not empty, a readable header, not truncated) and
     return ``{path: (width, height)}``; raise one :class:`DataError` naming the first bad file and how
     many others are bad. About 0.1-0.3 ms a file (HAM10000's 10015 images: 1-2 s); results are
     remembered per process, so a second check of an unchanged file is free."""
-    from skinbench.progress import progress
-
-    sizes: dict[str, Size] = {}
-    bad: list[tuple[str, str, str]] = []
-    for p in progress([os.fspath(p) for p in paths], desc=desc or f"checking {what} files", unit="file"):
-        got = _header_problem(p, what)
-        if isinstance(got, tuple) and isinstance(got[0], str):
-            bad.append((p, got[0], got[1]))
-        else:
-            sizes[p] = got  # type: ignore[assignment]
+    sizes, bad = readable_files(paths, what, desc)
     if bad:
-        path, message, fix = bad[0]
-        if len(bad) > 1:
-            others = ", ".join(os.path.basename(b[0]) for b in bad[1:4])
-            message += f" (and {len(bad) - 1} more bad {what} file(s): {others}{', ...' if len(bad) > 4 else ''})"
+        (path, (message, fix)), rest = next(iter(bad.items())), list(bad)[1:]
+        if rest:
+            others = ", ".join(os.path.basename(b) for b in rest[:3])
+            message += f" (and {len(rest)} more bad {what} file(s): {others}{', ...' if len(rest) > 3 else ''})"
         raise DataError(message, path=path, fix=fix)
     return sizes
 
