@@ -7,6 +7,7 @@ checksum; a corrupted or truncated entry is detected, deleted and recomputed, ne
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -18,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from skinbench.errors import StorageError
 from skinbench.paths import cache_dir
 
 
@@ -59,19 +61,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and rename: readers never see half a file.
 
     ``mkstemp`` makes its file private (0600); it gets the usual mode back so shared results stay readable.
+    A folder that cannot take the write (read-only, full, no permission) raises :class:`StorageError`
+    (one line, exit 2 at the CLI) with any earlier version of ``path`` left as it was and no temporary
+    file behind.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        mapped = StorageError.from_os(err, path) if isinstance(err, OSError) else None
+        if mapped is not None:
+            raise mapped from err
         raise
 
 

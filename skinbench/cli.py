@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from skinbench import __version__, info
-from skinbench.errors import ConfigError, SkinbenchError
+from skinbench.errors import ConfigError, SkinbenchError, StorageError
+from skinbench.paths import check_writable, user_results_root
 
 #: approaches the demo runs on the synthetic default: fast on 2 CPU cores, no weights download
 DEMO_APPROACHES = {
@@ -56,7 +57,8 @@ examples:
   python -m skinbench run task4 --approach all --limit 200  every approach of a task on a subset
   python -m skinbench run task1 -a bovw --dataset generic --data-root my_images --positive melanoma
   python -m skinbench table task2                           re-render tables from stored records
-  python -m skinbench data verify ham10000                  missing / extra / mismatched files and masks
+  python -m skinbench data verify ham10000                  missing / extra / unreadable / mismatched files and masks
+  python -m skinbench data verify generic --data-root my_images   your own folder, as a run checks it
 """
 
 #: columns of the compact terminal table per kind of task (the primary metric is moved first)
@@ -183,9 +185,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="dataset utilities")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    v = dsub.add_parser("verify", help="check a data folder against its manifest (missing, extra, checksums, masks)")
-    v.add_argument("dataset")
-    v.add_argument("--data-root")
+    v = dsub.add_parser("verify", help="check a data folder against its manifest (missing, extra, unreadable, "
+                        "checksums, masks), or your own folder: `data verify generic --data-root FOLDER`")
+    v.add_argument("dataset", help="a registered dataset, or generic (your own folder, named by --data-root)")
+    v.add_argument("--data-root", help="folder holding the datasets; for generic the folder itself")
+    v.add_argument("--task", help="generic: check only what this task needs (default: report every task)")
+    v.add_argument("--classes", type=_names, metavar="A,B[,...]", help="generic: the class list in order, as `run`")
+    v.add_argument("--positive", metavar="CLASS", help="generic: the positive class of a binary label set, as `run`")
     v.add_argument("--duplicates", action="store_true",
                    help="also list exact and near-duplicate images, and the pairs crossing the train/test split")
     __import__("skinbench.sweep").sweep.add_parser(sub)  # `sweep`: all its logic is in skinbench/sweep.py
@@ -356,9 +362,8 @@ def _print_tables(paths: Sequence[Path], ci: bool = False, root: Path | None = N
 
 
 def _results_root(explicit: str | None) -> Path:
-    from skinbench.paths import user_results_dir
-
-    return Path(explicit).expanduser().resolve() if explicit else user_results_dir()
+    """``--results`` or the default, checked writable before any work (:func:`skinbench.paths.user_results_root`)."""
+    return user_results_root(explicit)
 
 
 def _command_line(argv: Sequence[str]) -> str:
@@ -464,7 +469,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                n_boot=args.n_boot, results_root=root, predictions_dir=args.predictions,
                                command=args.command_line, dataset_kwargs=kwargs or None)]
         except SkinbenchError as err:
-            if len(names) == 1:
+            if len(names) == 1 or isinstance(err, StorageError):  # a full disk fails every later approach too
                 raise
             failures += 1
             print(f"skinbench: {name} skipped: {err}", file=sys.stderr)
@@ -499,7 +504,7 @@ def _ensure_baselines(args: argparse.Namespace, names: list[str], root: Path, kw
 def _scratch(explicit: str | None, prefix: str) -> tuple[Path, bool]:
     """(folder, temporary?): ``--results`` as given, else a new temporary folder the caller removes."""
     if explicit:
-        return Path(explicit).expanduser().resolve(), False
+        return check_writable(explicit, "results folder", "--results DIR"), False
     return Path(tempfile.mkdtemp(prefix=prefix)), True
 
 
@@ -606,7 +611,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     params = approach_params(args.task, [args.approach], args.param)[args.approach]
     kwargs = _dataset_kwargs(args, dataset)
     preflight(args.task, dataset, args.data_root, kwargs)
-    out = Path(args.out)
+    out = check_writable(args.out, "predictions folder", "--out DIR")
     with tempfile.TemporaryDirectory() as scratch:
         runner.run(args.task, args.approach, dataset=args.dataset, data_root=args.data_root, seed=args.seed,
                    params=params or None, limit=args.limit, results_root=scratch, predictions_dir=out,
@@ -616,9 +621,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from skinbench.data.verify import verify
+    from skinbench.data.verify import verify, verify_generic
 
-    report = verify(args.dataset, args.data_root, duplicates=args.duplicates)
+    info.dataset(args.dataset)
+    kwargs = _dataset_kwargs(args, args.dataset)  # --classes/--positive: generic only, as for `run`
+    if args.dataset == "generic":
+        if args.task:
+            info.task(args.task)
+        report = verify_generic(args.data_root, duplicates=args.duplicates, **kwargs)
+    elif args.task:
+        raise ConfigError(f"--task applies to your own data (generic), not {args.dataset!r}",
+                          fix="drop --task, or verify with `data verify generic --data-root FOLDER`")
+    else:
+        report = verify(args.dataset, args.data_root, duplicates=args.duplicates)
     print(report)
     return 0 if report.usable else 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Callable, NoReturn
 
@@ -32,6 +33,27 @@ class ConfigError(SkinbenchError):
 
 class WeightsError(SkinbenchError):
     """Pretrained weights are not available offline (never fall back to random weights)."""
+
+
+class StorageError(SkinbenchError):
+    """A folder skinbench writes to cannot take the write: read-only, no permission, full, or a file is
+    where the folder should be. Raised before any work where it can be seen then (:func:`skinbench.paths.
+    check_writable`), else at the write (:func:`skinbench.cache.atomic_write_bytes`), which leaves what was
+    already there intact."""
+
+    #: errno -> what it means for a user (the write-time errors mapped to this class)
+    REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EROFS: "the file system is read-only", errno.EACCES: "no permission to write",
+               errno.EPERM: "no permission to write", errno.ENOTDIR: "a file is where a folder should be",
+               errno.EEXIST: "a file is where a folder should be"}
+
+    @classmethod
+    def from_os(cls, err: OSError, path: object, fix: str = "free some space or make it writable, or write "
+                "elsewhere (--results DIR / $SKINBENCH_RESULTS for results, $SKINBENCH_CACHE for the cache)"
+                ) -> "StorageError | None":
+        """The user-facing error for an OS error of a write to ``path``; None for any other OS error."""
+        reason = cls.REASONS.get(err.errno)  # type: ignore[arg-type]
+        return None if reason is None else cls(f"cannot write: {reason} ({err.strerror})", path=path, fix=fix)
 
 
 def run_script(main: Callable[[], int | None], prog: str) -> NoReturn:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+from skinbench.errors import StorageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_DIR = REPO_ROOT / "data_manifests"
@@ -35,6 +39,47 @@ def user_results_dir() -> Path:
     ``results/`` of the checkout, whose tables only ``benchmarks/`` regenerate)."""
     env = os.environ.get("SKINBENCH_RESULTS")
     return Path(env).expanduser().resolve() if env else (Path.cwd() / USER_RESULTS).resolve()
+
+
+#: free space below which a folder is refused before any work: a run writes records, tables and figures of
+#: a few MB (an overlay PNG is 1-2 MB), so less would fail at the write, after the whole fit
+MIN_FREE_BYTES = 16 * 2**20
+
+
+def check_writable(folder: str | os.PathLike, what: str = "results folder",
+                   elsewhere: str = "--results DIR or $SKINBENCH_RESULTS") -> Path:
+    """``folder`` (resolved) if skinbench can write there, checked before any work: its nearest existing
+    folder (it is created at the first write) must be a folder, writable (``os.access`` and a probe file,
+    which also catches a read-only mount where root's ``os.access`` says yes) and have
+    ``MIN_FREE_BYTES`` free. Else :class:`StorageError` naming the folder and ``elsewhere``."""
+    folder = Path(folder).expanduser().resolve()
+    fix = f"free some space or make it writable, or pass {elsewhere}"
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise StorageError(f"cannot be the {what}: {existing} is a file, not a folder", path=folder,
+                           fix=f"pass {elsewhere} naming a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StorageError(f"cannot write the {what} here: no permission to write in {existing}", path=folder,
+                           fix=fix)
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".skinbench-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise (StorageError.from_os(err, folder, fix) or err) from None
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise StorageError(f"cannot write the {what} here: only {free / 2**20:.1f} MB free on its disk "
+                           f"(a run needs about {MIN_FREE_BYTES // 2**20} MB)", path=folder, fix=fix)
+    return folder
+
+
+def user_results_root(explicit: str | os.PathLike | None = None, check: bool = True) -> Path:
+    """The folder the command line's ``run``, ``table``, ``sweep`` and ``score`` write to: ``--results``
+    (``explicit``) > ``$SKINBENCH_RESULTS`` > ``./skinbench-results``; with ``check`` it is checked
+    writable before any work (:func:`check_writable`), not found read-only or full after a long fit."""
+    root = Path(explicit).expanduser().resolve() if explicit else user_results_dir()
+    return check_writable(root) if check else root
 
 
 def results_dir() -> Path:

@@ -23,9 +23,9 @@ import numpy as np
 
 from skinbench import info, provenance
 from skinbench.data import Dataset, load_dataset
-from skinbench.data.images import read_image, read_mask
+from skinbench.data.images import read_mask
 from skinbench.errors import ConfigError
-from skinbench.paths import cache_dir, results_dir
+from skinbench.paths import cache_dir, check_writable, results_dir
 from skinbench.provenance import RunSpec
 from skinbench.results.records import RunRecord
 
@@ -115,7 +115,10 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
 
     tinfo, ainfo, dataset = resolve(spec.task, spec.approach, spec.dataset)
     spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
-    root = Path(results_root) if results_root else results_dir()
+    # a read-only or full folder is refused now, not after the fit (the writes map what still fails)
+    root = check_writable(results_root or results_dir())
+    if predictions_dir:
+        check_writable(predictions_dir, "predictions folder", "--predictions DIR")
     ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **(dataset_kwargs or {})})
     train, test = _limit(ds.split("train"), spec.limit, spec.seed), _limit(ds.split("test"), spec.limit, spec.seed)
     if len(train) == 0 or len(test) == 0:
@@ -291,6 +294,7 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     from skinbench.metrics.evaluate import evaluate_segmentation
     from skinbench.metrics.segmentation import confusion_counts
     from skinbench.metrics.surface import surface_distances
+    from skinbench.results.plots import overlay_panel
 
     target = base.target
     train_masks, test_masks = train.masks(target), test.masks(target)
@@ -310,8 +314,8 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
         # per-image [hd95, assd] for the tables' boundary columns: 10-14 ms per 450x600 HAM10000 mask
         # (task4: 20-28 s per 2004-image run, counted in predict_s), < 1 ms per task3 mask
         surface.append(surface_distances(truth, pred))
-        if i < N_OVERLAYS:
-            overlays.append((read_image(test.paths[i], size=(truth.shape[1], truth.shape[0])), truth, pred))
+        if i < N_OVERLAYS:  # kept at display size: a huge image's full-size copies would wait for the figure
+            overlays.append(overlay_panel(test.paths[i], truth, pred))
         if predictions_dir:
             from skinbench.results import submission
 

@@ -402,10 +402,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from skinbench.paths import user_results_dir
+    from skinbench.paths import user_results_root
     from skinbench.results.records import RunRecord
 
-    root = Path(args.results) if args.results else user_results_dir()
+    root = user_results_root(args.results)  # checked writable before any scoring
     paths = score(args.task, args.source, dataset=args.dataset, data_root=args.data_root, target=args.target,
                   name=args.name, results_root=root, n_boot=args.n_boot, seed=args.seed, limit=args.limit,
                   command=getattr(args, "command_line", None))

@@ -893,11 +893,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``python -m skinbench sweep``: exit 0 when every point is current or ran, 1 when any failed."""
-    from skinbench.paths import user_results_dir
+    from skinbench.paths import user_results_root
 
     config, run = config_from_args(args)
     points = config.points()
-    root = Path(run.get("results") or user_results_dir())
+    root = user_results_root(run.get("results"), check=not args.dry_run)  # a dry run only reads
     if args.dry_run:
         validate_points(points)
         digests = _Digests(run.get("data_root"), run.get("dataset_kwargs"))

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import cv2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -22,6 +23,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 from sklearn.preprocessing import label_binarize  # noqa: E402
 
 from skinbench.cache import atomic_write_bytes  # noqa: E402
+from skinbench.data.images import read_image  # noqa: E402
 from skinbench.results.records import RunRecord  # noqa: E402
 
 if TYPE_CHECKING:
@@ -204,21 +206,64 @@ def plot_jaccard_distribution(records: Sequence[RunRecord], path: str | os.PathL
     return save_figure(fig, Path(path))
 
 
+#: long side (pixels) at which overlay panels are drawn: a panel is about 3 inches at 110 dpi (~330 px),
+#: so more pixels only cost time and memory (issue 30: one 10000x7500 test image took 730 s and 14.3 GB
+#: when its overlay was drawn at full size; the metrics keep the truth mask's own grid)
+OVERLAY_SIDE = 512
+
+
+def display_size(width: int, height: int, side: int = OVERLAY_SIDE) -> tuple[int, int]:
+    """(width, height) with the long side at most ``side``, aspect kept; never enlarged."""
+    scale = min(1.0, side / max(width, height, 1))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def display_mask(mask: np.ndarray, side: int = OVERLAY_SIDE) -> np.ndarray:
+    """A mask at display size as float32 coverage (0..1, area-averaged), so its 0.5 contour follows the
+    full-resolution border and a structure smaller than a display pixel still shows (see plot_overlays)."""
+    m = np.asarray(mask, dtype=np.float32)
+    size = display_size(m.shape[1], m.shape[0], side)
+    return m if size == (m.shape[1], m.shape[0]) else cv2.resize(m, size, interpolation=cv2.INTER_AREA)
+
+
+def overlay_panel(image_path: str | os.PathLike, truth: np.ndarray, pred: np.ndarray,
+                  side: int = OVERLAY_SIDE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One overlay row's inputs at display size: the image read reduced (``read_image(draft=True)``) at the
+    truth grid's aspect, truth and prediction as coverage. What the runner keeps per overlay image, so a
+    huge test image costs a few hundred KB here instead of its full-size copies until the figure is drawn."""
+    size = display_size(truth.shape[1], truth.shape[0], side)
+    return read_image(image_path, size=size, draft=True), display_mask(truth, side), display_mask(pred, side)
+
+
 def plot_overlays(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],
-                  titles: Sequence[str], path: str | os.PathLike) -> Path:
-    """One row per image: image | truth contour (green) | prediction contour (red)."""
+                  titles: Sequence[str], path: str | os.PathLike, side: int = OVERLAY_SIDE) -> Path:
+    """One row per image: image | truth contour (green) | prediction contour (red).
+
+    Everything is drawn at most ``side`` pixels on the long side (:func:`display_size`): images are
+    resized, masks become coverage fractions (:func:`display_mask`) whose contour is drawn at 0.5, or at
+    half the peak when a structure is thinner than a display pixel. "(empty)" / "(all)" read the coverage:
+    no pixel covered at all / every pixel fully covered."""
     n = len(images)
     aspect = max(np.shape(images[0])[0] / max(np.shape(images[0])[1], 1), 0.2) if n else 1.0
     fig, axes = plt.subplots(n, 3, figsize=(9, (3 * aspect + 0.35) * n), squeeze=False)
     for i, (img, truth, pred, title) in enumerate(zip(images, truths, preds, titles)):
+        img = np.asarray(img)
+        size = display_size(img.shape[1], img.shape[0], side)
+        if size != (img.shape[1], img.shape[0]):
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         for j, (mask, colour, label) in enumerate(((None, None, title), (truth, "lime", "truth"),
                                                    (pred, "red", "prediction"))):
             ax = axes[i, j]
             ax.imshow(img)
-            if mask is not None and np.any(mask) and not np.all(mask):
-                ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors=colour, linewidths=1.2)
-            elif mask is not None:
-                label += " (all)" if np.all(mask) else " (empty)"
+            if mask is not None:
+                cover = display_mask(mask, side)
+                if cover.shape != img.shape[:2]:  # a mask grid other than the image's: drawn over the image
+                    cover = cv2.resize(cover, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
+                peak = float(cover.max()) if cover.size else 0.0
+                if peak > 0 and float(cover.min()) < 1:
+                    ax.contour(cover, levels=[min(0.5, peak / 2)], colors=colour, linewidths=1.2)
+                else:
+                    label += " (all)" if peak > 0 else " (empty)"
             ax.set_title(label, fontsize=8)
             ax.axis("off")
     fig.tight_layout()
