@@ -62,7 +62,7 @@ EXAMPLES = """\
 examples:
   python -m skinbench list                                  tasks, datasets, approaches
   python -m skinbench list bovw                             an approach's parameters, defaults, per-task values
-  python -m skinbench demo                                  every task on built-in synthetic data (about 1 min)
+  python -m skinbench demo                                  every task on built-in synthetic data (about 2 min)
   python -m skinbench run task1 --approach bovw             fit on train, score on test, write a record + tables
   python -m skinbench run task1 -a bovw -p n_words=500      override a hyper-parameter
   python -m skinbench run task4 --approach all --limit 200  every approach of a task on a subset
@@ -623,8 +623,7 @@ def demo_left_out(tasks: Sequence[str]) -> str:
     left = sorted({name for task in tasks for name in info.approaches_for(task) if name not in DEMO_APPROACHES[task]})
     if not left:
         return "the demo ran every registered approach of these tasks"
-    return (f"not in the demo: {len(left)} more approaches (`python -m skinbench list`); run one on this data with "
-            f"`python -m skinbench run TASK -a NAME --dataset synthetic`")
+    return f"not in the demo: {len(left)} approaches (`list`); run one: skinbench run TASK -a NAME --dataset synthetic"
 
 
 def smoke_points(tasks: list[str] | None = None, approaches: list[str] | None = None) -> list[Any]:
