@@ -1,4 +1,4 @@
-"""``python -m skinbench``: list, run, demo, table, predict, data verify.
+"""``python -m skinbench``: list, run, demo, smoke, table, predict, data verify, sweep, score.
 
 User errors print one line (``skinbench: error: ...``) and exit 2; an interrupt exits 130 and leaves
 nothing half-written (records are atomic, caches are per-item). Before any work a run checks its names,
@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,12 +28,14 @@ from skinbench import __version__, info
 from skinbench.errors import ConfigError, SkinbenchError, StorageError
 from skinbench.paths import check_writable, user_results_root
 
-#: approaches the demo runs on the synthetic default: fast on 2 CPU cores, no weights download
+#: approaches the demo runs on the synthetic default: fast on 2 CPU cores, nothing to download, and for
+#: each kind of task a deep row trained from scratch beside the classical ones (classification: the small
+#: CNN; segmentation: the Keras U-Net), so the first minute already shows classical vs deep
 DEMO_APPROACHES = {
-    "task1": ["majority", "stratified", "bovw"],
+    "task1": ["majority", "stratified", "bovw", "cnn-scratch"],
     "task2": ["majority", "stratified", "bovw"],
-    "task3": ["all-background", "all-foreground"],
-    "task4": ["all-background", "all-foreground", "ellipse", "classical-seg"],
+    "task3": ["all-background", "all-foreground"],  # a U-Net finds no globules in seconds: none shown
+    "task4": ["all-background", "all-foreground", "ellipse", "classical-seg", "unet"],
 }
 #: demo settings sized to the synthetic data. BoVW's reference settings (K = 300 words, C from 0.1 up, made
 #: for 900 real 384 px images) do not fit 120 training images of 128x96 px with ~150 SIFT descriptors
@@ -41,7 +44,16 @@ DEMO_APPROACHES = {
 #: every image and, balanced, every image scores ~0.56 malignant (task1 accuracy 0.275 = the malignant
 #: share, balanced accuracy 0.5, although the ranking is fine: AUC 0.77). A 50-word vocabulary and C >= 1
 #: give task1 balanced accuracy ~0.9 (AUC ~0.93) on the 160-image demo set, clearly above the baselines.
-DEMO_PARAMS: dict[str, dict[str, Any]] = {"bovw": {"n_words": 50, "C_grid": [1.0, 10.0, 100.0]}}
+#: The deep rows are sized to train in seconds on 2 cores: the CNN at 64 px, 3 blocks, a higher learning
+#: rate (AUC ~0.9 on the demo set; balanced accuracy stays low, its probabilities sit near 0.5), the U-Net
+#: at 48 px, width 8, depth 2, 10 epochs at learning rate 0.01 (mean Jaccard ~0.85 on the demo set in ~20 s).
+DEMO_PARAMS: dict[str, dict[str, Any]] = {
+    "bovw": {"n_words": 50, "C_grid": [1.0, 10.0, 100.0]},
+    "cnn-scratch": {"input_size": 64, "depth": 3, "epochs": 30, "learning_rate": 3e-3, "patience": 10,
+                    "augment": False, "dropout": 0.0},
+    "unet": {"input_size": 48, "base_filters": 8, "depth": 2, "epochs": 10, "batch_size": 8, "learning_rate": 0.01,
+             "patience": 0},
+}
 DEMO_N_IMAGES = 160
 #: the smoke run: synthetic images generated, at most this many train / test images per run, bootstrap draws
 SMOKE_N_IMAGES, SMOKE_LIMIT, SMOKE_N_BOOT = 48, 24, 50
@@ -51,7 +63,7 @@ EXAMPLES = """\
 examples:
   python -m skinbench list                                  tasks, datasets, approaches
   python -m skinbench list bovw                             an approach's parameters, defaults, per-task values
-  python -m skinbench demo                                  every task on built-in synthetic data (about 1 min)
+  python -m skinbench demo                                  every task on built-in synthetic data (about 2 min)
   python -m skinbench run task1 --approach bovw             fit on train, score on test, write a record + tables
   python -m skinbench run task1 -a bovw -p n_words=500      override a hyper-parameter
   python -m skinbench run task4 --approach all --limit 200  every approach of a task on a subset
@@ -77,6 +89,10 @@ SHORT = {"balanced_accuracy": "bal_acc", "accuracy": "acc", "thresholded_jaccard
          "auc_macro": "auc_m", "recall": "sens", "specificity": "spec", "spec_at_sens80": "spec@sens80",
          "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80", "pauc_above_tpr80": "pauc80"}
 NOTE_WIDTH = 40
+#: the width `list` fits its tables to when the output is not a terminal (and $COLUMNS is unset)
+DEFAULT_WIDTH = 100
+#: exit status after the reader of stdout went away (`... | head`): what a process killed by SIGPIPE reports
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 # ------------------------------------------------------------------------------------------- parsing
@@ -116,6 +132,23 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--positive", metavar="CLASS", help="generic data: the positive class of a binary label set")
 
 
+def _add_task_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", help=" | ".join(info.TASKS) + " (see `list`)")
+
+
+def _add_seed_option(p: argparse.ArgumentParser) -> None:
+    """``run`` and ``predict`` take seeds alike: one record (one submission) per seed."""
+    p.add_argument("--seed", type=int, nargs="+", default=[0], metavar="SEED",
+                   help="one or more seeds (default 0): one record, or one submission, per seed")
+
+
+_LIMIT = _int_at_least(1, "at most N train and N test images")
+
+
+def _add_limit_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=_LIMIT, help="at most N train and N test images (quick runs)")
+
+
 def _add_param_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                    help="override an estimator hyper-parameter, e.g. -p n_words=500 (see `list APPROACH`)")
@@ -127,19 +160,18 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"skinbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("list", help="tasks, datasets and approaches; `list APPROACH` shows its parameters")
+    p = sub.add_parser("list", help="tasks, datasets, approaches; `list NAME` for one")
     p.add_argument("name", nargs="?", help="an approach (its parameters), a task or a dataset")
 
-    limit = _int_at_least(1, "at most N train and N test images")
-    p = sub.add_parser("run", help="run approaches on a task, write records, regenerate its tables")
-    p.add_argument("task", help="task1 | task2 | task3 | task4")
+    p = sub.add_parser("run", help="fit and score approaches on a task; records, tables")
+    _add_task_argument(p)
     p.add_argument("--approach", "-a", action="append", required=True,
                    help="approach name (repeatable), or 'all' for every approach of the task")
     _add_data_options(p)
-    p.add_argument("--seed", type=int, nargs="+", default=[0], help="one or more seeds (one record each)")
+    _add_seed_option(p)
     _add_param_option(p)
     p.add_argument("--target", help="segmentation target (default: all of the task's)")
-    p.add_argument("--limit", type=limit, help="at most N train and N test images (quick runs)")
+    _add_limit_option(p)
     p.add_argument("--n-boot", type=_int_at_least(1, "bootstrap resamples"), default=1000,
                    help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--results", help="results folder (default: $SKINBENCH_RESULTS or ./skinbench-results)")
@@ -156,32 +188,33 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-mapping", metavar="NAME", help="cross-dataset diagnosis -> class mapping (default: the "
                    "task's, see skinbench/data/isic_csv.py; or melanoma-vs-rest)")
 
-    p = sub.add_parser("demo", help="every task on the built-in synthetic data (no download); prints tables")
+    p = sub.add_parser("demo", help="every task on built-in synthetic data (no download)")
     p.add_argument("--results", help="keep records, tables and plots here (default: a temporary folder, removed)")
     p.add_argument("--n-images", type=_int_at_least(8, "synthetic images"), default=DEMO_N_IMAGES,
                    help="synthetic images to generate")
     p.add_argument("--task", action="append", help="only these tasks")
     p.add_argument("--ci", action="store_true", help="show 95%% CIs in the printed tables")
 
-    p = sub.add_parser("smoke", help="every task x approach on tiny synthetic data (CI); non-zero if one fails")
+    p = sub.add_parser("smoke", help="every task x approach on tiny synthetic data (CI)")
     p.add_argument("--results", help="keep the records here (default: a temporary folder, removed)")
     p.add_argument("--task", action="append", help="only these tasks")
     p.add_argument("--approach", "-a", action="append", help="only these approaches")
     __import__("skinbench.sweep").sweep.add_engine_options(p, workers=0)  # `--workers 2`: CI's two cores
 
-    p = sub.add_parser("table", help="regenerate comparison tables and plots from stored records")
+    p = sub.add_parser("table", help="re-render tables and plots from stored records")
     p.add_argument("task", nargs="?", help="only this task")
     p.add_argument("--results", help="results folder (default: $SKINBENCH_RESULTS or ./skinbench-results)")
     p.add_argument("--ci", action="store_true", help="show 95%% CIs in the printed tables")
 
-    p = sub.add_parser("predict", help="fit on train, write test predictions in the ISIC submission layout")
-    p.add_argument("task")
-    p.add_argument("--approach", "-a", required=True)
-    p.add_argument("--out", required=True, help="folder for the CSV / PNG masks")
+    p = sub.add_parser("predict", help="fit on train, write ISIC submission files for test")
+    _add_task_argument(p)
+    p.add_argument("--approach", "-a", required=True, help="approach name (see `list TASK`)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the CSV / PNG masks (several seeds: one seed<k>/ sub-folder each)")
     _add_data_options(p)
-    p.add_argument("--seed", type=int, default=0)
+    _add_seed_option(p)
     _add_param_option(p)
-    p.add_argument("--limit", type=limit, help="at most N train and N test images (quick runs)")
+    _add_limit_option(p)
 
     p = sub.add_parser("data", help="dataset utilities")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -261,6 +294,53 @@ def preflight(task: str, dataset: str, data_root: str | None, dataset_kwargs: di
 
 
 # ---------------------------------------------------------------------------------------- tables
+def shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut at a word boundary and marked "…" (a word is cut
+    only when it alone is wider): a note stays readable, never ends mid-word."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    head = text[:width]  # one character more than is kept: a cut right before a space is a boundary
+    cut = head.rfind(" ")
+    kept = (head[:cut] if cut > 0 else head[:width - 1]).rstrip(" ,;:-(")
+    return kept + "…"
+
+
+def terminal_width() -> int:
+    """Columns of the terminal ($COLUMNS first), :data:`DEFAULT_WIDTH` when piped."""
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+
+
+def wrap_text(text: str, indent: str = "") -> str:
+    """A paragraph folded to the terminal width at word boundaries (long names and URLs kept whole)."""
+    return textwrap.fill(text, terminal_width(), subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def fit_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: int | None = None) -> str:
+    """A plain-text table no wider than ``width`` (default: the terminal's, :data:`DEFAULT_WIDTH` when
+    piped) where that is possible: the widest columns are wrapped at word boundaries (never inside a
+    word or a URL), so free-text titles fold into several lines instead of 400-character rows."""
+    from tabulate import tabulate
+
+    width = width or terminal_width()
+    cells = [[str(c) for c in row] for row in rows]
+    cols = list(zip(*cells)) if cells else [()] * len(headers)
+    head = [len(h) + 2 for h in headers]  # tabulate pads a header by two
+    longest = [max([head[i]] + [len(c) for c in col]) for i, col in enumerate(cols)]
+    floor = [max([head[i]] + [len(w) for c in col for w in c.split()]) for i, col in enumerate(cols)]
+    widths = list(longest)
+    while sum(widths) + 2 * (len(widths) - 1) > width:
+        shrinkable = [i for i in range(len(widths)) if widths[i] > floor[i]]
+        if not shrinkable:
+            break  # every column is down to its longest word: wider than the terminal, words kept whole
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+    wrapped = [["\n".join(textwrap.wrap(c, widths[i], break_long_words=False, break_on_hyphens=False)) or c
+                for i, c in enumerate(row)] for row in cells]
+    return tabulate(wrapped, headers=list(headers), disable_numparse=True)
+
+
 def _read_table_csv(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(path.read_text())))
 
@@ -273,11 +353,12 @@ def _positive_from_md(md: Path) -> str | None:
     return m.group(1).strip() if m else None
 
 
-def compact_table(md_or_table: Any, ci: bool = False) -> str:
+def compact_table(md_or_table: Any, ci: bool = False, ran_only: bool = False) -> str:
     """A terminal-width table from a rendered table (a ``.md`` or ``.csv`` path under ``<results>/tables``,
     or a :class:`skinbench.results.tables.Table`): the approach, a few key metrics with the task's
     primary metric first (marked ``*``), n_test, fit seconds and a shortened note. No HTML comment, no
-    header paragraph; ``ci`` adds the 95% CIs."""
+    header paragraph; ``ci`` adds the 95% CIs; ``ran_only`` leaves out the rows of approaches that were not run
+    (the demo: what it ran, not every registered approach)."""
     md = None
     if isinstance(md_or_table, (str, os.PathLike)):
         path = Path(md_or_table)
@@ -300,6 +381,8 @@ def compact_table(md_or_table: Any, ci: bool = False) -> str:
         kind = "cross-binary"
     if kind == "clinical":  # a secondary table: rows without numbers are already listed in the main one
         rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    elif ran_only:
+        rows = [r for r in rows if r.get("status", "ok") != "missing"]
     metrics = [m for m in COMPACT_METRICS[kind] if m in fields]
     if primary in fields:
         metrics = [primary] + [m for m in metrics if m != primary]
@@ -318,7 +401,7 @@ def compact_table(md_or_table: Any, ci: bool = False) -> str:
         text = " ".join(text.split())
         if text.startswith("not run (python -m skinbench"):
             return "not run"
-        return text if len(text) <= NOTE_WIDTH else text[:NOTE_WIDTH - 1] + "…"
+        return shorten(text, NOTE_WIDTH)
 
     def seconds(text: str) -> str:
         if not text:
@@ -353,10 +436,10 @@ def compact_table(md_or_table: Any, ci: bool = False) -> str:
                                                          disable_numparse=True) + "\n"
 
 
-def _print_tables(paths: Sequence[Path], ci: bool = False, root: Path | None = None) -> None:
+def _print_tables(paths: Sequence[Path], ci: bool = False, root: Path | None = None, ran_only: bool = False) -> None:
     shown = [p for p in paths if p.suffix == ".csv" and p.parent.name == "tables"]
     for path in shown:
-        print(compact_table(path, ci=ci))
+        print(compact_table(path, ci=ci, ran_only=ran_only))
     if shown and root is not None:
         print(f"full tables (markdown, CSV) and plots: {root / 'tables'}", file=sys.stderr)
 
@@ -377,51 +460,60 @@ def _command_line(argv: Sequence[str]) -> str:
 
 # --------------------------------------------------------------------------------------- commands
 def cmd_list(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
     if args.name:
         return _list_one(args.name)
-    print(tabulate([(t.name, t.kind, t.title, t.default_dataset, ", ".join(t.targets) or "-")
-                    for t in info.TASKS.values()], ["task", "kind", "title", "default dataset", "targets"]))
+    print(fit_table([(t.name, t.kind, t.title, t.default_dataset, ", ".join(t.targets) or "-")
+                     for t in info.TASKS.values()], ["task", "kind", "title", "default dataset", "targets"]))
     print()
-    print(tabulate([(d.name, d.title, d.source) for d in info.DATASETS.values()], ["dataset", "title", "source"]))
+    print(fit_table([(d.name, d.title, d.source) for d in info.DATASETS.values()], ["dataset", "title", "source"]))
     print()
-    print(tabulate([(a.name, a.family, ", ".join(a.tasks), a.title, a.needs or "-")
-                    for a in info.APPROACHES.values()], ["approach", "family", "tasks", "title", "needs"]))
+    print(fit_table([(a.name, a.family, ", ".join(a.tasks), a.title) for a in info.APPROACHES.values()],
+                    ["approach", "family", "tasks", "title"]))
+    needs: dict[str, list[str]] = {}  # beside the table: one long column of "-" would starve the titles
+    for a in info.APPROACHES.values():
+        if a.needs:
+            needs.setdefault(a.needs, []).append(a.name)
+    if needs:
+        print("\nneeds beyond the data:")
+        for what, names in needs.items():
+            print(wrap_text(f"  {', '.join(names)}: {what}", indent="    "))
     print("\n`python -m skinbench list APPROACH` shows an approach's parameters.")
     return 0
 
 
 def _list_one(name: str) -> int:
-    from tabulate import tabulate
-
     from skinbench.params import describe_approach
 
     if name in info.APPROACHES:
         a = info.APPROACHES[name]
-        print(f"{a.name} ({a.family}): {a.title}")
-        print(f"estimator {a.estimator}; tasks {', '.join(a.tasks)}" + (f"; needs {a.needs}" if a.needs else ""))
+        print(wrap_text(f"{a.name} ({a.family}): {a.title}"))
+        print(wrap_text(f"estimator {a.estimator}; tasks {', '.join(a.tasks)}" + (f"; needs {a.needs}" if a.needs else "")))
         print()
         headers = ["parameter", "type", "default", *(f"{t} value" for t in a.tasks), "smoke"]
-        print(tabulate(describe_approach(name), headers=headers, disable_numparse=True))
+        print(fit_table(describe_approach(name), headers))
         print("\nA task's value is what a run uses (blank: the default); override with -p KEY=VALUE.")
         return 0
     if name in info.TASKS:
         t = info.TASKS[name]
-        print(f"{t.name} ({t.kind}): {t.title}\ndatasets: {', '.join(t.datasets)} (default {t.default_dataset})")
+        print(f"{t.name} ({t.kind}): {t.title}")
+        print(wrap_text(f"datasets: {', '.join(t.datasets)} (default {t.default_dataset})", indent="  "))
         if t.targets:
             print(f"targets: {', '.join(t.targets)}")
         if t.more_targets:
             print(f"more targets (multi-output models and baselines): {', '.join(t.more_targets)}")
-        print(f"primary metric: {t.primary_metric}\napproaches: {', '.join(info.approaches_for(name))}")
+        print(f"primary metric: {t.primary_metric}")
+        print(wrap_text(f"approaches: {', '.join(info.approaches_for(name))}", indent="  "))
         return 0
     if name in info.DATASETS:
         d = info.DATASETS[name]
-        print(f"{d.name}: {d.title}\nsource: {d.source}\nfolder: $SKINBENCH_DATA/{d.folder}/ holding:")
+        print(f"{d.name}: {d.title}")
+        print(wrap_text(f"source: {d.source}", indent="  "))
+        print(f"folder: $SKINBENCH_DATA/{d.folder}/ holding:")
         for item in d.expected:
             print(f"  {item}")
         return 0
-    raise ConfigError(f"unknown name {name!r}", fix="use an approach, task or dataset shown by `python -m skinbench list`")
+    info._lookup({**info.APPROACHES, **info.TASKS, **info.DATASETS}, name, "name")  # raises, with a did-you-mean
+    return 2
 
 
 def _approach_names(task: str, requested: Sequence[str]) -> list[str]:
@@ -524,7 +616,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 runner.run(task, name, dataset="synthetic", results_root=root, n_boot=200,
                            params=DEMO_PARAMS.get(name), dataset_kwargs={"n_images": args.n_images},
                            command=args.command_line)
-        _print_tables(render_all(root), ci=args.ci, root=None if temporary else root)
+        _print_tables(render_all(root), ci=args.ci, root=None if temporary else root, ran_only=True)
+        print(demo_left_out(tasks))
         if temporary:
             print("(demo results were temporary; pass --results DIR to keep records, tables and plots)",
                   file=sys.stderr)
@@ -534,6 +627,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def demo_left_out(tasks: Sequence[str]) -> str:
+    """One line: how many registered approaches the demo did not run, and the command that runs one."""
+    left = sorted({name for task in tasks for name in info.approaches_for(task) if name not in DEMO_APPROACHES[task]})
+    if not left:
+        return "the demo ran every registered approach of these tasks"
+    return f"not in the demo: {len(left)} approaches (`list`); run one: skinbench run TASK -a NAME --dataset synthetic"
 
 
 def smoke_points(tasks: list[str] | None = None, approaches: list[str] | None = None) -> list[Any]:
@@ -612,11 +713,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     kwargs = _dataset_kwargs(args, dataset)
     preflight(args.task, dataset, args.data_root, kwargs)
     out = check_writable(args.out, "predictions folder", "--out DIR")
+    seeds = list(dict.fromkeys(args.seed))
     with tempfile.TemporaryDirectory() as scratch:
-        runner.run(args.task, args.approach, dataset=args.dataset, data_root=args.data_root, seed=args.seed,
-                   params=params or None, limit=args.limit, results_root=scratch, predictions_dir=out,
-                   command=args.command_line, dataset_kwargs=kwargs or None)
-    print(f"predictions written to {out}", file=sys.stderr)
+        for seed in seeds:
+            dest = out if len(seeds) == 1 else out / f"seed{seed}"  # one submission per seed, never mixed
+            runner.run(args.task, args.approach, dataset=args.dataset, data_root=args.data_root, seed=seed,
+                       params=params or None, limit=args.limit, results_root=scratch, predictions_dir=dest,
+                       command=args.command_line, dataset_kwargs=kwargs or None)
+            print(f"predictions written to {dest}", file=sys.stderr)
     return 0
 
 
@@ -648,6 +752,21 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _reader_gone() -> int:
+    """The reader of stdout left (``skinbench table | head -1``): stop quietly, as a program killed by
+    SIGPIPE does, without a traceback. SIGPIPE itself stays ignored (Python's default) so that a closed
+    socket in Dask or TensorFlow is an error there, not a silent death; stdout is pointed at /dev/null
+    so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout replaced by an object without a descriptor (tests)
+        pass
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from skinbench import quiet
 
@@ -658,7 +777,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     args.command_line = _command_line(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except SkinbenchError as err:
         print(f"skinbench: error: {err}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ Estimators are named by ``"module:Class"`` strings so listing the registry impor
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -225,6 +226,10 @@ APPROACHES: dict[str, ApproachInfo] = {
                                  "(disk size and threshold tuned on train, pooled Jaccard)",
                      smoke_params={"n_tune": 10}),
         # --- deep classification (issue 5 adds its variants here) ---
+        ApproachInfo("cnn-scratch", "skinbench.approaches.scratch_cnn:ScratchCNNClassifier", "deep", ("task1",),
+                     "Small CNN trained from scratch, no pretrained weights (4 conv blocks, 128 px, flips, "
+                     "early stopping on a validation split)",
+                     smoke_params={"input_size": 32, "epochs": 1, "batch_size": 8}),
         ApproachInfo("transfer-vgg16", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "VGG16 ImageNet transfer, Flatten head on cached features (reference recipe)",
                      params={"backbone": "vgg16", "pooling": "flatten"},
@@ -315,12 +320,19 @@ APPROACHES: dict[str, ApproachInfo] = {
 }
 
 
-def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
-    try:
+def _lookup(table: dict[str, Any], name: str, what: str, candidates: list[str] | None = None,
+            where: str = "") -> Any:
+    """``table[name]``, or a ConfigError listing ``candidates`` (default: every name in ``table``) with the
+    closest one as a did-you-mean: a typo's fix is the name it missed, not a list of every task's names."""
+    if name in table and (candidates is None or name in candidates):
         return table[name]
-    except KeyError:
-        known = ", ".join(sorted(table))
-        raise ConfigError(f"unknown {what} {name!r}", fix=f"use one of: {known} (see `python -m skinbench list`)") from None
+    known = sorted(table) if candidates is None else list(candidates)
+    ratio = {k: difflib.SequenceMatcher(None, name, k).ratio() for k in known}
+    best = sorted(known, key=ratio.__getitem__, reverse=True)[:2]
+    unique = best and ratio[best[0]] >= 0.6 and (len(best) == 1 or ratio[best[0]] > ratio[best[1]])
+    hint = f"did you mean {best[0]}? " if unique else ""  # a tie (task7: task1 or task4?) is no hint
+    raise ConfigError(f"unknown {what} {name!r}{where}",
+                      fix=f"{hint}use one of: {', '.join(known)} (see `python -m skinbench list`)")
 
 
 def task(name: str) -> TaskInfo:
@@ -331,8 +343,12 @@ def dataset(name: str) -> DatasetInfo:
     return _lookup(DATASETS, name, "dataset")
 
 
-def approach(name: str) -> ApproachInfo:
-    return _lookup(APPROACHES, name, "approach")
+def approach(name: str, task_name: str | None = None) -> ApproachInfo:
+    """The registered approach ``name``; with ``task_name``, an unknown name is reported with that task's
+    approaches only (a registered approach of another task is still returned: the caller says so)."""
+    if task_name is None or name in APPROACHES:
+        return _lookup(APPROACHES, name, "approach")
+    return _lookup(APPROACHES, name, "approach", approaches_for(task_name), f" for {task_name}")
 
 
 def segmentation_targets(task_name: str, approach_name: str, dataset_name: str | None = None) -> tuple[str, ...]:

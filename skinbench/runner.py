@@ -41,7 +41,7 @@ SCORING_VERSION = 1
 def resolve(task: str, approach: str, dataset: str | None = None) -> tuple[info.TaskInfo, info.ApproachInfo, str]:
     """Validate the names against the registry (clear ConfigError for anything unknown or unsupported)."""
     tinfo = info.task(task)
-    ainfo = info.approach(approach)
+    ainfo = info.approach(approach, task)
     dataset = dataset or tinfo.default_dataset
     info.dataset(dataset)
     if task not in ainfo.tasks:

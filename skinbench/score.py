@@ -385,7 +385,7 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``score`` on the CLI's sub-parsers (its handler is set as ``args.handler``)."""
-    p = sub.add_parser("score", help="score an ISIC submission CSV or a mask folder against a task's test split",
+    p = sub.add_parser("score", help="score ISIC submission files against a test split",
                        description=__doc__.splitlines()[0])
     p.add_argument("task", help="task1 | task2 | task3 | task4")
     p.add_argument("source", metavar="FILE_OR_DIR", help="submission CSV (classification) or folder of mask PNGs")

@@ -858,7 +858,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, A
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``sweep`` on the CLI's sub-parsers (its handler is set as ``args.handler``)."""
-    p = sub.add_parser("sweep", help="tasks x approaches x seeds x a parameter grid, resumable, on Dask",
+    p = sub.add_parser("sweep", help="tasks x approaches x seeds x grid; resumable, on Dask",
                        description=__doc__.splitlines()[0])
     p.add_argument("tasks", nargs="*", metavar="TASK", help="task1 ... task4 (or tasks = [...] in --config)")
     p.add_argument("--approach", "-a", nargs="+", action="extend", help="approach names, or 'all'")

@@ -98,7 +98,8 @@ def test_local_feature_keys_follow_descriptor_params(tmp_path, monkeypatch):
     """The BoVW descriptor cache key changes with every DescriptorParams field and with CODE_VERSION."""
     import dataclasses
 
-    lf = pytest.importorskip("skinbench.approaches.local_features")
+    pytest.importorskip("cv2")  # skip on the third-party package; a broken skinbench module must fail
+    from skinbench.approaches import local_features as lf
     p = tmp_path / "x.png"
     p.write_bytes(b"some bytes")
     default = lf.DescriptorParams()

@@ -44,10 +44,22 @@ def _run_golden(root: Path) -> dict[str, dict]:
     return out
 
 
+def updating_golden() -> bool:
+    """Whether this run re-records the golden file: only by hand, never under CI (``CI=true``), where a
+    leftover ``SKINBENCH_UPDATE_GOLDEN`` would make the check pass whatever moved."""
+    if not os.environ.get("SKINBENCH_UPDATE_GOLDEN"):
+        return False
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail("SKINBENCH_UPDATE_GOLDEN is set under CI: the golden numbers are re-recorded by hand only "
+                    "(unset it; see this module's docstring)")
+    return True
+
+
 @pytest.mark.slow
 def test_golden_numbers_move_only_with_a_version_bump(tmp_path):
+    update = updating_golden()  # before the slow part: a refused update fails at once
     got = _run_golden(tmp_path)
-    if os.environ.get("SKINBENCH_UPDATE_GOLDEN"):
+    if update:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     golden = json.loads(GOLDEN.read_text())
@@ -241,3 +253,18 @@ def test_tables_mark_rows_made_by_older_algorithm_versions(tmp_path, monkeypatch
     note = {r["approach"]: r["note"] for r in build_tables(load_records(tmp_path))[0].rows}["majority"]
     assert note.startswith("**stale** (versions.estimator: 1 -> 3)")
     assert "regenerate.py --only task1 --approach majority" in note
+
+
+@pytest.mark.parametrize("ci, refused", [("true", True), ("1", True), ("", False), ("false", False)])
+def test_golden_update_is_refused_under_ci(monkeypatch, ci, refused):
+    """A leftover SKINBENCH_UPDATE_GOLDEN must not rewrite the golden file in CI (the check would pass
+    whatever moved): under CI=true the golden test fails instead of re-recording."""
+    monkeypatch.setenv("SKINBENCH_UPDATE_GOLDEN", "1")
+    monkeypatch.setenv("CI", ci)
+    if refused:
+        with pytest.raises(pytest.fail.Exception, match="set under CI"):
+            updating_golden()
+    else:
+        assert updating_golden() is True
+    monkeypatch.delenv("SKINBENCH_UPDATE_GOLDEN")
+    assert updating_golden() is False

@@ -22,7 +22,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.cluster import MiniBatchKMeans
-from sklearn.metrics import average_precision_score, balanced_accuracy_score
+from sklearn.metrics import average_precision_score
 from sklearn.metrics.pairwise import additive_chi2_kernel, euclidean_distances
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
@@ -31,6 +31,7 @@ from sklearn.svm import SVC
 from skinbench.approaches.base import PathClassifier
 from skinbench.approaches.local_features import DescriptorParams, ImageDescriptors, extract_all
 from skinbench.errors import ConfigError, DataError
+from skinbench.metrics.classification import balanced_accuracy
 
 KERNELS = ("linear", "rbf", "chi2", "intersection")
 NORMALIZATIONS = ("l1", "sqrt", "l2")
@@ -253,7 +254,7 @@ class BoVWClassifier(PathClassifier):
     def _score(self, y: np.ndarray, svc: SVC, Kva: np.ndarray) -> float:
         if len(self.classes_) == 2:  # the ranking metric the ISIC 2016 challenge used
             return float(average_precision_score(y == self.classes_[1], svc.decision_function(Kva)))
-        return float(balanced_accuracy_score(y, svc.predict(Kva)))
+        return balanced_accuracy(y, svc.predict(Kva))
 
     def _splits(self, y: np.ndarray, groups: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
         from skinbench.data.splits import validation_split

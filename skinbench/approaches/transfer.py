@@ -233,12 +233,14 @@ class BestByMetric:
 
 def selection_score(metric: str, y: np.ndarray, proba: np.ndarray) -> float:
     """Validation score to maximise; falls back to minus log loss where the metric is undefined."""
-    from sklearn.metrics import balanced_accuracy_score, log_loss, roc_auc_score
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from skinbench.metrics.classification import balanced_accuracy
 
     if metric == "auc" and len(np.unique(y)) == 2:
         return float(roc_auc_score(y, proba[:, 1]))
     if metric == "balanced_accuracy":
-        return float(balanced_accuracy_score(y, proba.argmax(1)))
+        return balanced_accuracy(y, proba.argmax(1))
     return -float(log_loss(y, np.clip(proba, 1e-7, 1), labels=np.arange(proba.shape[1])))
 
 

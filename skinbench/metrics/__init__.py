@@ -24,6 +24,7 @@ from skinbench.metrics.calibration import (
 from skinbench.metrics.classification import (
     BINARY_METRICS,
     MULTICLASS_METRICS,
+    balanced_accuracy,
     classification_scores,
     classification_scores_batch,
     confusion_matrix,
@@ -60,6 +61,7 @@ __all__ = [
     "BINARY_METRICS",
     "MULTICLASS_METRICS",
     "SEGMENTATION_METRICS",
+    "balanced_accuracy",
     "bootstrap_ci",
     "bootstrap_ci_batch",
     "percentile_ci",
