@@ -101,30 +101,30 @@ def _test_command() -> str:
 
 
 def test_the_test_command_installs_tensorflow_once():
-    """The README's test command runs the tests and the smoke run in the environment it installed into (no
-    tox/nox environment, which would install TensorFlow & co. a second time); .ci/run runs that command;
-    tox, optional, calls the same script."""
+    """The README's test command runs tox in the environment it installed into (``tox --current-env``: no
+    second environment, which would install TensorFlow & co. again); .ci/run runs that same command, and
+    tox runs the tests and the smoke run."""
     command = _test_command()
-    assert "tox" not in command and command.endswith("&& .ci/test"), command
-    script = (ROOT / ".ci" / "test").read_text()
-    assert not re.search(r"^[^#]*\btox\b", script, re.M)  # no command line of it calls tox
-    assert re.search(r"-m pytest\b", script) and "-m skinbench smoke" in script
+    assert command.endswith("&& tox --current-env"), command
     run = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r'^python3 -m pip install -q -e "\.\[test\]"$', run, re.M) and re.search(r"^\.ci/test$", run, re.M)
+    assert re.search(r'^python3 -m pip install -q -e "\.\[test\]" && python3 -m tox --current-env$', run, re.M)
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(ROOT / "tox.ini")
-    assert ".ci/test" in ini["testenv"]["commands"]
+    commands = ini["testenv"]["commands"]
+    assert re.search(r"-m pytest\b", commands) and "-m skinbench smoke" in commands
+    extras = re.search(r"^test = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M)
+    assert extras and '"tox-current-env' in extras.group(1), extras
 
 
 def test_ci_never_runs_with_update_golden():
     """A leftover SKINBENCH_UPDATE_GOLDEN must not reach the golden test in CI: tox passes SKINBENCH_*
-    variables by name (no wildcard), and the test script unsets it."""
+    variables by name (no wildcard), and empties it (``--current-env`` passes the caller's environment)."""
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(ROOT / "tox.ini")
     passenv = ini["testenv"]["passenv"].split()
     assert passenv and not any("*" in v for v in passenv if v.startswith("SKINBENCH")), passenv
     assert "SKINBENCH_UPDATE_GOLDEN" not in passenv and "SKINBENCH_DATA" in passenv
-    assert re.search(r"^unset SKINBENCH_UPDATE_GOLDEN$", (ROOT / ".ci" / "test").read_text(), re.M)
+    assert re.search(r"^\s*SKINBENCH_UPDATE_GOLDEN\s*=\s*$", ini["testenv"]["setenv"], re.M)
 
 
 def test_tests_skip_on_third_party_packages_only():
