@@ -5,6 +5,9 @@ nothing half-written (records are atomic, caches are per-item). Before any work 
 its ``-p`` parameters (:mod:`skinbench.params`) and its data (:func:`skinbench.data.base.check_for_task`:
 labels, positive class, masks, every file readable). Tables print compactly on the terminal
 (:func:`compact_table`); the wide markdown and CSV stay in ``<results>/tables/``.
+
+Commands import the rest of skinbench inside their functions, for start-up cost: ``list`` and ``--help``
+load no NumPy, OpenCV, scikit-learn or TensorFlow.
 """
 
 from __future__ import annotations
@@ -297,7 +300,7 @@ def compact_table(md_or_table: Any, ci: bool = False) -> str:
     kind = ("segmentation" if "jaccard_mean" in fields else "multiclass" if "auc_macro" in fields
             else "clinical" if "ece" in fields else "binary")
     primary = info.TASKS[task].primary_metric if task in info.TASKS and kind != "clinical" else ""
-    from skinbench.results.tables import is_cross
+    from skinbench.results.headers import is_cross
 
     cross = kind == "binary" and is_cross(slug) and "specificity" in fields
     if cross:
@@ -489,6 +492,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _ensure_baselines(args: argparse.Namespace, names: list[str], root: Path, kwargs: dict) -> None:
     """The trivial baselines sit beside every row (milliseconds): run those not current in this folder."""
     from skinbench import provenance, runner
+    from skinbench.results import currency
     from skinbench.data import load_dataset
 
     missing = [b for b in info.baselines_for(args.task) if b not in names]
@@ -500,7 +504,7 @@ def _ensure_baselines(args: argparse.Namespace, names: list[str], root: Path, kw
     for baseline in missing:
         spec = provenance.RunSpec(args.task, baseline, args.dataset, args.seed[0], target=args.target,
                                   limit=args.limit, n_boot=args.n_boot)
-        if not provenance.check(spec, root, ds).current:
+        if not currency.check(spec, root, ds).current:
             print(f"== {args.task} / {baseline} (baseline, beside every row)", file=sys.stderr)
             runner.execute(spec, data_root=args.data_root, results_root=root, command=args.command_line,
                            dataset_kwargs=kwargs or None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Callable, NoReturn
 
+from skinbench import quiet
+
 
 class SkinbenchError(Exception):
     """An error caused by input the user controls (data, names, options).
@@ -38,8 +40,6 @@ def run_script(main: Callable[[], int | None], prog: str) -> NoReturn:
     """Run a benchmark script's ``main`` as the CLI runs its commands, and exit with its status: library
     start-up noise off (:func:`skinbench.quiet.install`), and a :class:`SkinbenchError` ends it with one
     line naming the fix (status 2) instead of a traceback."""
-    from skinbench import quiet
-
     quiet.install()
     try:
         raise SystemExit(main())
