@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         label = {"approach": point.spec.approach} if args.variants else {"kernel": p["kernel"], "K": p["n_words"]}
         rows.append(row(record, **label))
     frame = pd.DataFrame(rows)
-    from skinbench.results.records import environment
+    from skinbench.environment import environment
 
     out = root / "sweeps"
     atomic_write_bytes(out / f"{args.name}.csv", frame.to_csv(index=False, float_format="%.4f").encode())

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--detector", default="sift", choices=["sift", "dense"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    from skinbench.results.records import environment
+    from skinbench.environment import environment
 
     numbers = measure(args.n_images, args.detector, args.seed)
     record = {"benchmark": "perf_classical", "numbers": numbers, **environment(),

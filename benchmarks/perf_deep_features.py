@@ -29,7 +29,7 @@ from skinbench.approaches import backbones, tfdata, transfer
 from skinbench.cache import atomic_write_bytes
 from skinbench.data import load_dataset
 from skinbench.paths import committed_results_dir
-from skinbench.results.records import environment
+from skinbench.environment import environment
 
 
 def rss_mb() -> float:

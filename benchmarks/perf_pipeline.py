@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     from datetime import datetime, timezone
 
     from skinbench.paths import committed_results_dir
-    from skinbench.results.records import environment
+    from skinbench.environment import environment
 
     root = Path(args.results) if args.results else committed_results_dir()
     measurements: dict[str, dict] = {}

@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
 
 from skinbench import info, provenance, runner  # noqa: E402
+from skinbench.results.currency import Currency, check  # noqa: E402
 from skinbench.errors import SkinbenchError, WeightsError  # noqa: E402
 from skinbench.paths import REPO_ROOT, committed_results_dir  # noqa: E402
 
@@ -61,10 +62,10 @@ def _name(task: str, approach: str, dataset: str) -> str:
 
 
 def currency(task: str, approach: str, dataset: str, root: Path, seed: int,
-             limit: int | None) -> provenance.Currency:
+             limit: int | None) -> Currency:
     """Whether the stored records of (task, approach, dataset) were made with today's inputs and versions."""
     spec = provenance.RunSpec(task, approach, dataset=dataset, seed=seed, limit=limit)
-    return provenance.check(spec, root, _manifest_digest(task, dataset))
+    return check(spec, root, _manifest_digest(task, dataset))
 
 
 def print_status(runs: list[Run], root: Path, seed: int, limit: int | None) -> int:
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return print_status(runs, root, args.seed, limit)
     if args.verify:
         return verify(runs, root, args.seed, limit)
-    from skinbench.results.records import code_is_dirty
+    from skinbench.environment import code_is_dirty
 
     if code_is_dirty() and not args.allow_dirty:
         print("regenerate: the code has uncommitted changes, so its records could not be traced to a commit. "

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from skinbench.cache import atomic_write_bytes
     from skinbench.paths import committed_results_dir
-    from skinbench.results.records import environment
+    from skinbench.environment import environment
 
     root = Path(args.results) if args.results else committed_results_dir()
     sizes = QUICK_SIZES if args.quick else FULL_SIZES

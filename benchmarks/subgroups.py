@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     from skinbench.errors import SkinbenchError
     from skinbench.metrics.subgroups import load_ham10000_metadata
     from skinbench.paths import committed_results_dir, data_root
-    from skinbench.results.records import environment, load_records
+    from skinbench.environment import environment
+    from skinbench.results.records import load_records
     from skinbench.results.subgroups_report import first_seed_records, write_subgroup_report
 
     root = Path(args.results) if args.results else committed_results_dir()

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         r["overhead_s"] = round(r["seconds"] - base, 2) if r["workers"] == 1 else None
         r["speedup_vs_in_process"] = round(base / r["seconds"], 2)
     one = next((r for r in rows if r["workers"] == 1), None)
-    from skinbench.results.records import environment
+    from skinbench.environment import environment
 
     meta = {"created": datetime.now(timezone.utc).isoformat(), "command": "python benchmarks/sweep_overhead.py "
             + " ".join(argv), "points": [p.id for p in todo], "n_images": args.n_images, "n_boot": N_BOOT,

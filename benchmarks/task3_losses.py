@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without
 from skinbench import info, sweep  # noqa: E402
 from skinbench.cache import atomic_write_bytes  # noqa: E402
 from skinbench.paths import committed_results_dir  # noqa: E402
-from skinbench.results.records import RunRecord, environment, record_path  # noqa: E402
+from skinbench.environment import environment  # noqa: E402
+from skinbench.results.records import RunRecord, record_path  # noqa: E402
 
 APPROACH = "mobilenet-unet"
 DATASET = "isic2018_task2"

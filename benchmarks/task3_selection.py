@@ -49,7 +49,7 @@ from skinbench import info, sweep  # noqa: E402
 from skinbench.cache import atomic_write_bytes  # noqa: E402
 from skinbench.metrics.segmentation import segmentation_scores  # noqa: E402
 from skinbench.paths import committed_results_dir  # noqa: E402
-from skinbench.results.records import environment  # noqa: E402
+from skinbench.environment import environment  # noqa: E402
 from task3_losses import APPROACH, baseline_rows, feature_records, summary_row  # noqa: E402
 
 #: schedule name -> parameter overrides of the registered task3 approach (``select_by=val_loss`` is its

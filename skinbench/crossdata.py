@@ -34,13 +34,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import joblib
 import numpy as np
 import pandas as pd
 
-from skinbench import info
-from skinbench.data.base import Dataset, task_classes
+from skinbench import info, provenance, runner
+from skinbench.cache import atomic_write_bytes, file_digest
+from skinbench.data import isic_csv, load_dataset
+from skinbench.data.base import Dataset, check_for_task, frame_digest, task_classes
+from skinbench.data.generic import find_images
+from skinbench.data.images import image_size
+from skinbench.data.layout import MissingDataError
+from skinbench.environment import environment
 from skinbench.errors import ConfigError, DataError, SkinbenchError
+from skinbench.params import validate_params
+from skinbench.paths import cache_dir
+from skinbench.paths import data_root as resolved_data_root
 from skinbench.provenance import RunSpec
+from skinbench.results.headers import CROSS
+from skinbench.results.records import RunRecord, path_of, write_record
+from skinbench.scoring import full_columns, params_of, scored_classification
 
 #: version of how the model store pickles estimators (part of a stored model's file name)
 STORE_VERSION = 1
@@ -63,9 +76,6 @@ def load_foreign(folder: str | os.PathLike, task: str, csv: str | os.PathLike | 
     :func:`skinbench.data.isic_csv.find_ground_truth`) read as it is, images in the release's own folder
     (``isic_csv.image_folder``), ``folder/images`` or ``folder`` itself. Rows whose diagnosis the task's
     mapping leaves out are dropped; ``extra["excluded"]`` counts them per diagnosis code."""
-    from skinbench.data import isic_csv
-    from skinbench.data.generic import find_images
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("test data folder does not exist", path=folder, fix="pass the folder of the download")
@@ -94,9 +104,6 @@ def relabel(ds: Dataset, task: str, mapping: Mapping[str, str] | str | None = No
     """``ds`` with its diagnosis labels (e.g. HAM10000's ``dx``) mapped to ``task``'s classes by
     :mod:`skinbench.data.isic_csv` (``mapping``: None for the task's default, a name, or a dict); rows
     the mapping leaves out are dropped and counted in ``extra["excluded"]``."""
-    from skinbench.data import isic_csv
-    from skinbench.data.base import frame_digest
-
     name, codes = isic_csv.resolve_mapping(task, mapping)
     truth = pd.DataFrame({"dx": ds.frame["label"].astype(str).str.lower()})
     label = truth["dx"].map(codes)
@@ -121,10 +128,6 @@ def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *
     registered dataset (``ham10000-test``). A registered dataset without ``root`` is looked for under
     ``data_root`` resolved as always (:func:`skinbench.paths.data_root`: None is $SKINBENCH_DATA, else
     ../shared/data); the CLI passes None when ``--data-root`` is a generic training folder."""
-    from skinbench.data import load_dataset
-    from skinbench.data.base import frame_digest
-    from skinbench.data.layout import MissingDataError
-
     tinfo = info.task(task)
     if tinfo.kind != "classification":
         raise ConfigError("cross-dataset evaluation scores classification tasks only (so far)",
@@ -146,9 +149,7 @@ def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *
     except MissingDataError as err:
         if generic:
             raise
-        from skinbench.paths import data_root as resolved
-
-        base = resolved(where)
+        base = resolved_data_root(where)
         source = ("--test-root" if root is not None else "--data-root" if data_root is not None
                   else "$SKINBENCH_DATA" if os.environ.get("SKINBENCH_DATA") else "the default ../shared/data")
         raise MissingDataError(f"test dataset {name} not found under {base} (from {source}): {err.path} is missing",
@@ -174,8 +175,6 @@ def generic_labels(root: str | os.PathLike | None, labels: str | os.PathLike | N
     to ``root``; the folder defaults to the CSV's. Without it: ``root/labels.csv``, else the one official
     ground truth of the download (:func:`skinbench.data.isic_csv.find_ground_truth`; several are an
     error listing them, so the user picks the test file, never one guessed)."""
-    from skinbench.data import isic_csv
-
     if labels is not None:
         csv = Path(labels).expanduser()
         if not csv.is_file() and not csv.is_absolute() and root is not None:
@@ -207,8 +206,6 @@ def generic_labels(root: str | os.PathLike | None, labels: str | os.PathLike | N
 
 def overlap(train: Dataset, test: Dataset) -> tuple[np.ndarray, dict[str, int]]:
     """(mask over ``test``: image also in ``train``, counts). Same id, or same file content (sha256)."""
-    from skinbench.cache import file_digest
-
     same_id = np.isin(test.ids, train.ids)
     train_hashes = {file_digest(p) for p in train.paths}
     same_content = np.array([file_digest(p) in train_hashes for p in test.paths], dtype=bool)
@@ -220,8 +217,6 @@ def overlap(train: Dataset, test: Dataset) -> tuple[np.ndarray, dict[str, int]]:
 
 def geometry(paths: Sequence[str]) -> dict[str, Any]:
     """Size and aspect-ratio summary of images (from file headers; no decoding)."""
-    from skinbench.data.images import image_size
-
     sizes = np.array([image_size(p) for p in paths], dtype=float).reshape(-1, 2)
     if not len(sizes):
         return {"n": 0}
@@ -264,16 +259,12 @@ class ModelStore:
     returns False and the next cross-dataset run refits."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        from skinbench.paths import cache_dir
-
         self.root = Path(root) if root is not None else cache_dir() / "models"
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}-v{STORE_VERSION}.joblib"
 
     def get(self, key: str) -> Any | None:
-        import joblib
-
         path = self.path(key)
         if not path.is_file():
             return None
@@ -283,10 +274,6 @@ class ModelStore:
             return None
 
     def put(self, key: str, estimator: Any) -> bool:
-        import joblib
-
-        from skinbench.cache import atomic_write_bytes
-
         buf = io.BytesIO()
         try:
             joblib.dump(estimator, buf)
@@ -300,9 +287,7 @@ def fitted_model(spec: RunSpec, train: Dataset, manifest_digest: str | Dataset, 
                  ) -> tuple[Any, dict[str, Any]]:
     """The estimator of ``spec`` fitted on ``train``: from the store when its run key is there, else
     fitted now (and stored). ``manifest_digest``: the training data's digest, or the loaded Dataset (as
-    :func:`skinbench.provenance.check` takes it). Returns (estimator, {"run_key", "reused", "stored", "fit_s"})."""
-    from skinbench import provenance, runner
-
+    :func:`skinbench.results.currency.check` takes it). Returns (estimator, {"run_key", "reused", "stored", "fit_s"})."""
     inputs = (provenance.key_inputs(spec, manifest_digest) if isinstance(manifest_digest, str)
               else provenance.dataset_key_inputs(spec, manifest_digest))
     key = provenance.run_key(inputs)
@@ -338,20 +323,14 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
     """Fit ``spec`` on its training data (or reuse the kept model), score every image of ``test`` not
     in the training set, and write one record; returns its path. ``warn`` gets one line when the test
     images' geometry differs markedly from the training images' (:func:`geometry_mismatch`)."""
-    from skinbench import provenance, runner
-    from skinbench.data import load_dataset
-    from skinbench.data.base import check_for_task
-    from skinbench.params import validate_params
-    from skinbench.results.records import RunRecord, environment, path_of, write_record
-
     tinfo, ainfo, dataset = runner.resolve(spec.task, spec.approach, spec.dataset)
     if tinfo.kind != "classification":
         raise ConfigError("cross-dataset evaluation scores classification tasks only (so far)",
                           fix="use task1 or task2")
     spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
     ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **dict(dataset_kwargs or {})})
-    train = runner._limit(ds.split("train"), spec.limit, spec.seed)
-    test = runner._limit(test, spec.limit, spec.seed)  # quick runs: a subset of the foreign set too
+    train = runner.limit_images(ds.split("train"), spec.limit, spec.seed)
+    test = runner.limit_images(test, spec.limit, spec.seed)  # quick runs: a subset of the foreign set too
     seen, counts = overlap(train, test)
     scored = test.subset(np.flatnonzero(~seen))
     if len(scored) == 0:
@@ -367,16 +346,16 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
     start = time.perf_counter()
     proba = np.asarray(est.predict_proba(scored.paths), dtype=float)
     predict_s = time.perf_counter() - start
-    scores = runner._full_columns(proba, est.classes_, len(train.class_names))
-    fields = runner.scored_classification(scored.ids, y, scores, train.class_names, train.positive_class,
+    scores = full_columns(proba, est.classes_, len(train.class_names))
+    fields = scored_classification(scored.ids, y, scores, train.class_names, train.positive_class,
                                           spec.n_boot, spec.seed)
     test_slug = test.extra.get("slug") or test.data_slug
     inputs = {**provenance.dataset_key_inputs(spec, ds), "test_dataset": test_slug,
               "test_manifest_digest": test.manifest_digest, "cross_dataset": 1}
     env = environment()
     record = RunRecord(
-        task=spec.task, dataset=f"{ds.data_slug}__on__{test_slug}", approach=spec.approach, family=ainfo.family,
-        title=ainfo.title, seed=spec.seed, limit=spec.limit, params=runner._params_of(est),
+        task=spec.task, dataset=f"{ds.data_slug}{CROSS}{test_slug}", approach=spec.approach, family=ainfo.family,
+        title=ainfo.title, seed=spec.seed, limit=spec.limit, params=params_of(est),
         split={"n_train": len(train), "n_test": len(scored), "manifest_digest": ds.manifest_digest,
                "test_manifest_digest": test.manifest_digest},
         metrics=fields["metrics"], predictions=fields["predictions"],
@@ -438,48 +417,3 @@ def run_cross(task: str, approaches: Sequence[str], test: Dataset, *, dataset: s
                 break
             say(f"wrote {paths[-1]}")
     return paths, failures
-
-
-# ------------------------------------------------------------------------------ the table header
-
-def _geometry(g: dict | None) -> str:
-    if not g or not g.get("n"):
-        return "?"
-    w, h, a = g["width_p5_50_95"], g["height_p5_50_95"], g["aspect_p5_50_95"]
-    return (f"{w[1]:.0f}x{h[1]:.0f} px median (width {w[0]:.0f}-{w[2]:.0f}, height {h[0]:.0f}-{h[2]:.0f} at the "
-            f"5th-95th percentiles; aspect {a[1]:.2f}; distinct sizes {g.get('distinct_sizes', '?')})")
-
-
-def table_header(task: str, dataset: str, ok: list, all_records: list) -> str:
-    """The header of a cross-dataset table (``skinbench.results.tables`` calls it for ``<train>__on__<test>``
-    groups of RunRecords): train and test data, overlap excluded, label mapping, input geometry."""
-    from skinbench.data.isic_csv import describe_mapping
-    from skinbench.results.tables import CROSS, header_tail
-
-    t = info.task(task)
-    train, test = dataset.split(CROSS, 1)
-    first = (ok or all_records)[0]
-    ex = first.extras
-    ov = ex.get("overlap") or {}
-    parts = [f"{t.title}. **Cross-dataset**: fitted on the train split of {train} (n_train "
-             f"{first.split.get('n_train', '?')}), scored on {test} ({ex.get('test_split', '?')} images; n_test "
-             f"{first.split.get('n_test', '?')}): not comparable with the in-dataset tables."]
-    parts.append(f"Overlap with the training images, excluded: {ov.get('excluded', '?')} of {ov.get('n_foreign', '?')} "
-                 f"(same id {ov.get('same_id', '?')}, same file content {ov.get('same_content', '?')}; re-encoded "
-                 f"copies are not found by a file hash).")
-    if len({str(r.extras.get("overlap")) for r in ok}) > 1:
-        parts.append("**Records differ in their test images (overlap counts above: the first record's).**")
-    mapping = ex.get("mapping")
-    if mapping:
-        dropped = ex.get("excluded_by_mapping") or {}
-        parts.append(f"Label mapping `{mapping.get('name')}`: {describe_mapping(mapping.get('codes') or {})}; "
-                     f"rows excluded by it: {', '.join(f'{k} {v}' for k, v in sorted(dropped.items())) or 'none'}.")
-    else:
-        parts.append("Test labels: the task's classes, as given.")
-    counts, dx = ex.get("test_class_counts") or {}, ex.get("test_dx_counts") or {}
-    if counts:
-        parts.append("Scored test images: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-                     + (f" (diagnoses: {', '.join(f'{k} {v}' for k, v in sorted(dx.items()))})" if dx else "") + ".")
-    geo = ex.get("geometry") or {}
-    parts.append(f"Input geometry, train: {_geometry(geo.get('train'))}; test: {_geometry(geo.get('test'))}.")
-    return " ".join(parts + header_tail(task, dataset, ok, per="side"))

@@ -6,6 +6,8 @@ import errno
 import sys
 from typing import Callable, NoReturn
 
+from skinbench import quiet
+
 
 class SkinbenchError(Exception):
     """An error caused by input the user controls (data, names, options).
@@ -60,8 +62,6 @@ def run_script(main: Callable[[], int | None], prog: str) -> NoReturn:
     """Run a benchmark script's ``main`` as the CLI runs its commands, and exit with its status: library
     start-up noise off (:func:`skinbench.quiet.install`), and a :class:`SkinbenchError` ends it with one
     line naming the fix (status 2) instead of a traceback."""
-    from skinbench import quiet
-
     quiet.install()
     try:
         raise SystemExit(main())

@@ -2,7 +2,7 @@
 
 A run key hashes what can change a number: task, approach, estimator, merged parameters, seed, subset,
 bootstrap size, the data manifest, and *declared* algorithm versions (the estimator's
-``algorithm_version`` and the shared numeric contracts: data reading, metrics, the runner's scoring).
+``algorithm_version`` and the shared numeric contracts: data reading, metrics, scoring (skinbench.scoring)).
 It does not hash source text, so a rename, a moved function or a comment leaves every record current;
 a change that alters numbers bumps the version it touches, and exactly the records that depend on it go
 stale. The golden check (tests/test_provenance.py) reruns the deterministic approaches and fails when
@@ -10,13 +10,15 @@ a number moved while no version was bumped.
 
 Provenance is kept beside the key, never in it: each record stores the commit and the digest of the
 exact source that made it (``code_digest``), and the dashboard says when a current record was made by
-older code declared equivalent. Every "is this record current" question goes through :func:`check`.
+older code declared equivalent. Every "is this record current" question goes through
+:func:`skinbench.results.currency.check`, which reads records against these keys.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,11 +26,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from skinbench import info
+from skinbench.cache import make_key
 
 PACKAGE = Path(__file__).parent
 
 #: code a record's numbers depend on besides its estimator: its digest is provenance, not key
-SHARED_CODE = ("runner.py", "cache.py", "data", "metrics", "approaches/base.py")
+SHARED_CODE = ("runner.py", "scoring.py", "cache.py", "data", "metrics", "approaches/base.py")
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,6 @@ class RunSpec:
     @property
     def id(self) -> str:
         """A stable, readable id (sweeps name points by it)."""
-        from skinbench.cache import make_key
-
         extra = make_key(dict(self.params or {}), self.limit, self.n_boot)[:8]
         return f"{self.task}/{self.dataset_name}/{self.approach}/seed{self.seed}/{extra}"
 
@@ -70,16 +71,16 @@ class RunSpec:
 # ------------------------------------------------------------------ declared versions
 
 def contract_versions() -> dict[str, int]:
-    """Versions of the shared numeric contracts (each declared beside its code)."""
-    from skinbench import data, metrics, runner
+    """Versions of the shared numeric contracts (each declared beside its code; read at call time, so a
+    test may patch one). The key name ``runner`` stays: committed run keys hash it."""
+    # here, not at the top, for start-up cost: the CLI and sweep import RunSpec without NumPy's dependants
+    from skinbench import data, metrics, scoring
 
-    return {"data": data.READ_VERSION, "metrics": metrics.METRICS_VERSION, "runner": runner.SCORING_VERSION}
+    return {"data": data.READ_VERSION, "metrics": metrics.METRICS_VERSION, "runner": scoring.SCORING_VERSION}
 
 
 def estimator_version(approach: str) -> int:
     """The registered estimator's ``algorithm_version`` (imports its module: TensorFlow for deep ones)."""
-    import importlib
-
     module, cls = info.approach(approach).estimator.split(":")
     return int(getattr(getattr(importlib.import_module(module), cls), "algorithm_version", 1))
 
@@ -108,8 +109,6 @@ def dataset_key_inputs(spec: RunSpec, ds: Any) -> dict[str, Any]:
 
 
 def run_key(inputs: Mapping[str, Any]) -> str:
-    from skinbench.cache import make_key
-
     return make_key(dict(inputs))[:20]
 
 
@@ -159,6 +158,11 @@ def _legacy() -> dict[str, Any]:
     return json.loads((PACKAGE / "provenance_legacy.json").read_text())
 
 
+def legacy_commit() -> str:
+    """The commit at which the legacy key declaration was made (a stale schema 1 record names it)."""
+    return _legacy()["commit"]
+
+
 def migrate_legacy_key(record: Mapping[str, Any]) -> dict[str, Any]:
     """``run_key``, ``key_inputs``, ``code_digest`` for a schema 1 record.
 
@@ -176,95 +180,3 @@ def migrate_legacy_key(record: Mapping[str, Any]) -> dict[str, Any]:
         "manifest_digest": (record.get("split") or {}).get("manifest_digest"), "versions": dict(LEGACY_VERSIONS),
     }
     return {"run_key": run_key(inputs), "key_inputs": inputs, "code_digest": entry["code_digest"]}
-
-
-# ------------------------------------------------------------------ currency
-
-@dataclass
-class Currency:
-    """Whether the records of one spec are current; ``reasons`` says why not."""
-
-    spec: RunSpec
-    status: str  # current | stale | skipped (a record that says why it has no numbers) | missing
-    reasons: list[str] = field(default_factory=list)
-    paths: list[Path] = field(default_factory=list)
-
-    @property
-    def current(self) -> bool:
-        return self.status == "current"
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        out: list[str] = []
-        for k in sorted(set(old) | set(new), key=str):
-            out += _diff(old.get(k), new.get(k), f"{prefix}{k}.")
-        return out
-    if old != new:
-        name = prefix.rstrip(".")
-        if name == "manifest_digest":
-            return [f"data manifest changed ({str(old)[:12]} -> {str(new)[:12]})"]
-        return [f"{name}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}"]
-    return []
-
-
-def explain(record_inputs: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> list[str]:
-    """Which inputs differ between a stored record and the spec now (empty: none)."""
-    if record_inputs is None:
-        return [f"made by code not declared equivalent to any algorithm version (a schema 1 record whose "
-                f"key was not current at {_legacy()['commit'][:10]})"]
-    return _diff(record_inputs, inputs) or ["run key differs"]
-
-
-def check(spec: RunSpec, results_root: str | Path, manifest_digest: str | Any) -> Currency:
-    """Is every record of ``spec`` under ``results_root`` current? (The one currency check.)
-
-    ``manifest_digest``: the data's digest (a registered dataset), or the loaded Dataset itself (any data,
-    a user's generic folder included: its records live under its data slug, ``Dataset.data_slug``, the
-    one name the runner writes them under), or anything with the same attributes (``sweep.DataRef``).
-    """
-    from skinbench.results.records import read_record, record_path
-
-    if isinstance(manifest_digest, str):
-        if spec.dataset_name == "generic":  # a digest alone cannot name the folder's records: never "generic/"
-            raise ValueError("a generic folder's records are filed under its data slug: pass the loaded Dataset")
-        inputs, folder = key_inputs(spec, manifest_digest), spec.dataset_name
-    else:
-        inputs, folder = dataset_key_inputs(spec, manifest_digest), manifest_digest.data_slug
-    key = run_key(inputs)
-    reasons: list[str] = []
-    paths: list[Path] = []
-    status = "current"
-    for target in spec.targets():
-        path = record_path(spec.task, folder, spec.approach, target, root=results_root, seed=spec.seed)
-        paths.append(path)
-        record = read_record(path) if path.exists() else None
-        label = f"{target}: " if target else ""
-        if record is None:
-            status = "missing"
-            reasons.append(f"{label}no record at {path}")
-        elif not record.ok:
-            status = "skipped" if status == "current" else status
-            reasons.append(f"{label}{record.status} record ({record.reason.splitlines()[0][:120] if record.reason else ''})")
-        elif record.run_key != key:
-            status = "stale" if status == "current" else status
-            reasons += [label + r for r in explain(record.key_inputs, inputs)]
-    return Currency(spec, status, reasons, paths)
-
-
-def version_drift(record: Any) -> list[str]:
-    """Why a record's numbers come from algorithm versions other than today's (empty: none), read from the
-    record alone, so a table can mark a stale row without the data. (Params and data are checked by
-    :func:`check`, which needs the spec and the data.)"""
-    if not record.ok or record.approach not in info.APPROACHES or record.task not in info.TASKS:
-        return []
-    if record.key_inputs is None:
-        return explain(None, {})
-    now = {"estimator": estimator_version(record.approach), **contract_versions()}
-    return _diff(record.key_inputs.get("versions") or {}, now, "versions.")
-
-
-def made_by_older_code(record: Any) -> bool:
-    """A current record whose exact source differs from today's (declared equivalent by its versions)."""
-    return bool(record.code_digest) and record.approach in info.APPROACHES and \
-        record.code_digest != code_digest(record.approach)

@@ -11,31 +11,33 @@ import importlib
 import inspect
 import os
 import resource
+import shlex
 import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import cv2
 import numpy as np
+from sklearn.model_selection import train_test_split
 
-from skinbench import info, provenance
+from skinbench import cache, info, provenance
 from skinbench.data import Dataset, load_dataset
-from skinbench.data.images import read_mask
+from skinbench.data.base import check_for_task
+from skinbench.environment import environment
 from skinbench.errors import ConfigError
+from skinbench.metrics.evaluate import evaluate_segmentation
+from skinbench.params import validate_params
 from skinbench.paths import cache_dir, check_writable, results_dir
 from skinbench.provenance import RunSpec
-from skinbench.results.records import RunRecord
+from skinbench.results import submission
+from skinbench.results.records import RunRecord, path_of, write_record
+from skinbench.scoring import (fit_summary, full_columns, params_of, score_mask, scored_classification,
+                               threshold_map, truth_mask)
 
 #: how many test images get an overlay figure (image | truth | prediction) per segmentation run
 N_OVERLAYS = 6
-
-
-#: declared version of how the runner turns predictions into numbers (threshold 0.5, probability maps
-#: resized to the truth mask's grid); enters every run key (skinbench.provenance)
-SCORING_VERSION = 1
 
 
 def resolve(task: str, approach: str, dataset: str | None = None) -> tuple[info.TaskInfo, info.ApproachInfo, str]:
@@ -74,17 +76,15 @@ def seed_everything(seed: int) -> None:
     """Seed numpy, and TensorFlow/Keras only if an estimator already imported them (listing stays light)."""
     np.random.seed(seed)
     if "keras" in sys.modules:
-        import keras
+        import keras  # only when already loaded: importing it costs TensorFlow's start-up
 
         keras.utils.set_random_seed(seed)
 
 
-def _limit(ds: Dataset, n: int | None, seed: int) -> Dataset:
+def limit_images(ds: Dataset, n: int | None, seed: int) -> Dataset:
     """A deterministic, stratified subset of at most n images (smoke and quick runs)."""
     if n is None or len(ds) <= n:
         return ds
-    from sklearn.model_selection import train_test_split
-
     idx = np.arange(len(ds))
     labels = ds.frame["label"].to_numpy(dtype=str)
     try:
@@ -110,9 +110,6 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
     Returns the record paths. ``predictions_dir`` additionally receives the ISIC submission files;
     ``dataset_kwargs`` go to the dataset adapter (e.g. ``n_images`` for the synthetic data).
     """
-    from skinbench.data.base import check_for_task
-    from skinbench.params import validate_params
-
     tinfo, ainfo, dataset = resolve(spec.task, spec.approach, spec.dataset)
     spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
     # a read-only or full folder is refused now, not after the fit (the writes map what still fails)
@@ -120,7 +117,8 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
     if predictions_dir:
         check_writable(predictions_dir, "predictions folder", "--predictions DIR")
     ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **(dataset_kwargs or {})})
-    train, test = _limit(ds.split("train"), spec.limit, spec.seed), _limit(ds.split("test"), spec.limit, spec.seed)
+    train, test = (limit_images(ds.split("train"), spec.limit, spec.seed),
+                   limit_images(ds.split("test"), spec.limit, spec.seed))
     if len(train) == 0 or len(test) == 0:
         raise ConfigError(f"dataset {dataset!r} has an empty train or test split",
                           fix="check the split column of its manifest / CSV")
@@ -142,8 +140,6 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
 
 def command_as_typed(argv: list[str] | None = None) -> str:
     """The command line as a user would type it again (``python -m skinbench run ...``, not a file path)."""
-    import shlex
-
     argv = list(sys.argv if argv is None else argv)
     if not argv:
         return ""
@@ -170,16 +166,12 @@ def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
 
 def _fit(est: Any, *args: Any, **kwargs: Any) -> tuple[float, dict[str, dict[str, int]]]:
     """Fit, returning wall seconds and the cache look-ups it made (work found vs work done)."""
-    from skinbench import cache
-
     before = cache.ledger()
     _, seconds = _timed(est.fit, *args, **kwargs)
     return seconds, cache.ledger_since(before)
 
 
 def _finish(record: RunRecord, root: Path, timings: dict[str, Any]) -> Path:
-    from skinbench.results.records import environment, path_of, write_record
-
     timings["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     env = environment()
     record = replace(record, status="ok", timings=timings, created=datetime.now(timezone.utc).isoformat(),
@@ -203,98 +195,24 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
         fit_kwargs["masks"] = train.masks(ainfo.needs_masks)
     fit_s, cache_use = _fit(est, train.paths, train.y, **fit_kwargs)
     proba, predict_s = _timed(est.predict_proba, test.paths)
-    scores = _full_columns(np.asarray(proba, dtype=float), est.classes_, len(train.class_names))
+    scores = full_columns(np.asarray(proba, dtype=float), est.classes_, len(train.class_names))
     fields, eval_s = _timed(scored_classification, test.ids, test.y, scores, train.class_names,
                             train.positive_class, spec.n_boot, spec.seed)
     chosen = fit_summary(est)
     if chosen:
         fields["extras"]["fit"] = chosen
-    record = replace(base, params=_params_of(est), **fields)
+    record = replace(base, params=params_of(est), **fields)
     if predictions_dir:
-        from skinbench.results import submission
-
         submission.write_classification_csv(Path(predictions_dir), test.ids, scores, list(train.class_names),
                                             submission.submission_stem(base.task, base.dataset, base.approach))
     return _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
                                   "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
 
 
-def scored_classification(ids: Iterable[str], y: np.ndarray, scores: np.ndarray, class_names: Iterable[str],
-                          positive_class: str | None, n_boot: int, seed: int) -> dict[str, Any]:
-    """A classification record's ``metrics``, ``extras`` and ``predictions`` from per-image scores: one
-    place for how scores become a record, for runs, cross-dataset runs and external predictions alike."""
-    from skinbench.metrics.evaluate import evaluate_classification
-
-    names = list(class_names)
-    evaluation = evaluate_classification(y, scores, names, n_boot=n_boot, seed=seed)
-    extras = {k: v for k, v in evaluation.items() if k != "metrics"}
-    extras["class_names"] = names
-    if positive_class:
-        extras["positive_class"] = positive_class
-    return {"metrics": evaluation["metrics"], "extras": extras,
-            "predictions": {"image_id": [str(i) for i in ids], "y_true": np.asarray(y).tolist(),
-                            "scores": np.round(scores, 6).tolist()}}
-
-
-def fit_summary(est: Any) -> dict[str, Any]:
-    """What a fit chose (a record's ``extras.fit``), from the fitted attributes estimators expose: ``best_params_``,
-    the validation selection score and scores on the first validation split (``validation_``), Keras epochs
-    (``history_``), a tuned threshold. Empty when it exposes none."""
-    out: dict[str, Any] = {}
-    best = getattr(est, "best_params_", None)
-    if best is not None:
-        out["best_params"] = list(best) if isinstance(best, tuple) else best
-    val = getattr(est, "validation_", None)
-    if isinstance(val, dict):
-        if val.get("best_score") is not None:
-            out["val_selection_score"] = float(val["best_score"])
-        if val.get("y") is not None and val.get("proba") is not None:
-            from skinbench.metrics.classification import classification_scores
-
-            out["val_scores"] = classification_scores(val["y"], val["proba"])
-            out["n_val"] = int(len(val["y"]))
-    history = getattr(est, "history_", None)
-    if isinstance(history, list) and history:
-        out["epochs"] = [h.get("epochs") for h in history if isinstance(h, dict)]
-    stages = getattr(est, "stage_log_", None)
-    if isinstance(stages, list) and stages:
-        out["stages"] = stages  # per stage: epochs, seconds, images/s, validation score, found in the cache
-    tta = getattr(est, "tta_scores_", None)
-    if isinstance(tta, dict):
-        out["tta"] = {"validation": tta, "used": bool(getattr(est, "tta_", False))}
-    training = getattr(est, "training_", None)
-    if isinstance(training, dict):
-        out["training"] = training  # epochs, seconds, images/s of the (possibly cached) training
-    for attr in ("threshold_", "validation_jaccard_"):
-        if getattr(est, attr, None) is not None:
-            out[attr.rstrip("_")] = float(getattr(est, attr))
-    return out
-
-
-def _full_columns(proba: np.ndarray, classes: Iterable[int], n_classes: int) -> np.ndarray:
-    """Scores for every class of the task, even those absent from the training part (score 0)."""
-    classes = np.asarray(list(classes), dtype=int)
-    if classes.size and classes.max() >= n_classes:
-        raise ConfigError(f"the model predicts {classes.max() + 1} classes but the dataset has {n_classes}",
-                          fix=f"set its number of classes to the dataset's (-p n_classes={n_classes}, or 0: from "
-                              "the labels)")
-    full = np.zeros((proba.shape[0], n_classes))
-    full[:, classes] = proba
-    return full
-
-
-def _params_of(est: Any) -> dict[str, Any]:
-    params = est.get_params(deep=False) if hasattr(est, "get_params") else {}
-    return {k: v for k, v in params.items() if k != "cache_dir" and isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
-
-
 def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,
                       test: Dataset, spec: RunSpec, root: Path, predictions_dir, trained: list[str]) -> Path:
     """Fit, predict and score one target (``trained``: every target of a multi-output model, else empty)."""
-    from skinbench.metrics.evaluate import evaluate_segmentation
-    from skinbench.metrics.segmentation import confusion_counts
-    from skinbench.metrics.surface import surface_distances
-    from skinbench.results.plots import overlay_panel
+    from skinbench.results.plots import overlay_panel  # matplotlib: start-up cost, only for segmentation runs
 
     target = base.target
     train_masks, test_masks = train.masks(target), test.masks(target)
@@ -308,23 +226,20 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     counts, overlays, surface = [], [], []
     start = time.perf_counter()
     for i, prob in enumerate(est.predict_proba(test.paths)):
-        truth = _truth(test_masks[i], test.paths[i])
-        pred = _to_shape(np.asarray(prob, dtype=np.float32), truth.shape) >= 0.5
-        counts.append(confusion_counts(truth, pred))
-        # per-image [hd95, assd] for the tables' boundary columns: 10-14 ms per 450x600 HAM10000 mask
-        # (task4: 20-28 s per 2004-image run, counted in predict_s), < 1 ms per task3 mask
-        surface.append(surface_distances(truth, pred))
+        truth = truth_mask(test_masks[i], test.paths[i])
+        pred = threshold_map(prob, truth.shape)
+        image_counts, image_surface = score_mask(truth, pred)
+        counts.append(image_counts)
+        surface.append(image_surface)
         if i < N_OVERLAYS:  # kept at display size: a huge image's full-size copies would wait for the figure
             overlays.append(overlay_panel(test.paths[i], truth, pred))
         if predictions_dir:
-            from skinbench.results import submission
-
             submission.write_mask_png(Path(predictions_dir), test.ids[i], pred, target)
     predict_s = time.perf_counter() - start
     counts_arr = np.asarray(counts, dtype=np.int64)
     evaluation, eval_s = _timed(evaluate_segmentation, counts_arr, n_boot=spec.n_boot, seed=spec.seed)
     chosen = fit_summary(est)
-    record = replace(base, params=_params_of(est), metrics=evaluation["metrics"],
+    record = replace(base, params=params_of(est), metrics=evaluation["metrics"],
                      extras={**{k: v for k, v in evaluation.items() if k != "metrics"},
                              **({"fit": chosen} if chosen else {})},
                      predictions={"image_id": test.ids.tolist(), "counts": counts_arr.tolist(),
@@ -335,27 +250,10 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     return path
 
 
-def _truth(mask_path: str, image_path: str) -> np.ndarray:
-    """The truth mask; an image without a mask file has no foreground (the image's own size)."""
-    if mask_path:
-        return read_mask(mask_path)
-    from skinbench.data.images import image_size
-
-    w, h = image_size(image_path)
-    return np.zeros((h, w), dtype=bool)
-
-
-def _to_shape(prob: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Resize a probability map to the truth mask's shape (masks can be larger than the images)."""
-    if prob.shape == shape:
-        return prob
-    return cv2.resize(prob, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-
-
 def _overlay_figure(overlays, ids, record: RunRecord, root: Path) -> None:
     if not overlays:
         return
-    from skinbench.results.plots import overlay_path, plot_overlays
+    from skinbench.results.plots import overlay_path, plot_overlays  # here: matplotlib's start-up cost
 
     images, truths, preds = zip(*overlays)
     plot_overlays(list(images), list(truths), list(preds), [str(i) for i in ids], overlay_path(root, record))
@@ -364,8 +262,6 @@ def _overlay_figure(overlays, ids, record: RunRecord, root: Path) -> None:
 def write_skipped(task: str, approach: str, reason: str, *, dataset: str | None = None,
                   results_root: str | os.PathLike | None = None) -> Path:
     """A record saying plainly why an approach has no numbers (e.g. weights not available offline)."""
-    from skinbench.results.records import environment, path_of, write_record
-
     tinfo, ainfo, dataset = resolve(task, approach, dataset)
     root = Path(results_root) if results_root else results_dir()
     record = RunRecord(task=task, dataset=dataset, approach=approach, status="skipped", reason=reason,

@@ -19,6 +19,9 @@ baselines on the same images (``extras.baselines``), in one record marked extern
 ``external``, status ok) under ``runs/<task>/<dataset>/<name>.json``, so tables list it beside the
 suite's rows. Bad files get one clear error each, as the official ISIC scorer gives: missing ids,
 extra ids, duplicate ids, a wrong mask size, NaN (or non-numeric) scores, probabilities outside [0, 1].
+
+The CLI imports this module to register ``score``, so the rest of skinbench is imported inside the
+functions that use it (start-up cost).
 """
 
 from __future__ import annotations
@@ -307,11 +310,12 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
           n_boot: int = 1000, seed: int = 0, limit: int | None = None, dataset_kwargs: dict | None = None,
           command: str | None = None) -> list[Path]:
     """Score ``source`` (CSV or mask folder) on ``task``'s test split; write and return the record(s)."""
-    from skinbench import runner
+    from skinbench import runner, scoring
     from skinbench.data import load_dataset
+    from skinbench.environment import environment
     from skinbench.metrics import METRICS_VERSION
     from skinbench.provenance import run_key
-    from skinbench.results.records import RunRecord, environment, path_of, write_record
+    from skinbench.results.records import RunRecord, path_of, write_record
 
     tinfo = info.task(task)
     dataset = dataset or tinfo.default_dataset
@@ -326,13 +330,13 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
     if tinfo.kind == "segmentation" and not source.is_dir():
         raise DataError(f"{task} is scored from a folder of mask PNGs", path=source, fix="pass the folder")
     ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **dict(dataset_kwargs or {})})
-    test = runner._limit(ds.split("test"), limit, seed)
+    test = runner.limit_images(ds.split("test"), limit, seed)
     train = ds.split("train")
     approach = name or "external-" + re.sub(r"[^A-Za-z0-9._-]+", "-", source.stem).strip("-")
     digest = _source_digest(source)
     inputs = {"task": task, "dataset": dataset, "source_sha256": digest, "manifest_digest": ds.manifest_digest,
               "n_boot": n_boot, "seed": seed, "limit": limit, "versions": {"metrics": METRICS_VERSION,
-                                                                              "runner": runner.SCORING_VERSION}}
+                                                                              "runner": scoring.SCORING_VERSION}}
     env = environment()
     base = RunRecord(task=task, dataset=dataset, approach=approach, status="ok", family="external",
                      title=f"External predictions ({source.name})", seed=seed, limit=limit,
@@ -344,7 +348,7 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
     start = time.perf_counter()
     if tinfo.kind == "classification":
         scores = read_classification_csv(source, test.ids, ds.class_names, ds.positive_class, task)
-        fields = runner.scored_classification(test.ids, test.y, scores, ds.class_names, None, n_boot, seed)
+        fields = scoring.scored_classification(test.ids, test.y, scores, ds.class_names, None, n_boot, seed)
         record = replace(base, metrics=fields["metrics"], predictions=fields["predictions"],
                          extras={**fields["extras"], "external": True,
                                  "baselines": _baselines_classification(train.y, test.y, len(ds.class_names))},
@@ -367,7 +371,7 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
         check_masks_vary(files, f"predicted {t} masks", empty_normal=tinfo.empty_masks_normal)
         counts = []
         for pred_path, truth_path, image_path in zip(files, truths, test.paths):
-            truth = runner._truth(truth_path, image_path)
+            truth = scoring.truth_mask(truth_path, image_path)
             pred = read_prediction_mask(pred_path, truth.shape)
             counts.append(confusion_counts(truth, pred))
         c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)

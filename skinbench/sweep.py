@@ -2,7 +2,7 @@
 
 A sweep is data (:class:`SweepConfig`, from command-line arguments or a small TOML file). It expands to
 :class:`Point` s, each one :class:`~skinbench.provenance.RunSpec` with a stable id. Before anything runs,
-every point is checked with :func:`skinbench.provenance.check`; a current point is skipped, so an
+every point is checked with :func:`skinbench.results.currency.check`; a current point is skipped, so an
 interrupted sweep resumes where it stopped and a rerun of a finished one does no work (it does not even
 start a cluster when the client can read the data).
 
@@ -20,7 +20,8 @@ worker). A user error (:class:`~skinbench.errors.SkinbenchError`) is determinist
 not retried. Nothing lands until a point has finished; the summary lists every failed point with a
 one-line cause.
 
-This module imports no Dask (nor TensorFlow) at import time: the CLI registers ``sweep`` cheaply.
+This module imports no Dask (nor TensorFlow) at import time: the CLI registers ``sweep`` cheaply, so the
+runner, data and results modules are imported inside the functions that use them (start-up cost).
 """
 
 from __future__ import annotations
@@ -334,17 +335,18 @@ def _validation_point(point: Point, data_root: str | None,
 
     Classification only; the row holds every score, what the fit chose and the split sizes.
     """
-    from skinbench import runner
+    from skinbench import runner, scoring
     from skinbench.data.splits import validation_split
+    from skinbench.environment import environment
     from skinbench.metrics.classification import classification_scores
-    from skinbench.results.records import _clean, environment
+    from skinbench.results.records import _clean
 
     spec = point.spec
     tinfo, ainfo, dataset = runner.resolve(spec.task, spec.approach, spec.dataset)
     if tinfo.kind != "classification":
         raise ConfigError("validation sweeps score classifiers only", fix="use work = \"run\" for segmentation")
     ds = _load(dataset, spec.task, data_root, dataset_kwargs)
-    train = runner._limit(ds.split("train"), spec.limit, spec.seed)
+    train = runner.limit_images(ds.split("train"), spec.limit, spec.seed)
     X, y, groups = train.paths, train.y, train.groups
     fit_idx, val_idx = validation_split(y, groups, VALIDATION_FRACTION, spec.seed)
     est = runner.build_estimator(ainfo, spec.seed, dict(spec.params), spec.task)
@@ -356,9 +358,9 @@ def _validation_point(point: Point, data_root: str | None,
     key, inputs = validation_key(spec, ds)
     row = {"task": spec.task, "dataset": dataset, "approach": spec.approach, "seed": spec.seed,
            "params": dict(spec.params), "label": point.label, "limit": spec.limit,
-           "scores": classification_scores(y[val_idx], runner._full_columns(
+           "scores": classification_scores(y[val_idx], scoring.full_columns(
                proba, est.classes_, len(train.class_names))),
-           "fit": runner.fit_summary(est), "seconds": round(seconds, 2),
+           "fit": scoring.fit_summary(est), "seconds": round(seconds, 2),
            "split": {"n_fit": len(fit_idx), "n_val": len(val_idx), "manifest_digest": ds.manifest_digest,
                      "how": f"{VALIDATION_FRACTION:.0%} lesion-aware stratified validation split of the training set"},
            "run_key": key, "key_inputs": inputs, **environment()}
@@ -436,7 +438,7 @@ class DataRef:
     ``data_slug`` is the loaded Dataset's own (:attr:`skinbench.data.base.Dataset.data_slug`, the name
     the runner files records under: ``generic-<folder>-<digest8>`` for a user's folder), so the check
     looks where the writer wrote; ``class_names`` because a generic folder's class order enters the
-    run key. :func:`skinbench.provenance.check` takes it in place of the Dataset.
+    run key. :func:`skinbench.results.currency.check` takes it in place of the Dataset.
     """
 
     name: str
@@ -498,7 +500,7 @@ def _remote_ref(dataset: str, task: str, data_root: str | None, dataset_kwargs: 
 def point_status(point: Point, root: Path, data: DataRef) -> tuple[bool, list[str], list[Path]]:
     """(current, reasons, output paths) of one point under the results root. ``data``: its
     :class:`DataRef` (or the loaded Dataset), which names the records' data folder as the runner does."""
-    from skinbench import provenance
+    from skinbench.results import currency
 
     base = root / point.out if point.out else root
     if point.work == "validation":
@@ -509,8 +511,8 @@ def point_status(point: Point, root: Path, data: DataRef) -> tuple[bool, list[st
         except (OSError, ValueError):
             return False, [f"no row at {path}"], [path]
         return stored == key, ([] if stored == key else ["run key differs"]), [path]
-    currency = provenance.check(point.spec, base, data)
-    return currency.current, currency.reasons, list(currency.paths)
+    state = currency.check(point.spec, base, data)
+    return state.current, state.reasons, list(state.paths)
 
 
 def validate_points(points: Sequence[Point]) -> None:
@@ -914,8 +916,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         command=getattr(args, "command_line", None) or None, engine="local" if workers == 0 and not run.get("scheduler") else "dask")
     print(summary, file=sys.stderr)
     if summary.done and not args.no_render:
-        from skinbench.cli import print_sweep_tables
         from skinbench.results.render import render_all
+        from skinbench.results.tables import print_sweep_tables
 
         # the suite's tables when a point landed in the root; the sweep tables show the grid points
         written = render_all(root, dashboard=any(not p.out for p in points), sweeps=True)

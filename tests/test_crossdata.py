@@ -283,6 +283,25 @@ def test_cli_cross_dataset_run_writes_its_own_record_and_table(generic_pair, tmp
     assert titles == [f"task1 / {train_slug}", f"task1 / cross-dataset: trained on {train_slug}, tested on {test_slug}"]
 
 
+def test_table_renders_a_cross_dataset_header_without_the_cross_dataset_runner(generic_pair, tmp_path):
+    """`skinbench table` writes a cross-dataset table's header from the results layer alone (issue 29: results
+    imported crossdata for it, one edge of an import circle)."""
+    import subprocess
+    import sys
+
+    train_dir, foreign_dir = generic_pair
+    out = tmp_path / "r"
+    assert _cross(train_dir, out, "--test-dataset", "generic", "--test-root", str(foreign_dir)) == 0
+    code = ("import sys; from skinbench.cli import main; rc = main(['table', 'task1', '--results', sys.argv[1]]); "
+            "print(rc, 'skinbench.crossdata' in sys.modules, 'skinbench.runner' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 False False"
+    md = next((out / "tables").glob("task1__*__on__*.md")).read_text()
+    assert "**Cross-dataset**: fitted on the train split of" in md and "Input geometry, train:" in md
+
+
 def test_cli_cross_dataset_errors_are_one_line(generic_pair, tmp_path, capsys):
     from skinbench.cli import main
 

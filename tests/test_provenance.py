@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from skinbench import info, provenance, runner
+from skinbench.results import currency
 from skinbench.provenance import RunSpec
 from skinbench.results.records import SCHEMA, RunRecord, load_records, read_record, record_path
 
@@ -75,7 +76,7 @@ def test_golden_numbers_move_only_with_a_version_bump(tmp_path):
         if moved:
             problems.append(f"{name}: numbers moved under the same run key {moved}: bump the estimator's "
                             f"algorithm_version (or data.READ_VERSION / metrics.METRICS_VERSION / "
-                            f"runner.SCORING_VERSION)")
+                            f"scoring.SCORING_VERSION)")
     assert not problems, "\n".join(problems)
 
 
@@ -113,25 +114,25 @@ def test_a_version_bump_makes_exactly_the_dependent_records_stale(tmp_path, monk
     runner.execute(spec, results_root=tmp_path, dataset_kwargs={"n_images": N_IMAGES})
     other = replace(spec, approach="all-foreground", task="task4")
     runner.execute(other, results_root=tmp_path, dataset_kwargs={"n_images": N_IMAGES})
-    assert provenance.check(spec, tmp_path, digest).current
+    assert currency.check(spec, tmp_path, digest).current
     from skinbench.approaches.baselines import DummyPathClassifier
 
     monkeypatch.setattr(DummyPathClassifier, "algorithm_version", 7)
-    stale = provenance.check(spec, tmp_path, digest)
+    stale = currency.check(spec, tmp_path, digest)
     assert stale.status == "stale" and stale.reasons == ["versions.estimator: 1 -> 7"]
-    assert provenance.check(other, tmp_path, digest).current  # the segmenter did not change
+    assert currency.check(other, tmp_path, digest).current  # the segmenter did not change
     monkeypatch.setattr("skinbench.metrics.METRICS_VERSION", 2)  # a shared contract: every record
-    assert provenance.check(other, tmp_path, digest).reasons == ["lesion: versions.metrics: 1 -> 2"]
+    assert currency.check(other, tmp_path, digest).reasons == ["lesion: versions.metrics: 1 -> 2"]
 
 
 def test_stale_reasons_name_params_and_data(tmp_path):
     spec, digest = _spec_and_digest()
     runner.execute(spec, results_root=tmp_path, dataset_kwargs={"n_images": N_IMAGES})
-    changed = provenance.check(replace(spec, params={"strategy": "uniform"}), tmp_path, "other-digest")
+    changed = currency.check(replace(spec, params={"strategy": "uniform"}), tmp_path, "other-digest")
     assert changed.status == "stale"
     assert 'params.strategy: "prior" -> "uniform"' in changed.reasons
     assert any(r.startswith("data manifest changed") for r in changed.reasons)
-    missing = provenance.check(replace(spec, approach="stratified"), tmp_path, digest)
+    missing = currency.check(replace(spec, approach="stratified"), tmp_path, digest)
     assert missing.status == "missing" and "no record at" in missing.reasons[0]
 
 
@@ -145,11 +146,11 @@ def test_schema1_record_is_read_and_rekeyed_when_it_was_current(tmp_path):
     path.parent.mkdir(parents=True)
     shutil.copy(SCHEMA1_RECORD, path)
     spec = RunSpec("task1", "majority")
-    assert provenance.check(spec, tmp_path, r.split["manifest_digest"]).current
+    assert currency.check(spec, tmp_path, r.split["manifest_digest"]).current
     # a schema 1 record whose key was not current at the legacy commit has no key: stale, and says why
     data = json.loads(SCHEMA1_RECORD.read_text())
     path.write_text(json.dumps(dict(data, run_key="0" * 20)))
-    c = provenance.check(spec, tmp_path, r.split["manifest_digest"])
+    c = currency.check(spec, tmp_path, r.split["manifest_digest"])
     assert c.status == "stale" and "not declared equivalent" in c.reasons[0]
 
 
@@ -201,7 +202,7 @@ def test_regenerate_refuses_to_write_records_from_uncommitted_code(monkeypatch, 
         import regenerate
     finally:
         sys.path.pop(0)
-    monkeypatch.setattr("skinbench.results.records.code_is_dirty", lambda: True)
+    monkeypatch.setattr("skinbench.environment.code_is_dirty", lambda: True)
     assert regenerate.main(["--only", "task1", "--approach", "majority", "--no-extras"]) == 2
     assert "Fix: commit first" in capsys.readouterr().err
 

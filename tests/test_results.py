@@ -17,6 +17,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from skinbench import info
+from skinbench.environment import environment
 from skinbench.results import records as rec
 from skinbench.results import submission, tables
 from skinbench.results.render import render_all
@@ -44,7 +45,7 @@ def make_record(task: str, approach: str, *, dataset: str = "synthetic", target:
                "timings": {"fit_s": 1.5 + quality, "predict_s": 0.25, "evaluate_s": 0.25, "peak_rss_mb": 812.0,
                            "images_per_s_predict": 160.0},
                "created": "2024-01-01T00:00:00", "command": "pytest"}
-    r.update(rec.environment())
+    r.update(environment())
     if status != "ok":
         return rec.RunRecord(**r, reason=reason or "")
     if info_t.kind == "classification":
@@ -183,7 +184,7 @@ def test_prediction_arrays_expands_binary_scores():
 
 
 def test_environment_reports_versions_without_importing_tensorflow():
-    code = ("import sys, json; from skinbench.results.records import environment; e = environment(); "
+    code = ("import sys, json; from skinbench.environment import environment; e = environment(); "
             "assert 'tensorflow' not in sys.modules, 'imported TF'; print(json.dumps(e))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -268,10 +268,10 @@ def test_sweep_on_a_generic_folder_resumes(tmp_path, capsys):
 
 
 def test_the_currency_check_never_looks_for_a_generic_folder_by_name(tmp_path):
-    from skinbench import provenance
+    from skinbench.results import currency
 
     with pytest.raises(ValueError, match="data slug"):
-        provenance.check(RunSpec("task1", "majority", "generic"), tmp_path, "0" * 64)
+        currency.check(RunSpec("task1", "majority", "generic"), tmp_path, "0" * 64)
 
 
 @pytest.mark.parametrize("extra", [[], ["--dry-run"]])

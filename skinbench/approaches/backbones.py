@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from skinbench.cache import file_digest
 from skinbench.errors import ConfigError, WeightsError
 from skinbench.paths import keras_home
 
@@ -171,8 +172,6 @@ def _missing(name: str, rows: int, cause: str = "") -> WeightsError:
 
 def weights_id(name: str, weights: str | os.PathLike | None, rows: int = 224) -> str:
     """Short identity of the weights a model gets (for cache keys): file digest, or 'random'."""
-    from skinbench.cache import file_digest
-
     if weights is None:
         return "random"
     path = find_imagenet_weights(name, rows) if weights == "imagenet" else Path(weights)

@@ -30,8 +30,10 @@ from sklearn.svm import SVC
 
 from skinbench.approaches.base import PathClassifier
 from skinbench.approaches.local_features import DescriptorParams, ImageDescriptors, extract_all
+from skinbench.data.splits import validation_split
 from skinbench.errors import ConfigError, DataError
 from skinbench.metrics.classification import balanced_accuracy
+from skinbench.progress import progress
 
 KERNELS = ("linear", "rbf", "chi2", "intersection")
 NORMALIZATIONS = ("l1", "sqrt", "l2")
@@ -216,8 +218,6 @@ class BoVWClassifier(PathClassifier):
 
     def _encode(self, descs: list[ImageDescriptors]) -> np.ndarray:
         """(n_images, n_features) normalised word histograms; images without keypoints are all zero."""
-        from skinbench.progress import progress
-
         n_regions = 2 if self.spatial else 1
         blocks = [km.n_clusters for km in self.vocabularies_ for _ in range(n_regions)]
         H = np.zeros((len(descs), sum(blocks)), dtype=np.float64)
@@ -257,8 +257,6 @@ class BoVWClassifier(PathClassifier):
         return balanced_accuracy(y, svc.predict(Kva))
 
     def _splits(self, y: np.ndarray, groups: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        from skinbench.data.splits import validation_split
-
         repeats = int(self.val_repeats) if len(y) <= 3000 else 1  # libsvm is quadratic: one split on big sets
         out = []
         for r in range(max(1, repeats)):
@@ -280,8 +278,6 @@ class BoVWClassifier(PathClassifier):
         Each split fits its own vocabulary (and gamma scale) on its fitting images only, then encodes all
         training images with it: the validation images are scored, never learned from.
         """
-        from skinbench.progress import progress
-
         grid = self._grid()
         splits = self._splits(y, groups)
         self.validation_ = {"splits": len(splits), "scores": []}

@@ -25,6 +25,7 @@ from skinbench.approaches.base import PathSegmenter
 from skinbench.approaches.classical_seg import ClassicalSegmenter
 from skinbench.data.images import read_image, read_mask
 from skinbench.errors import ConfigError
+from skinbench.progress import progress
 
 
 class DarkDotSegmenter(PathSegmenter):
@@ -68,8 +69,6 @@ class DarkDotSegmenter(PathSegmenter):
             groups: np.ndarray | None = None) -> "DarkDotSegmenter":
         """Choose disk scale and threshold on a sample of the training images; nothing is held out (the
         choice is the whole fit), so ``groups`` has no split to keep lesions apart in."""
-        from skinbench.progress import progress
-
         if len(X) != len(masks):
             raise ConfigError(f"{len(X)} images but {len(masks)} masks", fix="pass one mask path per image")
         scales = list(self.scales_grid) if self.scale is None else [float(self.scale)]

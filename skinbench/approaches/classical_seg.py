@@ -25,6 +25,7 @@ import numpy as np
 from skinbench.approaches.base import PathSegmenter
 from skinbench.data.images import read_image, read_mask
 from skinbench.errors import ConfigError
+from skinbench.progress import progress
 
 CHANNELS = ("blue", "gray", "lab_l", "pca")
 
@@ -146,8 +147,6 @@ class ClassicalSegmenter(PathSegmenter):
             groups: np.ndarray | None = None) -> "ClassicalSegmenter":
         """Choose channel and threshold scale on a sample of the training images; nothing is held out
         (the choice is the whole fit), so ``groups`` has no split to keep lesions apart in."""
-        from skinbench.progress import progress
-
         if self.channel != "auto" and self.channel not in CHANNELS:
             raise ConfigError(f"unknown channel {self.channel!r}", fix=f"use 'auto' or one of {CHANNELS}")
         channels = list(self.channels_grid) if self.channel == "auto" else [self.channel]

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from skinbench.approaches import backbones
-from skinbench.cache import make_key, note_cache
+from skinbench.cache import atomic_write_bytes, make_key, note_cache
 from skinbench.errors import ConfigError
 from skinbench.paths import cache_dir
 
@@ -116,8 +116,6 @@ class StageStore:
         return summary
 
     def save(self, key: str, model: Any, summary: dict) -> None:
-        from skinbench.cache import atomic_write_bytes
-
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".{key}.{os.getpid()}.weights.h5"
         try:

@@ -19,6 +19,7 @@ import numpy as np
 from skinbench.cache import ArrayCache, file_digest, make_key
 from skinbench.data.images import read_image
 from skinbench.errors import ConfigError
+from skinbench.progress import progress as show_progress
 from skinbench.testing_hooks import pause_point
 
 #: bump when the extraction algorithm changes: old cache entries then stop matching
@@ -208,8 +209,6 @@ def extract_all(paths: Sequence[str], params: DescriptorParams, *, n_jobs: int =
 
 
 def _map(todo, paths, params, root, keys, n_jobs, progress) -> Iterator[ImageDescriptors]:
-    from skinbench.progress import progress as show_progress
-
     bar = dict(total=len(todo), desc=f"{params.detector} descriptors", unit="image", disable=not progress)
     if n_jobs == 1 or len(todo) < 4:
         prev = cv2.getNumThreads()

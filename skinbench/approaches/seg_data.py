@@ -17,6 +17,7 @@ import numpy as np
 
 from skinbench.cache import ArrayCache, file_digest, make_key
 from skinbench.data.images import read_image, read_mask
+from skinbench.data.splits import validation_split as lesion_validation_split
 from skinbench.errors import ConfigError
 from skinbench.progress import progress
 
@@ -222,8 +223,6 @@ def validation_split(masks: np.ndarray, fraction: float, groups: np.ndarray | No
     """(train_idx, val_idx) of the training images, from :mod:`skinbench.data.splits`: whole lesions only
     (``groups``; None: every image its own lesion), stratified by ``y`` when given (the Y-Net's classes),
     else by empty vs non-empty mask, so a rare attribute has positive images to tune a threshold on."""
-    from skinbench.data.splits import validation_split as lesion_validation_split
-
     n = len(masks)
     if not 0.0 < fraction < 1.0 or n < 4:
         raise ConfigError(f"validation_fraction={fraction} with {n} training images leaves no validation set",

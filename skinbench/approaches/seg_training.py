@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from skinbench.approaches.base import PathSegmenter
-from skinbench.approaches.seg_checkpoints import (ValidationJaccard, fit_resumable, load_weights,
+from skinbench.approaches.seg_checkpoints import (ValidationJaccard, fit_resumable, load_weights, signature,
                                                    training_summary)
 from skinbench.approaches.seg_data import (PairAugment, PairBatches, load_pairs, positive_outputs, unpack_masks,
                                           validation_split)
@@ -235,7 +235,6 @@ class KerasSegmenter(PathSegmenter):
     def export_weights(self, path: str | os.PathLike) -> None:
         """Write the trained weights as float16 ``.npz`` (half the bytes; to move them between machines)."""
         buf = io.BytesIO()
-        from skinbench.approaches.seg_checkpoints import signature
 
         meta = np.frombuffer(json.dumps(signature(self.model_)).encode(), dtype=np.uint8)
         np.savez_compressed(buf, *[np.asarray(w).astype(np.float16) for w in self.model_.get_weights()], signature=meta)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from skinbench.data import layout
 from skinbench.data.base import Dataset
+from skinbench.data.duplicates import fingerprints, find_duplicates
 from skinbench.data.generic import _index_files
 from skinbench.data.manifests import apply_manifest, read_index
 from skinbench.errors import DataError
@@ -105,8 +106,6 @@ def load_isic2018(folder: str | os.PathLike, targets: tuple[str, ...] | None = N
 def copies_of_test_images(frame: pd.DataFrame, progress: bool = False) -> dict[str, str]:
     """Training images that are exact or near copies of a test image (``skinbench.data.duplicates``
     rules): {training image id: which test image it copies, and how closely}."""
-    from skinbench.data.duplicates import fingerprints, find_duplicates
-
     prints = fingerprints(frame["image"].tolist(), progress=progress, desc="near-duplicates of test images")
     pairs = find_duplicates(frame["image_id"].tolist(), prints, frame["split"].tolist())
     leaks: dict[str, str] = {}

@@ -18,6 +18,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from skinbench import info
+from skinbench.data.images import check_mask_sizes, check_masks_vary, check_readable
 from skinbench.errors import DataError
 
 #: columns every adapter fills; ``mask_<target>`` columns are added per segmentation target
@@ -146,8 +148,6 @@ class Dataset:
 
     def missing_masks_error(self, target: str, absent: Sequence[str]) -> DataError:
         """The error for images without a ``target`` mask file: count, first ids, where the masks go."""
-        from skinbench import info
-
         present = [p for p in self.frame.get(f"mask_{target}", pd.Series(dtype=str)) if p]
         folder = os.path.dirname(present[0]) if present else str(Path(self.root) / "masks")
         shown = ", ".join(list(absent)[:SHOW]) + (", ..." if len(absent) > SHOW else "")
@@ -172,8 +172,6 @@ def frame_digest(frame: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------------- checks before a run
 def task_classes(task: str) -> tuple[tuple[str, ...], str | None]:
     """(class names, positive class) of ``task``: those of its default (official) dataset."""
-    from skinbench import info
-
     meta = info.dataset(info.task(task).default_dataset)
     return tuple(meta.class_names), meta.positive_class
 
@@ -192,8 +190,6 @@ DECLARE_FIX = ("declare your classes: --classes NEG,POS on the command line (the
 def check_labels(task: str, ds: Dataset) -> None:
     """Labels of ``ds`` (both splits) against ``task``'s classes, or the declared class list; for a binary
     task a declared positive class. DataError naming the file, line and the valid labels."""
-    from skinbench import info
-
     tinfo = info.task(task)
     if tinfo.kind != "classification":
         return
@@ -262,8 +258,6 @@ def check_files(datasets: Sequence[Dataset], targets: Sequence[str] = (), empty_
     mask of its image's size or aspect ratio (:mod:`skinbench.data.images` rule 4), and each target's
     masks not all empty (unless ``empty_masks_normal``) nor all full (rule 2: decodes a mask or two on
     good data)."""
-    from skinbench.data.images import check_mask_sizes, check_masks_vary, check_readable
-
     images = [p for ds in datasets for p in ds.paths]
     sizes = check_readable(images, "image")
     for target in targets:
@@ -280,8 +274,6 @@ def check_for_task(task: str, train: Dataset, test: Dataset, targets: Sequence[s
     (default: the task's targets), and (``files``) every listed image and mask readable and of a fitting
     size, and each target's masks not all empty (unless the task declares empty masks normal) nor all
     full. Raises one :class:`DataError` naming the file (and line) and the fix."""
-    from skinbench import info
-
     tinfo = info.task(task)
     both = Dataset(train.name, train.root, pd.concat([train.frame, test.frame], ignore_index=True),
                    train.class_names, train.targets, train.manifest_digest, dict(train.extra),

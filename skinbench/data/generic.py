@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from skinbench.csvfile import read_text, row_lines, strip_ids
-from skinbench.data.base import Dataset
+from skinbench.data.base import Dataset, task_classes
 from skinbench.data.images import MASK_EXTENSIONS
 from skinbench.data.splits import lesion_split
 from skinbench.errors import DataError
@@ -272,7 +272,7 @@ def load(folder: str | os.PathLike, csv: str = "labels.csv", images: str = "imag
     to ``task``'s classes by :mod:`skinbench.data.isic_csv` (``mapping``: a dict or a named mapping;
     excluded rows counted in ``extra["excluded"]``); images in the release's own folder as it unzips
     (``isic_csv.image_folder``), else ``images/`` or the folder itself."""
-    from skinbench.data import isic_csv
+    from skinbench.data import isic_csv  # here: isic_csv -> isic2016 -> generic would be an import circle
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -284,8 +284,6 @@ def load(folder: str | os.PathLike, csv: str = "labels.csv", images: str = "imag
     official = isic_csv.generic_table(source, task, mapping)  # None unless an official ISIC header
     table = read_table(source, label_column) if official is None else official[0]
     if official is not None and class_names is None:
-        from skinbench.data.base import task_classes
-
         class_names = task_classes(task)[0]
     image_dir = folder / images if official is None else (
         isic_csv.image_folder(source, folder) or (folder / images if (folder / images).is_dir() else folder))

@@ -16,6 +16,7 @@ from skinbench.metrics.classification import (
     predict_labels,
 )
 from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
+from skinbench.metrics.surface import surface_scores, surface_scores_batch
 
 __all__ = ["evaluate_classification", "evaluate_segmentation", "evaluate_pooled_targets", "evaluate_surface"]
 
@@ -89,8 +90,6 @@ def evaluate_surface(values, counts=None, n_boot: int = 1000, seed: int = 0, alp
     ragged ones (confusion counts: 0.1 ms), so 20-28 s per 2004-image task4 run, counted in its
     ``predict_s``; task3's 192x256 attribute masks take under 1 ms.
     """
-    from skinbench.metrics.surface import surface_scores, surface_scores_batch
-
     v = np.asarray(values, dtype=np.float64).reshape(-1, 2)
     c = None if counts is None else np.asarray(counts, dtype=np.int64).reshape(-1, 4)
     metrics = _with_cis(surface_scores(v, c), lambda w: surface_scores_batch(v, w, c), v.shape[0], n_boot, seed,

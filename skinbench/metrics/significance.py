@@ -12,6 +12,7 @@ import numpy as np
 from scipy import stats
 
 from skinbench.metrics.bootstrap import resample_weights
+from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
 
 __all__ = ["EXACT_BELOW", "mcnemar", "delong", "paired_bootstrap"]
 
@@ -114,8 +115,6 @@ def paired_bootstrap_pooled(counts_a, counts_b, metric: str, n_boot: int = 1000,
     resampled in pairs with the tables' own resamples; CI and p-value as :func:`paired_bootstrap`.
     Returns ``{"difference", "ci", "p_value"}``.
     """
-    from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
-
     counts_a, counts_b = np.asarray(counts_a), np.asarray(counts_b)
     if counts_a.shape != counts_b.shape or counts_a.ndim != 2 or counts_a.shape[1] != 4 or not len(counts_a):
         raise ValueError(f"counts must be two equal (n_images, 4) arrays: {counts_a.shape}, {counts_b.shape}")

@@ -16,6 +16,10 @@ from tabulate import tabulate
 
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
+from skinbench.metrics import significance
+from skinbench.metrics.classification import predict_labels
+from skinbench.metrics.evaluate import evaluate_pooled_targets
+from skinbench.results.currency import made_by_older_code
 from skinbench.results.plots import overlay_name
 from skinbench.results.records import RunRecord, distinct
 from skinbench.results.tables import MISSING, Table, fmt_seconds
@@ -49,9 +53,6 @@ def compare(a: RunRecord, b: RunRecord, kind: str, metric: str = "") -> list[dic
     Segmentation: paired bootstrap of the per-image Jaccard difference (a - b), and of the pooled
     primary metric when it is one (``jaccard_set``: how ISIC scored globules and streaks).
     """
-    from skinbench.metrics import significance
-    from skinbench.metrics.classification import predict_labels
-
     rows: list[dict] = []
     if kind == "segmentation":
         ids_a, jac_a = a.per_image_jaccard()
@@ -158,8 +159,6 @@ def significance_section(tables: list[Table]) -> str:
 def isic2018_score_section(records: list[RunRecord], task: str = "task3") -> str:
     """Markdown: the ISIC 2018 Task 2 score (five attributes pooled) of every approach with a current record
     of each attribute on the same test images, per dataset, beside its per-attribute pooled Jaccard."""
-    from skinbench.metrics.evaluate import evaluate_pooled_targets
-
     attributes = info.ISIC2018_ATTRIBUTES
     by_run: dict[tuple[str, str], dict[str, RunRecord]] = {}
     for r in records:
@@ -237,8 +236,6 @@ def overlay_links(plots_dir: Path, table: Table) -> list[tuple[str, Path]]:
 
 def equivalence_note(table: Table) -> str:
     """Name the rows made by older code that was declared equivalent (same algorithm versions)."""
-    from skinbench.provenance import made_by_older_code
-
     names = [row["approach"] for row in table.rows
              if row["approach"] in table.records and table.records[row["approach"]].ok
              and made_by_older_code(table.records[row["approach"]])]

@@ -24,6 +24,7 @@ from sklearn.preprocessing import label_binarize  # noqa: E402
 
 from skinbench.cache import atomic_write_bytes  # noqa: E402
 from skinbench.data.images import read_image  # noqa: E402
+from skinbench.metrics.calibration import DEFAULT_BINS, reliability_curve  # noqa: E402
 from skinbench.results.records import RunRecord  # noqa: E402
 
 if TYPE_CHECKING:
@@ -126,8 +127,6 @@ def plot_reliability(records: Sequence[RunRecord], path: str | os.PathLike, titl
     """Reliability diagram of several approaches on one figure: per equal-mass bin, the mean predicted
     probability against the observed frequency (binary: of the positive class; multiclass: top-class
     confidence against accuracy), ECE in the legend (``metrics.calibration.reliability_curve``)."""
-    from skinbench.metrics.calibration import DEFAULT_BINS, reliability_curve
-
     n_bins = n_bins or DEFAULT_BINS
     fig, ax = plt.subplots(figsize=(5.5, 5))
     drawn, target = 0, ""

@@ -9,22 +9,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import shutil
-import subprocess
-import sys
 import warnings
 from datetime import date, datetime
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable
 
 import numpy as np
 
+from skinbench import provenance
 from skinbench.cache import atomic_write_bytes
-from skinbench.paths import REPO_ROOT, results_dir
+from skinbench.metrics.segmentation import per_image_scores
+from skinbench.paths import results_dir
 
 #: the record layout version; the one place it is written (``RunRecord.schema``). Schema 1 records
 #: (before the typed record) are read through :func:`_from_schema1`.
@@ -168,8 +164,6 @@ class RunRecord:
     def per_image_jaccard(self) -> tuple[np.ndarray, np.ndarray]:
         """``(image_ids, jaccard)`` from the stored counts (empty truth and empty prediction score 1.0,
         as the official ISIC scorer does; see :func:`skinbench.metrics.segmentation.per_image_scores`)."""
-        from skinbench.metrics.segmentation import per_image_scores
-
         jac = per_image_scores(self.counts())["jaccard"]
         return np.asarray(self.predictions["image_id"], dtype=str), jac
 
@@ -177,8 +171,6 @@ class RunRecord:
 def _from_schema1(data: dict[str, Any]) -> dict[str, Any]:
     """Schema 1 -> 2: the run key of a record current at the legacy commit is re-issued under the
     declared versions it is equivalent to (:mod:`skinbench.provenance`); any other keeps no key."""
-    from skinbench import provenance
-
     out = dict(data, schema=SCHEMA)
     out.update(provenance.migrate_legacy_key(data))
     return out
@@ -285,103 +277,6 @@ def load_records(root: str | os.PathLike | None = None, task: str | None = None,
     base = (Path(root) if root is not None else results_dir()) / "runs"
     pattern = f"{task or '*'}/{dataset or '*'}/*.json"
     return [r for r in (read_record(p) for p in sorted(base.glob(pattern))) if r is not None]
-
-
-# --------------------------------------------------------------------------- environment
-
-def _version(*dists: str) -> str | None:
-    for dist in dists:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def _run(cmd: list[str], cwd: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _memory_gb() -> float | None:
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _gpus() -> list[str]:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return []
-    if not shutil.which("nvidia-smi"):
-        return []
-    out = _run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"])
-    return [line.strip() for line in out.splitlines() if line.strip()] if out else []
-
-
-@lru_cache(maxsize=1)
-def _machine() -> dict:
-    """The hardware a run used (no host name: records are committed publicly)."""
-    return {
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "memory_gb": _memory_gb(),
-        "gpus": _gpus(),
-    }
-
-
-#: what a record's numbers can depend on: edits elsewhere (results/, docs) do not make a commit "dirty"
-CODE_PATHS = ("skinbench", "benchmarks", "data_manifests", "pyproject.toml")
-
-
-def code_is_dirty() -> bool:
-    """Uncommitted changes to the code or manifests (records written meanwhile do not count)."""
-    return bool(_run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=REPO_ROOT))
-
-
-def _git_commit() -> str | None:
-    commit = _run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT)
-    if commit and code_is_dirty():
-        commit += "+dirty"
-    return commit
-
-
-def environment() -> dict:
-    """``{"versions": {...}, "machine": {...}}`` for a record (``record.update(environment())``).
-
-    Versions come from package metadata, so TensorFlow is never imported just to record its version.
-    """
-    import skinbench
-
-    versions = {
-        "python": platform.python_version(),
-        "skinbench": skinbench.__version__,
-        "git_commit": _git_commit(),
-        "numpy": _version("numpy"),
-        "pandas": _version("pandas"),
-        "scikit-learn": _version("scikit-learn"),
-        "opencv": _version("opencv-contrib-python-headless", "opencv-contrib-python",
-                           "opencv-python-headless", "opencv-python"),
-        "tensorflow": _version("tensorflow-cpu", "tensorflow"),
-        "keras": _version("keras"),
-    }
-    if "cv2" in sys.modules:  # the version actually running wins over metadata
-        versions["opencv"] = getattr(sys.modules["cv2"], "__version__", versions["opencv"])
-    return {"versions": versions, "machine": dict(_machine())}
 
 
 def distinct(records: Iterable[RunRecord], key: str) -> list[Any]:

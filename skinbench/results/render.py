@@ -13,6 +13,10 @@ import os
 from pathlib import Path
 
 from skinbench.paths import results_dir
+from skinbench.results.dashboard import render_dashboard
+from skinbench.results.plots import render_plots
+from skinbench.results.records import load_records
+from skinbench.results.tables import build_sweep_tables, build_tables, load_sweep_records, write_sweep_tables, write_tables
 
 
 def render_all(root: str | os.PathLike | None = None, task: str | None = None, plots: bool = True,
@@ -24,11 +28,6 @@ def render_all(root: str | os.PathLike | None = None, task: str | None = None, p
     ``<root>/sweeps/`` (``<root>/tables/sweeps/``; the CLI's ``sweep`` and ``table`` ask for them; the
     committed results' sweeps have their own summaries from ``benchmarks/``).
     """
-    from skinbench.results.dashboard import render_dashboard
-    from skinbench.results.records import load_records
-    from skinbench.results.tables import build_sweep_tables, build_tables, load_sweep_records, write_sweep_tables, \
-        write_tables
-
     root = Path(root) if root is not None else results_dir()
     records = load_records(root)
     with_dashboard = dashboard if dashboard is not None else task is None
@@ -37,8 +36,6 @@ def render_all(root: str | os.PathLike | None = None, task: str | None = None, p
     tables = all_tables if task is None else [t for t in all_tables if t.task == task]
     plot_files: dict[str, list[Path]] = {}
     if plots:
-        from skinbench.results.plots import render_plots
-
         plot_files = render_plots(tables, root)
     written = write_tables(tables, root, plot_files)
     if with_dashboard:

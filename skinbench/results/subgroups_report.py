@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 
 from skinbench import info
+from skinbench.cache import atomic_write_bytes
+from skinbench.metrics.classification import classification_scores_batch, predict_labels
+from skinbench.metrics.segmentation import score_counts_batch
+from skinbench.metrics.subgroups import MIN_SIZE, subgroup_scores
+from skinbench.results.plots import plt, save_figure
 from skinbench.results.records import RunRecord
+from skinbench.results.tables import FAMILY_ORDER
 
 __all__ = [
     "SUBGROUP_TASKS",
@@ -92,11 +98,8 @@ def primary_batch_fn(record: RunRecord) -> tuple[np.ndarray, str, Callable[[np.n
     ``bootstrap_ci_batch``-style function of image weights (B, n)."""
     metric = info.task(record.task).primary_metric
     if info.task(record.task).kind == "segmentation":
-        from skinbench.metrics.segmentation import score_counts_batch
-
         ids = np.asarray(record.predictions["image_id"], dtype=str)
         return ids, metric, _on_used_columns(score_counts_batch, record.counts())
-    from skinbench.metrics.classification import classification_scores_batch, predict_labels
 
     ids, y, scores = record.prediction_arrays()
     if metric in LABEL_METRICS:
@@ -125,8 +128,6 @@ def primary_on_subset(record: RunRecord, leave_out: Sequence[str]) -> dict:
 def first_seed_records(records: Sequence[RunRecord], task: str, dataset: str = "ham10000") -> list[RunRecord]:
     """The ok records of ``task`` on ``dataset``, the first seed of each approach, in table order
     (baselines, classical, deep; registry order within a family)."""
-    from skinbench.results.tables import FAMILY_ORDER
-
     chosen: dict[str, RunRecord] = {}
     for r in sorted(records, key=lambda r: r.seed or 0):
         if r.ok and r.task == task and r.dataset == dataset and r.approach not in chosen:
@@ -150,8 +151,6 @@ def subgroup_rows(records: Sequence[RunRecord], metadata: pd.DataFrame, fields: 
     ``metadata``: indexed by image_id, holding ``fields`` (``load_ham10000_metadata``). CIs resample
     images within a group, seeded with the record's seed.
     """
-    from skinbench.metrics.subgroups import MIN_SIZE, subgroup_scores
-
     min_size = MIN_SIZE if min_size is None else min_size
     rows, gaps = [], []
     for r in records:
@@ -242,8 +241,6 @@ def plot_subgroups(task: str, rows: pd.DataFrame, path: str | os.PathLike,
                    approaches: Sequence[str] | None = None) -> Path | None:
     """One panel per field: each group's value and CI per approach (groups with "too few" images
     left out, their sizes in the tick labels)."""
-    from skinbench.results.plots import plt, save_figure
-
     data = rows[rows["status"] == "ok"]
     if approaches is not None:
         data = data[data["approach"].isin(approaches)]
@@ -282,9 +279,6 @@ def write_subgroup_report(task: str, records: Sequence[RunRecord], metadata: pd.
                           out_dir: str | os.PathLike, provenance: dict[str, str], min_size: int | None = None,
                           n_boot: int = 1000) -> list[Path]:
     """Write ``<out_dir>/<task>.md``, ``.csv`` (one row per approach, field and group) and ``.png``."""
-    from skinbench.cache import atomic_write_bytes
-    from skinbench.metrics.subgroups import MIN_SIZE
-
     min_size = MIN_SIZE if min_size is None else min_size
     out_dir = Path(out_dir)
     rows, gaps = subgroup_rows(records, metadata, min_size=min_size, n_boot=n_boot)

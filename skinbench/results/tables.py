@@ -29,16 +29,27 @@ from __future__ import annotations
 import csv
 import io
 import os
+import statistics
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Sequence
 
 from tabulate import tabulate
 
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
-from skinbench.provenance import version_drift
-from skinbench.results.records import RunRecord, distinct
+from skinbench.metrics.calibration import (
+    CLINICAL_METRICS_BINARY,
+    CLINICAL_METRICS_MULTICLASS,
+    DEFAULT_BINS,
+    clinical_scores,
+)
+from skinbench.metrics.evaluate import evaluate_surface
+from skinbench.results.currency import version_drift
+from skinbench.results.headers import CROSS, cross_table_header, is_cross, table_header
+from skinbench.results.records import FLOAT_DECIMALS, RunRecord
 
 #: metrics shown per kind of task (all of them stay in the records)
 SHOWN_METRICS: dict[str, tuple[str, ...]] = {
@@ -120,7 +131,6 @@ class Table:
         values = [v for v in values if v is not None]
         if len(values) < 2:
             return None
-        import statistics
 
         return statistics.fmean(values), statistics.stdev(values), len(values)
 
@@ -180,8 +190,6 @@ def record_n_boot(r: RunRecord) -> int:
 def clinical_metrics(r: RunRecord, n_bins: int | None = None) -> dict[str, dict]:
     """``{name: {"value", "ci"}}`` calibration and operating points of a classification record,
     re-scored from its stored predictions with its own bootstrap settings (``clinical_scores``)."""
-    from skinbench.metrics.calibration import DEFAULT_BINS, clinical_scores
-
     _, y, scores = r.prediction_arrays()
     return clinical_scores(y, scores, n_boot=record_n_boot(r), seed=r.seed or 0,
                            n_bins=n_bins or DEFAULT_BINS)
@@ -194,8 +202,6 @@ def has_surface(r: RunRecord) -> bool:
 def surface_metrics(r: RunRecord) -> dict[str, dict]:
     """``{name: {"value", "ci"}}`` boundary metrics of a segmentation record from its stored per-image
     ``surface`` distances (:func:`skinbench.metrics.evaluate.evaluate_surface`)."""
-    from skinbench.metrics.evaluate import evaluate_surface
-
     counts = r.predictions.get("counts")
     return evaluate_surface(r.predictions["surface"], counts, n_boot=record_n_boot(r), seed=r.seed or 0)["metrics"]
 
@@ -284,19 +290,11 @@ def _csv(metrics: tuple[str, ...], tail: list[str], rows: list[dict]) -> str:
 
 def _round(x: float | None) -> float | None:
     """As records store floats (``records.FLOAT_DECIMALS``), so derived CSV cells look like stored ones."""
-    from skinbench.results.records import FLOAT_DECIMALS
-
     return None if x is None else round(float(x), FLOAT_DECIMALS)
 
 
 def build_clinical(table: Table) -> ClinicalTable:
     """The :class:`ClinicalTable` of a classification table: one row per row of ``table``."""
-    from skinbench.metrics.calibration import (
-        CLINICAL_METRICS_BINARY,
-        CLINICAL_METRICS_MULTICLASS,
-        DEFAULT_BINS,
-    )
-
     metrics = CLINICAL_METRICS_BINARY if table.kind == "binary" else CLINICAL_METRICS_MULTICLASS
     clinical = ClinicalTable(table, metrics, DEFAULT_BINS)
     for main in table.rows:
@@ -365,58 +363,6 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
     return row
 
 
-def positive_class(dataset: str, records: list[RunRecord]) -> str | None:
-    """The class a binary table's precision, recall, AUC and AP are about: as the records state it, else
-    the registry's (records made before they stated it)."""
-    stated = {r.extras.get("positive_class") for r in records if len(r.class_names) == 2} - {None}
-    if len(stated) == 1:
-        return stated.pop()
-    meta = info.DATASETS.get(dataset)
-    binary = any(len(r.class_names) == 2 for r in records)
-    return meta.positive_class if meta is not None and binary else None
-
-
-def header_tail(task: str, dataset: str, ok: list[RunRecord], per: str = "split") -> list[str]:
-    """The sentences every table header ends with: subset warning, positive class, primary metric, CIs."""
-    parts = []
-    limits = sorted({r.limit for r in ok if r.limit})
-    if limits:
-        parts.append(f"**Subset run** (at most {', '.join(map(str, limits))} images per {per}): not comparable "
-                     f"with full-data numbers.")
-    positive = positive_class(dataset, ok)
-    if positive:
-        parts.append(f"Positive class: {positive}.")
-    parts.append(f"Primary metric: {info.task(task).primary_metric}. Values: estimate [95% bootstrap CI over "
-                 f"test images].")
-    return parts
-
-
-def _header(task: str, dataset: str, ok: list[RunRecord], all_records: list[RunRecord]) -> str:
-    t = info.task(task)
-    splits = distinct(ok or all_records, "split")
-    parts = [f"{t.title}."]
-    if splits:
-        s = splits[0]
-        parts.append(f"Split: {s.get('name', 'fixed')} train/test, n_train {s.get('n_train', '?')}, "
-                     f"n_test {s.get('n_test', '?')}, manifest `{str(s.get('manifest_digest', '?'))[:12]}`.")
-        digests = {str(x.get("manifest_digest")) for x in splits}
-        if len(digests) > 1:
-            parts.append(f"**Warning: records disagree on the data split ({len(digests)} manifest digests); "
-                         f"rerun the older ones.**")
-    parts += header_tail(task, dataset, ok)
-    if t.reference and dataset == t.default_dataset:
-        parts.append(f"Published reference: {t.reference}.")
-    return " ".join(parts)
-
-
-CROSS = "__on__"
-
-
-def is_cross(dataset: str) -> bool:
-    """A cross-dataset group (``skinbench.crossdata`` records: dataset ``<train>__on__<test>``)."""
-    return CROSS in (dataset or "")
-
-
 def _groups(records: list[RunRecord], task: str | None) -> dict[tuple[str, str, str], list[RunRecord]]:
     """Records by (task, dataset, target). A skipped record without a target (the approach could not
     run at all) belongs to every target table of its task and dataset."""
@@ -460,9 +406,9 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
             metrics = metrics + SURFACE_SHOWN
         ok = [r for r in recs if r.ok]
         if is_cross(dname):  # train and test data, overlap excluded, label mapping, input geometry
-            from skinbench.crossdata import table_header as header_of
+            header_of = cross_table_header
         else:
-            header_of = _header
+            header_of = table_header
         header = header_of(tname, dname, ok, recs)
         table = Table(tname, dname, target or None, kind, header, metrics, by_name,
                       seed_records={n: [r for r in rs if r.ok] for n, rs in by_seed.items()})
@@ -693,3 +639,14 @@ def write_sweep_tables(tables: list[SweepTable], root: str | os.PathLike) -> lis
             atomic_write_bytes(path, text.encode())
             out.append(path)
     return out
+
+
+def print_sweep_tables(paths: Sequence[Path], sweep: str | None = None) -> None:
+    """Print the sweep tables among rendered ``paths`` (``<results>/tables/sweeps/*.md``; ``sweep``: only
+    that sweep's): one row per grid point with its parameters, which the main tables do not show."""
+    shown = [p for p in paths if p.suffix == ".md" and p.parent.name == SWEEPS_DIR
+             and (sweep is None or p.stem.split("__")[0] == sweep_file_name(sweep))]
+    for path in shown:
+        print(path.read_text().split("\n", 1)[1])  # without the "generated by" comment
+    if shown:
+        print(f"sweep tables (markdown, CSV): {shown[0].parent}", file=sys.stderr)
