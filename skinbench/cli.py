@@ -377,7 +377,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print()
     print(tabulate([(d.name, d.title, d.source) for d in info.DATASETS.values()], ["dataset", "title", "source"]))
     print()
-    print(tabulate([(a.name, a.family, ", ".join(a.tasks), a.title, a.needs or "-")
+    print(tabulate([(a.name, a.family, ", ".join(a.tasks), a.title, a.needs_for(None) or "-")
                     for a in info.APPROACHES.values()], ["approach", "family", "tasks", "title", "needs"]))
     print("\n`python -m skinbench list APPROACH` shows an approach's parameters.")
     return 0
@@ -391,7 +391,8 @@ def _list_one(name: str) -> int:
     if name in info.APPROACHES:
         a = info.APPROACHES[name]
         print(f"{a.name} ({a.family}): {a.title}")
-        print(f"estimator {a.estimator}; tasks {', '.join(a.tasks)}" + (f"; needs {a.needs}" if a.needs else ""))
+        needs = a.needs_for(None)
+        print(f"estimator {a.estimator}; tasks {', '.join(a.tasks)}" + (f"; needs {needs}" if needs else ""))
         print()
         headers = ["parameter", "type", "default", *(f"{t} value" for t in a.tasks), "smoke"]
         print(tabulate(describe_approach(name), headers=headers, disable_numparse=True))

@@ -326,7 +326,7 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
     for m in metrics:
         row[m] = row[f"{m}_lo"] = row[f"{m}_hi"] = None
     if r is None:
-        needs = info.APPROACHES[name].needs if name in info.APPROACHES else ""
+        needs = info.APPROACHES[name].needs_for(task) if name in info.APPROACHES else ""
         row.update(status="missing", note=f"not run: needs {needs}" if needs else
                    f"not run (python -m skinbench run {task} --approach {name})")
         return row
