@@ -301,7 +301,7 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     seed_everything(spec.seed)
     labels = train.y if train.class_names else None
     fit_s, cache_use = _fit(est, train.paths, train_masks, y=labels, groups=train.groups)
-    counts, overlays, surface = [], [], []
+    counts, overlays, surface, shapes = [], [], [], []
     start = time.perf_counter()
     for i, prob in enumerate(est.predict_proba(test.paths)):
         truth = _truth(test_masks[i], test.paths[i])
@@ -310,6 +310,7 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
         # per-image [hd95, assd] for the tables' boundary columns: 10-14 ms per 450x600 HAM10000 mask
         # (task4: 20-28 s per 2004-image run, counted in predict_s), < 1 ms per task3 mask
         surface.append(surface_distances(truth, pred))
+        shapes.append(list(truth.shape))  # [H, W]: the tables divide HD95 by this mask's diagonal
         if i < N_OVERLAYS:
             overlays.append((read_image(test.paths[i], size=(truth.shape[1], truth.shape[0])), truth, pred))
         if predictions_dir:
@@ -324,7 +325,8 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
                      extras={**{k: v for k, v in evaluation.items() if k != "metrics"},
                              **({"fit": chosen} if chosen else {})},
                      predictions={"image_id": test.ids.tolist(), "counts": counts_arr.tolist(),
-                                  "surface": np.round(np.reshape(surface, (-1, 2)), 3).tolist()})
+                                  "surface": np.round(np.reshape(surface, (-1, 2)), 3).tolist(),
+                                  "mask_shape": shapes})
     path = _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
                                   "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
     _overlay_figure(overlays, test.ids[:N_OVERLAYS], record, root)
