@@ -474,8 +474,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                     ["approach", "family", "tasks", "title"]))
     needs: dict[str, list[str]] = {}  # beside the table: one long column of "-" would starve the titles
     for a in info.APPROACHES.values():
-        if a.needs:
-            needs.setdefault(a.needs, []).append(a.name)
+        if a.needs_for(None):
+            needs.setdefault(a.needs_for(None), []).append(a.name)
     if needs:
         print("\nneeds beyond the data:")
         for what, names in needs.items():
@@ -490,7 +490,8 @@ def _list_one(name: str) -> int:
     if name in info.APPROACHES:
         a = info.APPROACHES[name]
         print(wrap_text(f"{a.name} ({a.family}): {a.title}"))
-        print(wrap_text(f"estimator {a.estimator}; tasks {', '.join(a.tasks)}" + (f"; needs {a.needs}" if a.needs else "")))
+        needs = a.needs_for(None)
+        print(wrap_text(f"estimator {a.estimator}; tasks {', '.join(a.tasks)}" + (f"; needs {needs}" if needs else "")))
         print()
         headers = ["parameter", "type", "default", *(f"{t} value" for t in a.tasks), "smoke"]
         print(fit_table(describe_approach(name), headers))

@@ -11,7 +11,8 @@
   (``extras.geometry``): a model can exploit acquisition differences that preprocessing leaves in. A
   marked difference (:func:`geometry_mismatch`) is also one warning line at run time.
 * The fitted model is kept by its run key (:class:`ModelStore`, joblib), so scoring a second or third
-  test set costs prediction only. Estimators that cannot be pickled are refitted (the record says so).
+  test set costs prediction only. A model that cannot be stored or loaded back is refitted, with a
+  warning line and a note in the record (``extras.model.store_error``).
 
 Records land at ``runs/<task>/<train>__on__<test>/<approach>.json``: tables list them apart from the
 in-dataset rows. Classification tasks only (segmentation cross-dataset scoring is not done yet).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -255,39 +257,59 @@ def geometry_mismatch(train: Mapping[str, Any] | None, test: Mapping[str, Any] |
 
 class ModelStore:
     """Fitted estimators kept by run key (joblib files, written atomically), so a second test set costs
-    prediction only. Deep estimators are kept when they pickle (Keras 3 models do); otherwise ``put``
-    returns False and the next cross-dataset run refits."""
+    prediction only. Every registered approach's fitted estimator stores and loads back (tests/
+    test_model_store.py). A model that cannot be stored or loaded is never passed over in silence: a
+    warning line names the file and the cause, the record says so (``extras.model``), and it is fitted
+    again."""
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else cache_dir() / "models"
+        #: run key -> why its stored file could not be loaded (or stored), for the record
+        self.errors: dict[str, str] = {}
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}-v{STORE_VERSION}.joblib"
 
     def get(self, key: str) -> Any | None:
+        """The stored estimator, or None when there is none or it cannot be loaded (then a warning)."""
         path = self.path(key)
         if not path.is_file():
             return None
         try:
             return joblib.load(path)
-        except Exception:  # noqa: BLE001 - an unreadable stored model is refitted, never fatal
+        except Exception as err:  # noqa: BLE001 - any unreadable stored model is refitted, with a warning
+            self._warn(key, f"cannot load the stored model {path} ({_cause(err)}); fitting it again")
             return None
 
     def put(self, key: str, estimator: Any) -> bool:
+        """Store ``estimator``; False (and a warning) when it cannot be pickled."""
         buf = io.BytesIO()
         try:
             joblib.dump(estimator, buf)
-        except Exception:  # noqa: BLE001 - not picklable (a deep model holding graph state): refit next time
+        except Exception as err:  # noqa: BLE001 - not picklable: the next cross-dataset run fits it again
+            self._warn(key, f"cannot store the fitted {type(estimator).__name__} in {self.path(key)} "
+                            f"({_cause(err)}); the next cross-dataset run fits it again")
             return False
         atomic_write_bytes(self.path(key), buf.getvalue())
         return True
+
+    def _warn(self, key: str, text: str) -> None:
+        self.errors[key] = text
+        print(f"skinbench: warning: {text}", file=sys.stderr, flush=True)
+
+
+def _cause(err: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
 def fitted_model(spec: RunSpec, train: Dataset, manifest_digest: str | Dataset, store: ModelStore | None = None
                  ) -> tuple[Any, dict[str, Any]]:
     """The estimator of ``spec`` fitted on ``train``: from the store when its run key is there, else
     fitted now (and stored). ``manifest_digest``: the training data's digest, or the loaded Dataset (as
-    :func:`skinbench.results.currency.check` takes it). Returns (estimator, {"run_key", "reused", "stored", "fit_s"})."""
+    :func:`skinbench.results.currency.check` takes it). Returns (estimator, {"run_key", "reused", "stored",
+    "fit_s"}, plus "store_error" when a stored model could not be loaded or the fitted one stored)."""
     inputs = (provenance.key_inputs(spec, manifest_digest) if isinstance(manifest_digest, str)
               else provenance.dataset_key_inputs(spec, manifest_digest))
     key = provenance.run_key(inputs)
@@ -301,7 +323,11 @@ def fitted_model(spec: RunSpec, train: Dataset, manifest_digest: str | Dataset, 
     start = time.perf_counter()
     est.fit(train.paths, train.y, groups=train.groups)
     fit_s = time.perf_counter() - start
-    return est, {"run_key": key, "reused": False, "stored": store.put(key, est), "fit_s": round(fit_s, 3)}
+    load_error = store.errors.pop(key, None)
+    stored = store.put(key, est)
+    error = "; ".join(e for e in (load_error, store.errors.pop(key, None)) if e)
+    return est, {"run_key": key, "reused": False, "stored": stored, "fit_s": round(fit_s, 3),
+                 **({"store_error": error} if error else {})}
 
 
 # ------------------------------------------------------------------------------ the evaluation

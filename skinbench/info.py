@@ -74,7 +74,8 @@ class ApproachInfo:
     tasks: tuple[str, ...]
     title: str
     params: dict[str, Any] = field(default_factory=dict)
-    #: what must exist beyond the data (weights), shown in tables when missing
+    #: what must exist beyond the data (weights) on every task it runs, shown in tables when missing; a
+    #: task-specific need is stated per task (a GPU: ``gpu_tasks``): read it through :meth:`needs_for`
     needs: str = ""
     #: overrides for a seconds-long smoke run on tiny synthetic data (`skinbench smoke`, CI)
     smoke_params: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +92,15 @@ class ApproachInfo:
     #: one model predicts every target it is scored on: fit gets an (n_images, n_targets) table of mask
     #: paths and the estimator's ``output`` parameter picks the target predict_proba returns
     multi_target: bool = False
+
+    def needs_for(self, task: str | None) -> str:
+        """What a run of ``task`` needs beyond the data (a table's note on a row not run): ``needs``, and
+        a GPU where ``task`` is one of ``gpu_tasks``. ``task`` None (the approach list): every task's,
+        the GPU remark naming its tasks."""
+        gpu = ""
+        if self.gpu_tasks and (task is None or task in self.gpu_tasks):
+            gpu = "a GPU for practical run times" + (f" on {', '.join(self.gpu_tasks)}" if task is None else "")
+        return "; ".join(x for x in (self.needs, gpu) if x)
 
     def params_for(self, task: str | None) -> dict[str, Any]:
         """The registered hyper-parameters for ``task``: ``params`` updated with its ``task_params``."""
@@ -267,8 +277,7 @@ APPROACHES: dict[str, ApproachInfo] = {
         ApproachInfo("transfer-mobilenetv2-finetune", "skinbench.approaches.transfer:TransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 fine-tuned end to end at 224 px: head -> last block -> all "
                                          "(tf.data; mixed precision and all GPUs when present)",
-                     params={"backbone": "mobilenet_v2", "mode": "finetune"}, needs="a GPU for practical run times on task2",
-                     gpu_tasks=("task2",),
+                     params={"backbone": "mobilenet_v2", "mode": "finetune"}, gpu_tasks=("task2",),
                      smoke_params={**_SMOKE_TRANSFER, "stages": [["head", 1e-3, 1]]}),
         # --- deep segmentation (issue 6 adds its variants here) ---
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),

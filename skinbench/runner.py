@@ -223,7 +223,7 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     seed_everything(spec.seed)
     labels = train.y if train.class_names else None
     fit_s, cache_use = _fit(est, train.paths, train_masks, y=labels, groups=train.groups)
-    counts, overlays, surface = [], [], []
+    counts, overlays, surface, shapes = [], [], [], []
     start = time.perf_counter()
     for i, prob in enumerate(est.predict_proba(test.paths)):
         truth = truth_mask(test_masks[i], test.paths[i])
@@ -231,6 +231,7 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
         image_counts, image_surface = score_mask(truth, pred)
         counts.append(image_counts)
         surface.append(image_surface)
+        shapes.append(list(truth.shape))  # [H, W]: the tables divide HD95 by this mask's diagonal
         if i < N_OVERLAYS:  # kept at display size: a huge image's full-size copies would wait for the figure
             overlays.append(overlay_panel(test.paths[i], truth, pred))
         if predictions_dir:
@@ -243,7 +244,8 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
                      extras={**{k: v for k, v in evaluation.items() if k != "metrics"},
                              **({"fit": chosen} if chosen else {})},
                      predictions={"image_id": test.ids.tolist(), "counts": counts_arr.tolist(),
-                                  "surface": np.round(np.reshape(surface, (-1, 2)), 3).tolist()})
+                                  "surface": np.round(np.reshape(surface, (-1, 2)), 3).tolist(),
+                                  "mask_shape": shapes})
     path = _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
                                   "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
     _overlay_figure(overlays, test.ids[:N_OVERLAYS], record, root)

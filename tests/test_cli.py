@@ -235,7 +235,8 @@ def test_cli_limit_is_checked_by_argparse_in_one_line(value, needle):
     assert "argument --limit" in line and needle in line
 
 
-def test_cli_list_approach_shows_parameters_defaults_and_task_values(capsys):
+def test_cli_list_approach_shows_parameters_defaults_and_task_values(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")  # pytest-xdist workers set 80, where `list` wraps the type column
     assert main(["list", "mobilenet-unet"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("finetune_epochs"))

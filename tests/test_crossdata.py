@@ -521,3 +521,54 @@ def test_geometry_mismatch_marks_aspect_and_scale():
     line = crossdata.geometry_mismatch(geo(512, 384), geo(200, 150))
     assert "scale x2.6" in line and "aspect" not in line.split("px,")[1]
     assert crossdata.geometry_mismatch(geo(512, 384), {"n": 0}) is None
+# ------------------------------------------------------------------------- the model store
+
+_FT_TOP_SMOKE = ["-p", "weights=none", "-p", "input_size=32", "-p", "n_views=1", "-p", "batch_size=16",
+                 "-p", 'stages=[["head", 0.001, 2], ["top", 0.001, 1]]']
+
+
+@pytest.mark.slow
+def test_cli_second_test_set_reuses_the_stored_fine_tuned_model(generic_pair, tmp_path, capsys, monkeypatch):
+    """The ft-top model (a Keras model with the backbone's preprocessing) is stored and loaded back: the
+    second test set costs prediction only, with no warning."""
+    from skinbench.cli import main
+    from skinbench.results.records import load_records
+
+    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    train_dir, foreign_dir = generic_pair
+    common = ["run", "task1", "-a", "transfer-mobilenetv2-ft-top", "--dataset", "generic", "--data-root",
+              str(train_dir), "--n-boot", "20", *_FT_TOP_SMOKE, "--test-dataset", "generic"]
+    assert main([*common, "--test-root", str(foreign_dir), "--results", str(tmp_path / "a")]) == 0
+    second = tmp_path / "second"
+    shutil.copytree(foreign_dir, second)
+    (second / "images" / "ISIC_dup0.png").unlink()
+    gt = second / "ISIC-2017_Test_v2_Part3_GroundTruth.csv"
+    gt.write_text("\n".join(x for x in gt.read_text().splitlines() if not x.startswith("ISIC_dup0")) + "\n")
+    capsys.readouterr()
+    assert main([*common, "--test-root", str(second), "--results", str(tmp_path / "b")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    (first,) = [r for r in load_records(tmp_path / "a", task="task1") if r.approach == "transfer-mobilenetv2-ft-top"]
+    (again,) = [r for r in load_records(tmp_path / "b", task="task1") if r.approach == "transfer-mobilenetv2-ft-top"]
+    assert first.extras["model"]["stored"] is True and first.extras["model"]["reused"] is False
+    assert again.extras["model"]["reused"] is True and again.timings["fit_s"] == 0.0
+    assert "store_error" not in again.extras["model"]
+
+
+def test_an_unloadable_stored_model_is_a_warning_and_a_note_in_the_record(foreign, tmp_path, capsys):
+    test = crossdata.load_foreign(foreign, "task1")
+    spec = RunSpec("task1", "stratified", "synthetic", 0, {}, None, None, 20)
+    store = crossdata.ModelStore(tmp_path / "models")
+    first = RunRecord.from_file(crossdata.cross_evaluate(spec, test, results_root=tmp_path / "r", dataset_kwargs=TINY,
+                                                         store=store))
+    path = store.path(first.extras["model"]["run_key"])
+    path.write_bytes(b"not a joblib file")
+    capsys.readouterr()
+    again = RunRecord.from_file(crossdata.cross_evaluate(spec, test, results_root=tmp_path / "r2",
+                                                         dataset_kwargs=TINY, store=store))
+    err = capsys.readouterr().err.strip().splitlines()
+    warnings = [line for line in err if "warning" in line]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "cannot load the stored model" in warnings[0]
+    model = again.extras["model"]
+    assert model["reused"] is False and model["stored"] is True and str(path) in model["store_error"]
+    assert crossdata.ModelStore(tmp_path / "models").get(model["run_key"]) is not None  # refitted and stored again
+    assert again.metrics == first.metrics

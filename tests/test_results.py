@@ -247,6 +247,26 @@ def test_unrecorded_approach_row_says_what_it_needs(root):
     assert notes["bovw"].startswith("not run (python -m skinbench run task1 --approach bovw")
 
 
+def test_a_missing_rows_note_is_about_its_own_task(root):
+    """The end-to-end fine-tuning needs a GPU on task2 only: its task1 row must not say so."""
+    from skinbench.cli import main
+
+    write_all(root, [make_record("task1", "majority"), make_record("task2", "majority", n_classes=7, n=28)])
+    assert main(["table", "--results", str(root)]) == 0
+    notes = {t.task: {row["approach"]: row["note"] for row in t.rows}
+             for t in tables.build_tables(rec.load_records(root))}
+    name = "transfer-mobilenetv2-finetune"
+    assert notes["task1"][name] == f"not run (python -m skinbench run task1 --approach {name})"
+    assert notes["task2"][name] == "not run: needs a GPU for practical run times"
+    task1_md = (root / "tables" / "task1__synthetic.md").read_text()
+    task2_md = (root / "tables" / "task2__synthetic.md").read_text()
+    assert "GPU" not in task1_md.split(f"| {name}")[1].split("\n")[0]
+    assert "needs a GPU for practical run times" in task2_md.split(f"| {name}")[1].split("\n")[0]
+    # the approach list names the task the GPU is for; the VGG16 weights are needed on every task
+    assert info.approach(name).needs_for(None) == "a GPU for practical run times on task2"
+    assert info.approach("transfer-vgg16").needs_for("task1") == info.approach("transfer-vgg16").needs
+
+
 def test_multiclass_and_segmentation_tables_pick_their_metrics(root):
     write_all(root, [make_record("task2", "majority", n_classes=7, n=28),
                      make_record("task4", "ellipse", target="lesion"),

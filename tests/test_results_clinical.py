@@ -158,6 +158,55 @@ def test_segmentation_table_adds_boundary_columns_only_with_stored_distances(roo
     assert {p.name: p.read_bytes() for p in (root / "tables").iterdir()} == before
 
 
+def test_normalised_hd95_column_only_with_stored_mask_shapes(root):
+    """hd95_norm_mean (hd95 over each truth mask's diagonal) is scored at render time from a record's
+    stored shapes; a record with distances but no shapes shows it as absent, its other values unchanged."""
+    old = _with_surface(make_record("task4", "ellipse", target="lesion"))
+    new = _with_surface(make_record("task4", "classical-seg", target="lesion", quality=0.6), seed=1)
+    n = len(new.predictions["image_id"])
+    new.predictions["mask_shape"] = [[30 + 10 * (i % 3), 40] for i in range(n)]
+    write_all(root, [old])
+    render_all(root)
+    without = _csv_rows(root / "tables" / "task4__synthetic__lesion.csv")
+    (table,) = tables.build_tables(rec.load_records(root))
+    assert "hd95_norm_mean" not in table.metrics
+    write_all(root, [new])
+    render_all(root)
+    (table,) = tables.build_tables(rec.load_records(root))
+    assert table.metrics[-3:] == ("hd95_mean", "assd_mean", "hd95_norm_mean") and "diagonal of the truth" in table.header
+    rows = {r["approach"]: r for r in _csv_rows(root / "tables" / "task4__synthetic__lesion.csv")}
+    hd95 = np.asarray(new.predictions["surface"])[:, 0]
+    diag = np.hypot(*np.asarray(new.predictions["mask_shape"], dtype=float).T)
+    assert float(rows["classical-seg"]["hd95_norm_mean"]) == pytest.approx((hd95 / diag).mean(), abs=1e-6)
+    lo, hi = float(rows["classical-seg"]["hd95_norm_mean_lo"]), float(rows["classical-seg"]["hd95_norm_mean_hi"])
+    assert lo <= (hd95 / diag).mean() <= hi
+    assert rows["ellipse"]["hd95_norm_mean"] == ""
+    assert {k: v for k, v in rows["ellipse"].items() if k in without[0]} == {
+        k: v for k, v in {r["approach"]: r for r in without}["ellipse"].items()}
+    header, *body = _md_table((root / "tables" / "task4__synthetic__lesion.md").read_text())
+    cells = {row[0]: dict(zip(header, row)) for row in body}
+    assert cells["ellipse"]["hd95_norm_mean"] == tables.MISSING and cells["ellipse"]["hd95_mean"] != tables.MISSING
+
+
+def test_cli_run_stores_mask_shapes_and_shows_the_normalised_hd95(tmp_path):
+    from skinbench.cli import main
+    from skinbench.data import load_dataset
+    from skinbench.data.images import read_mask
+
+    out = tmp_path / "r"
+    assert main(["run", "task4", "-a", "ellipse", "--dataset", "synthetic", "--limit", "10", "--n-boot", "20",
+                 "--results", str(out)]) == 0
+    (r,) = [x for x in rec.load_records(out, task="task4") if x.approach == "ellipse"]
+    masks = dict(zip(load_dataset("synthetic").frame["image_id"], load_dataset("synthetic").frame["mask_lesion"]))
+    shapes = [list(read_mask(masks[i]).shape) for i in r.predictions["image_id"]]
+    assert r.predictions["mask_shape"] == shapes
+    hd95 = np.asarray(r.predictions["surface"])[:, 0]
+    expected = np.mean(hd95 / np.hypot(*np.asarray(shapes, dtype=float).T))
+    rows = {x["approach"]: x for x in _csv_rows(out / "tables" / "task4__synthetic__lesion.csv")}
+    assert float(rows["ellipse"]["hd95_norm_mean"]) == pytest.approx(expected, abs=1e-6)
+    assert 0 < expected < 1
+
+
 def test_evaluate_surface_hand_case():
     from skinbench.metrics.evaluate import evaluate_surface
 

@@ -109,6 +109,26 @@ def test_summary_hand_case_and_one_empty_fraction():
         surface_scores(np.ones((3, 3)))
 
 
+def test_normalised_hd95_divides_by_each_truth_masks_diagonal():
+    """hd95 / sqrt(H^2 + W^2) per image, then the mean: a one-empty image scores 1, both empty 0."""
+    values = np.array([[30.0, 9.0], [50.0, 20.0], [0.0, 0.0]])
+    shapes = np.array([[30, 40], [300, 400], [60, 80]])  # diagonals 50, 500, 100
+    res = surface_scores(values, None, shapes)
+    assert res["hd95_norm_mean"] == pytest.approx((30 / 50 + 50 / 500 + 0) / 3)
+    assert res["hd95_mean"] == pytest.approx(80 / 3)  # the pixel values are unchanged
+    t = np.zeros((30, 40), bool)
+    t[5:15, 5:20] = True
+    one = surface_distances(t, np.zeros_like(t))  # prediction empty: the image diagonal
+    assert surface_scores([one], None, [t.shape])["hd95_norm_mean"] == pytest.approx(1.0)
+    assert surface_scores(values)["hd95_norm_mean"] is None  # unknown without the shapes
+    record = {"surface": values.tolist(), "mask_shape": shapes.tolist()}
+    assert surface_scores_from_predictions(record)["hd95_norm_mean"] == res["hd95_norm_mean"]
+    with pytest.raises(ValueError, match="mask shapes"):
+        surface_scores(values, None, shapes[:2])
+    with pytest.raises(ValueError, match="positive"):
+        surface_scores(values, None, [[0, 4]] * 3)
+
+
 def test_batch_equals_reference_on_resamples_and_fast_bootstrap():
     rng = np.random.default_rng(0)
     values = np.round(rng.gamma(2.0, 3.0, (41, 2)), 1)  # ties in the medians
@@ -118,13 +138,14 @@ def test_batch_equals_reference_on_resamples_and_fast_bootstrap():
     idx = rng.integers(0, 41, (15, 41))
     idx[1] = idx[1, :1].repeat(41)
     weights = np.stack([np.bincount(i, minlength=41) for i in idx])
-    batch = surface_scores_batch(values, weights, counts)
+    shapes = rng.integers(100, 700, (41, 2))  # truth masks of several sizes (hd95_norm_mean)
+    batch = surface_scores_batch(values, weights, counts, shapes)
     for r, i in enumerate(idx):
-        ref = surface_scores(values[i], counts[i])
+        ref = surface_scores(values[i], counts[i], shapes[i])
         for name, v in ref.items():
             assert batch[name][r] == pytest.approx(v, abs=1e-12), (name, r)
-    slow = bootstrap_ci(lambda i: surface_scores(values[i], counts[i]), 41, n_boot=40, seed=2)
-    fast = bootstrap_ci_batch(lambda w: surface_scores_batch(values, w, counts), 41, n_boot=40, seed=2)
+    slow = bootstrap_ci(lambda i: surface_scores(values[i], counts[i], shapes[i]), 41, n_boot=40, seed=2)
+    fast = bootstrap_ci_batch(lambda w: surface_scores_batch(values, w, counts, shapes), 41, n_boot=40, seed=2)
     for name in slow:
         assert fast[name] == pytest.approx(slow[name], abs=1e-12), name
 

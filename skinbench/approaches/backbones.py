@@ -91,6 +91,14 @@ def preprocess_fn(name: str) -> Callable[[Any], Any]:
     return getattr(keras.applications, spec(name).module).preprocess_input
 
 
+def preprocess_layer(name: str) -> Any:
+    """:func:`preprocess_fn` as a layer named "preprocess" that a saved model can be loaded back with
+    (:class:`skinbench.approaches.keras_layers.BackbonePreprocess`; a ``Lambda`` could not be)."""
+    from skinbench.approaches.keras_layers import BackbonePreprocess
+
+    return BackbonePreprocess(name, name="preprocess")
+
+
 def last_block_prefixes(name: str) -> tuple[str, ...]:
     return spec(name).last_block
 

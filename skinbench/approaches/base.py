@@ -13,7 +13,7 @@ fails when a deterministic estimator's numbers move while its version stays.
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterable, Protocol, runtime_checkable
+from typing import Any, ClassVar, Iterable, Protocol, runtime_checkable
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -39,6 +39,19 @@ class Segmenter(Protocol):
 
     def predict_proba(self, X: np.ndarray) -> Iterable[np.ndarray]:
         """One float32 (H, W) foreground probability map per image, at that image's own size."""
+
+
+class KerasPickleMixin:
+    """For estimators holding fitted Keras models, so that a stored one loads back (the cross-dataset
+    model store): its models are pickled uncompiled (a segmenter's loss is a closure Keras cannot find
+    again) and it unpickles through :func:`skinbench.approaches.keras_layers.rebuild`, so that module is
+    imported, and skinbench's own layers registered, before Keras reads the models (unpickling imports
+    the estimator's module only, which may import Keras lazily)."""
+
+    def __reduce_ex__(self, protocol: Any) -> tuple:
+        from skinbench.approaches import keras_layers
+
+        return keras_layers.rebuild, (type(self), keras_layers.picklable_state(self.__getstate__()))
 
 
 class PathClassifier(ClassifierMixin, BaseEstimator):

@@ -53,7 +53,7 @@ def build_partial(backbone: str, weights: Any, size: int, cut: str | None, head:
     lower = keras.Model(base.inputs, cut_t, name="lower")
     upper = keras.Model(cut_t, base.output, name="upper")
     image = keras.Input((size, size, 3))
-    x = keras.layers.Lambda(backbones.preprocess_fn(backbone), name="preprocess")(image)
+    x = backbones.preprocess_layer(backbone)(image)
     act = lower(x, training=False)
     full = keras.Model(image, head(pool(upper(act, training=False))), name=f"{backbone}_partial")
     act_in = keras.Input(tuple(cut_t.shape[1:]))

@@ -19,7 +19,7 @@ import cv2
 import keras
 import numpy as np
 
-from skinbench.approaches.base import PathSegmenter
+from skinbench.approaches.base import KerasPickleMixin, PathSegmenter
 from skinbench.approaches.seg_checkpoints import (ValidationJaccard, fit_resumable, load_weights, signature,
                                                    training_summary)
 from skinbench.approaches.seg_data import (PairAugment, PairBatches, load_pairs, positive_outputs, unpack_masks,
@@ -43,7 +43,7 @@ SELECTION = {"val_loss": ("val_loss", "min"), "val_jaccard": ("val_jaccard", "ma
 _UNSET = object()
 
 
-class KerasSegmenter(PathSegmenter):
+class KerasSegmenter(KerasPickleMixin, PathSegmenter):
     """fit/predict_proba around a Keras model; subclasses define ``_build`` and ``_losses``.
 
     Expected hyper-parameters on the subclass: input_size, epochs, batch_size, learning_rate,

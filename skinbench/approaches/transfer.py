@@ -22,7 +22,7 @@ import numpy as np
 
 from skinbench import progress as show
 from skinbench.approaches import backbones, finetune, tfdata
-from skinbench.approaches.base import PathClassifier
+from skinbench.approaches.base import KerasPickleMixin, PathClassifier
 from skinbench.cache import ArrayCache, file_digest, make_key
 from skinbench.errors import ConfigError
 
@@ -52,7 +52,7 @@ def feature_model(backbone: str, weights: Any, size: int, pooling: str = "avg"):
 
     base = backbones.build(backbone, (size, size, 3), weights=weights)
     inputs = keras.Input((size, size, 3))
-    x = keras.layers.Lambda(backbones.preprocess_fn(backbone), name="preprocess")(inputs)
+    x = backbones.preprocess_layer(backbone)(inputs)
     x = base(x, training=False)
     return keras.Model(inputs, _pool_layer(pooling)(x), name=f"{backbone}_features")
 
@@ -174,7 +174,7 @@ def full_model(backbone: str, weights: Any, size: int, n_classes: int, bias: np.
 
     base = backbones.build(backbone, (size, size, 3), weights=weights)
     inputs = keras.Input((size, size, 3))
-    x = keras.layers.Lambda(backbones.preprocess_fn(backbone), name="preprocess")(inputs)
+    x = backbones.preprocess_layer(backbone)(inputs)
     x = base(x, training=False)  # BatchNorm stays in inference mode even when unfrozen (keras-io guide)
     x = _pool_layer(pooling)(x)
     return keras.Model(inputs, add_head(x, n_classes, bias, units, dropout), name=f"{backbone}_transfer"), base
@@ -254,7 +254,7 @@ def _as_proba(out: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- estimator
 
-class TransferClassifier(PathClassifier):
+class TransferClassifier(KerasPickleMixin, PathClassifier):
     """ImageNet backbone + the studies' head; see the module docstring for the two modes.
 
     ``stages``: list of (trainable part, learning rate, epochs), trainable part in head | last_block |

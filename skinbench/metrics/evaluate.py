@@ -77,12 +77,14 @@ def evaluate_pooled_targets(counts_by_target, n_boot: int = 1000, seed: int = 0,
     return {"metrics": _with_cis(values, batch, n, n_boot, seed, alpha)}
 
 
-def evaluate_surface(values, counts=None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+def evaluate_surface(values, counts=None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                     shapes=None) -> dict:
     """``{"metrics": {name: {"value", "ci"}}}`` of the boundary metrics (``surface.SURFACE_METRICS``:
-    HD95 and ASSD means and medians, the one-empty fraction) from per-image ``(n, 2)`` [hd95, assd].
+    HD95 and ASSD means and medians, the one-empty fraction, the mean HD95 over the truth-mask
+    diagonal) from per-image ``(n, 2)`` [hd95, assd].
 
     ``counts`` (n, 4) are the images' confusion counts (for ``surface_one_empty``; without them it is
-    None). The CIs resample images as ``evaluate_segmentation`` does: with one seed, the same
+    None); ``shapes`` (n, 2) the truth masks' [H, W] (for ``hd95_norm_mean``; without them None). The CIs resample images as ``evaluate_segmentation`` does: with one seed, the same
     resamples. The per-image distances themselves are computed by the runner while it predicts
     (``surface.surface_distances``) and stored in the record's ``predictions["surface"]``; tables
     score them at render time. Cost, measured on 300 task4 test masks (HAM10000, 450x600), CPU time on
@@ -92,6 +94,7 @@ def evaluate_surface(values, counts=None, n_boot: int = 1000, seed: int = 0, alp
     """
     v = np.asarray(values, dtype=np.float64).reshape(-1, 2)
     c = None if counts is None else np.asarray(counts, dtype=np.int64).reshape(-1, 4)
-    metrics = _with_cis(surface_scores(v, c), lambda w: surface_scores_batch(v, w, c), v.shape[0], n_boot, seed,
-                        alpha)
+    s = None if shapes is None else np.asarray(shapes, dtype=np.float64).reshape(-1, 2)
+    metrics = _with_cis(surface_scores(v, c, s), lambda w: surface_scores_batch(v, w, c, s), v.shape[0], n_boot,
+                        seed, alpha)
     return {"metrics": metrics}

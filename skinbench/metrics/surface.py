@@ -27,10 +27,19 @@ Empty masks (one rule each, tested):
   ``surface_scores`` also reports the fraction of images that got it (``surface_one_empty``), read
   from the images' confusion counts (truth empty: tp + fn = 0; prediction empty: tp + fp = 0).
 
+Normalised HD95 (``hd95_norm_mean``): HD95 in pixels scales with the mask's resolution (ISIC masks
+come at each image's own size, HAM10000's at 450x600), so test sets with different mask sizes are
+compared by
+``hd95 / sqrt(H^2 + W^2)``, the image's HD95 divided by the diagonal of its *truth mask* (the same
+diagonal as the one-empty rule, so such an image scores exactly 1.0 and both empty 0.0), averaged over
+images: a unitless fraction of the image's extent, lower is better. It needs each image's truth-mask
+shape, which runs store beside the distances (``predictions["mask_shape"]``, [H, W] per image); without
+it ``hd95_norm_mean`` is None (NaN in the batch form), and the other values are unchanged.
+
 ``surface_distances`` gives one image's ``(hd95, assd)``; a run keeps an ``(n, 2)`` array of them
-beside its ``(n, 4)`` confusion counts, and ``surface_scores`` / ``surface_scores_batch`` summarise
-them, the batch form for ``bootstrap_ci_batch``; ``surface_scores_from_predictions`` reads both from a
-record's predictions block.
+beside its ``(n, 4)`` confusion counts and ``(n, 2)`` truth-mask shapes, and ``surface_scores`` /
+``surface_scores_batch`` summarise them, the batch form for ``bootstrap_ci_batch``;
+``surface_scores_from_predictions`` reads them from a record's predictions block.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from scipy import ndimage
 __all__ = [
     "SURFACE_METRICS",
     "boundary",
+    "diagonals",
     "one_empty",
     "surface_distances",
     "surface_scores",
@@ -50,7 +60,7 @@ __all__ = [
     "surface_scores_from_predictions",
 ]
 
-SURFACE_METRICS = ("hd95_mean", "hd95_median", "assd_mean", "assd_median", "surface_one_empty")
+SURFACE_METRICS = ("hd95_mean", "hd95_median", "assd_mean", "assd_median", "surface_one_empty", "hd95_norm_mean")
 PERCENTILE = 95.0
 
 
@@ -122,11 +132,21 @@ def one_empty(counts) -> np.ndarray:
     return (c[:, 0] + c[:, 2] == 0) != (c[:, 0] + c[:, 1] == 0)
 
 
-def surface_scores_batch(values, weights, counts=None) -> dict[str, np.ndarray]:
+def diagonals(shapes) -> np.ndarray:
+    """float (n,): ``sqrt(H^2 + W^2)`` of each image's truth mask from its (n, 2) [H, W] shapes (what
+    ``hd95_norm_mean`` divides by; module doc)."""
+    s = np.asarray(shapes, dtype=np.float64).reshape(-1, 2)
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError("mask shapes must be positive [height, width] pairs")
+    return np.hypot(s[:, 0], s[:, 1])
+
+
+def surface_scores_batch(values, weights, counts=None, shapes=None) -> dict[str, np.ndarray]:
     """``SURFACE_METRICS`` for each row of ``weights`` (B, n) of image counts; NaN where a row is empty.
 
     ``counts`` (n, 4) are the images' confusion counts (tp, fp, fn, tn), which say which images had
     exactly one empty mask (``surface_one_empty``, a fraction); without them that fraction is NaN.
+    ``shapes`` (n, 2) are the truth masks' [H, W] (for ``hd95_norm_mean``); without them it is NaN.
     """
     v = _check_values(values)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
@@ -141,28 +161,36 @@ def surface_scores_batch(values, weights, counts=None) -> dict[str, np.ndarray]:
         "assd_mean": w @ v[:, 1] / safe,
         "assd_median": _weighted_median(v[:, 1], w) if v.shape[0] else np.full(w.shape[0], np.nan),
         "surface_one_empty": np.full(w.shape[0], np.nan),
+        "hd95_norm_mean": np.full(w.shape[0], np.nan),
     }
     if counts is not None:
         one = one_empty(counts)
         if one.size != v.shape[0]:
             raise ValueError(f"{one.size} confusion counts for {v.shape[0]} images")
         out["surface_one_empty"] = w @ one / safe
+    if shapes is not None:
+        diag = diagonals(shapes)
+        if diag.size != v.shape[0]:
+            raise ValueError(f"{diag.size} mask shapes for {v.shape[0]} images")
+        out["hd95_norm_mean"] = w @ (v[:, 0] / diag) / safe
     for a in out.values():
         a[empty] = np.nan
     return out
 
 
-def surface_scores(values, counts=None) -> dict[str, float | None]:
-    """Means and medians of per-image ``(n, 2)`` [hd95, assd] and the fraction of one-empty images
-    (needs the ``(n, 4)`` confusion ``counts``); None for an empty set or an unknown fraction."""
+def surface_scores(values, counts=None, shapes=None) -> dict[str, float | None]:
+    """Means and medians of per-image ``(n, 2)`` [hd95, assd], the fraction of one-empty images (needs
+    the ``(n, 4)`` confusion ``counts``) and the mean normalised HD95 (needs the ``(n, 2)`` truth-mask
+    ``shapes``); None for an empty set or a value whose input is missing."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
         return dict.fromkeys(SURFACE_METRICS)
-    res = surface_scores_batch(v, np.ones((1, _check_values(v).shape[0])), counts)
+    res = surface_scores_batch(v, np.ones((1, _check_values(v).shape[0])), counts, shapes)
     return {k: (float(a[0]) if np.isfinite(a[0]) else None) for k, a in res.items()}
 
 
 def surface_scores_from_predictions(predictions) -> dict[str, float | None]:
     """``surface_scores`` of a segmentation record's predictions block: ``surface`` ([hd95, assd] per
-    image, the key this module proposes) and ``counts`` ([tp, fp, fn, tn] per image, optional)."""
-    return surface_scores(predictions["surface"], predictions.get("counts"))
+    image, the key this module proposes), ``counts`` ([tp, fp, fn, tn] per image, optional) and
+    ``mask_shape`` ([H, W] of each truth mask, optional: records made before it have none)."""
+    return surface_scores(predictions["surface"], predictions.get("counts"), predictions.get("mask_shape"))

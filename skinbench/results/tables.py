@@ -12,7 +12,9 @@ records show them without retraining; nothing new is stored in the records):
   partial AUC above 80% TPR), from :func:`skinbench.metrics.calibration.clinical_scores`;
 * a segmentation table gains ``hd95_mean`` and ``assd_mean`` columns when one of its records stores
   per-image boundary distances (``predictions["surface"]``, written by runs made since they were
-  added); a table whose records have none renders as before.
+  added), and ``hd95_norm_mean`` (HD95 over the truth-mask diagonal, comparable across test sets of
+  other mask sizes: :mod:`skinbench.metrics.surface`) when one also stores the truth-mask shapes
+  (``predictions["mask_shape"]``); a table whose records have neither renders as before.
 
 Both use the record's own bootstrap settings (``n_boot`` of its run key, its seed), so their CIs draw
 the same resamples as the record's stored metrics.
@@ -48,7 +50,7 @@ from skinbench.metrics.calibration import (
 )
 from skinbench.metrics.evaluate import evaluate_surface
 from skinbench.results.currency import version_drift
-from skinbench.results.headers import CROSS, cross_table_header, is_cross, table_header
+from skinbench.results.headers import CROSS, cross_table_header, header_tail, is_cross, table_header
 from skinbench.results.records import FLOAT_DECIMALS, RunRecord
 
 #: metrics shown per kind of task (all of them stay in the records)
@@ -65,6 +67,8 @@ FAMILY_ORDER = ("baseline", "classical", "deep")
 MISSING = "—"
 #: boundary-distance columns a segmentation table adds when a record stores ``predictions["surface"]``
 SURFACE_SHOWN = ("hd95_mean", "assd_mean")
+#: the normalised HD95 column, added when a shown record also stores its truth masks' shapes
+SURFACE_NORM = "hd95_norm_mean"
 #: bootstrap resamples of a record whose run key does not say (records before run keys used the default)
 DEFAULT_N_BOOT = 1000
 #: column headings of the calibration / operating-point table (the CSV keeps the metric names)
@@ -199,11 +203,19 @@ def has_surface(r: RunRecord) -> bool:
     return r.ok and bool(r.predictions.get("surface"))
 
 
+def has_mask_shapes(r: RunRecord) -> bool:
+    """The record stores its truth masks' shapes beside the distances (what ``hd95_norm_mean`` needs)."""
+    return has_surface(r) and bool(r.predictions.get("mask_shape"))
+
+
 def surface_metrics(r: RunRecord) -> dict[str, dict]:
     """``{name: {"value", "ci"}}`` boundary metrics of a segmentation record from its stored per-image
-    ``surface`` distances (:func:`skinbench.metrics.evaluate.evaluate_surface`)."""
-    counts = r.predictions.get("counts")
-    return evaluate_surface(r.predictions["surface"], counts, n_boot=record_n_boot(r), seed=r.seed or 0)["metrics"]
+    ``surface`` distances (:func:`skinbench.metrics.evaluate.evaluate_surface`); ``hd95_norm_mean`` only
+    when it stores the truth-mask shapes too (else its row shows the value as absent, not n/a)."""
+    counts, shapes = r.predictions.get("counts"), r.predictions.get("mask_shape") or None
+    out = evaluate_surface(r.predictions["surface"], counts, n_boot=record_n_boot(r), seed=r.seed or 0,
+                           shapes=shapes)["metrics"]
+    return out if shapes is not None else {k: v for k, v in out.items() if k != SURFACE_NORM}
 
 
 @dataclass
@@ -333,7 +345,7 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
     for m in metrics:
         row[m] = row[f"{m}_lo"] = row[f"{m}_hi"] = None
     if r is None:
-        needs = info.APPROACHES[name].needs if name in info.APPROACHES else ""
+        needs = info.APPROACHES[name].needs_for(task) if name in info.APPROACHES else ""
         row.update(status="missing", note=f"not run: needs {needs}" if needs else
                    f"not run (python -m skinbench run {task} --approach {name})")
         return row
@@ -404,6 +416,8 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
         surface = kind == "segmentation" and any(has_surface(r) for r in by_name.values())
         if surface:
             metrics = metrics + SURFACE_SHOWN
+            if any(has_mask_shapes(r) for r in by_name.values()):
+                metrics = metrics + (SURFACE_NORM,)
         ok = [r for r in recs if r.ok]
         if is_cross(dname):  # train and test data, overlap excluded, label mapping, input geometry
             header_of = cross_table_header
@@ -418,6 +432,11 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
                              "mask (lower is better; both masks empty 0, one empty the image diagonal), from "
                              "the distances a record stores (runs made before they were stored show "
                              f"{MISSING}).")
+            if SURFACE_NORM in metrics:
+                table.header += (f" {SURFACE_NORM}: mean per-image hd95 divided by the diagonal of the truth "
+                                 "mask, sqrt(H^2 + W^2) (a one-empty image scores 1), comparable across test sets "
+                                 "with other mask sizes (runs made before the mask shapes were stored show "
+                                 f"{MISSING}).")
         if table.multi_seed:
             table.header += (f" Over seeds: mean ± sd of {table.primary} across the seeds run (n); every other "
                              f"value and its CI is the first seed's (the `seed` column).")
