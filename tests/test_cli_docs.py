@@ -112,7 +112,7 @@ def test_the_test_command_installs_tensorflow_once():
     ini.read(ROOT / "tox.ini")
     commands = ini["testenv"]["commands"]
     assert re.search(r"-m pytest\b", commands) and "-m skinbench smoke" in commands
-    extras = re.search(r"^test = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M)
+    extras = re.search(r"^test = \[(.*?)\]$", (ROOT / "pyproject.toml").read_text(), re.M | re.S)
     assert extras and '"tox-current-env' in extras.group(1), extras
 
 
