@@ -190,7 +190,22 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="also list exact and near-duplicate images, and the pairs crossing the train/test split")
     __import__("skinbench.sweep").sweep.add_parser(sub)  # `sweep`: all its logic is in skinbench/sweep.py
     __import__("skinbench.score").score.add_parser(sub)  # `score`: all its logic is in skinbench/score.py
+    for name in ("run", "sweep", "smoke", "predict"):  # --approach package.module:Class (skinbench/plugins.py)
+        sub.choices[name].add_argument("--family", choices=("classical", "deep"),
+                                       help="the family of an --approach package.module:Class (your own estimator)")
     return parser
+
+
+def _adhoc_approaches(args: argparse.Namespace) -> None:
+    """``--approach package.module:Class`` registered as an approach (its name replaces the spec)."""
+    from skinbench import plugins
+
+    if not hasattr(args, "family"):
+        return
+    if isinstance(args.approach, str):
+        args.approach = plugins.resolve_names([args.approach], args.family)[0]
+    else:
+        args.approach = plugins.resolve_names(args.approach or [], args.family) or args.approach
 
 
 # ------------------------------------------------------------------------------------ checks before work
@@ -643,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     args.command_line = _command_line(argv)
     try:
+        _adhoc_approaches(args)
         return COMMANDS[args.command](args)
     except SkinbenchError as err:
         print(f"skinbench: error: {err}", file=sys.stderr)
