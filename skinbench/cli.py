@@ -190,7 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="also list exact and near-duplicate images, and the pairs crossing the train/test split")
     __import__("skinbench.sweep").sweep.add_parser(sub)  # `sweep`: all its logic is in skinbench/sweep.py
     __import__("skinbench.score").score.add_parser(sub)  # `score`: all its logic is in skinbench/score.py
-    for name in ("run", "sweep", "smoke", "predict"):  # --approach package.module:Class (skinbench/plugins.py)
+    for name in ("list", "run", "sweep", "smoke", "predict"):  # --approach package.module:Class (plugins.py)
         sub.choices[name].add_argument("--family", choices=("classical", "deep"),
                                        help="the family of an --approach package.module:Class (your own estimator)")
     return parser
@@ -201,6 +201,10 @@ def _adhoc_approaches(args: argparse.Namespace) -> None:
     from skinbench import plugins
 
     if not hasattr(args, "family"):
+        return
+    if args.command == "list":
+        if args.name and ":" in args.name:
+            args.name = plugins.resolve_names([args.name], args.family)[0]
         return
     if isinstance(args.approach, str):
         args.approach = plugins.resolve_names([args.approach], args.family)[0]
@@ -394,10 +398,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(tabulate([(t.name, t.kind, t.title, t.default_dataset, ", ".join(t.targets) or "-")
                     for t in info.TASKS.values()], ["task", "kind", "title", "default dataset", "targets"]))
     print()
-    print(tabulate([(d.name, d.title, d.source) for d in info.DATASETS.values()], ["dataset", "title", "source"]))
+    print(tabulate([(d.name, (f"[plugin: {d.origin}] " if d.origin != info.SUITE else "") + d.title, d.source)
+                    for d in info.DATASETS.values()], ["dataset", "title", "source"]))
     print()
-    print(tabulate([(a.name, a.family, ", ".join(a.tasks), a.title, a.needs or "-")
-                    for a in info.APPROACHES.values()], ["approach", "family", "tasks", "title", "needs"]))
+    print(tabulate([(a.name, a.family, ", ".join(a.tasks), (f"[plugin: {a.origin}] " if a.contributed else "") + a.title,
+                     a.needs or "-") for a in info.APPROACHES.values()], ["approach", "family", "tasks", "title", "needs"]))
     print("\n`python -m skinbench list APPROACH` shows an approach's parameters.")
     return 0
 
@@ -411,6 +416,8 @@ def _list_one(name: str) -> int:
         a = info.APPROACHES[name]
         print(f"{a.name} ({a.family}): {a.title}")
         print(f"estimator {a.estimator}; tasks {', '.join(a.tasks)}" + (f"; needs {a.needs}" if a.needs else ""))
+        if a.contributed:
+            print(f"plugin: {a.origin} (not part of the skinbench suite)")
         print()
         headers = ["parameter", "type", "default", *(f"{t} value" for t in a.tasks), "smoke"]
         print(tabulate(describe_approach(name), headers=headers, disable_numparse=True))

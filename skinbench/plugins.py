@@ -118,6 +118,28 @@ def load(approaches: dict[str, info.ApproachInfo], datasets: dict[str, info.Data
             warn(f"ad hoc approach {spec!r} ignored: {err}")
 
 
+def load_folder(name: str, folder: str | os.PathLike | None, **kwargs: Any) -> Any:
+    """What a dataset plugin's adapter may simply call: ``folder`` in the generic layout (labels.csv,
+    images/, masks/; :mod:`skinbench.data.generic`) read as dataset ``name``, its classes the registered
+    ones, checked against its manifest (same ids and labels, split and lesion ids taken from it). Records
+    and tables then name it ``name``, not ``generic-<folder>-<digest>``."""
+    from pathlib import Path
+
+    from skinbench.data import generic, manifests
+    from skinbench.errors import DataError
+
+    meta = info.dataset(name)
+    if folder is None:
+        raise DataError(f"dataset {name} has no data folder", fix=f"pass --data-root (the folder holding {meta.folder}/)")
+    if meta.class_names:
+        kwargs.setdefault("class_names", list(meta.class_names))
+    ds = generic.load(folder, name=name, **kwargs)
+    if manifests.manifest_path(name) is None:
+        return ds
+    frame, digest = manifests.apply_manifest(name, ds.frame, Path(folder) / "labels.csv")
+    return replace(ds, frame=frame, manifest_digest=digest)
+
+
 def _adhoc_from_env() -> list[tuple[str, str]]:
     try:
         return [tuple(x) for x in json.loads(os.environ.get(ADHOC_ENV) or "[]")]

@@ -1,9 +1,11 @@
-"""The dashboard's section for contributed (plugin) rows: each against the suite's best classical and deep rows.
+"""The dashboard's section for contributed (plugin) rows: each against the suite's best baseline, classical
+and deep rows.
 
 The suite's own significance section (best classical vs every deep row) leaves contributed rows out, so
 installing a plugin never changes it; here every contributed record is tested, with the same paired tests
 (:func:`skinbench.results.dashboard.compare`: McNemar and DeLong, or paired bootstraps of Jaccard) against
-the best suite record of each family, Holm-adjusted within its table.
+the best suite record of each family (baseline: is it better than the trivial floor?), Holm-adjusted
+within its table.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def comparisons(table: Table) -> list[list[str]]:
     p_values: list[float | None] = []
     for rec in contributed_rows(table):
         mine = f"{rec.approach} ({rec.value(metric):.3f})"
-        for family in ("classical", "deep"):
+        for family in ("baseline", "classical", "deep"):
             best = best_of(table, family)
             if best is None:
                 rows.append([table.title, metric, mine, contributed_by(rec), f"no suite {family} result yet",
@@ -63,6 +65,6 @@ def contributed_section(tables: list[Table]) -> str:
         return ""
     body = tabulate(rows, headers=HEADERS, tablefmt="github", disable_numparse=True)
     return ("## Significance: contributed approaches vs the suite\n\n"
-            "Each plugin's record against the suite's best classical and best deep record by the task's primary "
+            "Each plugin's record against the suite's best baseline, classical and deep record by the task's primary "
             "metric, on the test images both predicted (paired by image id), with the tests of the section "
             "above. Two-sided p-values; `Holm p` adjusts for the tests in the same table.\n\n" + body + "\n")
