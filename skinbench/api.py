@@ -97,7 +97,7 @@ def score(task: str, predictions: Any, *, name: str | None = None, dataset: str 
         source = predictions
         if hasattr(predictions, "to_csv"):
             source = Path(tmp) / f"{name or 'predictions'}.csv"
-            predictions.to_csv(source, index=False)
+            predictions.to_csv(source, index=False, na_rep="NaN")  # a missing score is refused as NaN
         paths = score_mod.score(task, source, dataset=dataset, data_root=data_root, target=target, name=name,
                                 results_root=results, n_boot=n_boot, seed=seed, dataset_kwargs=dataset_kwargs,
                                 command=f"skinbench.score({task!r}, ...)")
