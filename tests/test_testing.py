@@ -101,8 +101,7 @@ class SilentOnEmpty(_MeanColour):
 class CrashesOnOneClass(_MeanColour):
     def fit(self, X, y, groups=None):
         if len(y):
-            counts = np.bincount(y)
-            self.ratio_ = counts[1] / counts[0]  # IndexError with one class
+            self.second_ = np.flatnonzero(np.bincount(y))[1]  # IndexError with one class
         return super().fit(X, y, groups)
 
 
