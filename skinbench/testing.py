@@ -189,7 +189,7 @@ def check_approach(estimator: type, task: str, *, params: dict[str, Any] | None 
                         f"{type(err).__name__}: {err}") from err
         first = _predict(est, test, task)
 
-        again = _build(estimator, params, seed, dirs["cache"])
+        again = _build(estimator, params, seed, dirs["cache"] / "again")  # computed afresh, not found cached
         _fit(again, train, task)
         _check(_same(first, _predict(again, test, task)), "deterministic",
                f"two fits with random_state={seed} predicted differently: seed every random choice from "

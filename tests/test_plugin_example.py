@@ -54,6 +54,7 @@ def test_example_plugin_run_sweep_smoke_table(installed, tmp_path):
     assert rows.loc["colorhist-logreg", "note"] == f"plugin: {ORIGIN}"
     assert rows.loc["colorhist-logreg", "family"] == "classical" and 0 <= rows.loc["colorhist-logreg", "ap"] <= 1
     assert not isinstance(rows.loc["bovw", "note"], str) or "plugin" not in rows.loc["bovw", "note"]
+    assert (res / "plots/task1__synthetic__colorhist-logreg__confusion.png").is_file()  # plots follow
     sweep_table = (res / "tables/sweeps/sweep__task1__synthetic.md").read_text()
     assert "bins=4" in sweep_table and "bins=16" in sweep_table
     dashboard = (res / "README.md").read_text()

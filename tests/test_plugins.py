@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from helpers_plugins import TINY_CLASSIFIER, cli, install_fake
+from helpers_plugins import TINY_CLASSIFIER, WORKTREE, cli, install_fake
 
 SYN = ["--dataset", "synthetic", "--n-boot", "30"]
 GOOD_INIT = """
@@ -32,7 +34,25 @@ def site(tmp_path: Path) -> Path:
                  {"skinbench.approaches": {"broken": "broken_plugin:approaches"}})
     install_fake(site, "odd-plugin", "0.0.1", "odd_plugin", {"__init__.py": "def approaches():\n    return 'hello'\n"},
                  {"skinbench.approaches": {"odd": "odd_plugin:approaches"}})
+    clash = ("from skinbench.info import ApproachInfo\n"
+             "approaches = [ApproachInfo('bovw', 'x.y:Z', 'classical', ('task1',), 'a second bovw')]\n")
+    install_fake(site, "clash-plugin", "2.0", "clash_plugin", {"__init__.py": clash},
+                 {"skinbench.approaches": {"clash": "clash_plugin:approaches"}})
     return site
+
+
+def test_plugins_load_once_lazily_on_first_read_of_the_registry(site):
+    code = ("import importlib.metadata as m; calls = []; real = m.entry_points\n"
+            "m.entry_points = lambda **kw: calls.append(kw['group']) or real(**kw)\n"
+            "from skinbench import info, cli, runner, params\n"
+            "assert calls == [], calls\n"
+            "assert info.APPROACHES['mean-colour'].origin == 'tiny-plugin 0.2.0' and 'bovw' in info.APPROACHES\n"
+            "list(info.APPROACHES); info.approach('majority'); list(info.DATASETS.values())\n"
+            "print(sorted(calls))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(WORKTREE), str(site)])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['skinbench.approaches',", "'skinbench.datasets']"]
 
 
 def test_plugins_listed_and_broken_ones_are_one_warning_line_each(site):
@@ -42,15 +62,18 @@ def test_plugins_listed_and_broken_ones_are_one_warning_line_each(site):
     line = next(l for l in done.stdout.splitlines() if l.startswith("mean-colour"))
     assert "[plugin: tiny-plugin 0.2.0]" in line and "classical" in line
     warnings = [l for l in done.stderr.splitlines() if l.strip()]
-    assert len(warnings) == 2, done.stderr
+    assert len(warnings) == 3, done.stderr
     assert any("'broken-plugin'" in w and "ModuleNotFoundError" in w for w in warnings)
     assert any("'odd-plugin'" in w and "ApproachInfo" in w for w in warnings)
+    assert any("'clash-plugin'" in w and "'bovw' is already taken" in w for w in warnings)
+    assert "a second bovw" not in done.stdout
     one = cli("list", "mean-colour", path=[site])
     assert one.returncode == 0 and "plugin: tiny-plugin 0.2.0" in one.stdout
     rows = {l.split()[0]: l for l in one.stdout.splitlines() if l.strip()}
     assert "C" in rows and "size" in rows and "a number" in rows["C"] and "an integer" in rows["size"]
 
 
+@pytest.mark.slow  # several CLI subprocesses: 10-20 s on 2 shared cores
 def test_plugin_run_records_origin_key_seeds_and_marks_table(site, tmp_path):
     res = tmp_path / "res"
     bad = cli("run", "task1", "-a", "mean-colour", "-p", "C=abc", *SYN, "--results", str(res), path=[site])
@@ -77,6 +100,7 @@ def test_plugin_run_records_origin_key_seeds_and_marks_table(site, tmp_path):
     assert "McNemar" in dashboard.split("contributed approaches vs the suite")[1]
 
 
+@pytest.mark.slow  # several CLI subprocesses: 10-20 s on 2 shared cores
 def test_adhoc_class_with_family(tmp_path):
     mods = tmp_path / "mods"
     mods.mkdir()
@@ -156,6 +180,7 @@ def _lab_dataset(tmp_path: Path) -> tuple[Path, Path]:
     return root, site
 
 
+@pytest.mark.slow  # several CLI subprocesses: 10-20 s on 2 shared cores
 def test_dataset_plugin_verify_run_and_named_tables(tmp_path):
     root, site = _lab_dataset(tmp_path)
     listed = cli("list", path=[site])
