@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+from sklearn.base import clone
 
 from skinbench import info
+from skinbench.data import synthetic
 from skinbench.errors import SkinbenchError
 
 #: images of the synthetic set the checks run on (small: the checks fit every estimator three times)
@@ -164,10 +166,6 @@ def check_approach(estimator: type, task: str, *, params: dict[str, Any] | None 
     """Run ``estimator`` (a class) through the contract for ``task`` on synthetic data; AssertionError naming
     the failed check. ``params``: constructor arguments (small settings keep it fast); ``workdir``: where
     the data and sandbox go (default: a temporary folder, removed)."""
-    from sklearn.base import clone
-
-    from skinbench.data import synthetic
-
     assert isinstance(estimator, type), f"check_approach takes the estimator class, got {estimator!r}"
     params = dict(params or {})
     tinfo = info.task(task)
