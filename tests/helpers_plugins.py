@@ -74,3 +74,18 @@ TINY_CLASSIFIER = '''
         def predict_proba(self, X):
             return self.model_.predict_proba(self._x(X))
 '''
+
+
+def restore_registry():
+    """Generator for an autouse fixture: approaches registered ad hoc in-process (and the environment
+    variable that carries them to workers) are removed after each test, so later tests see the suite only."""
+    from skinbench import info, plugins
+
+    saved, env = dict(dict.items(info.APPROACHES)), os.environ.get(plugins.ADHOC_ENV)
+    yield
+    dict.clear(info.APPROACHES)
+    dict.update(info.APPROACHES, saved)
+    if env is None:
+        os.environ.pop(plugins.ADHOC_ENV, None)
+    else:
+        os.environ[plugins.ADHOC_ENV] = env

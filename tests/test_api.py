@@ -11,10 +11,15 @@ import pandas as pd
 import pytest
 
 import skinbench
-from helpers_plugins import TINY_CLASSIFIER, WORKTREE
+from helpers_plugins import TINY_CLASSIFIER, WORKTREE, restore_registry
 from skinbench.errors import ConfigError, SkinbenchError
 
 SYN = {"dataset": "synthetic", "n_boot": 30}
+
+
+@pytest.fixture(autouse=True)
+def _suite_registry_after():
+    yield from restore_registry()
 
 
 @pytest.fixture()

@@ -11,9 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers_plugins import TINY_CLASSIFIER, WORKTREE, cli, install_fake
+from helpers_plugins import TINY_CLASSIFIER, WORKTREE, cli, install_fake, restore_registry
 
 SYN = ["--dataset", "synthetic", "--n-boot", "30"]
+
+
+@pytest.fixture(autouse=True)
+def _suite_registry_after():
+    yield from restore_registry()
 GOOD_INIT = """
     from skinbench.info import ApproachInfo
 
@@ -143,6 +148,24 @@ def test_plugin_signature_is_read_from_its_source_without_importing(tmp_path, mo
     sig = params.signature("srcmod_unimported:MeanColourClassifier")
     assert list(sig) == ["C", "size", "random_state"] and sig["C"].default == 1.0
     assert "srcmod_unimported" not in sys.modules
+
+
+def test_plugin_source_enters_the_code_digest_not_the_run_key(tmp_path, monkeypatch):
+    """A record's code_digest names the exact source that ran, a plugin's module included (provenance);
+    its run key moves only with the declared algorithm_version."""
+    from skinbench import plugins, provenance
+
+    module = tmp_path / "digestmod.py"
+    module.write_text(__import__("textwrap").dedent(TINY_CLASSIFIER))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = plugins.register_class("digestmod:MeanColourClassifier", "classical")
+    spec = provenance.RunSpec("task1", name, "synthetic")
+    key, digest = provenance.run_key(provenance.key_inputs(spec, "m")), provenance.code_digest(name)
+    assert module in provenance.approach_sources(name)
+    module.write_text(module.read_text() + "\n# a comment\n")
+    assert provenance.code_digest(name) != digest
+    assert provenance.run_key(provenance.key_inputs(spec, "m")) == key
+    sys.modules.pop("digestmod", None)
 
 
 # ------------------------------------------------------------------------------------ dataset plugins
