@@ -46,7 +46,7 @@ def planned_runs(only: list[str] | None) -> list[Run]:
     """Every (task, approach) the registry declares, on each task's default (real) dataset and its
     variants (``TaskInfo.variants``)."""
     return [(t, a, d) for t in info.TASKS if not only or t in only
-            for d in info.task(t).regenerated_datasets() for a in info.approaches_for(t)]
+            for d in info.task(t).regenerated_datasets() for a in info.approaches_for(t, suite_only=True)]
 
 
 @lru_cache(maxsize=None)

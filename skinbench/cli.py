@@ -232,7 +232,26 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="also list exact and near-duplicate images, and the pairs crossing the train/test split")
     __import__("skinbench.sweep").sweep.add_parser(sub)  # `sweep`: all its logic is in skinbench/sweep.py
     __import__("skinbench.score").score.add_parser(sub)  # `score`: all its logic is in skinbench/score.py
+    for name in ("list", "run", "sweep", "smoke", "predict"):  # --approach package.module:Class (plugins.py)
+        sub.choices[name].add_argument("--family", choices=("classical", "deep"),
+                                       help="the family of an --approach package.module:Class (your own estimator)")
     return parser
+
+
+def _adhoc_approaches(args: argparse.Namespace) -> None:
+    """``--approach package.module:Class`` registered as an approach (its name replaces the spec)."""
+    from skinbench import plugins
+
+    if not hasattr(args, "family"):
+        return
+    if args.command == "list":
+        if args.name and ":" in args.name:
+            args.name = plugins.resolve_names([args.name], args.family)[0]
+        return
+    if isinstance(args.approach, str):
+        args.approach = plugins.resolve_names([args.approach], args.family)[0]
+    else:
+        args.approach = plugins.resolve_names(args.approach or [], args.family) or args.approach
 
 
 # ------------------------------------------------------------------------------------ checks before work
@@ -468,10 +487,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(fit_table([(t.name, t.kind, t.title, t.default_dataset, ", ".join(t.targets) or "-")
                      for t in info.TASKS.values()], ["task", "kind", "title", "default dataset", "targets"]))
     print()
-    print(fit_table([(d.name, d.title, d.source) for d in info.DATASETS.values()], ["dataset", "title", "source"]))
+    print(fit_table([(d.name, (f"[plugin: {d.origin}] " if d.origin != info.SUITE else "") + d.title, d.source)
+                     for d in info.DATASETS.values()], ["dataset", "title", "source"]))
     print()
-    print(fit_table([(a.name, a.family, ", ".join(a.tasks), a.title) for a in info.APPROACHES.values()],
-                    ["approach", "family", "tasks", "title"]))
+    print(fit_table([(a.name, a.family, ", ".join(a.tasks), (f"[plugin: {a.origin}] " if a.contributed else "") + a.title)
+                     for a in info.APPROACHES.values()], ["approach", "family", "tasks", "title"]))
     needs: dict[str, list[str]] = {}  # beside the table: one long column of "-" would starve the titles
     for a in info.APPROACHES.values():
         if a.needs_for(None):
@@ -492,6 +512,8 @@ def _list_one(name: str) -> int:
         print(wrap_text(f"{a.name} ({a.family}): {a.title}"))
         needs = a.needs_for(None)
         print(wrap_text(f"estimator {a.estimator}; tasks {', '.join(a.tasks)}" + (f"; needs {needs}" if needs else "")))
+        if a.contributed:
+            print(f"plugin: {a.origin} (not part of the skinbench suite)")
         print()
         headers = ["parameter", "type", "default", *(f"{t} value" for t in a.tasks), "smoke"]
         print(fit_table(describe_approach(name), headers))
@@ -769,6 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     args.command_line = _command_line(argv)
     try:
+        _adhoc_approaches(args)
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
         return code

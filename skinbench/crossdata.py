@@ -382,6 +382,7 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
     record = RunRecord(
         task=spec.task, dataset=f"{ds.data_slug}{CROSS}{test_slug}", approach=spec.approach, family=ainfo.family,
         title=ainfo.title, seed=spec.seed, limit=spec.limit, params=params_of(est),
+        origin=ainfo.origin if ainfo.contributed else "",
         split={"n_train": len(train), "n_test": len(scored), "manifest_digest": ds.manifest_digest,
                "test_manifest_digest": test.manifest_digest},
         metrics=fields["metrics"], predictions=fields["predictions"],

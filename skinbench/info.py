@@ -2,6 +2,9 @@
 
 Everything else (CLI, runner, tables, docs) reads these dictionaries; a fact lives here once.
 Estimators are named by ``"module:Class"`` strings so listing the registry imports no TensorFlow.
+Installed plugins (entry-point groups ``skinbench.approaches`` / ``skinbench.datasets``, see
+:mod:`skinbench.plugins` and docs/plugins.md) join ``APPROACHES`` / ``DATASETS`` on their first use,
+marked by their ``origin``, so every reader of the registry sees them without importing them at start-up.
 """
 
 from __future__ import annotations
@@ -63,6 +66,12 @@ class DatasetInfo:
     targets: tuple[str, ...] = ()
     manifest: str | None = None
     license: str = ""
+    #: who supplies it: ``SUITE`` for skinbench's own, else a plugin's "package version" (shown in tables)
+    origin: str = "skinbench"
+    #: tasks a plugin dataset serves (the suite's are listed in ``TaskInfo.datasets``)
+    tasks: tuple[str, ...] = ()
+    #: a plugin dataset's manifest file (absolute path; ``manifest`` names the suite's data_manifests/ files)
+    manifest_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,13 @@ class ApproachInfo:
     #: one model predicts every target it is scored on: fit gets an (n_images, n_targets) table of mask
     #: paths and the estimator's ``output`` parameter picks the target predict_proba returns
     multi_target: bool = False
+    #: who supplies it: ``SUITE`` for skinbench's own, else a plugin's "package version" (tables mark such rows)
+    origin: str = "skinbench"
+
+    @property
+    def contributed(self) -> bool:
+        """A plugin's approach (entry point or ``--approach module:Class``), not one of the suite's."""
+        return self.origin != SUITE
 
     def needs_for(self, task: str | None) -> str:
         """What a run of ``task`` needs beyond the data (a table's note on a row not run): ``needs``, and
@@ -106,6 +122,56 @@ class ApproachInfo:
         """The registered hyper-parameters for ``task``: ``params`` updated with its ``task_params``."""
         return {**self.params, **self.task_params.get(task or "", {})}
 
+
+#: ``origin`` of the suite's own approaches and datasets
+SUITE = "skinbench"
+
+
+class _Registry(dict):
+    """A dict that adds the installed plugins' entries on first read (:func:`skinbench.plugins.load`):
+    ``import skinbench.info`` stays free of entry-point scanning, and every reader sees the plugins."""
+
+    def _load(self) -> None:
+        if not _PLUGINS_LOADED[0]:
+            _PLUGINS_LOADED[0] = True  # first: a plugin reading the registry while loading does not recurse
+            from skinbench import plugins
+
+            plugins.load(APPROACHES, DATASETS)
+
+    def __getitem__(self, key: str) -> Any:
+        self._load()
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self._load()
+        return super().__contains__(key)
+
+    def __iter__(self):  # type: ignore[override]
+        self._load()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._load()
+        return super().__len__()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self._load()
+        return super().get(key, default)
+
+    def keys(self):  # type: ignore[override]
+        self._load()
+        return super().keys()
+
+    def values(self):  # type: ignore[override]
+        self._load()
+        return super().values()
+
+    def items(self):  # type: ignore[override]
+        self._load()
+        return super().items()
+
+
+_PLUGINS_LOADED = [False]
 
 HAM_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 #: the five dermoscopic attributes of ISIC 2018 Task 2 (its score pools all five)
@@ -134,7 +200,7 @@ TASKS: dict[str, TaskInfo] = {
     ]
 }
 
-DATASETS: dict[str, DatasetInfo] = {
+DATASETS: dict[str, DatasetInfo] = _Registry({
     d.name: d
     for d in [
         DatasetInfo("isic2016_task3", "ISIC 2016 Part 3 (lesion classification)", "skinbench.data.isic2016:load",
@@ -176,7 +242,7 @@ DATASETS: dict[str, DatasetInfo] = {
                     ("labels.csv with image_id,label[,lesion_id][,split]", "images/<image_id>.jpg|png",
                      "masks/<image_id>_<target>.png (optional)")),
     ]
-}
+})
 
 _B = "skinbench.approaches.baselines"
 #: seconds-long settings for `skinbench smoke` (tiny inputs, one epoch; weights=None is explicit there).
@@ -192,7 +258,7 @@ _SMOKE_PARTIAL = {"weights": None, "input_size": 32, "n_views": 1, "stages": [["
 _YNET = {"input_size": 128, "train_encoder": False, "epochs": 10, "batch_size": 32, "learning_rate": 1e-3,
          "patience": 4, "n_classes": 7}
 _SMOKE_BOVW = {"n_words": 20, "image_size": 96}
-APPROACHES: dict[str, ApproachInfo] = {
+APPROACHES: dict[str, ApproachInfo] = _Registry({
     a.name: a
     for a in [
         # trivial baselines: every table shows them
@@ -326,7 +392,7 @@ APPROACHES: dict[str, ApproachInfo] = {
                              "learning_rate": 1e-3, "patience": 4},
                      smoke_params={**_SMOKE_SEG, **_SMOKE_FINETUNE, "weights": None}),
     ]
-}
+})
 
 
 def _lookup(table: dict[str, Any], name: str, what: str, candidates: list[str] | None = None,
@@ -374,5 +440,6 @@ def baselines_for(task_name: str) -> list[str]:
     return [a.name for a in APPROACHES.values() if a.family == "baseline" and task_name in a.tasks]
 
 
-def approaches_for(task_name: str) -> list[str]:
-    return [a.name for a in APPROACHES.values() if task_name in a.tasks]
+def approaches_for(task_name: str, suite_only: bool = False) -> list[str]:
+    """Approaches doing ``task_name``, registry order (plugins last); ``suite_only``: skinbench's own."""
+    return [a.name for a in APPROACHES.values() if task_name in a.tasks and not (suite_only and a.contributed)]

@@ -122,6 +122,12 @@ def approach_sources(approach: str | None = None) -> list[Path]:
     if approach is None:
         return sorted(files | set((PACKAGE / "approaches").rglob("*.py")))
     todo = [info.approach(approach).estimator.split(":")[0]]
+    if info.approach(approach).contributed:  # a plugin's module lives outside the package
+        from importlib.util import find_spec
+
+        spec = find_spec(todo[0])
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            files.add(Path(spec.origin))
     while todo:
         path = PACKAGE.parent / (todo.pop().replace(".", "/") + ".py")
         if path in files or not path.is_file():
@@ -140,7 +146,7 @@ def code_digest(approach: str | None = None) -> str:
     """Digest of the exact source behind ``approach``'s numbers: provenance, not part of the key."""
     h = hashlib.sha256()
     for path in approach_sources(approach):
-        h.update(path.relative_to(PACKAGE).as_posix().encode())
+        h.update((path.relative_to(PACKAGE).as_posix() if path.is_relative_to(PACKAGE) else path.name).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

@@ -49,9 +49,15 @@ def resolve(task: str, approach: str, dataset: str | None = None) -> tuple[info.
     if task not in ainfo.tasks:
         raise ConfigError(f"approach {approach!r} does not do {task}",
                           fix=f"use one of: {', '.join(info.approaches_for(task))}")
-    if dataset not in tinfo.datasets:
-        raise ConfigError(f"dataset {dataset!r} does not serve {task}", fix=f"use one of: {', '.join(tinfo.datasets)}")
+    if dataset not in tinfo.datasets and task not in info.dataset(dataset).tasks:
+        raise ConfigError(f"dataset {dataset!r} does not serve {task}", fix=f"use one of: {', '.join(datasets_for(task))}")
     return tinfo, ainfo, dataset
+
+
+def datasets_for(task: str) -> list[str]:
+    """The datasets serving ``task``: the task's own, then plugin datasets declaring it."""
+    own = list(info.task(task).datasets)
+    return own + [d.name for d in info.DATASETS.values() if task in d.tasks and d.name not in own]
 
 
 def build_estimator(ainfo: info.ApproachInfo, seed: int, params: dict[str, Any] | None = None,
@@ -129,6 +135,7 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
     inputs = provenance.dataset_key_inputs(spec, ds)
     base = RunRecord(task=spec.task, dataset=ds.data_slug, approach=spec.approach, family=ainfo.family,
                      title=ainfo.title, seed=spec.seed, limit=spec.limit, command=command or command_as_typed(),
+                     origin=ainfo.origin if ainfo.contributed else "",
                      run_key=provenance.run_key(inputs), key_inputs=inputs,
                      code_digest=provenance.code_digest(spec.approach),
                      split={"n_train": len(train), "n_test": len(test), "manifest_digest": ds.manifest_digest})
@@ -268,5 +275,5 @@ def write_skipped(task: str, approach: str, reason: str, *, dataset: str | None 
     root = Path(results_root) if results_root else results_dir()
     record = RunRecord(task=task, dataset=dataset, approach=approach, status="skipped", reason=reason,
                        family=ainfo.family, title=ainfo.title, created=datetime.now(timezone.utc).isoformat(),
-                       **environment())
+                       origin=ainfo.origin if ainfo.contributed else "", **environment())
     return write_record(record, path_of(record, root))

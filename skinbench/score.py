@@ -32,6 +32,7 @@ import os
 import re
 import sys
 import time
+import types
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -427,3 +428,16 @@ def cmd_score(args: argparse.Namespace) -> int:
             print(f"  baseline {name}: {metric} {v:.3f}" if v is not None else f"  baseline {name}: undefined")
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+class _CallableModule(types.ModuleType):
+    """``skinbench.score(task, predictions, ...)`` is the Python API's :func:`skinbench.api.score`, although
+    ``skinbench.score`` is also this module (a package attribute cannot be both): calling the module calls it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from skinbench.api import score as api_score
+
+        return api_score(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

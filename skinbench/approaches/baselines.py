@@ -19,6 +19,8 @@ class DummyPathClassifier(PathClassifier):
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "DummyPathClassifier":
+        if len(y) == 0:  # sklearn fits zero samples silently, then predict_proba fails far from the cause
+            raise ValueError("DummyPathClassifier needs at least one training image, got none")
         self.dummy_ = DummyClassifier(strategy=self.strategy, random_state=self.random_state)
         self.dummy_.fit(np.zeros((len(y), 1)), y)
         self.classes_ = self.dummy_.classes_

@@ -25,6 +25,8 @@ INDEX = "index.json"
 
 def manifest_path(name: str, directory: Path | None = None) -> Path | None:
     meta = info.dataset(name)
+    if meta.manifest_path and directory is None:  # a dataset plugin ships its manifest in its package
+        return Path(meta.manifest_path)
     return None if meta.manifest is None else Path(directory or MANIFEST_DIR) / meta.manifest
 
 

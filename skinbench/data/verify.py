@@ -29,6 +29,8 @@ from skinbench.paths import data_root
 from skinbench.progress import progress
 
 _IMAGE = re.compile(r"^(ISIC_\d+)\.(jpe?g|png)$", re.IGNORECASE)
+#: a dataset plugin's images: the generic layout's images/<image_id>.jpg|png, any id
+_ANY_IMAGE = re.compile(r"^(.+)\.(jpe?g|png)$", re.IGNORECASE)
 SHOW = 5
 #: datasets whose mask files verify checks: name -> (target, mask folders in order, file name of an id)
 MASK_LAYOUTS = {"ham10000": ("lesion", ham10000.MASK_DIRS, ham10000.MASK_FILE)}
@@ -99,11 +101,11 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _find_images(folder: Path) -> dict[str, str]:
+def _find_images(folder: Path, pattern: re.Pattern = _IMAGE) -> dict[str, str]:
     found: dict[str, str] = {}
     for dirpath, _, files in os.walk(folder, followlinks=True):  # linked image folders count, as in the adapters
         for f in files:
-            m = _IMAGE.match(f)
+            m = pattern.match(f)
             if m and m.group(1) not in found:
                 found[m.group(1)] = os.path.join(dirpath, f)
     return found
@@ -134,7 +136,8 @@ def verify(name: str, root: str | os.PathLike | None = None, manifest_dir: Path 
                         fix=f"download it from {meta.source}")
     checksums = read_index(manifest_dir).get(name, {}).get("checksums", "")
     report = VerifyReport(name, folder, len(manifest), checksums=checksums)
-    found = _find_images(folder)
+    plugin = meta.origin != info.SUITE and (folder / "images").is_dir()  # generic layout (data.plugin_folder.load_folder)
+    found = _find_images(folder / "images", _ANY_IMAGE) if plugin else _find_images(folder)
     wanted = set(manifest["image_id"])
     report.n_found = len(wanted & set(found))
     report.extra = sorted(set(found) - wanted)

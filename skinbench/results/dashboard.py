@@ -31,10 +31,13 @@ def _family(record: RunRecord) -> str:
 
 
 def best_of(table: Table, family: str) -> RunRecord | None:
-    """The family's record with the highest primary metric in this table (None if it has none)."""
+    """The family's suite record (contributed rows have their own section) with the highest primary metric
+    in this table (None if it has none)."""
+    from skinbench.results.tables import contributed_by
+
     metric = info.task(table.task).primary_metric
     candidates = [r for r in table.records.values()
-                  if r.ok and _family(r) == family and r.value(metric) is not None]
+                  if r.ok and _family(r) == family and r.value(metric) is not None and not contributed_by(r)]
     return max(candidates, key=lambda r: r.value(metric), default=None)
 
 
@@ -109,7 +112,10 @@ def holm(p_values: list[float | None]) -> list[float | None]:
 def deep_rows(table: Table) -> list[RunRecord]:
     """The table's deep records that have its primary metric, best first."""
     metric = info.task(table.task).primary_metric
-    recs = [r for r in table.records.values() if r.ok and _family(r) == "deep" and r.value(metric) is not None]
+    from skinbench.results.tables import contributed_by
+
+    recs = [r for r in table.records.values() if r.ok and _family(r) == "deep" and r.value(metric) is not None
+            and not contributed_by(r)]
     return sorted(recs, key=lambda r: -r.value(metric))
 
 
@@ -340,6 +346,11 @@ def render_dashboard(root: str | os.PathLike, records: list[RunRecord], tables: 
     sig = significance_section(tables)
     if sig:
         parts.append(sig)
+    from skinbench.results.contributed import contributed_section
+
+    contributed = contributed_section(tables)
+    if contributed:
+        parts.append(contributed)
     analyses = analyses_section(root)
     if analyses:
         parts.append(analyses)

@@ -70,6 +70,8 @@ class RunRecord:
     key_inputs: dict[str, Any] | None = None
     #: digest of the exact source that made the record (provenance; not part of the key)
     code_digest: str | None = None
+    #: a contributed approach's "package version" (``ApproachInfo.origin``); empty for the suite's own
+    origin: str = ""
     schema: int = SCHEMA
 
     # ------------------------------------------------------------------ reading
@@ -166,6 +168,46 @@ class RunRecord:
         as the official ISIC scorer does; see :func:`skinbench.metrics.segmentation.per_image_scores`)."""
         jac = per_image_scores(self.counts())["jaccard"]
         return np.asarray(self.predictions["image_id"], dtype=str), jac
+
+    # ------------------------------------------------------------------ notebooks
+
+    def summary(self) -> list[tuple[str, str]]:
+        """(metric, "value [lo, hi]") of the task's primary metric first, then the others: what a notebook
+        shows of a record (the full one is ``to_dict()``)."""
+        from skinbench import info
+
+        primary = info.TASKS[self.task].primary_metric if self.task in info.TASKS else ""
+        names = sorted(self.metrics, key=lambda m: (m != primary, m))
+        out = []
+        for m in names:
+            value, (lo, hi) = self.value(m), self.ci(m)
+            text = "-" if value is None else f"{value:.3f}"
+            out.append((m, text + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")))
+        return out
+
+    def _label(self) -> str:
+        parts = [self.task, self.dataset, self.approach + (f"/{self.target}" if self.target else "")]
+        return " / ".join(parts) + f" (seed {self.seed}" + (f", {self.origin}" if self.origin else "") + ")"
+
+    def __repr__(self) -> str:
+        """Short: which run, its status and primary metric (the dataclass repr would print every prediction)."""
+        if not self.ok:
+            return f"<RunRecord {self._label()}: {self.status}: {self.reason}>"
+        head = self.summary()[:1]
+        return f"<RunRecord {self._label()}: " + (f"{head[0][0]} {head[0][1]}" if head else "no metrics") + ">"
+
+    def _repr_html_(self) -> str:
+        """A compact table for Jupyter: the run, then each metric with its 95% CI, then costs."""
+        import html
+
+        rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{html.escape(v)}</td></tr>" for m, v in self.summary())
+        costs = ", ".join(f"{k} {float(v):.3g}" for k, v in self.timings.items()
+                          if isinstance(v, (int, float)) and (k.endswith("_s") or k == "peak_rss_mb"))
+        status = "" if self.ok else f"<p>{html.escape(self.status)}: {html.escape(self.reason)}</p>"
+        return (f"<div><b>{html.escape(self._label())}</b> {html.escape(self.family)}{status}"
+                f"<table><tr><th>metric</th><th>value [95% CI]</th></tr>{rows}</table>"
+                f"<small>n_train {self.split.get('n_train', '?')}, n_test {self.split.get('n_test', '?')}; "
+                f"{html.escape(costs)}; run key {html.escape(str(self.run_key))}</small></div>")
 
 
 def _from_schema1(data: dict[str, Any]) -> dict[str, Any]:

@@ -339,6 +339,14 @@ def _cache_note(r: RunRecord) -> str:
     return f"fit s: {fraction:.0%} of cached work found, not done" if fraction else ""
 
 
+def contributed_by(r: RunRecord) -> str:
+    """A contributed row's "package version" (its record's, else the registry's); "" for the suite's own."""
+    if r.origin:
+        return r.origin
+    a = info.APPROACHES.get(r.approach)
+    return a.origin if a is not None and a.contributed else ""
+
+
 def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple[str, ...], task: str,
                      derived: dict[str, dict] | None = None) -> dict:
     row: dict = {"approach": name, "family": family, "n_test": None, "seed": None, "fit_s": None}
@@ -352,10 +360,15 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
     row.update(status=r.status, n_test=r.split.get("n_test"), seed=r.seed, fit_s=r.fit_seconds)
     if not r.ok:
         row["note"] = f"{r.status}: {r.reason or 'no reason recorded'}"
+        if contributed_by(r):
+            row["note"] = f"plugin: {contributed_by(r)}; {row['note']}"
         return row
     checkpoint = r.params.get("checkpoint")
     row["note"] = (f"weights trained elsewhere ({os.path.basename(str(checkpoint))}, by `{r.command or '?'}`); "
                    "fit s = loading" if checkpoint else _cache_note(r))
+    contributed = contributed_by(r)
+    if contributed:  # a reader tells the suite's rows from contributed ones
+        row["note"] = f"plugin: {contributed}" + (f"; {row['note']}" if row["note"] else "")
     drift = version_drift(r)
     if drift:
         row["note"] = (f"**stale** ({'; '.join(drift)}): made by older algorithm versions, rerun "
@@ -440,7 +453,7 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
         if table.multi_seed:
             table.header += (f" Over seeds: mean ± sd of {table.primary} across the seeds run (n); every other "
                              f"value and its CI is the first seed's (the `seed` column).")
-        registered = info.approaches_for(tname)
+        registered = info.approaches_for(tname, suite_only=True)  # contributed rows: only those run
         if is_cross(dname):  # rows for the approaches run on this pair only
             registered = [n for n in registered if n in by_name]
         names = registered + sorted(n for n in by_name if n not in registered)
