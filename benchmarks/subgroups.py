@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from skinbench.errors import SkinbenchError
     from skinbench.metrics.subgroups import load_ham10000_metadata
-    from skinbench.paths import committed_results_dir, data_root
+    from skinbench.paths import committed_results_dir, data_root, portable
     from skinbench.results.records import environment, load_records
     from skinbench.results.subgroups_report import first_seed_records, write_subgroup_report
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             ids = sorted({i for r in records for i in r.predictions["image_id"]})
             metadata = load_ham10000_metadata(meta_path, ids)
             written = write_subgroup_report(task, records, metadata, root / "subgroups",
-                                            {"command": command, "data": str(meta_path), "versions": versions},
+                                            {"command": command, "data": portable(meta_path, args.data_root), "versions": versions},
                                             n_boot=args.n_boot)
             print(f"{task}: {len(records)} records in {time.perf_counter() - start:.1f} s -> "
                   + ", ".join(str(p) for p in written), file=sys.stderr)

@@ -329,6 +329,7 @@ def test_subgroups_script_end_to_end(root, tmp_path, monkeypatch):
     for name in ("task2.md", "task2.csv", "task2.png", "task4.md", "task4.csv", "task4.png"):
         assert (root / "subgroups" / name).exists(), name
     md = (root / "subgroups" / "task2.md").read_text()
+    assert "`$SKINBENCH_DATA/ham10000/HAM10000_metadata.csv`" in md and str(tmp_path) not in md  # no machine paths
     header = next(line for line in md.splitlines() if line.startswith("| group"))
     assert header.count("transfer-mobilenetv2") == 1 and header.index("majority") < header.index("transfer")
     csv_rows = pd.read_csv(root / "subgroups" / "task2.csv")
