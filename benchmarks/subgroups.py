@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             ids = sorted({i for r in records for i in r.predictions["image_id"]})
             metadata = load_ham10000_metadata(meta_path, ids)
             written = write_subgroup_report(task, records, metadata, root / "subgroups",
-                                            {"command": command, "data": portable(meta_path, args.data_root), "versions": versions},
+                                            {"command": command, "data": portable(meta_path, args.data_root),
+                                             "versions": versions},
                                             n_boot=args.n_boot)
             written.append(write_key(derived(f"subgroups/{task}"), root, {"n_boot": args.n_boot}))
             print(f"{task}: {len(records)} records in {time.perf_counter() - start:.1f} s -> "

@@ -317,14 +317,15 @@ def dataset_duplicates(dataset, *, threshold: int = NEAR_THRESHOLD, min_similari
                            threshold=threshold, min_similarity=min_similarity, min_structure=min_structure)
 
 
-PAIR_COLUMNS = ("dataset", "id_a", "id_b", "kind", "distance", "similarity", "structure", "split_a", "split_b", "lesion_a",
-                "lesion_b", "crosses_split", "same_lesion")
+PAIR_COLUMNS = ("dataset", "id_a", "id_b", "kind", "distance", "similarity", "structure", "split_a", "split_b",
+                "lesion_a", "lesion_b", "crosses_split", "same_lesion")
 
 
 def pairs_frame(pairs: Sequence[DuplicatePair], dataset: str = "") -> pd.DataFrame:
     """One row per pair, with ``crosses_split`` and ``same_lesion`` columns (for CSV reports)."""
     rows = [{"dataset": dataset, "id_a": p.id_a, "id_b": p.id_b, "kind": p.kind, "distance": p.distance,
-             "similarity": p.similarity, "structure": p.structure, "split_a": p.split_a, "split_b": p.split_b, "lesion_a": p.lesion_a,
-             "lesion_b": p.lesion_b, "crosses_split": p.crosses_split, "same_lesion": p.same_lesion}
+             "similarity": p.similarity, "structure": p.structure, "split_a": p.split_a, "split_b": p.split_b,
+             "lesion_a": p.lesion_a, "lesion_b": p.lesion_b, "crosses_split": p.crosses_split,
+             "same_lesion": p.same_lesion}
             for p in pairs]
     return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
