@@ -209,13 +209,13 @@ def effect_rows_for(leave_out: dict[str, list[str]], results_root: Path) -> list
     """:func:`effect_rows` for given test images per dataset (e.g. probable same-lesion pairs)."""
     from skinbench import info
     from skinbench.results.records import load_records
-    from skinbench.results.subgroups_report import first_seed_records, primary_on_subset
+    from skinbench.results.subgroups_report import first_seed_per_target, primary_on_subset
 
     rows = []
     for dataset, test_ids in leave_out.items():
         records = load_records(results_root, dataset=dataset)
         for task in info.TASKS:
-            for r in first_seed_records([r for r in records if r.task == task], task, dataset):
+            for r in first_seed_per_target(records, task, dataset):
                 res = primary_on_subset(r, test_ids)
                 delta = (None if res["value"] is None or res["value_kept"] is None
                          else res["value_kept"] - res["value"])

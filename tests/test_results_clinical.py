@@ -380,6 +380,22 @@ def test_duplicates_report_states_the_policy_and_the_effect(root):
     assert "No pair crosses a split" in "\n".join(report.effect_markdown(none, []))
 
 
+def test_duplicates_effect_has_a_row_per_target_of_each_approach(root):
+    """task3 records are one per target: each is re-scored (not only the first target of an approach)."""
+    report = _load_script("duplicates_report")
+    recs = [make_record("task3", a, target=t, dataset="isic2018_task2_all") for a in ("unet", "all-background")
+            for t in ("streaks", "globules")]
+    write_all(root, recs)
+    ids = recs[0].predictions["image_id"]
+    rows = report.effect_rows_for({"isic2018_task2_all": [ids[1]]}, root)
+    assert [(r["target"], r["approach"]) for r in rows] == [("globules", "all-background"), ("globules", "unet"),
+                                                           ("streaks", "all-background"), ("streaks", "unet")]
+    from skinbench.results import derived as dv
+
+    read = dv.key_inputs(dv.derived("data_hygiene/duplicates"), root)["records"]
+    assert "runs/task3/isic2018_task2_all/unet__streaks.json" in read and len(read) == 4
+
+
 def test_duplicates_report_rules_task3_and_probable_same_lesion_sections(root, monkeypatch):
     """The hygiene report measures the near rules on known copies, says what a rebuilt task3 manifest would
     exclude (and the command), and re-scores records without the probable same-lesion test images."""

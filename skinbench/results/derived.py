@@ -45,14 +45,14 @@ def _subgroup_records(task: str) -> Callable[[Path, Mapping[str, Any]], list[Run
 
 
 def _hygiene_records(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
-    """Every task's first-seed records of each scanned dataset (the effect rows re-score them)."""
-    from skinbench.results.subgroups_report import first_seed_records
+    """Every task's and target's first-seed records of each scanned dataset (the effect rows re-score them)."""
+    from skinbench.results.subgroups_report import first_seed_per_target
 
     out: list[RunRecord] = []
     for dataset in params.get("datasets", ()):
         records = load_records(root, dataset=dataset)
         for task in info.TASKS:
-            out += first_seed_records([r for r in records if r.task == task], task, dataset)
+            out += first_seed_per_target(records, task, dataset)
     return out
 
 
