@@ -12,7 +12,10 @@ so a rerun after an interruption resumes. Approaches the registry marks as needi
 (``gpu_tasks``: today the end-to-end MobileNetV2 fine-tuning on task2) are not retrained on a machine without one: their
 records stay as made (each names its command and commit); ``--allow-cpu`` trains them anyway.
 Approaches that cannot run here (ImageNet weights not available offline) get a record that says why. The extra benchmarks (sweeps, performance) run after the records, then the tables,
-plots and the dashboard results/README.md are rendered from the records alone.
+plots and the dashboard results/README.md are rendered from the records alone. The derived reports
+(``results/subgroups/``, ``results/data_hygiene/``) are keyed on the records and manifests they read
+(skinbench/results/derived.py): ``--status`` lists them after the records, and their scripts rerun only when
+one is stale or missing (or with ``--force``).
 """
 
 from __future__ import annotations
@@ -79,7 +82,43 @@ def print_status(runs: list[Run], root: Path, seed: int, limit: int | None) -> i
         for reason in c.reasons:
             print(f"         - {reason}")
     print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    return 0 if set(counts) <= {"current"} else 1
+    derived_ok = print_derived_status(root) if root == committed_results_dir() else True
+    return 0 if set(counts) <= {"current"} and derived_ok else 1
+
+
+def print_derived_status(root: Path) -> bool:
+    """The derived reports (subgroups, data hygiene): current / stale (and why) / missing, on a line of their
+    own after the records' count (skinbench/results/derived.py); True when all are current."""
+    from skinbench.results.derived import DERIVED, check
+
+    counts: dict[str, int] = {}
+    for d in DERIVED:
+        c = check(d, root)
+        counts[c.status] = counts.get(c.status, 0) + 1
+        print(f"{c.status:8s} derived {d.name}")
+        for reason in c.reasons:
+            print(f"         - {reason}")
+    print("derived reports: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return set(counts) <= {"current"}
+
+
+def stale_extras(root: Path, force: bool) -> dict[str, list[str] | None]:
+    """Extra scripts to run -> their arguments: every extra script, except that a script writing derived
+    reports runs only for its stale or missing ones (None: skip it), with the arguments rebuilding just
+    those (all of them with ``force``)."""
+    from skinbench.results.derived import DERIVED, check
+
+    plan: dict[str, list[str] | None] = {script: [] for script in EXTRA_SCRIPTS}
+    owned: dict[str, list] = {}
+    for d in DERIVED:
+        owned.setdefault(d.script, []).append(d)
+    for script, items in owned.items():
+        todo = items if force else [d for d in items if not check(d, root).current]
+        if not todo:
+            plan[script] = None
+        elif script == "subgroups.py" and len(todo) < len(items):
+            plan[script] = ["--tasks", *(d.args[-1] for d in todo)]
+    return plan
 
 
 def verify(runs: list[Run], root: Path, seed: int, limit: int | None) -> int:
@@ -172,10 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   FAILED: {err}", file=sys.stderr)
         print(f"   {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if not (args.no_extras or args.quick):
-        for script in EXTRA_SCRIPTS:
+        for script, extra_args in stale_extras(root, args.force).items():
             path = REPO_ROOT / "benchmarks" / script
-            if path.exists():
-                cmd = [sys.executable, str(path)]
+            if extra_args is None:
+                print(f"== {script}: its reports are current, kept", file=sys.stderr)
+            elif path.exists():
+                cmd = [sys.executable, str(path), *extra_args]
                 print(f"== {' '.join(cmd)}", file=sys.stderr)
                 env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
                 if subprocess.call(cmd, env=env) != 0:

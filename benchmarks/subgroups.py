@@ -4,7 +4,8 @@ body site and diagnosis method, with CIs, sizes and the best-worst gap (no retra
     python benchmarks/subgroups.py [--data-root DIR] [--results DIR] [--tasks task2 task4] [--n-boot 1000]
 
 Reads ``<results>/runs/<task>/ham10000/*.json`` and ``<data root>/ham10000/HAM10000_metadata.csv``;
-writes ``<results>/subgroups/<task>.md|csv|png``. The logic is in
+writes ``<results>/subgroups/<task>.md|csv|png`` and ``<task>.md.key.json``, the key of the records and data
+it read (:mod:`skinbench.results.derived`: ``regenerate.py --status`` says when it is stale). The logic is in
 :mod:`skinbench.results.subgroups_report`; the dashboard links the reports when they exist.
 """
 
@@ -30,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from skinbench.errors import SkinbenchError
     from skinbench.metrics.subgroups import load_ham10000_metadata
-    from skinbench.paths import committed_results_dir, data_root
     from skinbench.environment import environment
+    from skinbench.paths import committed_results_dir, data_root, portable
+    from skinbench.results.derived import derived, write_key
     from skinbench.results.records import load_records
     from skinbench.results.subgroups_report import first_seed_records, write_subgroup_report
 
@@ -50,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             ids = sorted({i for r in records for i in r.predictions["image_id"]})
             metadata = load_ham10000_metadata(meta_path, ids)
             written = write_subgroup_report(task, records, metadata, root / "subgroups",
-                                            {"command": command, "data": str(meta_path), "versions": versions},
+                                            {"command": command, "data": portable(meta_path, args.data_root),
+                                             "versions": versions},
                                             n_boot=args.n_boot)
+            written.append(write_key(derived(f"subgroups/{task}"), root, {"n_boot": args.n_boot}))
             print(f"{task}: {len(records)} records in {time.perf_counter() - start:.1f} s -> "
                   + ", ".join(str(p) for p in written), file=sys.stderr)
     except SkinbenchError as err:

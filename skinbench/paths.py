@@ -101,3 +101,35 @@ def keras_home() -> Path | None:
         return Path(env)
     candidate = data_root() / "weights" / "keras"
     return candidate if candidate.is_dir() else None
+
+
+#: how records and reports name the data root and the Keras home (environment-variable notation, which the
+#: committed-results check accepts; never one machine's absolute folder)
+DATA_ROOT_NAME = "$SKINBENCH_DATA"
+KERAS_HOME_NAME = "$KERAS_HOME"
+
+
+def portable(path: str | os.PathLike, data: str | os.PathLike | None = None) -> str:
+    """``path`` as committed records and reports name it: under ``$KERAS_HOME``, the data root, the
+    repository or the home folder it is written relative to that place (``$KERAS_HOME/models/x.h5``,
+    ``$SKINBENCH_DATA/ham10000/HAM10000_metadata.csv``, ``results/runs``, ``~/.keras/models``), the most
+    specific first. Why: a record names the data and weights it used for every reader, and an absolute
+    path names only the machine that wrote it (and leaks its layout). A path outside all of them is
+    returned as given. ``data``: the data root in use when it is not the default (``--data-root``)."""
+    p = Path(path).expanduser()
+    p = p if p.is_absolute() else p.resolve()
+    bases: list[tuple[str, Path]] = []
+    if os.environ.get("KERAS_HOME"):
+        bases.append((KERAS_HOME_NAME, Path(os.environ["KERAS_HOME"]).expanduser()))
+    bases += [(DATA_ROOT_NAME, data_root(data)), ("", REPO_ROOT), ("~", Path.home())]
+    best: tuple[int, str] | None = None
+    for name, base in bases:
+        for b in dict.fromkeys((base, base.resolve())):
+            try:
+                rel = p.relative_to(b)
+            except ValueError:
+                continue
+            shown = "/".join(x for x in (name, rel.as_posix() if rel.parts else "") if x) or "."
+            if best is None or len(b.parts) > best[0]:
+                best = (len(b.parts), shown)
+    return best[1] if best else str(path)

@@ -12,6 +12,7 @@ from skinbench.data.duplicates import (
     DETAIL_THRESHOLD,
     NEAR_THRESHOLD,
     PAIR_COLUMNS,
+    STRUCTURE_THRESHOLD,
     DuplicatePair,
     detail_vector,
     find_duplicates,
@@ -20,6 +21,8 @@ from skinbench.data.duplicates import (
     hamming,
     pairs_frame,
     phash,
+    structure_map,
+    structure_similarity,
 )
 
 
@@ -154,3 +157,56 @@ def test_isic2016_duplicates_on_real_data(shared_data):
     assert crossing == {("ISIC_0000279", "ISIC_0000280"), ("ISIC_0001184", "ISIC_0001484"),
                         ("ISIC_0001385", "ISIC_0001685")}
     assert len(rep.duplicates) == 5
+
+
+def _reprocess(rgb: np.ndarray) -> np.ndarray:
+    """An ISIC-style re-processed copy: gamma, colour balance and contrast changed, a few pixels of the
+    frame cropped and the rest scaled back, softened (as the task3 training copies of test images are)."""
+    x = rgb.astype(np.float32) / 255
+    x = np.clip(x ** 1.4 * np.array([0.92, 0.8, 0.72]) * 1.1 - 0.03, 0, 1)
+    h, w = x.shape[:2]
+    x = cv2.GaussianBlur(cv2.resize(x[6:, 4:w - 2], (w, h), interpolation=cv2.INTER_AREA), (0, 0), 0.8)
+    return (x * 255).round().astype(np.uint8)
+
+
+def test_colour_and_contrast_reprocessed_copy_is_found_and_look_alikes_are_not(tmp_path):
+    """The detail correlation alone (the old rule) misses a re-processed copy; the structure test finds
+    it, while same-layout look-alikes of other texture stay far below its threshold."""
+    ids, paths = [], []
+    for seed in range(1, 5):
+        a = _image(seed)
+        for name, img in ((f"o{seed}", a), (f"r{seed}", _reprocess(a)), (f"l{seed}", _image(seed + 100, layout=seed))):
+            ids.append(name)
+            paths.append(_write(tmp_path / f"{name}.png", img))
+    prints = fingerprints(paths)
+    found = {(p.id_a, p.id_b): p for p in find_duplicates(ids, prints)}
+    old_rule = {(p.id_a, p.id_b) for p in find_duplicates(ids, prints, min_structure=2.0)}
+    for seed in range(1, 5):
+        p = found[(f"o{seed}", f"r{seed}")]
+        assert p.kind == "near" and p.similarity < DETAIL_THRESHOLD <= 1 and p.structure >= STRUCTURE_THRESHOLD
+        assert (f"o{seed}", f"r{seed}") not in old_rule
+    assert not [k for k in found if k[0].startswith("l") or k[1].startswith("l")]  # no look-alike flagged
+    m = structure_map(_image(1))
+    assert m.shape == (32, 32) and structure_similarity(m[None], m[None])[0] == pytest.approx(1.0, abs=1e-5)
+    flat = structure_map(np.full((60, 80, 3), 90, np.uint8))
+    assert structure_similarity(flat[None], m[None])[0] <= 0.0  # a flat image correlates with nothing
+
+
+def test_cli_verify_lists_a_reprocessed_copy_across_the_split(tmp_path, capsys):
+    """Where a user meets it: `data verify generic --duplicates` names the re-processed training copy of a
+    test image as a pair crossing the split."""
+    from skinbench import cli
+
+    folder = tmp_path / "mine"
+    (folder / "images").mkdir(parents=True)
+    rows = ["image_id,label,lesion_id,split"]
+    for k, seed in enumerate(range(11, 19)):
+        split = "test" if k % 2 else "train"
+        _write(folder / "images" / f"img{k}.png", _image(seed))
+        rows.append(f"img{k},{'mel' if k % 4 < 2 else 'nv'},L{k},{split}")
+    _write(folder / "images" / "copy.png", _reprocess(_image(12)))  # img1 is a test image
+    rows.append("copy,mel,L99,train")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert cli.main(["data", "verify", "generic", "--data-root", str(folder), "--duplicates"]) == 0
+    out = capsys.readouterr().out
+    assert "crossing train/test: 1 (copy/img1)" in out

@@ -256,7 +256,7 @@ def test_a_missing_rows_note_is_about_its_own_task(root):
     notes = {t.task: {row["approach"]: row["note"] for row in t.rows}
              for t in tables.build_tables(rec.load_records(root))}
     name = "transfer-mobilenetv2-finetune"
-    assert notes["task1"][name] == f"not run (python -m skinbench run task1 --approach {name})"
+    assert notes["task1"][name] == f"not run (python -m skinbench run task1 --approach {name} --dataset synthetic)"
     assert notes["task2"][name] == "not run: needs a GPU for practical run times"
     task1_md = (root / "tables" / "task1__synthetic.md").read_text()
     task2_md = (root / "tables" / "task2__synthetic.md").read_text()
@@ -265,6 +265,53 @@ def test_a_missing_rows_note_is_about_its_own_task(root):
     # the approach list names the task the GPU is for; the VGG16 weights are needed on every task
     assert info.approach(name).needs_for(None) == "a GPU for practical run times on task2"
     assert info.approach("transfer-vgg16").needs_for("task1") == info.approach("transfer-vgg16").needs
+
+
+def test_not_run_note_names_dataset_target_and_subset_of_its_row(root):
+    """A task3 attribute row of a single-target approach is made only by a run with --target, on the
+    table's dataset; a subset table's rows at its size."""
+    r = make_record("task3", "mobilenet-unet-5attr", target="pigment_network", dataset="isic2018_task2")
+    default = make_record("task3", "mobilenet-unet-5attr", target="pigment_network", dataset="isic2018_task2_all")
+    write_all(root, [r, default])
+    notes = {(t.dataset, row["approach"]): row["note"] for t in tables.build_tables(rec.load_records(root))
+             for row in t.rows}
+    assert notes[("isic2018_task2", "unet")] == ("not run (python -m skinbench run task3 --approach unet --dataset "
+                                                 "isic2018_task2 --target pigment_network)")
+    assert notes[("isic2018_task2_all", "classical-dots")] == ("not run (python -m skinbench run task3 --approach "
+                                                               "classical-dots --target pigment_network)")
+    assert tables.run_command("task1", "bovw", "isic2016_task3", None, 200) == \
+        "python -m skinbench run task1 --approach bovw --limit 200"
+
+
+def test_cache_note_says_what_was_cached_and_that_the_rest_ran():
+    r = make_record("task1", "bovw")
+    r.timings["cache"] = {"local_features": {"hits": 900, "misses": 0}, "other": {"hits": 0, "misses": 3}}
+    assert tables._cache_note(r) == ("fit s leaves out cached work (local_features 900 of 900 found cached); the "
+                                     "rest of the fit ran")
+    r.timings["cache"] = {"local_features": {"hits": 0, "misses": 900}}
+    assert tables._cache_note(r) == ""
+
+
+def test_not_run_command_makes_exactly_that_row(tmp_path):
+    """Run the command a "not run" note suggests (synthetic data): it makes that row and no other."""
+    import shlex
+
+    from skinbench import cli
+
+    out = tmp_path / "out"
+    assert cli.main(["run", "task3", "-a", "all-background", "--dataset", "synthetic", "--target", "streaks",
+                     "--limit", "12", "--n-boot", "20", "--results", str(out)]) == 0
+    table = next(t for t in tables.build_tables(rec.load_records(out)) if t.target == "streaks")
+    note = next(row["note"] for row in table.rows if row["approach"] == "classical-dots")
+    assert note == ("not run (python -m skinbench run task3 --approach classical-dots --dataset synthetic --target "
+                    "streaks --limit 12)")
+    argv = shlex.split(note[len("not run ("):-1])
+    assert argv[:3] == ["python", "-m", "skinbench"]
+    assert cli.main([*argv[3:], "--n-boot", "20", "--results", str(out)]) == 0
+    made = {(r.approach, r.target) for r in rec.load_records(out)}
+    assert ("classical-dots", "streaks") in made and {t for _, t in made} == {"streaks"}  # (baselines beside it)
+    table = next(t for t in tables.build_tables(rec.load_records(out)) if t.target == "streaks")
+    assert next(row for row in table.rows if row["approach"] == "classical-dots")["status"] == "ok"
 
 
 def test_multiclass_and_segmentation_tables_pick_their_metrics(root):

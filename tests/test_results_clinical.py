@@ -378,6 +378,8 @@ def test_subgroups_script_end_to_end(root, tmp_path, monkeypatch):
     for name in ("task2.md", "task2.csv", "task2.png", "task4.md", "task4.csv", "task4.png"):
         assert (root / "subgroups" / name).exists(), name
     md = (root / "subgroups" / "task2.md").read_text()
+    data_line = next(line for line in md.splitlines() if line.startswith("- **Data**"))
+    assert "`$SKINBENCH_DATA/ham10000/HAM10000_metadata.csv`" in data_line and str(tmp_path) not in data_line
     header = next(line for line in md.splitlines() if line.startswith("| group"))
     assert header.count("transfer-mobilenetv2") == 1 and header.index("majority") < header.index("transfer")
     csv_rows = pd.read_csv(root / "subgroups" / "task2.csv")
@@ -425,6 +427,59 @@ def test_duplicates_report_states_the_policy_and_the_effect(root):
     assert f"{bovw['value_without']:.4f}" in text
     none = frame[~frame["crosses_split"]]
     assert "No pair crosses a split" in "\n".join(report.effect_markdown(none, []))
+
+
+def test_duplicates_effect_has_a_row_per_target_of_each_approach(root):
+    """task3 records are one per target: each is re-scored (not only the first target of an approach)."""
+    report = _load_script("duplicates_report")
+    recs = [make_record("task3", a, target=t, dataset="isic2018_task2_all") for a in ("unet", "all-background")
+            for t in ("streaks", "globules")]
+    write_all(root, recs)
+    ids = recs[0].predictions["image_id"]
+    rows = report.effect_rows_for({"isic2018_task2_all": [ids[1]]}, root)
+    assert [(r["target"], r["approach"]) for r in rows] == [("globules", "all-background"), ("globules", "unet"),
+                                                           ("streaks", "all-background"), ("streaks", "unet")]
+    from skinbench.results import derived as dv
+
+    read = dv.key_inputs(dv.derived("data_hygiene/duplicates"), root)["records"]
+    assert "runs/task3/isic2018_task2_all/unet__streaks.json" in read and len(read) == 4
+
+
+def test_duplicates_report_rules_task3_and_probable_same_lesion_sections(root, monkeypatch):
+    """The hygiene report measures the near rules on known copies, says what a rebuilt task3 manifest would
+    exclude (and the command), and re-scores records without the probable same-lesion test images."""
+    report = _load_script("duplicates_report")
+    r = make_record("task1", "bovw", quality=0.4)
+    ids = r.predictions["image_id"]
+    write_all(root, [r])
+    frame = pd.DataFrame([
+        {"dataset": "isic2018_task2_all", "id_a": "ISIC_0000165", "id_b": "ISIC_0014788", "kind": "near",
+         "distance": 2, "similarity": 0.81, "structure": 0.96, "split_a": "test", "split_b": "train",
+         "label_a": "", "label_b": "", "lesion_a": "a", "lesion_b": "b", "crosses_split": True, "same_lesion": False},
+        {"dataset": "isic2018_task2_all", "id_a": "ISIC_0000179", "id_b": "ISIC_0014765", "kind": "near",
+         "distance": 2, "similarity": 0.74, "structure": 0.97, "split_a": "train", "split_b": "train",
+         "label_a": "", "label_b": "", "lesion_a": "c", "lesion_b": "d", "crosses_split": False, "same_lesion": False},
+    ])
+    known = [{"dataset": "isic2018_task2_all", "test": "ISIC_0000165", "train": "ISIC_0014788", "distance": 2,
+              "similarity": 0.81, "structure": 0.96, "old_rule": "no", "found": "yes"}]
+    summaries = [{"dataset": "isic2018_task2_all", "known": known, "closest": [], "splits": {}},
+                 {"dataset": "synthetic", "known": [], "closest": [], "splits": {ids[4]: "test", "t9": "train"}}]
+    rules = "\n".join(report.rules_markdown(frame, summaries))
+    assert "Found: 1 of 1 (the detail test alone: 0 of 1)" in rules and "ISIC_0014765" in rules
+    task3 = "\n".join(report.task3_markdown(frame, summaries))
+    assert "keeps 1 training images that copy a test image" in task3 and "ISIC_0014788" in task3
+    assert "python benchmarks/build_manifests.py --force isic2018_task2_all" in task3
+    monkeypatch.setattr(report, "PROBABLE_SAME_LESION", {"synthetic": ((ids[4], "t9"), ("absent_test", "t9"))})
+    lines, rows = report.probable_markdown(summaries, root)
+    text = "\n".join(lines)
+    assert "| synthetic | absent_test | absent |" in text  # listed, but not left out: not a test image here
+    assert [x["approach"] for x in rows] == ["bovw"] and rows[0]["left_out"] == ids[4]
+    from skinbench.metrics.classification import classification_scores
+
+    _, y, p = r.prediction_arrays()
+    keep = np.asarray(ids) != ids[4]
+    assert rows[0]["value_without"] == pytest.approx(classification_scores(y[keep], p[keep])["ap"])
+    assert f"{rows[0]['value_without']:.4f}" in text
 
 
 @pytest.mark.realdata

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from skinbench.cache import file_digest
 from skinbench.errors import ConfigError, WeightsError
-from skinbench.paths import keras_home
+from skinbench.paths import keras_home, portable
 
 
 @dataclass(frozen=True)
@@ -170,9 +170,9 @@ def find_imagenet_weights(name: str, rows: int = 224) -> Path | None:
 
 def _missing(name: str, rows: int, cause: str = "") -> WeightsError:
     fname = weights_file_names(name, rows)[0]
-    where = os.pathsep.join(str(d) for d in weights_dirs())
+    where = ", ".join(portable(d) for d in weights_dirs())  # records keep it: no machine paths
     return WeightsError(
-        f"ImageNet weights for {name} not found: {fname} is in none of $KERAS_HOME/models/ ({where})"
+        f"ImageNet weights for {name} not found: {fname} is in none of {where}"
         + (f" ({cause})" if cause else ""),
         fix=f"run once with internet access so Keras downloads {fname} into $KERAS_HOME/models/, copy the "
             f"file there, or pass `-p weights=PATH` (a local weights file); random weights are never used silently")

@@ -113,7 +113,8 @@ def copies_of_test_images(frame: pd.DataFrame, progress: bool = False) -> dict[s
         if p.crosses_split:
             train_id, test_id = (p.id_a, p.id_b) if p.split_a == "train" else (p.id_b, p.id_a)
             leaks.setdefault(train_id, f"{p.kind} copy of test image {test_id} (pHash distance {p.distance}, "
-                                       f"detail correlation {p.similarity:.2f})")
+                                       f"detail correlation {p.similarity:.2f}, structure correlation "
+                                       f"{p.structure:.2f})")
     return leaks
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "primary_batch_fn",
     "primary_on_subset",
     "first_seed_records",
+    "first_seed_per_target",
     "subgroup_rows",
     "gap_rows",
     "subgroup_markdown",
@@ -141,6 +142,15 @@ def first_seed_records(records: Sequence[RunRecord], task: str, dataset: str = "
         return order.get(fam, len(order)), pos, r.approach
 
     return sorted(chosen.values(), key=key)
+
+
+def first_seed_per_target(records: Sequence[RunRecord], task: str, dataset: str) -> list[RunRecord]:
+    """:func:`first_seed_records` of each target in turn (the task's targets first, then the others): a
+    segmentation approach has one record per target, and each is its own row."""
+    targets = {r.target or "" for r in records if r.task == task}
+    known = list(info.task(task).known_targets()) if task in info.TASKS else []
+    order = [t for t in known if t in targets] + sorted(targets - set(known))
+    return [r for t in order for r in first_seed_records([r for r in records if (r.target or "") == t], task, dataset)]
 
 
 def subgroup_rows(records: Sequence[RunRecord], metadata: pd.DataFrame, fields: Sequence[str] = SUBGROUP_FIELDS,

@@ -334,9 +334,31 @@ def _group_key(r: RunRecord) -> tuple[str, str, str]:
 
 
 def _cache_note(r: RunRecord) -> str:
-    """Say when the fit found most of its work in the cache, so a small "fit s" is not read as cheap."""
-    fraction = r.cache_hit_fraction
-    return f"fit s: {fraction:.0%} of cached work found, not done" if fraction else ""
+    """Say which of the fit's work was found in the cache, so a small "fit s" is not read as cheap, and
+    that the rest ran: only the per-image work a record counts (``timings.cache``: features, activations,
+    training stages) is cached, so a model fitted on it (an SVM grid, a classifier head) is in "fit s"."""
+    use = r.timings.get("cache") or {}
+    found = [(name, int(v.get("hits", 0)), int(v.get("hits", 0)) + int(v.get("misses", 0)))
+             for name, v in sorted(use.items()) if isinstance(v, dict) and v.get("hits")]
+    if not found:
+        return ""
+    parts = ", ".join(f"{name} {hits} of {total}" for name, hits, total in found)
+    return f"fit s leaves out cached work ({parts} found cached); the rest of the fit ran"
+
+
+def run_command(task: str, approach: str, dataset: str | None = None, target: str | None = None,
+                limit: int | None = None) -> str:
+    """The command that makes exactly the row (task, dataset, target) of ``approach``: the dataset when it
+    is not the task's default, the target of a segmentation row (a plain run scores only the approach's
+    own targets: ``info.segmentation_targets``), the subset size of a subset table."""
+    parts = ["python -m skinbench run", task, "--approach", approach]
+    if dataset and task in info.TASKS and dataset != info.task(task).default_dataset:
+        parts += ["--dataset", dataset]
+    if target:
+        parts += ["--target", target]
+    if limit:
+        parts += ["--limit", str(limit)]
+    return " ".join(parts)
 
 
 def contributed_by(r: RunRecord) -> str:
@@ -348,14 +370,15 @@ def contributed_by(r: RunRecord) -> str:
 
 
 def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple[str, ...], task: str,
-                     derived: dict[str, dict] | None = None) -> dict:
+                     derived: dict[str, dict] | None = None, command: str = "") -> dict:
+    """One table row; ``command``: what makes the row when it has no record (default: the plain run)."""
     row: dict = {"approach": name, "family": family, "n_test": None, "seed": None, "fit_s": None}
     for m in metrics:
         row[m] = row[f"{m}_lo"] = row[f"{m}_hi"] = None
     if r is None:
         needs = info.APPROACHES[name].needs_for(task) if name in info.APPROACHES else ""
         row.update(status="missing", note=f"not run: needs {needs}" if needs else
-                   f"not run (python -m skinbench run {task} --approach {name})")
+                   f"not run ({command or run_command(task, name)})")
         return row
     row.update(status=r.status, n_test=r.split.get("n_test"), seed=r.seed, fit_s=r.fit_seconds)
     if not r.ok:
@@ -461,8 +484,11 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
                for n in names}
         order = {f: i for i, f in enumerate(FAMILY_ORDER)}
         names.sort(key=lambda n: order.get(fam[n], len(order)))  # stable: registry order within a family
+        limits = {r.limit for r in recs}
+        limit = limits.pop() if len(limits) == 1 else None  # a subset table: its missing rows at that size
         table.rows = [_row_from_record(n, fam[n], by_name.get(n), metrics, tname,
-                                       _derived(by_name.get(n)) if surface else None) for n in names]
+                                       _derived(by_name.get(n)) if surface else None,
+                                       run_command(tname, n, dname, target or None, limit)) for n in names]
         tables.append(table)
     return tables
 
