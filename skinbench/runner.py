@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from skinbench.results import submission
 from skinbench.results.records import RunRecord, build_record, command_as_typed, path_of, write_record
 from skinbench.scoring import Scorer, full_columns
 
-__all__ = ["resolve", "build_estimator", "seed_everything", "run", "execute", "timed_fit", "write_skipped",
+__all__ = ["resolve", "build_estimator", "seed_everything", "run", "execute", "fit_estimator", "timed", "timed_fit", "write_skipped",
            "command_as_typed", "limit_images"]  # the last two live below (records, data.splits): old import paths
 
 #: how many test images get an overlay figure (image | truth | prediction) per segmentation run
@@ -127,7 +127,8 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
                               trained) for t in targets]
 
 
-def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``fn(*args, **kwargs)`` and its wall seconds (a record's ``*_s`` timings)."""
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
@@ -137,8 +138,37 @@ def timed_fit(est: Any, *args: Any, **kwargs: Any) -> tuple[float, dict[str, dic
     """Fit, returning wall seconds and the cache look-ups it made (work found vs work done): what every
     record's ``timings`` say about the fit (``fit_s``, ``cache``), cross-dataset ones too."""
     before = cache.ledger()
-    _, seconds = _timed(est.fit, *args, **kwargs)
+    _, seconds = timed(est.fit, *args, **kwargs)
     return seconds, cache.ledger_since(before)
+
+
+def fit_estimator(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, spec: RunSpec, train: Dataset,
+                  target: str | None = None, trained: Sequence[str] = ()) -> tuple[Any, float, dict[str, Any]]:
+    """Build, seed and fit ``spec``'s estimator on ``train``: a classifier on the labels (and the masks it
+    needs), a segmenter on ``target``'s masks (``trained``: every target of a multi-output model, which
+    then predicts ``target``). One place for how a run fits, in-dataset and cross-dataset alike.
+    Returns (estimator, fit seconds, cache look-ups of the fit)."""
+    est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
+    if tinfo.kind == "classification":
+        declared = getattr(est, "n_classes", 0)
+        if declared and declared != len(train.class_names):  # checked before hours of training, not after
+            raise ConfigError(f"{spec.approach} is set to {declared} classes but dataset {train.name!r} has "
+                              f"{len(train.class_names)} ({', '.join(train.class_names)})",
+                              fix=f"-p n_classes={len(train.class_names)} (or 0: from the labels)")
+        seed_everything(spec.seed)
+        fit_kwargs: dict[str, Any] = {"groups": train.groups}
+        if ainfo.needs_masks:
+            fit_kwargs["masks"] = train.masks(ainfo.needs_masks)
+        fit_s, cache_use = timed_fit(est, train.paths, train.y, **fit_kwargs)
+        return est, fit_s, cache_use
+    masks = train.masks(target)
+    if trained:
+        est.set_params(output=list(trained).index(target))
+        masks = np.stack([train.masks(t) for t in trained], axis=1)
+    seed_everything(spec.seed)
+    labels = train.y if train.class_names else None
+    fit_s, cache_use = timed_fit(est, train.paths, masks, y=labels, groups=train.groups)
+    return est, fit_s, cache_use
 
 
 def _finish(record: RunRecord, root: Path, **kwargs: Any) -> Path:
@@ -149,21 +179,11 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
                         test: Dataset, spec: RunSpec, root: Path, predictions_dir) -> Path:
     if not train.class_names:
         raise ConfigError(f"dataset {train.name!r} has no labels", fix="add a label column to its CSV")
-    est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
-    declared = getattr(est, "n_classes", 0)
-    if declared and declared != len(train.class_names):  # checked before hours of training, not after
-        raise ConfigError(f"{spec.approach} is set to {declared} classes but dataset {train.name!r} has "
-                          f"{len(train.class_names)} ({', '.join(train.class_names)})",
-                          fix=f"-p n_classes={len(train.class_names)} (or 0: from the labels)")
-    seed_everything(spec.seed)
-    fit_kwargs: dict[str, Any] = {"groups": train.groups}
-    if ainfo.needs_masks:
-        fit_kwargs["masks"] = train.masks(ainfo.needs_masks)
-    fit_s, cache_use = timed_fit(est, train.paths, train.y, **fit_kwargs)
-    proba, predict_s = _timed(est.predict_proba, test.paths)
+    est, fit_s, cache_use = fit_estimator(tinfo, ainfo, spec, train)
+    proba, predict_s = timed(est.predict_proba, test.paths)
     scores = full_columns(np.asarray(proba, dtype=float), est.classes_, len(train.class_names))
     scorer = Scorer(test, spec.n_boot, spec.seed, class_names=train.class_names, positive_class=train.positive_class)
-    scored, eval_s = _timed(scorer.classification, scores)
+    scored, eval_s = timed(scorer.classification, scores)
     if predictions_dir:
         submission.write_classification_csv(Path(predictions_dir), test.ids, scores, list(train.class_names),
                                             submission.submission_stem(base.task, base.dataset, base.approach))
@@ -178,14 +198,7 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     from skinbench.results.plots import overlay_panel  # matplotlib: start-up cost, only for segmentation runs
 
     target = base.target
-    train_masks = train.masks(target)
-    est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
-    if trained:
-        est.set_params(output=trained.index(target))
-        train_masks = np.stack([train.masks(t) for t in trained], axis=1)
-    seed_everything(spec.seed)
-    labels = train.y if train.class_names else None
-    fit_s, cache_use = timed_fit(est, train.paths, train_masks, y=labels, groups=train.groups)
+    est, fit_s, cache_use = fit_estimator(tinfo, ainfo, spec, train, target, trained)
     overlays: list[Any] = []
 
     def each(i: int, truth: np.ndarray, pred: np.ndarray) -> None:
@@ -198,7 +211,7 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     start = time.perf_counter()  # predicting and the per-image scoring (surface distances) alike
     counts, surface = scorer.score_masks(target, est.predict_proba(test.paths), each=each)
     predict_s = time.perf_counter() - start
-    scored, eval_s = _timed(scorer.segmentation, counts, surface)
+    scored, eval_s = timed(scorer.segmentation, counts, surface)
     path = _finish(base, root, scored=scored, est=est,
                    timings={"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
                             "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})

@@ -39,7 +39,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> 
         raise
 
 
-def task_kwargs(task: str, dataset: str, **kwargs: Any) -> dict[str, Any]:
+def task_kwargs(task: str, dataset: str, /, **kwargs: Any) -> dict[str, Any]:
     """The adapter kwargs of ``dataset`` serving ``task``: the task's registered ones (e.g. task2 reads the
     synthetic set with diagnosis labels), for a user's generic folder the task (an official ISIC ground
     truth maps its diagnoses to the task's classes), then the caller's ``kwargs``, which win."""
@@ -47,7 +47,7 @@ def task_kwargs(task: str, dataset: str, **kwargs: Any) -> dict[str, Any]:
     return {**info.task(task).dataset_kwargs.get(dataset, {}), **task_only, **kwargs}
 
 
-def load_for_task(task: str, dataset: str, root: str | os.PathLike | None = None, **kwargs: Any) -> Dataset:
+def load_for_task(task: str, dataset: str, root: str | os.PathLike | None = None, /, **kwargs: Any) -> Dataset:
     """``dataset`` as ``task`` reads it: :func:`load_dataset` with :func:`task_kwargs` (the one place the
     CLI, the runner, ``score``, sweeps and cross-dataset runs load a task's data)."""
     return load_dataset(dataset, root, **task_kwargs(task, dataset, **kwargs))
