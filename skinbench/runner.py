@@ -30,7 +30,8 @@ from skinbench.results import submission
 from skinbench.results.records import RunRecord, build_record, command_as_typed, path_of, write_record
 from skinbench.scoring import Scorer, full_columns
 
-__all__ = ["resolve", "build_estimator", "seed_everything", "run", "execute", "fit_estimator", "timed", "timed_fit", "write_skipped",
+__all__ = ["resolve", "build_estimator", "seed_everything", "run", "execute", "fit_estimator", "timed", "timed_fit", "validation_record",
+           "write_skipped",
            "command_as_typed", "limit_images"]  # the last two live below (records, data.splits): old import paths
 
 #: how many test images get an overlay figure (image | truth | prediction) per segmentation run
@@ -226,6 +227,39 @@ def _overlay_figure(overlays, ids, record: RunRecord, root: Path) -> None:
 
     images, truths, preds = zip(*overlays)
     plot_overlays(list(images), list(truths), list(preds), [str(i) for i in ids], overlay_path(root, record))
+
+
+def validation_record(spec: RunSpec, ds: Dataset, fraction: float, key_inputs: dict[str, Any],
+                      label: str = "") -> RunRecord:
+    """Fit ``spec`` on ``ds``'s training images less a lesion-aware validation split (``fraction``) and score
+    that split, never the test split: a RunRecord (a sweep's ``work="validation"`` point), scored by the
+    one :class:`~skinbench.scoring.Scorer` without bootstrap intervals (choices are made on the values),
+    stamped by :func:`~skinbench.results.records.build_record`. ``split`` keeps ``n_fit``/``n_val`` and
+    ``how`` beside ``n_train``/``n_test`` (the validation part is the part scored)."""
+    from skinbench.data.splits import validation_split  # here: only validation sweeps need it
+
+    tinfo, ainfo, dataset = resolve(spec.task, spec.approach, spec.dataset)
+    if tinfo.kind != "classification":
+        raise ConfigError("validation sweeps score classifiers only", fix='use work = "run" for segmentation')
+    spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
+    train = limit_images(ds.split("train"), spec.limit, spec.seed)
+    fit_idx, val_idx = validation_split(train.y, train.groups, fraction, spec.seed)
+    fitted, val = train.subset(fit_idx), train.subset(val_idx)
+    est, fit_s, cache_use = fit_estimator(tinfo, ainfo, spec, fitted)
+    proba, predict_s = timed(est.predict_proba, val.paths)
+    scores = full_columns(np.asarray(proba, dtype=float), est.classes_, len(train.class_names))
+    scored = Scorer(val, 0, spec.seed, class_names=train.class_names, positive_class=train.positive_class
+                    ).classification(scores)
+    base = RunRecord(task=spec.task, dataset=ds.data_slug, approach=spec.approach, family=ainfo.family,
+                     title=ainfo.title, seed=spec.seed, limit=spec.limit,
+                     split={"n_train": len(fitted), "n_test": len(val), "n_fit": len(fitted), "n_val": len(val),
+                            "manifest_digest": ds.manifest_digest,
+                            "how": f"{fraction:.0%} lesion-aware stratified validation split of the training set"},
+                     code_digest=provenance.code_digest(spec.approach))
+    return build_record(base, scored, est=est, key_inputs=key_inputs,
+                        extras={"validation": True, **({"label": label} if label else {})},
+                        timings={"fit_s": fit_s, "predict_s": predict_s, "cache": cache_use,
+                                 "images_per_s_predict": len(val) / max(predict_s, 1e-9)})
 
 
 def write_skipped(task: str, approach: str, reason: str, *, dataset: str | None = None,
