@@ -182,19 +182,22 @@ def load_mask_folder(folder: str | os.PathLike, task: str, name: str = "generic"
     their masks (``<id>_segmentation.png`` for lesions, ``<id>_attribute_<target>.png``, ``<id>_<target>.png``;
     named as :func:`skinbench.data.generic.find_masks` reads them) beside the images or in any folder under
     ``folder`` (ISIC 2018: ``ISIC2018_Task1-2_Test_Input/`` beside ``ISIC2018_Task1_Test_GroundTruth/``).
-    Every other image file under ``folder`` is a test image; one without a mask is refused before any
-    work (:func:`skinbench.data.base.check_for_task`)."""
+    Every other image file under ``folder`` is a test image, except companions named after one
+    (``<id>_superpixels.png`` of ISIC 2017, any ``<id>_<suffix>``), hidden files and ``__MACOSX``; an image
+    without a mask is refused before any work (:func:`skinbench.data.base.check_for_task`)."""
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise DataError("test data folder does not exist", path=folder, fix="pass an existing folder with --test-root")
     targets = list(info.task(task).targets)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in IMAGE_EXTENSIONS)
-    stems = sorted({p.stem for p in files})
-    by_dir: dict[Path, list[Path]] = {}
-    for path in files:
-        by_dir.setdefault(path.parent, []).append(path)
-    masks = {str(Path(m)) for d in by_dir for paths in find_masks(stems, d, targets).values() for m in paths if m}
-    images = [p for p in files if str(p) not in masks]
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in IMAGE_EXTENSIONS
+                   and not p.name.startswith(".") and "__MACOSX" not in p.relative_to(folder).parts)
+    stems = {p.stem for p in files}
+
+    def companion(stem: str) -> bool:  # <an image's id>_<suffix>: its mask, superpixels, ...
+        parts = stem.split("_")
+        return any("_".join(parts[:k]) in stems for k in range(1, len(parts)))
+
+    images = [p for p in files if not companion(p.stem)]
     seen: dict[str, Path] = {}
     for path in images:
         if path.stem in seen:
@@ -207,7 +210,7 @@ def load_mask_folder(folder: str | os.PathLike, task: str, name: str = "generic"
                             f"(<id>_segmentation.png), or add a labels.csv naming the images")
     ids = [p.stem for p in images]
     found = {t: [""] * len(ids) for t in targets}
-    for d in by_dir:
+    for d in sorted({p.parent for p in files}):
         for t, paths in find_masks(ids, d, targets).items():
             found[t] = [old or new for old, new in zip(found[t], paths)]
     frame = pd.DataFrame({"image_id": ids, "image": [str(p) for p in images], "label": "", "lesion_id": ids,

@@ -321,7 +321,8 @@ def isic_task1_release(tmp_path_factory):
     """A lesion-segmentation test set as an ISIC 2018 Task 1 download unzips (no CSV): 20 new synthetic
     images in ``ISIC2018_Task1-2_Test_Input/``, their masks as ``<id>_segmentation.png`` in
     ``ISIC2018_Task1_Test_GroundTruth/``; plus two images of the training split (default synthetic set),
-    one under a new id (same content) and one under its own id."""
+    one under a new id (same content) and one under its own id; a superpixels file and a ``__MACOSX``
+    folder that are not test images."""
     train = load_dataset("synthetic").split("train")
     src = tmp_path_factory.mktemp("seg_src")
     synthetic.generate(src, n_images=20, seed=11)
@@ -336,6 +337,9 @@ def isic_task1_release(tmp_path_factory):
     for image, mask, new_id in pairs:
         shutil.copy(image, images / f"{new_id}.png")
         shutil.copy(mask, masks / f"{new_id}_segmentation.png")
+    shutil.copy(pairs[0][0], images / f"{pairs[0][2]}_superpixels.png")  # ISIC 2017 ships these beside images
+    (folder / "__MACOSX").mkdir()
+    shutil.copy(pairs[0][0], folder / "__MACOSX" / "x.png")  # a zip made on a Mac
     return folder
 
 
