@@ -40,7 +40,7 @@ import numpy as np
 
 from skinbench import info
 from skinbench.csvfile import ID_HEADERS, read_rows, strip_ids
-from skinbench.errors import ConfigError, DataError
+from skinbench.errors import DataError
 from skinbench.progress import note
 
 #: ids shown in an error before "..."
