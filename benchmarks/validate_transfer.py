@@ -25,6 +25,7 @@ from skinbench import info, sweep  # noqa: E402
 from skinbench.cache import atomic_write_bytes  # noqa: E402
 from skinbench.paths import committed_results_dir  # noqa: E402
 from skinbench.provenance import RunSpec  # noqa: E402
+from skinbench.results.records import RunRecord  # noqa: E402
 
 APPROACH = "transfer-mobilenetv2"
 CONFIGS: dict[str, dict] = {
@@ -46,6 +47,17 @@ def points(task: str, configs: list[str], backbone: str, seed: int, dataset: str
     out = f"validation/transfer_{task}_{backbone}"
     return [sweep.Point(RunSpec(task, APPROACH, dataset, seed, {**CONFIGS[name], "backbone": backbone}, None, limit),
                         work="validation", out=out, label=name) for name in configs]
+
+
+def _row(stored: dict) -> tuple[dict, dict, float, dict]:
+    """(split, fit, seconds, scores) of a validation point's file: a RunRecord (issue 29), or a row written
+    before (same run key, so a rerun keeps it): ``split``, ``fit``, ``seconds``, ``scores`` keys."""
+    if "metrics" not in stored:
+        return stored["split"], stored["fit"], stored["seconds"], stored["scores"]
+    record = RunRecord.from_dict(stored)
+    split = {k: record.split[k] for k in ("n_fit", "n_val", "manifest_digest", "how") if k in record.split}
+    seconds = round(float(record.timings.get("fit_s", 0.0)) + float(record.timings.get("predict_s", 0.0)), 2)
+    return split, record.extras.get("fit", {}), seconds, {k: record.value(k) for k in record.metrics}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,13 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows, split = [], {}
     for point in todo:
-        stored = json.loads(summary.outputs[point.id][0].read_text())
-        split = stored["split"]
-        epochs = (stored["fit"].get("epochs") or [None])[0]
-        rows.append({"config": point.label, "params": CONFIGS[point.label], "epochs": epochs,
-                     "seconds": stored["seconds"],
-                     **{k: round(float(stored["scores"][k]), 4) for k in KEYS[args.task]
-                        if stored["scores"].get(k) is not None}})
+        split, fit, seconds, scores = _row(json.loads(summary.outputs[point.id][0].read_text()))
+        epochs = (fit.get("epochs") or [None])[0]
+        rows.append({"config": point.label, "params": CONFIGS[point.label], "epochs": epochs, "seconds": seconds,
+                     **{k: round(float(scores[k]), 4) for k in KEYS[args.task] if scores.get(k) is not None}})
         print(json.dumps(rows[-1]), flush=True)
     dataset = args.dataset or info.task(args.task).default_dataset
     out = root / "validation" / f"transfer_{args.task}_{args.backbone}"

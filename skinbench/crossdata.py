@@ -14,8 +14,12 @@
   test set costs prediction only. A model that cannot be stored or loaded back is refitted, with a
   warning line and a note in the record (``extras.model.store_error``).
 
-Records land at ``runs/<task>/<train>__on__<test>/<approach>.json``: tables list them apart from the
-in-dataset rows. Classification tasks only (segmentation cross-dataset scoring is not done yet).
+Records land at ``runs/<task>/<train>__on__<test>/<approach>[__<target>].json``: tables list them apart
+from the in-dataset rows. Segmentation tasks score the test set's masks with the one per-image loop of
+:class:`skinbench.scoring.Scorer` (counts and surface distances), a folder in the ISIC layout read by
+:func:`load_mask_folder` (``<id>_segmentation.png`` beside or under the images, no CSV needed). Every
+record is finished by :func:`skinbench.results.records.build_record`, so it carries what a run's record
+does (``extras.fit``, ``params``, fit/predict/evaluate timings, cache look-ups, environment).
 
 :func:`load_test_set` is the one way a foreign test set is named (the CLI's ``run --test-dataset``
 and ``benchmarks/cross_dataset.py``): a user's folder through the generic adapter (which reads official
@@ -32,7 +36,6 @@ import os
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -42,20 +45,20 @@ import pandas as pd
 
 from skinbench import info, provenance, runner
 from skinbench.cache import atomic_write_bytes, file_digest
-from skinbench.data import isic_csv, load_dataset
+from skinbench.data import isic_csv, load_for_task
 from skinbench.data.base import Dataset, check_for_task, frame_digest, task_classes
-from skinbench.data.generic import find_images
+from skinbench.data.generic import IMAGE_EXTENSIONS, find_images, find_masks
 from skinbench.data.images import image_size
 from skinbench.data.layout import MissingDataError
-from skinbench.environment import environment
+from skinbench.data.splits import limit_images
 from skinbench.errors import ConfigError, DataError, SkinbenchError
 from skinbench.params import validate_params
 from skinbench.paths import cache_dir
 from skinbench.paths import data_root as resolved_data_root
 from skinbench.provenance import RunSpec
 from skinbench.results.headers import CROSS
-from skinbench.results.records import RunRecord, path_of, write_record
-from skinbench.scoring import full_columns, params_of, scored_classification
+from skinbench.results.records import RunRecord, build_record, path_of, write_record
+from skinbench.scoring import Scorer, full_columns
 
 #: version of how the model store pickles estimators (part of a stored model's file name)
 STORE_VERSION = 1
@@ -131,9 +134,7 @@ def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *
     ``data_root`` resolved as always (:func:`skinbench.paths.data_root`: None is $SKINBENCH_DATA, else
     ../shared/data); the CLI passes None when ``--data-root`` is a generic training folder."""
     tinfo = info.task(task)
-    if tinfo.kind != "classification":
-        raise ConfigError("cross-dataset evaluation scores classification tasks only (so far)",
-                          fix="use task1 or task2")
+    segmentation = tinfo.kind == "segmentation"
     meta = info.dataset(name)
     generic = name == "generic"
     if labels is not None and not generic:
@@ -142,12 +143,16 @@ def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *
     split = split or ("all" if generic else "test")
     if split not in ("all", "train", "test"):
         raise ConfigError(f"unknown test split {split!r}", fix="use all or test")
+    if generic and segmentation and labels is None and root is not None and not (Path(root) / "labels.csv").is_file():
+        ds = load_mask_folder(root, task)  # an ISIC segmentation download: images and masks, no CSV
+        return replace(ds, manifest_digest=frame_digest(ds.frame),
+                       extra={**ds.extra, "slug": ds.data_slug, "split": split, "mapping": None})
     if generic:
         root, csv = generic_labels(root, labels)
-        kwargs = {**kwargs, "task": task, "mapping": mapping, "csv": str(csv)}
+        kwargs = {**kwargs, "mapping": mapping, "csv": str(csv)}
     where = root if root is not None else data_root
     try:
-        ds = load_dataset(name, where, **{**tinfo.dataset_kwargs.get(name, {}), **kwargs})
+        ds = load_for_task(task, name, where, **kwargs)
     except MissingDataError as err:
         if generic:
             raise
@@ -163,13 +168,56 @@ def load_test_set(name: str, task: str, root: str | os.PathLike | None = None, *
         if len(ds) == 0:
             raise DataError(f"the {split} split of {name} is empty", path=ds.root, fix="use --test-split all")
     names, _ = task_classes(task)
-    if "mapping" not in ds.extra:  # not read from an official ISIC CSV by the generic adapter
+    if segmentation:  # scored on masks: labels, if any, are kept as they are
+        ds = replace(ds, extra={**ds.extra, "mapping": None})
+    elif "mapping" not in ds.extra:  # not read from an official ISIC CSV by the generic adapter
         if mapping is not None or not set(ds.frame["label"]) <= set(names):
             ds = relabel(ds, task, mapping)
         else:
             ds = replace(ds, extra={**ds.extra, "mapping": None})  # the task's own labels, as given
     ds = replace(ds, manifest_digest=frame_digest(ds.frame), extra={**ds.extra, "slug": slug, "split": split})
     return ds
+
+
+def load_mask_folder(folder: str | os.PathLike, task: str, name: str = "generic") -> Dataset:
+    """A segmentation test set of ``task`` as an ISIC download unzips, without a labels CSV: images and
+    their masks (``<id>_segmentation.png`` for lesions, ``<id>_attribute_<target>.png``, ``<id>_<target>.png``;
+    named as :func:`skinbench.data.generic.find_masks` reads them) beside the images or in any folder under
+    ``folder`` (ISIC 2018: ``ISIC2018_Task1-2_Test_Input/`` beside ``ISIC2018_Task1_Test_GroundTruth/``).
+    Every other image file under ``folder`` is a test image, except companions named after one
+    (``<id>_superpixels.png`` of ISIC 2017, any ``<id>_<suffix>``), hidden files and ``__MACOSX``; an image
+    without a mask is refused before any work (:func:`skinbench.data.base.check_for_task`)."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise DataError("test data folder does not exist", path=folder, fix="pass an existing folder with --test-root")
+    targets = list(info.task(task).targets)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in IMAGE_EXTENSIONS
+                   and not p.name.startswith(".") and "__MACOSX" not in p.relative_to(folder).parts)
+    stems = {p.stem for p in files}
+
+    def companion(stem: str) -> bool:  # <an image's id>_<suffix>: its mask, superpixels, ...
+        parts = stem.split("_")
+        return any("_".join(parts[:k]) in stems for k in range(1, len(parts)))
+
+    images = [p for p in files if not companion(p.stem)]
+    seen: dict[str, Path] = {}
+    for path in images:
+        if path.stem in seen:
+            raise DataError(f"image {path.stem} is there twice: {seen[path.stem]} and {path}", path=folder,
+                            fix="keep one copy of each test image")
+        seen[path.stem] = path
+    if not images:
+        raise DataError("found no test images (.jpg/.jpeg/.png) beside their masks", path=folder,
+                        fix=f"pass the folder holding the images and their {targets[0]} masks "
+                            f"(<id>_segmentation.png), or add a labels.csv naming the images")
+    ids = [p.stem for p in images]
+    found = {t: [""] * len(ids) for t in targets}
+    for d in sorted({p.parent for p in files}):
+        for t, paths in find_masks(ids, d, targets).items():
+            found[t] = [old or new for old, new in zip(found[t], paths)]
+    frame = pd.DataFrame({"image_id": ids, "image": [str(p) for p in images], "label": "", "lesion_id": ids,
+                          "split": "test", **{f"mask_{t}": found[t] for t in targets}})
+    return Dataset(name, folder, frame, (), tuple(targets), frame_digest(frame))
 
 
 def generic_labels(root: str | os.PathLike | None, labels: str | os.PathLike | None) -> tuple[Path, Path]:
@@ -304,29 +352,27 @@ def _cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
-def fitted_model(spec: RunSpec, train: Dataset, manifest_digest: str | Dataset, store: ModelStore | None = None
-                 ) -> tuple[Any, dict[str, Any]]:
+def fitted_model(spec: RunSpec, train: Dataset, manifest_digest: str | Dataset, store: ModelStore | None = None,
+                 target: str | None = None, trained: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
     """The estimator of ``spec`` fitted on ``train``: from the store when its run key is there, else
-    fitted now (and stored). ``manifest_digest``: the training data's digest, or the loaded Dataset (as
-    :func:`skinbench.results.currency.check` takes it). Returns (estimator, {"run_key", "reused", "stored",
-    "fit_s"}, plus "store_error" when a stored model could not be loaded or the fitted one stored)."""
+    fitted now (:func:`skinbench.runner.fit_estimator`, as a run fits) and stored. ``manifest_digest``: the
+    training data's digest, or the loaded Dataset (as :func:`skinbench.results.currency.check` takes it).
+    ``target``: the segmentation target it predicts (part of the stored model's key; ``trained``: every
+    target of a multi-output model). Returns (estimator, {"run_key", "reused", "stored", "fit_s", "cache"},
+    plus "store_error" when a stored model could not be loaded or the fitted one stored)."""
     inputs = (provenance.key_inputs(spec, manifest_digest) if isinstance(manifest_digest, str)
               else provenance.dataset_key_inputs(spec, manifest_digest))
-    key = provenance.run_key(inputs)
+    key = provenance.run_key({**inputs, "target": target} if target else inputs)
     store = store or ModelStore()
     est = store.get(key)
     if est is not None:
-        return est, {"run_key": key, "reused": True, "stored": True, "fit_s": 0.0}
-    ainfo = info.approach(spec.approach)
-    est = runner.build_estimator(ainfo, spec.seed, dict(spec.params), spec.task)
-    runner.seed_everything(spec.seed)
-    start = time.perf_counter()
-    est.fit(train.paths, train.y, groups=train.groups)
-    fit_s = time.perf_counter() - start
+        return est, {"run_key": key, "reused": True, "stored": True, "fit_s": 0.0, "cache": {}}
+    tinfo, ainfo, _ = runner.resolve(spec.task, spec.approach, spec.dataset)
+    est, fit_s, cache_use = runner.fit_estimator(tinfo, ainfo, spec, train, target, trained)
     load_error = store.errors.pop(key, None)
     stored = store.put(key, est)
     error = "; ".join(e for e in (load_error, store.errors.pop(key, None)) if e)
-    return est, {"run_key": key, "reused": False, "stored": stored, "fit_s": round(fit_s, 3),
+    return est, {"run_key": key, "reused": False, "stored": stored, "fit_s": round(fit_s, 3), "cache": cache_use,
                  **({"store_error": error} if error else {})}
 
 
@@ -348,58 +394,82 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
                    warn: Callable[[str], None] | None = None) -> Path:
     """Fit ``spec`` on its training data (or reuse the kept model), score every image of ``test`` not
     in the training set, and write one record; returns its path. ``warn`` gets one line when the test
-    images' geometry differs markedly from the training images' (:func:`geometry_mismatch`)."""
-    tinfo, ainfo, dataset = runner.resolve(spec.task, spec.approach, spec.dataset)
-    if tinfo.kind != "classification":
-        raise ConfigError("cross-dataset evaluation scores classification tasks only (so far)",
-                          fix="use task1 or task2")
+    images' geometry differs markedly from the training images' (:func:`geometry_mismatch`).
+
+    A segmentation task scores ``spec.target`` (default: the task's one target; :func:`run_cross` runs
+    each target of a task with several) on the test set's masks, as a run scores its own test split."""
+    tinfo, ainfo, dataset = runner.resolve(spec.task, spec.approach, spec.dataset, spec.target)
     spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
-    ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **dict(dataset_kwargs or {})})
-    train = runner.limit_images(ds.split("train"), spec.limit, spec.seed)
-    test = runner.limit_images(test, spec.limit, spec.seed)  # quick runs: a subset of the foreign set too
+    segmentation = tinfo.kind == "segmentation"
+    targets = list(info.segmentation_targets(spec.task, spec.approach, dataset)) if segmentation else []
+    target = spec.target or (targets[0] if len(targets) == 1 else None)
+    if segmentation and target is None:
+        raise ConfigError(f"{spec.task} has several targets ({', '.join(targets)}): a cross-dataset record scores one",
+                          fix="name it (--target, RunSpec.target), or use run_cross, which scores each")
+    ds = load_for_task(spec.task, dataset, data_root, **dict(dataset_kwargs or {}))
+    train = limit_images(ds.split("train"), spec.limit, spec.seed)
+    test = limit_images(test, spec.limit, spec.seed)  # quick runs: a subset of the foreign set too
     seen, counts = overlap(train, test)
     scored = test.subset(np.flatnonzero(~seen))
     if len(scored) == 0:
         raise DataError(f"every one of the {len(test)} foreign test images is in the training set", path=test.root,
                         fix="choose a test set the model was not trained on")
-    y = _labels_as(train, scored)
-    check_for_task(spec.task, train, scored, limit=spec.limit)  # labels, classes, every file readable
+    y = None if segmentation else _labels_as(train, scored)
+    trained = targets if segmentation and ainfo.multi_target else []
+    check_for_task(spec.task, train, scored, targets=list(dict.fromkeys([target, *trained])) if segmentation else None,
+                   limit=spec.limit)  # labels, classes, masks, every file readable
     shapes = {"train": geometry(train.paths), "test": geometry(scored.paths)}
     mismatch = geometry_mismatch(shapes["train"], shapes["test"])
     if mismatch and warn is not None:
         warn(mismatch)
-    est, model = fitted_model(spec, train, ds, store)
-    start = time.perf_counter()
-    proba = np.asarray(est.predict_proba(scored.paths), dtype=float)
-    predict_s = time.perf_counter() - start
-    scores = full_columns(proba, est.classes_, len(train.class_names))
-    fields = scored_classification(scored.ids, y, scores, train.class_names, train.positive_class,
-                                          spec.n_boot, spec.seed)
+    est, model = fitted_model(spec, train, ds, store, target, trained)
+    fit_s, cache_use = model.pop("fit_s"), model.pop("cache")
+    model["fit_s"] = fit_s  # as it always was in extras.model; timings say it too, beside the cache look-ups
+    if segmentation:
+        scorer = Scorer(scored, spec.n_boot, spec.seed)
+        start = time.perf_counter()
+        mask_scores = scorer.score_masks(target, est.predict_proba(scored.paths))
+        predict_s = time.perf_counter() - start
+        fields, eval_s = runner.timed(scorer.segmentation, mask_scores)
+        about: dict[str, Any] = {}
+    else:
+        start = time.perf_counter()
+        proba = np.asarray(est.predict_proba(scored.paths), dtype=float)
+        predict_s = time.perf_counter() - start
+        scores = full_columns(proba, est.classes_, len(train.class_names))
+        scorer = Scorer(scored, spec.n_boot, spec.seed, y=y, class_names=train.class_names,
+                        positive_class=train.positive_class)
+        fields, eval_s = runner.timed(scorer.classification, scores)
+        about = {"mapping": test.extra.get("mapping"), "excluded_by_mapping": dict(test.extra.get("excluded", {})),
+                 "test_class_counts": {c: int((y == i).sum()) for i, c in enumerate(train.class_names)},
+                 **({"test_dx_counts": {str(k): int(v) for k, v in scored.frame["dx"].value_counts().items()}}
+                    if "dx" in scored.frame.columns else {})}
     test_slug = test.extra.get("slug") or test.data_slug
     inputs = {**provenance.dataset_key_inputs(spec, ds), "test_dataset": test_slug,
-              "test_manifest_digest": test.manifest_digest, "cross_dataset": 1}
-    env = environment()
-    record = RunRecord(
+              "test_manifest_digest": test.manifest_digest, "cross_dataset": 1, **({"target": target} if target else {})}
+    base = RunRecord(
         task=spec.task, dataset=f"{ds.data_slug}{CROSS}{test_slug}", approach=spec.approach, family=ainfo.family,
-        title=ainfo.title, seed=spec.seed, limit=spec.limit, params=params_of(est),
+        title=ainfo.title, target=target, seed=spec.seed, limit=spec.limit,
         origin=ainfo.origin if ainfo.contributed else "",
         split={"n_train": len(train), "n_test": len(scored), "manifest_digest": ds.manifest_digest,
-               "test_manifest_digest": test.manifest_digest},
-        metrics=fields["metrics"], predictions=fields["predictions"],
-        extras={**fields["extras"], "train_dataset": ds.data_slug, "test_dataset": test_slug, "test_split": test.extra.get("split", "all"),
-                "overlap": counts, "mapping": test.extra.get("mapping"),
-                "excluded_by_mapping": dict(test.extra.get("excluded", {})),
-                "test_class_counts": {c: int((y == i).sum()) for i, c in enumerate(train.class_names)},
-                **({"test_dx_counts": {str(k): int(v) for k, v in scored.frame["dx"].value_counts().items()}}
-                   if "dx" in scored.frame.columns else {}),
-                "geometry": shapes, "model": model},
-        timings={"fit_s": model["fit_s"], "predict_s": predict_s,
-                 "images_per_s_predict": len(scored) / max(predict_s, 1e-9)},
-        versions=env["versions"], machine=env["machine"], created=datetime.now(timezone.utc).isoformat(),
-        command=command or runner.command_as_typed(), run_key=provenance.run_key(inputs), key_inputs=inputs,
-        code_digest=provenance.code_digest(spec.approach))
+               "test_manifest_digest": test.manifest_digest})
+    record = build_record(base, fields, est=est, key_inputs=inputs, command=command,
+                          extras={"train_dataset": ds.data_slug, "test_dataset": test_slug,
+                                  "test_split": test.extra.get("split", "all"), "overlap": counts, **about,
+                                  "geometry": shapes, "model": model},
+                          timings={"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
+                                   "images_per_s_predict": len(scored) / max(predict_s, 1e-9), "cache": cache_use})
     root = Path(results_root) if results_root is not None else None
-    return write_record(replace(record), path_of(record, root))
+    return write_record(record, path_of(record, root))
+
+
+def _targets(spec: RunSpec) -> list[str | None]:
+    """The targets :func:`cross_evaluate` scores for ``spec``: its own, each one the approach scores on a
+    segmentation task, or None (classification)."""
+    tinfo, _, dataset = runner.resolve(spec.task, spec.approach, spec.dataset, spec.target)
+    if spec.target or tinfo.kind != "segmentation":
+        return [spec.target]
+    return list(info.segmentation_targets(spec.task, spec.approach, dataset))
 
 
 def run_cross(task: str, approaches: Sequence[str], test: Dataset, *, dataset: str | None = None,
@@ -407,12 +477,13 @@ def run_cross(task: str, approaches: Sequence[str], test: Dataset, *, dataset: s
               limit: int | None = None, n_boot: int = 1000, data_root: str | os.PathLike | None = None,
               results_root: str | os.PathLike | None = None, dataset_kwargs: Mapping[str, Any] | None = None,
               store: ModelStore | None = None, command: str | None = None, baselines: bool = True,
-              log: Any = None) -> tuple[list[Path], list[str]]:
+              log: Any = None, target: str | None = None) -> tuple[list[Path], list[str]]:
     """:func:`cross_evaluate` for each approach x seed on one foreign test set (the CLI's ``run
     --test-dataset`` and ``benchmarks/cross_dataset.py``). ``baselines``: the task's trivial baselines
     are added (milliseconds), as every table shows them. ``params``: ``{approach: overrides}``. With one
     approach its error propagates; with several a failing one is reported (``log``, e.g. ``print`` to
-    stderr) and listed in the returned failures. Returns (record paths, failures)."""
+    stderr) and listed in the returned failures. A segmentation task scores ``target``, default each
+    target the approach scores (one record each). Returns (record paths, failures)."""
     names = list(dict.fromkeys(approaches))
     if baselines:
         names += [b for b in info.baselines_for(task) if b not in names]
@@ -431,11 +502,12 @@ def run_cross(task: str, approaches: Sequence[str], test: Dataset, *, dataset: s
     for name in names:
         for seed in seeds:
             say(f"== {task} / {name} (seed {seed}) on {slug}")
-            spec = RunSpec(task, name, dataset, seed, dict((params or {}).get(name) or {}), None, limit, n_boot)
+            spec = RunSpec(task, name, dataset, seed, dict((params or {}).get(name) or {}), target, limit, n_boot)
             try:
-                paths.append(cross_evaluate(spec, test, data_root=data_root, results_root=results_root,
-                                            dataset_kwargs=dataset_kwargs, store=store, command=command,
-                                            warn=warn))
+                for t in _targets(spec):
+                    paths.append(cross_evaluate(replace(spec, target=t), test, data_root=data_root,
+                                                results_root=results_root, dataset_kwargs=dataset_kwargs, store=store,
+                                                command=command, warn=warn))
             except SkinbenchError as err:
                 if len([n for n in names if n in approaches]) <= 1 and name in approaches:
                     raise

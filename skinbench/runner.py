@@ -10,47 +10,50 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-import resource
-import shlex
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from skinbench import cache, info, provenance
-from skinbench.data import Dataset, load_dataset
+from skinbench.data import Dataset, load_for_task
 from skinbench.data.base import check_for_task
-from skinbench.environment import environment
+from skinbench.data.splits import limit_images
 from skinbench.errors import ConfigError
-from skinbench.metrics.evaluate import evaluate_segmentation
 from skinbench.params import validate_params
 from skinbench.paths import cache_dir, check_writable, results_dir
 from skinbench.provenance import RunSpec
 from skinbench.results import submission
-from skinbench.results.records import RunRecord, path_of, write_record
-from skinbench.scoring import (fit_summary, full_columns, params_of, score_mask, scored_classification,
-                               threshold_map, truth_mask)
+from skinbench.results.records import RunRecord, build_record, command_as_typed, path_of, write_record
+from skinbench.scoring import Scorer, full_columns
+
+__all__ = ["resolve", "build_estimator", "seed_everything", "run", "execute", "fit_estimator", "timed", "timed_fit", "validation_record",
+           "write_skipped",
+           "command_as_typed", "limit_images"]  # the last two live below (records, data.splits): old import paths
 
 #: how many test images get an overlay figure (image | truth | prediction) per segmentation run
 N_OVERLAYS = 6
 
 
-def resolve(task: str, approach: str, dataset: str | None = None) -> tuple[info.TaskInfo, info.ApproachInfo, str]:
-    """Validate the names against the registry (clear ConfigError for anything unknown or unsupported)."""
+def resolve(task: str, approach: str | None, dataset: str | None = None,
+            target: str | None = None) -> tuple[info.TaskInfo, info.ApproachInfo | None, str]:
+    """Validate the names against the registry (clear ConfigError for anything unknown or unsupported): the
+    one check of task, approach (None: external predictions, no approach), dataset and target."""
     tinfo = info.task(task)
-    ainfo = info.approach(approach, task)
+    ainfo = info.approach(approach, task) if approach is not None else None
     dataset = dataset or tinfo.default_dataset
     info.dataset(dataset)
-    if task not in ainfo.tasks:
+    if ainfo is not None and task not in ainfo.tasks:
         raise ConfigError(f"approach {approach!r} does not do {task}",
                           fix=f"use one of: {', '.join(info.approaches_for(task))}")
     if dataset not in tinfo.datasets and task not in info.dataset(dataset).tasks:
         raise ConfigError(f"dataset {dataset!r} does not serve {task}", fix=f"use one of: {', '.join(datasets_for(task))}")
+    known = tinfo.known_targets()
+    if target and target not in known:
+        raise ConfigError(f"{task} has no target {target!r}", fix=f"targets: {', '.join(known) or '(none)'}")
     return tinfo, ainfo, dataset
 
 
@@ -87,19 +90,6 @@ def seed_everything(seed: int) -> None:
         keras.utils.set_random_seed(seed)
 
 
-def limit_images(ds: Dataset, n: int | None, seed: int) -> Dataset:
-    """A deterministic, stratified subset of at most n images (smoke and quick runs)."""
-    if n is None or len(ds) <= n:
-        return ds
-    idx = np.arange(len(ds))
-    labels = ds.frame["label"].to_numpy(dtype=str)
-    try:
-        keep, _ = train_test_split(idx, train_size=n, random_state=seed, stratify=labels)
-    except ValueError:  # a class too small to stratify: plain sample
-        keep = np.random.default_rng(seed).choice(idx, n, replace=False)
-    return ds.subset(np.sort(keep))
-
-
 def run(task: str, approach: str, *, dataset: str | None = None, seed: int = 0,
         params: dict[str, Any] | None = None, target: str | None = None, limit: int | None = None,
         n_boot: int = 1000, **kwargs: Any) -> list[Path]:
@@ -116,13 +106,13 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
     Returns the record paths. ``predictions_dir`` additionally receives the ISIC submission files;
     ``dataset_kwargs`` go to the dataset adapter (e.g. ``n_images`` for the synthetic data).
     """
-    tinfo, ainfo, dataset = resolve(spec.task, spec.approach, spec.dataset)
+    tinfo, ainfo, dataset = resolve(spec.task, spec.approach, spec.dataset, spec.target)
     spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
     # a read-only or full folder is refused now, not after the fit (the writes map what still fails)
     root = check_writable(results_root or results_dir())
     if predictions_dir:
         check_writable(predictions_dir, "predictions folder", "--predictions DIR")
-    ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **(dataset_kwargs or {})})
+    ds = load_for_task(spec.task, dataset, data_root, **(dataset_kwargs or {}))
     train, test = (limit_images(ds.split("train"), spec.limit, spec.seed),
                    limit_images(ds.split("test"), spec.limit, spec.seed))
     if len(train) == 0 or len(test) == 0:
@@ -145,75 +135,69 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
                               trained) for t in targets]
 
 
-def command_as_typed(argv: list[str] | None = None) -> str:
-    """The command line as a user would type it again (``python -m skinbench run ...``, not a file path)."""
-    argv = list(sys.argv if argv is None else argv)
-    if not argv:
-        return ""
-    head = Path(argv[0])
-    if head.name == "__main__.py" and head.parent.name == "skinbench":
-        first = "python -m skinbench"
-    elif head.name == "skinbench":
-        first = "skinbench"
-    elif head.suffix == ".py":
-        try:
-            first = "python " + head.resolve().relative_to(Path(__file__).resolve().parents[1]).as_posix()
-        except ValueError:
-            first = "python " + head.name
-    else:
-        first = head.name
-    return " ".join([first, *map(shlex.quote, argv[1:])])
-
-
-def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``fn(*args, **kwargs)`` and its wall seconds (a record's ``*_s`` timings)."""
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
 
 
-def _fit(est: Any, *args: Any, **kwargs: Any) -> tuple[float, dict[str, dict[str, int]]]:
-    """Fit, returning wall seconds and the cache look-ups it made (work found vs work done)."""
+def timed_fit(est: Any, *args: Any, **kwargs: Any) -> tuple[float, dict[str, dict[str, int]]]:
+    """Fit, returning wall seconds and the cache look-ups it made (work found vs work done): what every
+    record's ``timings`` say about the fit (``fit_s``, ``cache``), cross-dataset ones too."""
     before = cache.ledger()
-    _, seconds = _timed(est.fit, *args, **kwargs)
+    _, seconds = timed(est.fit, *args, **kwargs)
     return seconds, cache.ledger_since(before)
 
 
-def _finish(record: RunRecord, root: Path, timings: dict[str, Any]) -> Path:
-    timings["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    env = environment()
-    record = replace(record, status="ok", timings=timings, created=datetime.now(timezone.utc).isoformat(),
-                     versions=env["versions"], machine=env["machine"])
-    return write_record(record, path_of(record, root))
+def fit_estimator(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, spec: RunSpec, train: Dataset,
+                  target: str | None = None, trained: Sequence[str] = ()) -> tuple[Any, float, dict[str, Any]]:
+    """Build, seed and fit ``spec``'s estimator on ``train``: a classifier on the labels (and the masks it
+    needs), a segmenter on ``target``'s masks (``trained``: every target of a multi-output model, which
+    then predicts ``target``). One place for how a run fits, in-dataset and cross-dataset alike.
+    Returns (estimator, fit seconds, cache look-ups of the fit)."""
+    est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
+    if tinfo.kind == "classification":
+        declared = getattr(est, "n_classes", 0)
+        if declared and declared != len(train.class_names):  # checked before hours of training, not after
+            raise ConfigError(f"{spec.approach} is set to {declared} classes but dataset {train.name!r} has "
+                              f"{len(train.class_names)} ({', '.join(train.class_names)})",
+                              fix=f"-p n_classes={len(train.class_names)} (or 0: from the labels)")
+        seed_everything(spec.seed)
+        fit_kwargs: dict[str, Any] = {"groups": train.groups}
+        if ainfo.needs_masks:
+            fit_kwargs["masks"] = train.masks(ainfo.needs_masks)
+        fit_s, cache_use = timed_fit(est, train.paths, train.y, **fit_kwargs)
+        return est, fit_s, cache_use
+    masks = train.masks(target)
+    if trained:
+        est.set_params(output=list(trained).index(target))
+        masks = np.stack([train.masks(t) for t in trained], axis=1)
+    seed_everything(spec.seed)
+    labels = train.y if train.class_names else None
+    fit_s, cache_use = timed_fit(est, train.paths, masks, y=labels, groups=train.groups)
+    return est, fit_s, cache_use
+
+
+def _finish(record: RunRecord, root: Path, **kwargs: Any) -> Path:
+    return write_record(record := build_record(record, **kwargs), path_of(record, root))
 
 
 def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,
                         test: Dataset, spec: RunSpec, root: Path, predictions_dir) -> Path:
     if not train.class_names:
         raise ConfigError(f"dataset {train.name!r} has no labels", fix="add a label column to its CSV")
-    est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
-    declared = getattr(est, "n_classes", 0)
-    if declared and declared != len(train.class_names):  # checked before hours of training, not after
-        raise ConfigError(f"{spec.approach} is set to {declared} classes but dataset {train.name!r} has "
-                          f"{len(train.class_names)} ({', '.join(train.class_names)})",
-                          fix=f"-p n_classes={len(train.class_names)} (or 0: from the labels)")
-    seed_everything(spec.seed)
-    fit_kwargs: dict[str, Any] = {"groups": train.groups}
-    if ainfo.needs_masks:
-        fit_kwargs["masks"] = train.masks(ainfo.needs_masks)
-    fit_s, cache_use = _fit(est, train.paths, train.y, **fit_kwargs)
-    proba, predict_s = _timed(est.predict_proba, test.paths)
+    est, fit_s, cache_use = fit_estimator(tinfo, ainfo, spec, train)
+    proba, predict_s = timed(est.predict_proba, test.paths)
     scores = full_columns(np.asarray(proba, dtype=float), est.classes_, len(train.class_names))
-    fields, eval_s = _timed(scored_classification, test.ids, test.y, scores, train.class_names,
-                            train.positive_class, spec.n_boot, spec.seed)
-    chosen = fit_summary(est)
-    if chosen:
-        fields["extras"]["fit"] = chosen
-    record = replace(base, params=params_of(est), **fields)
+    scorer = Scorer(test, spec.n_boot, spec.seed, class_names=train.class_names, positive_class=train.positive_class)
+    scored, eval_s = timed(scorer.classification, scores)
     if predictions_dir:
         submission.write_classification_csv(Path(predictions_dir), test.ids, scores, list(train.class_names),
                                             submission.submission_stem(base.task, base.dataset, base.approach))
-    return _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
-                                  "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
+    return _finish(base, root, scored=scored, est=est,
+                   timings={"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
+                            "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
 
 
 def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,
@@ -222,40 +206,24 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     from skinbench.results.plots import overlay_panel  # matplotlib: start-up cost, only for segmentation runs
 
     target = base.target
-    train_masks, test_masks = train.masks(target), test.masks(target)
-    est = build_estimator(ainfo, spec.seed, dict(spec.params), tinfo.name)
-    if trained:
-        est.set_params(output=trained.index(target))
-        train_masks = np.stack([train.masks(t) for t in trained], axis=1)
-    seed_everything(spec.seed)
-    labels = train.y if train.class_names else None
-    fit_s, cache_use = _fit(est, train.paths, train_masks, y=labels, groups=train.groups)
-    counts, overlays, surface, shapes = [], [], [], []
-    start = time.perf_counter()
-    for i, prob in enumerate(est.predict_proba(test.paths)):
-        truth = truth_mask(test_masks[i], test.paths[i])
-        pred = threshold_map(prob, truth.shape)
-        image_counts, image_surface = score_mask(truth, pred)
-        counts.append(image_counts)
-        surface.append(image_surface)
-        shapes.append(list(truth.shape))  # [H, W]: the tables divide HD95 by this mask's diagonal
+    est, fit_s, cache_use = fit_estimator(tinfo, ainfo, spec, train, target, trained)
+    overlays: list[Any] = []
+
+    def each(i: int, truth: np.ndarray, pred: np.ndarray) -> None:
         if i < N_OVERLAYS:  # kept at display size: a huge image's full-size copies would wait for the figure
             overlays.append(overlay_panel(test.paths[i], truth, pred))
         if predictions_dir:
             submission.write_mask_png(Path(predictions_dir), test.ids[i], pred, target)
+
+    scorer = Scorer(test, spec.n_boot, spec.seed)
+    start = time.perf_counter()  # predicting and the per-image scoring (surface distances) alike
+    mask_scores = scorer.score_masks(target, est.predict_proba(test.paths), each=each)
     predict_s = time.perf_counter() - start
-    counts_arr = np.asarray(counts, dtype=np.int64)
-    evaluation, eval_s = _timed(evaluate_segmentation, counts_arr, n_boot=spec.n_boot, seed=spec.seed)
-    chosen = fit_summary(est)
-    record = replace(base, params=params_of(est), metrics=evaluation["metrics"],
-                     extras={**{k: v for k, v in evaluation.items() if k != "metrics"},
-                             **({"fit": chosen} if chosen else {})},
-                     predictions={"image_id": test.ids.tolist(), "counts": counts_arr.tolist(),
-                                  "surface": np.round(np.reshape(surface, (-1, 2)), 3).tolist(),
-                                  "mask_shape": shapes})
-    path = _finish(record, root, {"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
-                                  "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
-    _overlay_figure(overlays, test.ids[:N_OVERLAYS], record, root)
+    scored, eval_s = timed(scorer.segmentation, mask_scores)
+    path = _finish(base, root, scored=scored, est=est,
+                   timings={"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
+                            "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
+    _overlay_figure(overlays, test.ids[:N_OVERLAYS], base, root)
     return path
 
 
@@ -268,12 +236,45 @@ def _overlay_figure(overlays, ids, record: RunRecord, root: Path) -> None:
     plot_overlays(list(images), list(truths), list(preds), [str(i) for i in ids], overlay_path(root, record))
 
 
+def validation_record(spec: RunSpec, ds: Dataset, fraction: float, key_inputs: dict[str, Any],
+                      label: str = "") -> RunRecord:
+    """Fit ``spec`` on ``ds``'s training images less a lesion-aware validation split (``fraction``) and score
+    that split, never the test split: a RunRecord (a sweep's ``work="validation"`` point), scored by the
+    one :class:`~skinbench.scoring.Scorer` without bootstrap intervals (choices are made on the values),
+    stamped by :func:`~skinbench.results.records.build_record`. ``split`` keeps ``n_fit``/``n_val`` and
+    ``how`` beside ``n_train``/``n_test`` (the validation part is the part scored)."""
+    from skinbench.data.splits import validation_split  # here: only validation sweeps need it
+
+    tinfo, ainfo, dataset = resolve(spec.task, spec.approach, spec.dataset)
+    if tinfo.kind != "classification":
+        raise ConfigError("validation sweeps score classifiers only", fix='use work = "run" for segmentation')
+    spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
+    train = limit_images(ds.split("train"), spec.limit, spec.seed)
+    fit_idx, val_idx = validation_split(train.y, train.groups, fraction, spec.seed)
+    fitted, val = train.subset(fit_idx), train.subset(val_idx)
+    est, fit_s, cache_use = fit_estimator(tinfo, ainfo, spec, fitted)
+    proba, predict_s = timed(est.predict_proba, val.paths)
+    scores = full_columns(np.asarray(proba, dtype=float), est.classes_, len(train.class_names))
+    scored = Scorer(val, 0, spec.seed, class_names=train.class_names, positive_class=train.positive_class
+                    ).classification(scores)
+    base = RunRecord(task=spec.task, dataset=ds.data_slug, approach=spec.approach, family=ainfo.family,
+                     title=ainfo.title, seed=spec.seed, limit=spec.limit,
+                     split={"n_train": len(fitted), "n_test": len(val), "n_fit": len(fitted), "n_val": len(val),
+                            "manifest_digest": ds.manifest_digest,
+                            "how": f"{fraction:.0%} lesion-aware stratified validation split of the training set"},
+                     code_digest=provenance.code_digest(spec.approach))
+    return build_record(base, scored, est=est, key_inputs=key_inputs,
+                        extras={"validation": True, **({"label": label} if label else {})},
+                        timings={"fit_s": fit_s, "predict_s": predict_s, "cache": cache_use,
+                                 "images_per_s_predict": len(val) / max(predict_s, 1e-9)})
+
+
 def write_skipped(task: str, approach: str, reason: str, *, dataset: str | None = None,
                   results_root: str | os.PathLike | None = None) -> Path:
     """A record saying plainly why an approach has no numbers (e.g. weights not available offline)."""
     tinfo, ainfo, dataset = resolve(task, approach, dataset)
     root = Path(results_root) if results_root else results_dir()
-    record = RunRecord(task=task, dataset=dataset, approach=approach, status="skipped", reason=reason,
-                       family=ainfo.family, title=ainfo.title, created=datetime.now(timezone.utc).isoformat(),
-                       origin=ainfo.origin if ainfo.contributed else "", **environment())
+    record = build_record(RunRecord(task=task, dataset=dataset, approach=approach, reason=reason, family=ainfo.family,
+                                    title=ainfo.title, origin=ainfo.origin if ainfo.contributed else ""),
+                          status="skipped")
     return write_record(record, path_of(record, root))

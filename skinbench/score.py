@@ -34,7 +34,6 @@ import sys
 import time
 import types
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,7 +41,7 @@ import numpy as np
 
 from skinbench import info
 from skinbench.csvfile import ID_HEADERS, read_rows, strip_ids
-from skinbench.errors import ConfigError, DataError
+from skinbench.errors import DataError
 from skinbench.progress import note
 
 #: ids shown in an error before "..."
@@ -310,18 +309,18 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
           target: str | None = None, name: str | None = None, results_root: str | os.PathLike | None = None,
           n_boot: int = 1000, seed: int = 0, limit: int | None = None, dataset_kwargs: dict | None = None,
           command: str | None = None) -> list[Path]:
-    """Score ``source`` (CSV or mask folder) on ``task``'s test split; write and return the record(s)."""
-    from skinbench import runner, scoring
-    from skinbench.data import load_dataset
-    from skinbench.environment import environment
-    from skinbench.metrics import METRICS_VERSION
-    from skinbench.provenance import run_key
-    from skinbench.results.records import RunRecord, path_of, write_record
+    """Score ``source`` (CSV or mask folder) on ``task``'s test split; write and return the record(s).
 
-    tinfo = info.task(task)
-    dataset = dataset or tinfo.default_dataset
-    if dataset not in tinfo.datasets:
-        raise ConfigError(f"dataset {dataset!r} does not serve {task}", fix=f"use one of: {', '.join(tinfo.datasets)}")
+    Scored by :class:`skinbench.scoring.Scorer` and finished by :func:`skinbench.results.records.build_record`,
+    as the runner's records are: the same metric fields, a segmentation record's surface distances too."""
+    from skinbench import runner
+    from skinbench.data import load_for_task
+    from skinbench.data.splits import limit_images
+    from skinbench.metrics import METRICS_VERSION
+    from skinbench.results.records import RunRecord, build_record, path_of, write_record
+    from skinbench.scoring import SCORING_VERSION, Scorer
+
+    tinfo, _, dataset = runner.resolve(task, None, dataset, target)
     source = Path(source)
     if not source.exists():
         raise DataError("prediction file or folder not found", path=source, fix="check the path")
@@ -330,59 +329,41 @@ def score(task: str, source: str | os.PathLike, *, dataset: str | None = None, d
                         fix="pass the submission CSV")
     if tinfo.kind == "segmentation" and not source.is_dir():
         raise DataError(f"{task} is scored from a folder of mask PNGs", path=source, fix="pass the folder")
-    ds = load_dataset(dataset, data_root, **{**tinfo.dataset_kwargs.get(dataset, {}), **dict(dataset_kwargs or {})})
-    test = runner.limit_images(ds.split("test"), limit, seed)
+    ds = load_for_task(task, dataset, data_root, **dict(dataset_kwargs or {}))
+    test = limit_images(ds.split("test"), limit, seed)
     train = ds.split("train")
     approach = name or "external-" + re.sub(r"[^A-Za-z0-9._-]+", "-", source.stem).strip("-")
     digest = _source_digest(source)
     inputs = {"task": task, "dataset": dataset, "source_sha256": digest, "manifest_digest": ds.manifest_digest,
               "n_boot": n_boot, "seed": seed, "limit": limit, "versions": {"metrics": METRICS_VERSION,
-                                                                              "runner": scoring.SCORING_VERSION}}
-    env = environment()
-    base = RunRecord(task=task, dataset=dataset, approach=approach, status="ok", family="external",
+                                                                              "runner": SCORING_VERSION}}
+    base = RunRecord(task=task, dataset=dataset, approach=approach, family="external",
                      title=f"External predictions ({source.name})", seed=seed, limit=limit,
                      params={"source": source.name, "source_sha256": digest},
                      split={"n_train": len(train), "n_test": len(test), "manifest_digest": ds.manifest_digest},
-                     versions=env["versions"], machine=env["machine"], command=command or runner.command_as_typed(),
-                     created=datetime.now(timezone.utc).isoformat())
+                     extras={"external": True}, command=command or "")
     root = Path(results_root) if results_root is not None else None
+    scorer = Scorer(test, n_boot, seed)
     start = time.perf_counter()
     if tinfo.kind == "classification":
         scores = read_classification_csv(source, test.ids, ds.class_names, ds.positive_class, task)
-        fields = scoring.scored_classification(test.ids, test.y, scores, ds.class_names, None, n_boot, seed)
-        record = replace(base, metrics=fields["metrics"], predictions=fields["predictions"],
-                         extras={**fields["extras"], "external": True,
-                                 "baselines": _baselines_classification(train.y, test.y, len(ds.class_names))},
-                         timings={"evaluate_s": time.perf_counter() - start},
-                         run_key=run_key(inputs), key_inputs=inputs)
+        scored = scorer.classification(scores)
+        record = build_record(base, scored, key_inputs=inputs, timings={"evaluate_s": time.perf_counter() - start},
+                              extras={"baselines": _baselines_classification(train.y, test.y, len(ds.class_names))})
         return [write_record(record, path_of(record, root))]
     from skinbench.data.images import check_masks_vary
-    from skinbench.metrics.evaluate import evaluate_segmentation
-    from skinbench.metrics.segmentation import confusion_counts
 
-    targets = [target] if target else list(tinfo.targets)
-    known = tinfo.known_targets()
-    if target and target not in known:
-        raise ConfigError(f"{task} has no target {target!r}", fix=f"targets: {', '.join(known)}")
     written = []
-    for t in targets:
+    for t in [target] if target else list(tinfo.targets):
         files = find_prediction_masks(source, test.ids, t)
-        truths = test.masks(t)
-        check_masks_vary(truths, f"{t} truth masks", empty_normal=tinfo.empty_masks_normal)
+        check_masks_vary(test.masks(t), f"{t} truth masks", empty_normal=tinfo.empty_masks_normal)
         check_masks_vary(files, f"predicted {t} masks", empty_normal=tinfo.empty_masks_normal)
-        counts = []
-        for pred_path, truth_path, image_path in zip(files, truths, test.paths):
-            truth = scoring.truth_mask(truth_path, image_path)
-            pred = read_prediction_mask(pred_path, truth.shape)
-            counts.append(confusion_counts(truth, pred))
-        c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
-        evaluation = evaluate_segmentation(c, n_boot=n_boot, seed=seed)
-        record = replace(base, target=t, metrics=evaluation["metrics"],
-                         extras={"external": True, "baselines": _baselines_segmentation(c)},
-                         predictions={"image_id": test.ids.tolist(), "counts": c.tolist()},
-                         timings={"evaluate_s": time.perf_counter() - start},
-                         run_key=run_key({**inputs, "target": t}), key_inputs={**inputs, "target": t})
+        mask_scores = scorer.score_masks(t, files, to_mask=read_prediction_mask)
+        record = build_record(replace(base, target=t), scorer.segmentation(mask_scores),
+                              key_inputs={**inputs, "target": t}, timings={"evaluate_s": time.perf_counter() - start},
+                              extras={"baselines": _baselines_segmentation(mask_scores.counts)})
         written.append(write_record(record, path_of(record, root)))
+        start = time.perf_counter()
     return written
 
 

@@ -7,15 +7,17 @@ It holds no records and runs no estimator (it sits below :mod:`skinbench.runner`
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
 
+from skinbench.data.base import Dataset
 from skinbench.data.images import image_size, read_mask
 from skinbench.errors import ConfigError
 from skinbench.metrics.classification import classification_scores
-from skinbench.metrics.evaluate import evaluate_classification
+from skinbench.metrics.evaluate import evaluate_classification, evaluate_segmentation
 from skinbench.metrics.segmentation import confusion_counts
 from skinbench.metrics.surface import surface_distances
 
@@ -117,3 +119,76 @@ def score_mask(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, tuple[f
     2004-image run, counted in predict_s), < 1 ms per task3 mask.
     """
     return confusion_counts(truth, pred), surface_distances(truth, pred)
+
+
+#: what the per-image loop does with each image besides scoring it: ``(index, truth, predicted mask)``
+#: (the runner keeps overlays and writes submission masks there)
+EachImage = Callable[[int, np.ndarray, np.ndarray], None]
+
+
+class MaskScores(NamedTuple):
+    """What the per-image loop gives a segmentation record: counts (n, 4), surface (n, 2), shapes [H, W]."""
+
+    counts: np.ndarray
+    surface: np.ndarray
+    shapes: list[list[int]]
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """One scorer bound to a test set and its truth, as MedMNIST's ``Evaluator(flag, split)``: runs,
+    cross-dataset runs, external predictions and sweeps hand it predictions and get a record's
+    ``metrics``, ``extras`` and ``predictions`` back, so each is scored the same way.
+
+    ``y``/``class_names``/``positive_class`` default to the test set's own; a foreign test set passes its
+    labels as indices into the *training* classes, the model's columns.
+    """
+
+    test: Dataset
+    n_boot: int = 1000
+    seed: int = 0
+    y: np.ndarray | None = None
+    class_names: Sequence[str] | None = None
+    positive_class: str | None = None
+
+    def classification(self, scores: np.ndarray) -> dict[str, Any]:
+        """Fields of a classification record from ``(n_test, n_classes)`` scores in test order."""
+        names = list(self.class_names if self.class_names is not None else self.test.class_names)
+        positive = self.positive_class if self.class_names is not None else self.test.positive_class
+        y = self.test.y if self.y is None else self.y
+        return scored_classification(self.test.ids, y, scores, names, positive, self.n_boot, self.seed)
+
+    def score_masks(self, target: str, predictions: Iterable[Any],
+                    to_mask: Callable[[Any, tuple[int, ...]], np.ndarray] = threshold_map,
+                    each: EachImage | None = None) -> MaskScores:
+        """The per-image loop of every segmentation score: truth mask -> the prediction on its grid
+        (``to_mask``: a probability map thresholded by default, or a predicted mask file read) -> counts
+        and surface distances. ``predictions`` come in test order (a generator is consumed lazily, so a
+        model's maps are never all held). Returns counts ``(n, 4)``, surface ``(n, 2)`` and the truth masks'
+        ``[H, W]`` (the tables divide HD95 by each mask's diagonal)."""
+        masks, paths = self.test.masks(target), self.test.paths
+        counts, surface, shapes = [], [], []
+        for i, prediction in enumerate(predictions):
+            if i >= len(paths):
+                raise ConfigError(f"more {target} predictions than the {len(paths)} test images",
+                                  fix="predict exactly one mask per test image")
+            truth = truth_mask(masks[i], paths[i])
+            pred = to_mask(prediction, truth.shape)
+            image_counts, image_surface = score_mask(truth, pred)
+            counts.append(image_counts)
+            surface.append(image_surface)
+            shapes.append([int(n) for n in truth.shape])
+            if each is not None:
+                each(i, truth, pred)
+        if len(counts) != len(paths):
+            raise ConfigError(f"{len(counts)} {target} predictions for {len(paths)} test images",
+                              fix="predict exactly one mask per test image")
+        return MaskScores(np.asarray(counts, dtype=np.int64).reshape(-1, 4),
+                          np.reshape(np.asarray(surface, dtype=float), (-1, 2)), shapes)
+
+    def segmentation(self, scores: MaskScores) -> dict[str, Any]:
+        """Fields of a segmentation record from :meth:`score_masks`' counts, surface distances and shapes."""
+        evaluation = evaluate_segmentation(scores.counts, n_boot=self.n_boot, seed=self.seed)
+        return {"metrics": evaluation["metrics"], "extras": {k: v for k, v in evaluation.items() if k != "metrics"},
+                "predictions": {"image_id": [str(i) for i in self.test.ids], "counts": scores.counts.tolist(),
+                                "surface": np.round(scores.surface, 3).tolist(), "mask_shape": scores.shapes}}

@@ -333,38 +333,18 @@ def _validation_point(point: Point, data_root: str | None,
                       dataset_kwargs: Mapping[str, Any] | None) -> tuple[str, bytes]:
     """Fit on the training images less a lesion-aware validation split, score that split (never test).
 
-    Classification only; the row holds every score, what the fit chose and the split sizes.
+    Classification only; the row is a RunRecord (:func:`skinbench.runner.validation_record`: every score,
+    what the fit chose, the split sizes), stored as records are, under :func:`validation_path`.
     """
-    from skinbench import runner, scoring
-    from skinbench.data.splits import validation_split
-    from skinbench.environment import environment
-    from skinbench.metrics.classification import classification_scores
-    from skinbench.results.records import _clean
+    from skinbench import runner
+    from skinbench.results.records import dumps
 
     spec = point.spec
-    tinfo, ainfo, dataset = runner.resolve(spec.task, spec.approach, spec.dataset)
-    if tinfo.kind != "classification":
-        raise ConfigError("validation sweeps score classifiers only", fix="use work = \"run\" for segmentation")
+    _, _, dataset = runner.resolve(spec.task, spec.approach, spec.dataset)
     ds = _load(dataset, spec.task, data_root, dataset_kwargs)
-    train = runner.limit_images(ds.split("train"), spec.limit, spec.seed)
-    X, y, groups = train.paths, train.y, train.groups
-    fit_idx, val_idx = validation_split(y, groups, VALIDATION_FRACTION, spec.seed)
-    est = runner.build_estimator(ainfo, spec.seed, dict(spec.params), spec.task)
-    runner.seed_everything(spec.seed)
-    start = time.perf_counter()
-    est.fit(X[fit_idx], y[fit_idx], groups[fit_idx])
-    proba = est.predict_proba(X[val_idx])
-    seconds = time.perf_counter() - start
-    key, inputs = validation_key(spec, ds)
-    row = {"task": spec.task, "dataset": dataset, "approach": spec.approach, "seed": spec.seed,
-           "params": dict(spec.params), "label": point.label, "limit": spec.limit,
-           "scores": classification_scores(y[val_idx], scoring.full_columns(
-               proba, est.classes_, len(train.class_names))),
-           "fit": scoring.fit_summary(est), "seconds": round(seconds, 2),
-           "split": {"n_fit": len(fit_idx), "n_val": len(val_idx), "manifest_digest": ds.manifest_digest,
-                     "how": f"{VALIDATION_FRACTION:.0%} lesion-aware stratified validation split of the training set"},
-           "run_key": key, "key_inputs": inputs, **environment()}
-    return validation_path(spec, ds), (json.dumps(_clean(row), indent=1, sort_keys=True) + "\n").encode()
+    _, inputs = validation_key(spec, ds)
+    record = runner.validation_record(spec, ds, VALIDATION_FRACTION, inputs, label=point.label)
+    return validation_path(spec, ds), dumps(record)
 
 
 def _worker_name() -> str:

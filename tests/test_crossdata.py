@@ -309,9 +309,80 @@ def test_cli_cross_dataset_errors_are_one_line(generic_pair, tmp_path, capsys):
     rc = main(["run", "task1", "-a", "stratified", "--dataset", "generic", "--data-root", str(train_dir),
                "--test-dataset", "generic", "--results", str(tmp_path)])
     assert rc == 2 and "needs its folder" in capsys.readouterr().err
-    rc = main(["run", "task4", "-a", "ellipse", "--dataset", "synthetic", "--test-dataset", "ham10000",
-               "--results", str(tmp_path)])
-    assert rc == 2 and "classification tasks only" in capsys.readouterr().err
+    rc = main(["run", "task4", "-a", "ellipse", "--dataset", "synthetic", "--test-dataset", "generic",
+               "--test-root", str(tmp_path / "nowhere"), "--results", str(tmp_path)])
+    assert rc == 2 and "test data folder does not exist" in capsys.readouterr().err
+
+
+# ------------------------------------------------- segmentation across datasets (issue 29: one scorer)
+
+@pytest.fixture(scope="module")
+def isic_task1_release(tmp_path_factory):
+    """A lesion-segmentation test set as an ISIC 2018 Task 1 download unzips (no CSV): 20 new synthetic
+    images in ``ISIC2018_Task1-2_Test_Input/``, their masks as ``<id>_segmentation.png`` in
+    ``ISIC2018_Task1_Test_GroundTruth/``; plus two images of the training split (default synthetic set),
+    one under a new id (same content) and one under its own id; a superpixels file and a ``__MACOSX``
+    folder that are not test images."""
+    train = load_dataset("synthetic").split("train")
+    src = tmp_path_factory.mktemp("seg_src")
+    synthetic.generate(src, n_images=20, seed=11)
+    folder = tmp_path_factory.mktemp("isic2018_task1")
+    images, masks = folder / "ISIC2018_Task1-2_Test_Input", folder / "ISIC2018_Task1_Test_GroundTruth"
+    images.mkdir()
+    masks.mkdir()
+    pairs = [(src / "images" / f"syn_{i:05d}.png", src / "masks" / f"syn_{i:05d}_lesion.png", f"ISIC_{9200000 + i}")
+             for i in range(20)]
+    pairs += [(Path(train.paths[k]), Path(train.masks("lesion")[k]), new_id)
+              for k, new_id in ((0, "ISIC_dup0"), (1, train.ids[1]))]
+    for image, mask, new_id in pairs:
+        shutil.copy(image, images / f"{new_id}.png")
+        shutil.copy(mask, masks / f"{new_id}_segmentation.png")
+    shutil.copy(pairs[0][0], images / f"{pairs[0][2]}_superpixels.png")  # ISIC 2017 ships these beside images
+    (folder / "__MACOSX").mkdir()
+    shutil.copy(pairs[0][0], folder / "__MACOSX" / "x.png")  # a zip made on a Mac
+    return folder
+
+
+def test_load_mask_folder_pairs_isic_masks_with_their_images(isic_task1_release, tmp_path):
+    test = crossdata.load_test_set("generic", "task4", isic_task1_release)
+    assert len(test) == 22 and set(test.frame["split"]) == {"test"} and test.targets == ("lesion",)
+    assert all(Path(m).name == f"{i}_segmentation.png" for i, m in zip(test.ids, test.masks("lesion")))
+    folder = tmp_path / "one_mask_less"
+    shutil.copytree(isic_task1_release, folder)
+    next((folder / "ISIC2018_Task1_Test_GroundTruth").glob("ISIC_92*_segmentation.png")).unlink()
+    from skinbench.cli import main
+
+    assert main(["run", "task4", "-a", "ellipse", "--dataset", "synthetic", "--test-dataset", "generic",
+                 "--test-root", str(folder), "--n-boot", "20", "--results", str(tmp_path / "r")]) == 2
+
+
+def test_cli_task4_cross_dataset_run_scores_masks_like_a_run(isic_task1_release, tmp_path, capsys):
+    """`run task4 --test-dataset generic --test-root DIR` (refused before issue 29): trained on the synthetic
+    set, scored on an ISIC-layout mask folder with the overlap excluded and the geometry recorded; its
+    record carries the fields of an in-dataset run's record, surface distances included."""
+    from skinbench.cli import main
+    from skinbench.results.records import load_records
+
+    out = tmp_path / "r"
+    common = ["run", "task4", "-a", "ellipse", "--dataset", "synthetic", "--n-boot", "20", "--results", str(out)]
+    assert main(common) == 0
+    assert main([*common, "--test-dataset", "generic", "--test-root", str(isic_task1_release)]) == 0
+    records = load_records(out, task="task4")
+    cross = {r.approach: r for r in records if "__on__" in r.dataset}
+    assert set(cross) == {"ellipse", "all-background", "all-foreground"}  # the baselines come along
+    r = cross["ellipse"]
+    assert r.target == "lesion" and r.dataset.startswith("synthetic__on__generic-isic2018-task1")
+    assert r.extras["overlap"]["excluded"] == 2 and r.split["n_test"] == 20
+    assert r.extras["geometry"]["test"]["n"] == 20 and "mapping" not in r.extras  # masks, not labels
+    assert len(r.predictions["counts"]) == len(r.predictions["surface"]) == 20
+    assert r.run_key and r.key_inputs["target"] == "lesion" and r.command.endswith(str(isic_task1_release))
+    own = next(x for x in records if x.approach == "ellipse" and "__on__" not in x.dataset)
+    assert set(r.metrics) == set(own.metrics) and set(r.predictions) == set(own.predictions)
+    assert set(r.timings) == set(own.timings) and set(r.params) == set(own.params)
+    assert 0.0 < r.value("jaccard_mean") < 1.0
+    md = (out / "tables" / f"task4__{r.dataset}__lesion.md").read_text()
+    assert "**Cross-dataset**" in md and "excluded: 2 of 22" in md and "Test labels" not in md
+    assert "hd95_mean" in md
 
 
 # ------------------------------------------------- official releases as they unzip (issue 30, cross-dataset)

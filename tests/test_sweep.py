@@ -357,3 +357,34 @@ def test_configuring_a_sweep_reads_parameters_without_importing_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+def test_a_validation_point_is_a_run_record_scored_on_the_validation_split(tmp_path):
+    """Issue 29: a `work="validation"` point writes a RunRecord (scored by the one scorer, stamped by the one
+    builder) where its untyped row was, under the same path and run key; the sweep keeps it current, and
+    benchmarks/validate_transfer.py reads it as it read the row."""
+    import importlib.util
+    import json
+
+    from skinbench.data import load_dataset
+
+    repo = Path(__file__).resolve().parents[1]
+    point = sweep.Point(RunSpec("task1", "stratified", "synthetic", 0, {}, None, None, 0), work="validation",
+                        out="validation/check", label="strat")
+    first = sweep.run_sweep([point], tmp_path, engine="local", dataset_kwargs=TINY, progress=False)
+    assert first.ok and len(first.done) == 1
+    (path,) = first.outputs[point.id]
+    assert path.relative_to(tmp_path).as_posix().startswith("validation/check/task1/synthetic/stratified__")
+    record = RunRecord.from_file(path)
+    key, inputs = sweep.validation_key(point.spec, load_dataset("synthetic", **TINY))
+    assert record.run_key == key and record.key_inputs == inputs and record.extras["validation"] is True
+    assert record.split["n_val"] == record.split["n_test"] == len(record.predictions["image_id"])
+    assert record.value("auc") is not None and record.ci("auc") == (None, None)  # no bootstrap on validation
+    assert record.created and record.machine and "fit_s" in record.timings and record.extras["label"] == "strat"
+    again = sweep.run_sweep([point], tmp_path, engine="local", dataset_kwargs=TINY, progress=False)
+    assert again.done == [] and again.current == [point.id]
+    spec = importlib.util.spec_from_file_location("validate_transfer", repo / "benchmarks" / "validate_transfer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    split, fit, seconds, scores = module._row(json.loads(path.read_text()))
+    assert set(split) == {"n_fit", "n_val", "manifest_digest", "how"} and scores["auc"] == record.value("auc")

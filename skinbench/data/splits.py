@@ -8,11 +8,15 @@ label, using scikit-learn's ``StratifiedGroupKFold`` (one fold is held out).
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from skinbench.errors import DataError
+
+if TYPE_CHECKING:  # data.base imports nothing of this module, but generic -> splits -> base would be a cycle
+    from skinbench.data.base import Dataset
 
 
 def _n_folds(fraction: float) -> int:
@@ -74,3 +78,20 @@ def validation_split(y, groups=None, fraction: float = 0.15, seed: int = 0,
     for a single class or too few images/lesions.
     """
     return held_out_split(y, groups, fraction, seed, what="validation", min_classes=min_classes)
+
+
+def limit_images(ds: "Dataset", n: int | None, seed: int) -> "Dataset":
+    """A deterministic, stratified subset of at most ``n`` images (``--limit``: smoke and quick runs).
+
+    One rule for every side that is limited (a run's train and test splits, a foreign test set, the
+    test split an external submission is scored on), so ``score --limit N`` scores the images a
+    ``run --limit N`` predicted."""
+    if n is None or len(ds) <= n:
+        return ds
+    idx = np.arange(len(ds))
+    labels = ds.frame["label"].to_numpy(dtype=str)
+    try:
+        keep, _ = train_test_split(idx, train_size=n, random_state=seed, stratify=labels)
+    except ValueError:  # a class too small to stratify: plain sample
+        keep = np.random.default_rng(seed).choice(idx, n, replace=False)
+    return ds.subset(np.sort(keep))

@@ -93,7 +93,7 @@ def cross_table_header(task: str, dataset: str, ok: list[RunRecord], all_records
         dropped = ex.get("excluded_by_mapping") or {}
         parts.append(f"Label mapping `{mapping.get('name')}`: {describe_mapping(mapping.get('codes') or {})}; "
                      f"rows excluded by it: {', '.join(f'{k} {v}' for k, v in sorted(dropped.items())) or 'none'}.")
-    else:
+    elif t.kind == "classification":  # a segmentation test set is scored on its masks, not its labels
         parts.append("Test labels: the task's classes, as given.")
     counts, dx = ex.get("test_class_counts") or {}, ex.get("test_dx_counts") or {}
     if counts:

@@ -9,18 +9,23 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
+import shlex
+import sys
 import warnings
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterable
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from skinbench import provenance
 from skinbench.cache import atomic_write_bytes
+from skinbench.environment import environment
 from skinbench.metrics.segmentation import per_image_scores
-from skinbench.paths import results_dir
+from skinbench.paths import REPO_ROOT, results_dir
+from skinbench.scoring import fit_summary, params_of
 
 #: the record layout version; the one place it is written (``RunRecord.schema``). Schema 1 records
 #: (before the typed record) are read through :func:`_from_schema1`.
@@ -216,6 +221,54 @@ def _from_schema1(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data, schema=SCHEMA)
     out.update(provenance.migrate_legacy_key(data))
     return out
+
+
+def command_as_typed(argv: list[str] | None = None) -> str:
+    """The command line as a user would type it again (``python -m skinbench run ...``, not a file path)."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    head = Path(argv[0])
+    if head.name == "__main__.py" and head.parent.name == "skinbench":
+        first = "python -m skinbench"
+    elif head.name == "skinbench":
+        first = "skinbench"
+    elif head.suffix == ".py":
+        try:
+            first = "python " + head.resolve().relative_to(REPO_ROOT).as_posix()
+        except ValueError:
+            first = "python " + head.name
+    else:
+        first = head.name
+    return " ".join([first, *map(shlex.quote, argv[1:])])
+
+
+def build_record(base: RunRecord, scored: Mapping[str, Any] | None = None, *, est: Any = None,
+                 extras: Mapping[str, Any] | None = None, timings: Mapping[str, Any] | None = None,
+                 key_inputs: Mapping[str, Any] | None = None, command: str | None = None,
+                 status: str = "ok") -> RunRecord:
+    """The one way a record is finished, for runs, cross-dataset runs, external predictions and sweeps alike.
+
+    ``base`` says what ran and on what; ``scored`` are the scorer's ``metrics``/``extras``/``predictions``
+    (:class:`skinbench.scoring.Scorer`); ``est`` the fitted estimator (its parameters and ``extras.fit``,
+    what the fit chose); ``extras`` more extras. Stamped here, so no writer forgets one: environment
+    (versions, machine), ``created`` now, the command as typed, the run key of ``key_inputs`` and, with
+    ``timings``, the process's peak memory."""
+    values = dict(scored or {})
+    more: dict[str, Any] = {**values.pop("extras", {}), **dict(extras or {})}
+    if est is not None:
+        chosen = fit_summary(est)
+        if chosen:
+            more["fit"] = chosen
+        values["params"] = params_of(est)
+    if timings is not None:
+        values["timings"] = {**timings, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if key_inputs is not None:
+        values.update(key_inputs=dict(key_inputs), run_key=provenance.run_key(dict(key_inputs)))
+    env = environment()
+    return replace(base, **values, extras={**base.extras, **more}, status=status, versions=env["versions"],
+                   machine=env["machine"], created=datetime.now(timezone.utc).isoformat(),
+                   command=command or base.command or command_as_typed())
 
 
 def record_path(task: str, dataset: str, approach: str, target: str | None = None,
