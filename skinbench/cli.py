@@ -30,6 +30,7 @@ from typing import Any, Sequence
 from skinbench import __version__, info
 from skinbench.errors import ConfigError, SkinbenchError, StorageError
 from skinbench.paths import check_writable, user_results_root
+from skinbench.sweep.engine import Reporter  # the CLI registers `sweep` anyway: no start-up cost
 
 #: approaches the demo runs on the synthetic default: fast on 2 CPU cores, nothing to download, and for
 #: each kind of task a deep row trained from scratch beside the classical ones (classification: the small
@@ -526,8 +527,12 @@ def _approach_names(task: str, requested: Sequence[str]) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Each approach x seed, and the baselines beside them, as the points of one in-process sweep (the
+    one point executor and currency check of ``smoke``, ``sweep`` and regenerate); exit 1 when every
+    asked approach failed."""
     from skinbench import runner
     from skinbench.results.render import render_all
+    from skinbench.sweep import engine
 
     info.task(args.task)
     names = _approach_names(args.task, args.approach)
@@ -554,47 +559,68 @@ def cmd_run(args: argparse.Namespace) -> int:
                                          command=args.command_line, log=lambda line: print(line, file=sys.stderr))
         _print_tables(render_all(root, task=args.task), ci=args.ci, root=root)
         return 1 if len(crossed) >= len(names) else 0
-    failures = 0
-    for name in names:
-        print(f"== {args.task} / {name}", file=sys.stderr)
-        try:
-            paths = [path for seed in args.seed for path in runner.run(
-                args.task, name, dataset=args.dataset, data_root=args.data_root, seed=seed,
-                               params=params[name] or None, target=args.target, limit=args.limit,
-                               n_boot=args.n_boot, results_root=root, predictions_dir=args.predictions,
-                               command=args.command_line, dataset_kwargs=kwargs or None)]
-        except SkinbenchError as err:
-            if len(names) == 1 or isinstance(err, StorageError):  # a full disk fails every later approach too
-                raise
-            failures += 1
-            print(f"skinbench: {name} skipped: {err}", file=sys.stderr)
-            continue
-        for path in paths:
-            print(f"wrote {path}", file=sys.stderr)
-    _ensure_baselines(args, names, root, kwargs)
+    points, forced = run_points(args, names, params)
+    lines = _RunLines(args.task, single=len(names) == 1)
+    engine.run_sweep(points, root, engine="local", data_root=args.data_root, dataset_kwargs=kwargs or None,
+                     command=args.command_line, force=lambda p: p.id in forced, progress=lines)
     _print_tables(render_all(root, task=args.task), ci=args.ci, root=root)
-    return 1 if failures == len(names) else 0
+    return 1 if len(lines.failed) == len(names) else 0
 
 
-def _ensure_baselines(args: argparse.Namespace, names: list[str], root: Path, kwargs: dict) -> None:
-    """The trivial baselines sit beside every row (milliseconds): run those not current in this folder."""
-    from skinbench import provenance, runner
-    from skinbench.results import currency
-    from skinbench.data import load_dataset
+def run_points(args: argparse.Namespace, names: list[str],
+               params: dict[str, dict[str, Any]]) -> tuple[list[Any], set[str]]:
+    """``run``'s work as sweep points: each approach x seed (rerun whatever its records say), then the
+    trivial baselines that sit beside every row (milliseconds; run only where not current in this
+    folder). Returns (points, the ids of the points to rerun)."""
+    from skinbench.provenance import RunSpec
+    from skinbench.sweep import Point
 
-    missing = [b for b in info.baselines_for(args.task) if b not in names]
-    if not missing:
-        return
-    tinfo = info.task(args.task)
-    name = args.dataset or tinfo.default_dataset
-    ds = load_dataset(name, args.data_root, **{**tinfo.dataset_kwargs.get(name, {}), **(kwargs or {})})
-    for baseline in missing:
-        spec = provenance.RunSpec(args.task, baseline, args.dataset, args.seed[0], target=args.target,
-                                  limit=args.limit, n_boot=args.n_boot)
-        if not currency.check(spec, root, ds).current:
-            print(f"== {args.task} / {baseline} (baseline, beside every row)", file=sys.stderr)
-            runner.execute(spec, data_root=args.data_root, results_root=root, command=args.command_line,
-                           dataset_kwargs=kwargs or None)
+    asked = [Point(RunSpec(args.task, name, args.dataset, seed, params[name] or {}, args.target, args.limit,
+                           args.n_boot), label=name, predictions=args.predictions or "")
+             for name in names for seed in dict.fromkeys(args.seed)]
+    baselines = [Point(RunSpec(args.task, b, args.dataset, args.seed[0], {}, args.target, args.limit, args.n_boot),
+                       label=BASELINE_LABEL)
+                 for b in info.baselines_for(args.task) if b not in names]
+    return asked + baselines, {p.id for p in asked}
+
+
+#: the label of the baseline points ``run`` adds beside the rows it was asked for
+BASELINE_LABEL = "baseline, beside every row"
+
+
+class _RunLines(Reporter):
+    """``run``'s lines as its points go: ``== task / approach`` once per approach, ``wrote PATH`` per
+    record; a failed approach is skipped with one line when others were asked for, and is the command's
+    error (one line, exit 2) when it was the only one, or when the disk refuses writes."""
+
+    def __init__(self, task: str, single: bool):
+        self.task, self.single = task, single
+        self.failed: set[str] = set()
+        self.announced: set[str] = set()
+
+    def started(self, point: Any) -> None:
+        name = point.spec.approach
+        if name not in self.announced:
+            self.announced.add(name)
+            extra = f" ({point.label})" if point.label == BASELINE_LABEL else ""
+            print(f"== {self.task} / {name}{extra}", file=sys.stderr)
+
+    def finished(self, point: Any, result: Any, error: str | None, paths: Sequence[Path]) -> None:
+        name = point.spec.approach
+        err = result.exception if result is not None else None
+        if error:
+            # a full disk fails every later approach too; a programming error keeps its traceback
+            if point.label == BASELINE_LABEL or self.single or not isinstance(err, SkinbenchError) \
+                    or isinstance(err, StorageError):
+                raise err if err is not None else SkinbenchError(error)
+            if name not in self.failed:
+                print(f"skinbench: {name} skipped: {err if err is not None else error}", file=sys.stderr)
+            self.failed.add(name)
+            return
+        if point.label != BASELINE_LABEL:
+            for path in paths:
+                if path.suffix == ".json":
+                    print(f"wrote {path}", file=sys.stderr)
 
 
 def _scratch(explicit: str | None, prefix: str) -> tuple[Path, bool]:
@@ -657,6 +683,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     ``--workers 2`` spreads them over a Dask LocalCluster), always rerun, every failure listed."""
     from skinbench import sweep
     from skinbench.results.render import render_all
+    from skinbench.sweep import engine
 
     for task in args.task or []:
         info.task(task)
@@ -668,7 +695,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
                           fix="see `python -m skinbench list` for which approach does which task")
     root, temporary = _scratch(args.results, "skinbench-smoke-")
     try:
-        summary = sweep.run_sweep(points, root, dataset_kwargs={"n_images": SMOKE_N_IMAGES},
+        summary = engine.run_sweep(points, root, dataset_kwargs={"n_images": SMOKE_N_IMAGES},
                                   command=args.command_line, force=True, **sweep.engine_options(args))
         _print_tables(render_all(root))  # the rows that ran; a failed point's row says "not run"
     finally:

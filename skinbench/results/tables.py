@@ -48,7 +48,7 @@ from skinbench.metrics.calibration import (
 )
 from skinbench.metrics.evaluate import evaluate_surface
 from skinbench.results.currency import version_drift
-from skinbench.results.headers import CROSS, cross_table_header, is_cross, table_header
+from skinbench.results.headers import CROSS, cross_table_header, header_tail, is_cross, table_header
 from skinbench.results.records import FLOAT_DECIMALS, RunRecord
 
 #: metrics shown per kind of task (all of them stay in the records)
