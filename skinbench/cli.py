@@ -4,7 +4,7 @@ User errors print one line (``skinbench: error: ...``) and exit 2; an interrupt 
 nothing half-written (records are atomic, caches are per-item). Before any work a run checks its names,
 its ``-p`` parameters (:mod:`skinbench.params`) and its data (:func:`skinbench.data.base.check_for_task`:
 labels, positive class, masks, every file readable). Tables print compactly on the terminal
-(:func:`compact_table`); the wide markdown and CSV stay in ``<results>/tables/``.
+(``Table.to_terminal``); the wide markdown and CSV stay in ``<results>/tables/``.
 
 Commands import the rest of skinbench inside their functions, for start-up cost: ``list`` and ``--help``
 load no NumPy, OpenCV, scikit-learn or TensorFlow.
@@ -13,10 +13,7 @@ load no NumPy, OpenCV, scikit-learn or TensorFlow.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -77,22 +74,6 @@ examples:
   python -m skinbench data verify generic --data-root my_images   your own folder, as a run checks it
 """
 
-#: columns of the compact terminal table per kind of task (the primary metric is moved first)
-COMPACT_METRICS = {
-    "binary": ("ap", "auc", "balanced_accuracy", "accuracy", "recall"),
-    # a cross-dataset table: sensitivity and specificity at the decision threshold come right after the
-    # primary metric (out of domain they move while AUC holds), and stay when --ci keeps three columns
-    "cross-binary": ("ap", "recall", "specificity", "auc", "balanced_accuracy"),
-    "multiclass": ("balanced_accuracy", "accuracy", "f1_macro", "auc_macro"),
-    "segmentation": ("jaccard_mean", "dice_mean", "thresholded_jaccard", "jaccard_set"),
-    # a classification table's `<slug>__clinical` table (calibration, operating points; binary has all)
-    "clinical": ("ece", "brier", "spec_at_sens80", "spec_at_sens95", "sens_at_spec80", "pauc_above_tpr80"),
-}
-SHORT = {"balanced_accuracy": "bal_acc", "accuracy": "acc", "thresholded_jaccard": "thr_jacc",
-         "jaccard_mean": "jacc", "dice_mean": "dice", "jaccard_set": "jacc_set", "f1_macro": "f1_m",
-         "auc_macro": "auc_m", "recall": "sens", "specificity": "spec", "spec_at_sens80": "spec@sens80",
-         "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80", "pauc_above_tpr80": "pauc80"}
-NOTE_WIDTH = 40
 #: the width `list` fits its tables to when the output is not a terminal (and $COLUMNS is unset)
 DEFAULT_WIDTH = 100
 #: exit status after the reader of stdout went away (`... | head`): what a process killed by SIGPIPE reports
@@ -298,18 +279,6 @@ def preflight(task: str, dataset: str, data_root: str | None, dataset_kwargs: di
 
 
 # ---------------------------------------------------------------------------------------- tables
-def shorten(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters, cut at a word boundary and marked "…" (a word is cut
-    only when it alone is wider): a note stays readable, never ends mid-word."""
-    text = " ".join(text.split())
-    if len(text) <= width:
-        return text
-    head = text[:width]  # one character more than is kept: a cut right before a space is a boundary
-    cut = head.rfind(" ")
-    kept = (head[:cut] if cut > 0 else head[:width - 1]).rstrip(" ,;:-(")
-    return kept + "…"
-
-
 def terminal_width() -> int:
     """Columns of the terminal ($COLUMNS first), :data:`DEFAULT_WIDTH` when piped."""
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
@@ -345,106 +314,14 @@ def fit_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: int 
     return tabulate(wrapped, headers=list(headers), disable_numparse=True)
 
 
-def _read_table_csv(path: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(path.read_text())))
-
-
-def _positive_from_md(md: Path) -> str | None:
-    if not md.is_file():
-        return None
-    m = re.search(r"[Pp]ositive class(?:\s*[:=]\s*|\s+is\s+|\s+)[`'\"*]*([\w\-. ]+?)[`'\"*]*(?:[.;,)]|\s*$)",
-                  md.read_text(), re.M)
-    return m.group(1).strip() if m else None
-
-
-def compact_table(md_or_table: Any, ci: bool = False, ran_only: bool = False) -> str:
-    """A terminal-width table from a rendered table (a ``.md`` or ``.csv`` path under ``<results>/tables``,
-    or a :class:`skinbench.results.tables.Table`): the approach, a few key metrics with the task's
-    primary metric first (marked ``*``), n_test, fit seconds and a shortened note. No HTML comment, no
-    header paragraph; ``ci`` adds the 95% CIs; ``ran_only`` leaves out the rows of approaches that were not run
-    (the demo: what it ran, not every registered approach)."""
-    md = None
-    if isinstance(md_or_table, (str, os.PathLike)):
-        path = Path(md_or_table)
-        md = path.with_suffix(".md")
-        rows = _read_table_csv(path.with_suffix(".csv"))
-        slug = path.stem
-    else:
-        rows = list(csv.DictReader(io.StringIO(md_or_table.csv())))
-        slug = md_or_table.slug
-    parts = slug.split("__")
-    task = parts[0]
-    fields = list(rows[0]) if rows else []
-    kind = ("segmentation" if "jaccard_mean" in fields else "multiclass" if "auc_macro" in fields
-            else "clinical" if "ece" in fields else "binary")
-    primary = info.TASKS[task].primary_metric if task in info.TASKS and kind != "clinical" else ""
-    from skinbench.results.headers import is_cross
-
-    cross = kind == "binary" and is_cross(slug) and "specificity" in fields
-    if cross:
-        kind = "cross-binary"
-    if kind == "clinical":  # a secondary table: rows without numbers are already listed in the main one
-        rows = [r for r in rows if r.get("status", "ok") == "ok"]
-    elif ran_only:
-        rows = [r for r in rows if r.get("status", "ok") != "missing"]
-    metrics = [m for m in COMPACT_METRICS[kind] if m in fields]
-    if primary in fields:
-        metrics = [primary] + [m for m in metrics if m != primary]
-    if ci:
-        metrics = metrics[:3]  # a CI triples a cell's width: the primary metric and two more
-
-    def cell(row: dict[str, str], m: str) -> str:
-        if row.get("status", "ok") != "ok" or row.get(m, "") == "":
-            return "—" if row.get("status", "ok") != "ok" else "n/a"
-        text = f"{float(row[m]):.3f}"
-        if ci and row.get(f"{m}_lo") and row.get(f"{m}_hi"):
-            text += f" [{float(row[f'{m}_lo']):.2f},{float(row[f'{m}_hi']):.2f}]"
-        return text
-
-    def note(text: str) -> str:
-        text = " ".join(text.split())
-        if text.startswith("not run (python -m skinbench"):
-            return "not run"
-        return shorten(text, NOTE_WIDTH)
-
-    def seconds(text: str) -> str:
-        if not text:
-            return "—"
-        value = float(text)
-        return f"{value:.1f}" if value < 100 else f"{value:.0f}"
-
-    n_tests = {r.get("n_test") for r in rows if r.get("n_test")}
-    per_row = len(n_tests) > 1  # records of different subsets: show n_test per row, else once in the title
-    timed = "fit_s" in fields
-    noted = any(r.get("note") for r in rows)
-    headers = (["approach"] + [SHORT.get(m, m) + ("*" if m == primary else "") for m in metrics]
-               + (["n_test"] if per_row else []) + (["fit s"] if timed else []) + (["note"] if noted else []))
-    body = [[r.get("approach", "")] + [cell(r, m) for m in metrics] + ([r.get("n_test") or "—"] if per_row else [])
-            + ([seconds(r.get("fit_s", ""))] if timed else []) + ([note(r.get("note", ""))] if noted else [])
-            for r in rows]
-    from tabulate import tabulate
-
-    heading = re.search(r"^#+ (.+)$", md.read_text(), re.M) if md is not None and md.is_file() else None
-    title = heading.group(1) if heading else getattr(md_or_table, "title", " / ".join(parts))
-    extras = [f"* primary: {primary}"] if primary else []
-    positive = _positive_from_md(md) if md is not None else None
-    if positive:
-        extras.append(f"positive class: {positive}")
-    if cross:
-        from skinbench.metrics.classification import DECISION_THRESHOLD
-
-        extras.append(f"sens/spec at p > {DECISION_THRESHOLD:g}")
-    if len(n_tests) == 1:
-        extras.append(f"n_test {next(iter(n_tests))}")
-    return f"{title}  ({'; '.join(extras)})\n" + tabulate(body, headers=headers, tablefmt="simple",
-                                                         disable_numparse=True) + "\n"
-
-
-def _print_tables(paths: Sequence[Path], ci: bool = False, root: Path | None = None, ran_only: bool = False) -> None:
-    shown = [p for p in paths if p.suffix == ".csv" and p.parent.name == "tables"]
-    for path in shown:
-        print(compact_table(path, ci=ci, ran_only=ran_only))
-    if shown and root is not None:
+def _print_tables(rendered: Any, ci: bool = False, root: Path | None = None, ran_only: bool = False) -> None:
+    """The compact terminal tables of what :func:`skinbench.results.render.render_all` rendered (each table
+    and its calibration table, from the table objects: nothing read back), then where the files are."""
+    for table in rendered.tables:
+        for shown in (table, table.clinical):
+            if shown is not None:
+                print(shown.to_terminal(ci=ci, ran_only=ran_only))
+    if rendered.tables and root is not None:
         print(f"full tables (markdown, CSV) and plots: {root / 'tables'}", file=sys.stderr)
 
 
@@ -719,7 +596,7 @@ def cmd_table(args: argparse.Namespace) -> int:
                           fix="run `python -m skinbench run TASK --approach NAME` first, or pass --results DIR")
     written = render_all(root, task=args.task, dashboard=None if runs else False, sweeps=True)
     _print_tables(written, ci=args.ci, root=root)
-    print_sweep_tables(written)
+    print_sweep_tables(written.sweep_tables, root)
     return 0
 
 

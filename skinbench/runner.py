@@ -14,10 +14,11 @@ import resource
 import shlex
 import sys
 import time
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -38,6 +39,9 @@ from skinbench.scoring import (fit_summary, full_columns, params_of, score_mask,
 
 #: how many test images get an overlay figure (image | truth | prediction) per segmentation run
 N_OVERLAYS = 6
+#: where finished records go instead of the disk, when set: the sweep's point executor collects them
+#: (``sink(record, path) -> path``) and returns them to the client, which writes them under the results root
+RECORD_SINK: ContextVar[Callable[[RunRecord, Path], Path] | None] = ContextVar("RECORD_SINK", default=None)
 
 
 def resolve(task: str, approach: str, dataset: str | None = None) -> tuple[info.TaskInfo, info.ApproachInfo, str]:
@@ -176,7 +180,8 @@ def _finish(record: RunRecord, root: Path, timings: dict[str, Any]) -> Path:
     env = environment()
     record = replace(record, status="ok", timings=timings, created=datetime.now(timezone.utc).isoformat(),
                      versions=env["versions"], machine=env["machine"])
-    return write_record(record, path_of(record, root))
+    sink = RECORD_SINK.get()
+    return sink(record, path_of(record, root)) if sink is not None else write_record(record, path_of(record, root))
 
 
 def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,

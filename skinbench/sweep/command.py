@@ -127,5 +127,5 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for path in written:
             if path.suffix == ".md" and path.name != "README.md":
                 print(f"table: {path}", file=sys.stderr)
-        print_sweep_tables(written, config.name)
+        print_sweep_tables(written.sweep_tables, root, config.name)
     return 0 if summary.ok else 1

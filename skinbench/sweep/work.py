@@ -102,19 +102,27 @@ def execute_point(point: Point, data_root: str | None = None, dataset_kwargs: Ma
 
 def _run_point(point: Point, scratch: Path, data_root: str | None, dataset_kwargs: Mapping[str, Any] | None,
                command: str, result: PointResult) -> None:
+    """The runner's records come back as objects (:data:`skinbench.runner.RECORD_SINK`: never written
+    here, so the results root is the only place a record is written); figures (and any other file the
+    run writes) are read from the scratch folder."""
     from skinbench import runner
-    from skinbench.results.records import RunRecord
+
+    made: list[tuple[str, Any]] = []
+
+    def keep(record: Any, path: Path) -> Path:
+        made.append((path.relative_to(scratch).as_posix(), record))
+        return path
 
     kwargs = dataset_kwargs_for(point.spec.task, point.spec.dataset_name, dataset_kwargs)
-    paths = runner.execute(point.spec, data_root=data_root, results_root=scratch, command=command,
-                           dataset_kwargs=kwargs, predictions_dir=point.predictions or None)
-    records = {Path(p).resolve() for p in paths}
+    token = runner.RECORD_SINK.set(keep)
+    try:
+        runner.execute(point.spec, data_root=data_root, results_root=scratch, command=command,
+                       dataset_kwargs=kwargs, predictions_dir=point.predictions or None)
+    finally:
+        runner.RECORD_SINK.reset(token)
+    result.records.extend(sorted(made, key=lambda item: item[0]))
     for path in sorted(p for p in scratch.rglob("*") if p.is_file()):
-        rel = path.relative_to(scratch).as_posix()
-        if path.resolve() in records:
-            result.records.append((rel, RunRecord.from_file(path)))
-        else:
-            result.files.append((rel, path.read_bytes()))
+        result.files.append((path.relative_to(scratch).as_posix(), path.read_bytes()))
 
 
 def validation_key(spec: RunSpec, data: Any) -> tuple[str, dict[str, Any]]:
