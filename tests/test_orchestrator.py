@@ -5,14 +5,16 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from skinbench import cli, info
+from skinbench import cli, info, runner
 from skinbench.errors import DataError
 from skinbench.results.render import render_all
 from skinbench.sweep import regenerate, work
@@ -122,3 +124,27 @@ def test_regenerate_is_importable_and_the_script_is_thin():
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "regenerate.py"), "--help"],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0 and "--status" in proc.stdout and "--allow-cpu" in proc.stdout
+
+
+def test_train_segmenters_fits_through_the_runner_with_lesion_groups(tmp_path, monkeypatch):
+    """benchmarks/train_segmenters.py fits as the runner fits a segmenter: seeded, with the lesion ids as
+    ``groups`` (it fitted without them, so the validation split could part a lesion's images)."""
+    spec = importlib.util.spec_from_file_location("train_segmenters", REPO / "benchmarks" / "train_segmenters.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    seen: dict = {}
+
+    class Recording:
+        def fit(self, X, masks, y=None, groups=None):
+            seen.update(X=X, masks=masks, y=y, groups=groups)
+            return self
+
+    monkeypatch.setattr(runner, "build_estimator", lambda ainfo, seed, params, task: Recording())
+    monkeypatch.setattr(runner, "seed_everything", lambda seed: seen.setdefault("seed", seed))
+    table = pd.DataFrame({"image_id": ["a", "b", "c"], "image": ["a.jpg", "b.jpg", "c.jpg"],
+                          "mask": ["a_lesion.png", "b_lesion.png", "c_lesion.png"], "y": [0, 1, 0],
+                          "lesion_id": ["L1", "L1", "L2"]})
+    est, fit_s = script.fit("task4", "unet", table, tmp_path)
+    assert isinstance(est, Recording) and fit_s >= 0 and seen["seed"] == 0
+    assert list(seen["groups"]) == ["L1", "L1", "L2"] and list(seen["y"]) == [0, 1, 0]
+    assert seen["X"] == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), str(tmp_path / "c.jpg")]
