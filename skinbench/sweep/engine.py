@@ -21,7 +21,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from skinbench import info
 from skinbench import params as params_
@@ -280,7 +280,8 @@ def run_sweep(points: Sequence[Point], results_root: str | os.PathLike, *, worke
     benchmark, ``run``, ``smoke`` and regenerate with ``--workers 0``). ``work_fn`` replaces
     :func:`~skinbench.sweep.work.execute_point` (tests use it to kill a worker). ``force`` reruns current
     points too (a predicate: those it is true for; ``run`` reruns what it is asked, not the baselines it
-    adds). ``progress``: the sweep's bar (True), nothing (False), or a :class:`Reporter`. ``dry_run`` runs nothing: the summary holds the outputs of the points that
+    adds). ``progress``: the sweep's bar (True), nothing (False), or a :class:`Reporter`. ``dry_run``
+    runs nothing: the summary holds the outputs of the points that
     are current (a sweep table can show points it was not asked to train) and why each other one is not.
     """
     from skinbench.runner import command_as_typed

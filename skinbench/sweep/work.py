@@ -1,9 +1,10 @@
 """The worker side: :func:`execute_point`, the one point executor of ``run``, ``smoke``, ``sweep`` and
 ``benchmarks/regenerate.py`` (on a Dask worker or in-process), and the validation work.
 
-A point runs into a worker-local scratch folder and its records and figures are *returned*
-(:class:`PointResult`); the client lands them (:func:`skinbench.sweep.engine.land`), so results need no
-shared filesystem. A user error (:class:`~skinbench.errors.SkinbenchError`) is deterministic: it is
+A point's records come back from the runner as objects (:data:`skinbench.runner.RECORD_SINK`, never
+written on the worker) and its figures through a worker-local scratch folder; both are *returned*
+(:class:`PointResult`) and the client lands them (:func:`skinbench.sweep.engine.land`), so results need no
+shared filesystem and the results root is the only place a record is written. A user error (:class:`~skinbench.errors.SkinbenchError`) is deterministic: it is
 reported in the result, not raised, so the engine does not retry it.
 
 Runner, data and results modules are imported inside the functions (start-up cost: the CLI imports
