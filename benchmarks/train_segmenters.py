@@ -7,7 +7,9 @@ Three steps, because the lent GPU machine has JAX but neither TensorFlow nor the
    train split, from the dataset adapter), the MobileNetV2 weights and CSV lists into ``.gpudata/``
    (git-ignored, carried to the GPU machine).
 2. ``train`` (GPU machine, ``KERAS_BACKEND=jax``): fits each configuration with the committed
-   estimators and exports float16 weights to ``--out``.
+   estimators through the runner's fit path (:func:`fit`: seeded as the runner seeds, and with the
+   lesion ids as ``groups``, so the validation split that picks the epoch and the threshold keeps a
+   lesion's images together, as in a runner fit) and exports float16 weights to ``--out``.
 3. ``evaluate`` (here): ``skinbench.runner.run(task, approach, params={"checkpoint": ...})``: the
    runner scores against the full-resolution truth masks and writes the records; the task4 Y-Net's
    classification head is scored on task2 (``ynet-cls``) from the same checkpoint.
@@ -24,7 +26,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +94,22 @@ def export(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- train (GPU)
-def train(args: argparse.Namespace) -> None:
-    from skinbench.runner import build_estimator
+def fit(task: str, approach: str, table: pd.DataFrame, data: Path, seed: int = 0) -> tuple[object, float]:
+    """Build the registered estimator and fit it on an exported list as the runner fits a segmenter
+    (``runner.build_estimator``, ``seed_everything``, ``fit(X, masks, y=labels, groups=lesion ids)``);
+    returns the estimator and the fit's seconds."""
+    from skinbench import runner
 
+    X, M = [str(data / p) for p in table["image"]], [str(data / p) for p in table["mask"]]
+    labels = table["y"].to_numpy() if (table["y"] >= 0).all() else None
+    groups = table["lesion_id"].fillna("").astype(str).to_numpy()  # Dataset.groups: lesion ids as text
+    est = runner.build_estimator(info.approach(approach), seed, {"verbose": 2}, task)
+    runner.seed_everything(seed)
+    fit_s, _ = runner.timed_fit(est, X, M, y=labels, groups=groups)
+    return est, fit_s
+
+
+def train(args: argparse.Namespace) -> None:
     data, out = Path(args.data).resolve(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = {"backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "runs": {}}
@@ -104,12 +118,9 @@ def train(args: argparse.Namespace) -> None:
         if name in args.skip:
             continue
         table = pd.read_csv(data / f"{task}_{approach}_{target}.csv", dtype={"image_id": str, "lesion_id": str})
-        X, M = [str(data / p) for p in table["image"]], [str(data / p) for p in table["mask"]]
-        est = build_estimator(info.approach(approach), 0, {"verbose": 2}, task)
-        t = time.time()
-        est.fit(X, M, table["y"].to_numpy() if (table["y"] >= 0).all() else None)  # no groups: as the runner
+        est, fit_s = fit(task, approach, table, data)
         est.export_weights(out / name)
-        log["runs"][name] = {"fit_s": time.time() - t, "n_train": len(X), "params": params,
+        log["runs"][name] = {"fit_s": fit_s, "n_train": len(table), "params": params,
                              "threshold": est.threshold_, "best": est.train_state_.get("best"),
                              "best_epoch": est.train_state_.get("best_epoch"),
                              "history": est.train_state_.get("history")}

@@ -4,7 +4,7 @@ User errors print one line (``skinbench: error: ...``) and exit 2; an interrupt 
 nothing half-written (records are atomic, caches are per-item). Before any work a run checks its names,
 its ``-p`` parameters (:mod:`skinbench.params`) and its data (:func:`skinbench.data.base.check_for_task`:
 labels, positive class, masks, every file readable). Tables print compactly on the terminal
-(:func:`compact_table`); the wide markdown and CSV stay in ``<results>/tables/``.
+(``Table.to_terminal``); the wide markdown and CSV stay in ``<results>/tables/``.
 
 Commands import the rest of skinbench inside their functions, for start-up cost: ``list`` and ``--help``
 load no NumPy, OpenCV, scikit-learn or TensorFlow.
@@ -13,10 +13,7 @@ load no NumPy, OpenCV, scikit-learn or TensorFlow.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -30,6 +27,7 @@ from typing import Any, Sequence
 from skinbench import __version__, info
 from skinbench.errors import ConfigError, SkinbenchError, StorageError
 from skinbench.paths import check_writable, user_results_root
+from skinbench.sweep.engine import Reporter  # the CLI registers `sweep` anyway: no start-up cost
 
 #: approaches the demo runs on the synthetic default: fast on 2 CPU cores, nothing to download, and for
 #: each kind of task a deep row trained from scratch beside the classical ones (classification: the small
@@ -76,22 +74,6 @@ examples:
   python -m skinbench data verify generic --data-root my_images   your own folder, as a run checks it
 """
 
-#: columns of the compact terminal table per kind of task (the primary metric is moved first)
-COMPACT_METRICS = {
-    "binary": ("ap", "auc", "balanced_accuracy", "accuracy", "recall"),
-    # a cross-dataset table: sensitivity and specificity at the decision threshold come right after the
-    # primary metric (out of domain they move while AUC holds), and stay when --ci keeps three columns
-    "cross-binary": ("ap", "recall", "specificity", "auc", "balanced_accuracy"),
-    "multiclass": ("balanced_accuracy", "accuracy", "f1_macro", "auc_macro"),
-    "segmentation": ("jaccard_mean", "dice_mean", "thresholded_jaccard", "jaccard_set"),
-    # a classification table's `<slug>__clinical` table (calibration, operating points; binary has all)
-    "clinical": ("ece", "brier", "spec_at_sens80", "spec_at_sens95", "sens_at_spec80", "pauc_above_tpr80"),
-}
-SHORT = {"balanced_accuracy": "bal_acc", "accuracy": "acc", "thresholded_jaccard": "thr_jacc",
-         "jaccard_mean": "jacc", "dice_mean": "dice", "jaccard_set": "jacc_set", "f1_macro": "f1_m",
-         "auc_macro": "auc_m", "recall": "sens", "specificity": "spec", "spec_at_sens80": "spec@sens80",
-         "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80", "pauc_above_tpr80": "pauc80"}
-NOTE_WIDTH = 40
 #: the width `list` fits its tables to when the output is not a terminal (and $COLUMNS is unset)
 DEFAULT_WIDTH = 100
 #: exit status after the reader of stdout went away (`... | head`): what a process killed by SIGPIPE reports
@@ -316,18 +298,6 @@ def preflight(task: str, dataset: str, data_root: str | None, dataset_kwargs: di
 
 
 # ---------------------------------------------------------------------------------------- tables
-def shorten(text: str, width: int) -> str:
-    """``text`` in at most ``width`` characters, cut at a word boundary and marked "…" (a word is cut
-    only when it alone is wider): a note stays readable, never ends mid-word."""
-    text = " ".join(text.split())
-    if len(text) <= width:
-        return text
-    head = text[:width]  # one character more than is kept: a cut right before a space is a boundary
-    cut = head.rfind(" ")
-    kept = (head[:cut] if cut > 0 else head[:width - 1]).rstrip(" ,;:-(")
-    return kept + "…"
-
-
 def terminal_width() -> int:
     """Columns of the terminal ($COLUMNS first), :data:`DEFAULT_WIDTH` when piped."""
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
@@ -363,106 +333,14 @@ def fit_table(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: int 
     return tabulate(wrapped, headers=list(headers), disable_numparse=True)
 
 
-def _read_table_csv(path: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(path.read_text())))
-
-
-def _positive_from_md(md: Path) -> str | None:
-    if not md.is_file():
-        return None
-    m = re.search(r"[Pp]ositive class(?:\s*[:=]\s*|\s+is\s+|\s+)[`'\"*]*([\w\-. ]+?)[`'\"*]*(?:[.;,)]|\s*$)",
-                  md.read_text(), re.M)
-    return m.group(1).strip() if m else None
-
-
-def compact_table(md_or_table: Any, ci: bool = False, ran_only: bool = False) -> str:
-    """A terminal-width table from a rendered table (a ``.md`` or ``.csv`` path under ``<results>/tables``,
-    or a :class:`skinbench.results.tables.Table`): the approach, a few key metrics with the task's
-    primary metric first (marked ``*``), n_test, fit seconds and a shortened note. No HTML comment, no
-    header paragraph; ``ci`` adds the 95% CIs; ``ran_only`` leaves out the rows of approaches that were not run
-    (the demo: what it ran, not every registered approach)."""
-    md = None
-    if isinstance(md_or_table, (str, os.PathLike)):
-        path = Path(md_or_table)
-        md = path.with_suffix(".md")
-        rows = _read_table_csv(path.with_suffix(".csv"))
-        slug = path.stem
-    else:
-        rows = list(csv.DictReader(io.StringIO(md_or_table.csv())))
-        slug = md_or_table.slug
-    parts = slug.split("__")
-    task = parts[0]
-    fields = list(rows[0]) if rows else []
-    kind = ("segmentation" if "jaccard_mean" in fields else "multiclass" if "auc_macro" in fields
-            else "clinical" if "ece" in fields else "binary")
-    primary = info.TASKS[task].primary_metric if task in info.TASKS and kind != "clinical" else ""
-    from skinbench.results.headers import is_cross
-
-    cross = kind == "binary" and is_cross(slug) and "specificity" in fields
-    if cross:
-        kind = "cross-binary"
-    if kind == "clinical":  # a secondary table: rows without numbers are already listed in the main one
-        rows = [r for r in rows if r.get("status", "ok") == "ok"]
-    elif ran_only:
-        rows = [r for r in rows if r.get("status", "ok") != "missing"]
-    metrics = [m for m in COMPACT_METRICS[kind] if m in fields]
-    if primary in fields:
-        metrics = [primary] + [m for m in metrics if m != primary]
-    if ci:
-        metrics = metrics[:3]  # a CI triples a cell's width: the primary metric and two more
-
-    def cell(row: dict[str, str], m: str) -> str:
-        if row.get("status", "ok") != "ok" or row.get(m, "") == "":
-            return "—" if row.get("status", "ok") != "ok" else "n/a"
-        text = f"{float(row[m]):.3f}"
-        if ci and row.get(f"{m}_lo") and row.get(f"{m}_hi"):
-            text += f" [{float(row[f'{m}_lo']):.2f},{float(row[f'{m}_hi']):.2f}]"
-        return text
-
-    def note(text: str) -> str:
-        text = " ".join(text.split())
-        if text.startswith("not run (python -m skinbench"):
-            return "not run"
-        return shorten(text, NOTE_WIDTH)
-
-    def seconds(text: str) -> str:
-        if not text:
-            return "—"
-        value = float(text)
-        return f"{value:.1f}" if value < 100 else f"{value:.0f}"
-
-    n_tests = {r.get("n_test") for r in rows if r.get("n_test")}
-    per_row = len(n_tests) > 1  # records of different subsets: show n_test per row, else once in the title
-    timed = "fit_s" in fields
-    noted = any(r.get("note") for r in rows)
-    headers = (["approach"] + [SHORT.get(m, m) + ("*" if m == primary else "") for m in metrics]
-               + (["n_test"] if per_row else []) + (["fit s"] if timed else []) + (["note"] if noted else []))
-    body = [[r.get("approach", "")] + [cell(r, m) for m in metrics] + ([r.get("n_test") or "—"] if per_row else [])
-            + ([seconds(r.get("fit_s", ""))] if timed else []) + ([note(r.get("note", ""))] if noted else [])
-            for r in rows]
-    from tabulate import tabulate
-
-    heading = re.search(r"^#+ (.+)$", md.read_text(), re.M) if md is not None and md.is_file() else None
-    title = heading.group(1) if heading else getattr(md_or_table, "title", " / ".join(parts))
-    extras = [f"* primary: {primary}"] if primary else []
-    positive = _positive_from_md(md) if md is not None else None
-    if positive:
-        extras.append(f"positive class: {positive}")
-    if cross:
-        from skinbench.metrics.classification import DECISION_THRESHOLD
-
-        extras.append(f"sens/spec at p > {DECISION_THRESHOLD:g}")
-    if len(n_tests) == 1:
-        extras.append(f"n_test {next(iter(n_tests))}")
-    return f"{title}  ({'; '.join(extras)})\n" + tabulate(body, headers=headers, tablefmt="simple",
-                                                         disable_numparse=True) + "\n"
-
-
-def _print_tables(paths: Sequence[Path], ci: bool = False, root: Path | None = None, ran_only: bool = False) -> None:
-    shown = [p for p in paths if p.suffix == ".csv" and p.parent.name == "tables"]
-    for path in shown:
-        print(compact_table(path, ci=ci, ran_only=ran_only))
-    if shown and root is not None:
+def _print_tables(rendered: Any, ci: bool = False, root: Path | None = None, ran_only: bool = False) -> None:
+    """The compact terminal tables of what :func:`skinbench.results.render.render_all` rendered (each table
+    and its calibration table, from the table objects: nothing read back), then where the files are."""
+    for table in rendered.tables:
+        for shown in (table, table.clinical):
+            if shown is not None:
+                print(shown.to_terminal(ci=ci, ran_only=ran_only))
+    if rendered.tables and root is not None:
         print(f"full tables (markdown, CSV) and plots: {root / 'tables'}", file=sys.stderr)
 
 
@@ -549,8 +427,12 @@ def _approach_names(task: str, requested: Sequence[str]) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Each approach x seed, and the baselines beside them, as the points of one in-process sweep (the
+    one point executor and currency check of ``smoke``, ``sweep`` and regenerate); exit 1 when every
+    asked approach failed."""
     from skinbench import runner
     from skinbench.results.render import render_all
+    from skinbench.sweep import engine
 
     info.task(args.task)
     names = _approach_names(args.task, args.approach)
@@ -577,47 +459,68 @@ def cmd_run(args: argparse.Namespace) -> int:
                                          command=args.command_line, log=lambda line: print(line, file=sys.stderr))
         _print_tables(render_all(root, task=args.task), ci=args.ci, root=root)
         return 1 if len(crossed) >= len(names) else 0
-    failures = 0
-    for name in names:
-        print(f"== {args.task} / {name}", file=sys.stderr)
-        try:
-            paths = [path for seed in args.seed for path in runner.run(
-                args.task, name, dataset=args.dataset, data_root=args.data_root, seed=seed,
-                               params=params[name] or None, target=args.target, limit=args.limit,
-                               n_boot=args.n_boot, results_root=root, predictions_dir=args.predictions,
-                               command=args.command_line, dataset_kwargs=kwargs or None)]
-        except SkinbenchError as err:
-            if len(names) == 1 or isinstance(err, StorageError):  # a full disk fails every later approach too
-                raise
-            failures += 1
-            print(f"skinbench: {name} skipped: {err}", file=sys.stderr)
-            continue
-        for path in paths:
-            print(f"wrote {path}", file=sys.stderr)
-    _ensure_baselines(args, names, root, kwargs)
+    points, forced = run_points(args, names, params)
+    lines = _RunLines(args.task, single=len(names) == 1)
+    engine.run_sweep(points, root, engine="local", data_root=args.data_root, dataset_kwargs=kwargs or None,
+                     command=args.command_line, force=lambda p: p.id in forced, progress=lines)
     _print_tables(render_all(root, task=args.task), ci=args.ci, root=root)
-    return 1 if failures == len(names) else 0
+    return 1 if len(lines.failed) == len(names) else 0
 
 
-def _ensure_baselines(args: argparse.Namespace, names: list[str], root: Path, kwargs: dict) -> None:
-    """The trivial baselines sit beside every row (milliseconds): run those not current in this folder."""
-    from skinbench import provenance, runner
-    from skinbench.results import currency
-    from skinbench.data import load_dataset
+def run_points(args: argparse.Namespace, names: list[str],
+               params: dict[str, dict[str, Any]]) -> tuple[list[Any], set[str]]:
+    """``run``'s work as sweep points: each approach x seed (rerun whatever its records say), then the
+    trivial baselines that sit beside every row (milliseconds; run only where not current in this
+    folder). Returns (points, the ids of the points to rerun)."""
+    from skinbench.provenance import RunSpec
+    from skinbench.sweep import Point
 
-    missing = [b for b in info.baselines_for(args.task) if b not in names]
-    if not missing:
-        return
-    tinfo = info.task(args.task)
-    name = args.dataset or tinfo.default_dataset
-    ds = load_dataset(name, args.data_root, **{**tinfo.dataset_kwargs.get(name, {}), **(kwargs or {})})
-    for baseline in missing:
-        spec = provenance.RunSpec(args.task, baseline, args.dataset, args.seed[0], target=args.target,
-                                  limit=args.limit, n_boot=args.n_boot)
-        if not currency.check(spec, root, ds).current:
-            print(f"== {args.task} / {baseline} (baseline, beside every row)", file=sys.stderr)
-            runner.execute(spec, data_root=args.data_root, results_root=root, command=args.command_line,
-                           dataset_kwargs=kwargs or None)
+    asked = [Point(RunSpec(args.task, name, args.dataset, seed, params[name] or {}, args.target, args.limit,
+                           args.n_boot), label=name, predictions=args.predictions or "")
+             for name in names for seed in dict.fromkeys(args.seed)]
+    baselines = [Point(RunSpec(args.task, b, args.dataset, args.seed[0], {}, args.target, args.limit, args.n_boot),
+                       label=BASELINE_LABEL)
+                 for b in info.baselines_for(args.task) if b not in names]
+    return asked + baselines, {p.id for p in asked}
+
+
+#: the label of the baseline points ``run`` adds beside the rows it was asked for
+BASELINE_LABEL = "baseline, beside every row"
+
+
+class _RunLines(Reporter):
+    """``run``'s lines as its points go: ``== task / approach`` once per approach, ``wrote PATH`` per
+    record; a failed approach is skipped with one line when others were asked for, and is the command's
+    error (one line, exit 2) when it was the only one, or when the disk refuses writes."""
+
+    def __init__(self, task: str, single: bool):
+        self.task, self.single = task, single
+        self.failed: set[str] = set()
+        self.announced: set[str] = set()
+
+    def started(self, point: Any) -> None:
+        name = point.spec.approach
+        if name not in self.announced:
+            self.announced.add(name)
+            extra = f" ({point.label})" if point.label == BASELINE_LABEL else ""
+            print(f"== {self.task} / {name}{extra}", file=sys.stderr)
+
+    def finished(self, point: Any, result: Any, error: str | None, paths: Sequence[Path]) -> None:
+        name = point.spec.approach
+        err = result.exception if result is not None else None
+        if error:
+            # a full disk fails every later approach too; a programming error keeps its traceback
+            if point.label == BASELINE_LABEL or self.single or not isinstance(err, SkinbenchError) \
+                    or isinstance(err, StorageError):
+                raise err if err is not None else SkinbenchError(error)
+            if name not in self.failed:
+                print(f"skinbench: {name} skipped: {err if err is not None else error}", file=sys.stderr)
+            self.failed.add(name)
+            return
+        if point.label != BASELINE_LABEL:
+            for path in paths:
+                if path.suffix == ".json":
+                    print(f"wrote {path}", file=sys.stderr)
 
 
 def _scratch(explicit: str | None, prefix: str) -> tuple[Path, bool]:
@@ -680,6 +583,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     ``--workers 2`` spreads them over a Dask LocalCluster), always rerun, every failure listed."""
     from skinbench import sweep
     from skinbench.results.render import render_all
+    from skinbench.sweep import engine
 
     for task in args.task or []:
         info.task(task)
@@ -691,7 +595,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
                           fix="see `python -m skinbench list` for which approach does which task")
     root, temporary = _scratch(args.results, "skinbench-smoke-")
     try:
-        summary = sweep.run_sweep(points, root, dataset_kwargs={"n_images": SMOKE_N_IMAGES},
+        summary = engine.run_sweep(points, root, dataset_kwargs={"n_images": SMOKE_N_IMAGES},
                                   command=args.command_line, force=True, **sweep.engine_options(args))
         _print_tables(render_all(root))  # the rows that ran; a failed point's row says "not run"
     finally:
@@ -715,7 +619,7 @@ def cmd_table(args: argparse.Namespace) -> int:
                           fix="run `python -m skinbench run TASK --approach NAME` first, or pass --results DIR")
     written = render_all(root, task=args.task, dashboard=None if runs else False, sweeps=True)
     _print_tables(written, ci=args.ci, root=root)
-    print_sweep_tables(written)
+    print_sweep_tables(written.sweep_tables, root)
     return 0
 
 

@@ -12,9 +12,10 @@ import inspect
 import os
 import sys
 import time
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -36,6 +37,9 @@ __all__ = ["resolve", "build_estimator", "seed_everything", "run", "execute", "f
 
 #: how many test images get an overlay figure (image | truth | prediction) per segmentation run
 N_OVERLAYS = 6
+#: where finished records go instead of the disk, when set: the sweep's point executor collects them
+#: (``sink(record, path) -> path``) and returns them to the client, which writes them under the results root
+RECORD_SINK: ContextVar[Callable[[RunRecord, Path], Path] | None] = ContextVar("RECORD_SINK", default=None)
 
 
 def resolve(task: str, approach: str | None, dataset: str | None = None,
@@ -180,7 +184,11 @@ def fit_estimator(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, spec: RunSpec,
 
 
 def _finish(record: RunRecord, root: Path, **kwargs: Any) -> Path:
-    return write_record(record := build_record(record, **kwargs), path_of(record, root))
+    """Stamp the record (:func:`build_record`) and write it, or hand it to :data:`RECORD_SINK` (the sweep's
+    worker, which lands records itself)."""
+    record = build_record(record, **kwargs)
+    sink = RECORD_SINK.get()
+    return sink(record, path_of(record, root)) if sink is not None else write_record(record, path_of(record, root))
 
 
 def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,

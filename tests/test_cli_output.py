@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from skinbench import cli, info
+from skinbench.results import tables
 from skinbench.cli import main
 
 
@@ -131,24 +132,22 @@ def test_unknown_name_gets_no_misleading_hint(capsys):
     ("a-very-long-single-word-without-any-space-in-it-at-all-here", 20),
 ])
 def test_shorten_cuts_at_word_boundaries(text, width):
-    short = cli.shorten(text, width)
+    short = tables.shorten(text, width)
     assert len(short) <= width and short.endswith("…")
     kept = short[:-1]
     if " " in text[:width]:
         assert text.startswith(kept) and text[len(kept)] in " ,;:", (text, short)  # a whole word was kept
 
 
-def test_compact_table_notes_end_at_a_word(tmp_path):
+def test_compact_table_notes_end_at_a_word():
     """The terminal table's note column: shortened at a word boundary, marked "…"."""
-    tables = tmp_path / "tables"
-    tables.mkdir()
     note = "fit s: 100% of cached work found, not done again this run; see the record"
-    (tables / "task1__synthetic.csv").write_text(
-        "approach,status,ap,auc,balanced_accuracy,accuracy,recall,n_test,fit_s,note\n"
-        f"bovw,ok,0.5,0.7,0.6,0.6,0.5,12,1.0,\"{note}\"\n")
-    out = cli.compact_table(tables / "task1__synthetic.csv")
+    row = {"approach": "bovw", "family": "classical", "status": "ok", "ap": 0.5, "auc": 0.7,
+           "balanced_accuracy": 0.6, "accuracy": 0.6, "recall": 0.5, "n_test": 12, "fit_s": 1.0, "note": note}
+    table = tables.Table("task1", "synthetic", None, "binary", "", tables.SHOWN_METRICS["binary"], rows=[row])
+    out = table.to_terminal()
     cell = out.strip().splitlines()[-1].split("  ")[-1].strip()
-    assert cell.endswith("…") and len(cell) <= cli.NOTE_WIDTH
+    assert cell.endswith("…") and len(cell) <= tables.NOTE_WIDTH
     assert note.startswith(cell[:-1]) and note[len(cell) - 1] in " ,;", cell
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,11 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _regenerate():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import regenerate
-    finally:
-        sys.path.pop(0)
+    from skinbench.sweep import regenerate  # the logic behind benchmarks/regenerate.py
+
     return regenerate
 
 

@@ -188,35 +188,27 @@ def test_unreadable_record_is_none_with_a_warning(tmp_path):
 @pytest.mark.realdata
 def test_committed_baseline_records_reproduce_on_the_real_data(shared_data, capsys):
     """The cheap end of `regenerate.py --verify`: same key, same numbers, on the committed records."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import regenerate
-    finally:
-        sys.path.pop(0)
-    runs = [(t, a, info.task(t).default_dataset) for t in ("task1", "task2") for a in ("majority", "stratified")]
-    assert regenerate.verify(runs, REPO / "results", seed=0, limit=None) == 0
+    from skinbench.sweep import regenerate
+
+    points = regenerate.registered_points(["task1", "task2"], approaches=["majority", "stratified"],
+                                          datasets=[info.task(t).default_dataset for t in ("task1", "task2")])
+    assert regenerate.verify(points, REPO / "results") == 0
     out = capsys.readouterr().out
     assert out.count("same ") == 4 and "MOVED" not in out
 
 
 def test_regenerate_refuses_to_write_records_from_uncommitted_code(monkeypatch, capsys):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import regenerate
-    finally:
-        sys.path.pop(0)
+    from skinbench.sweep import regenerate
+
     monkeypatch.setattr("skinbench.environment.code_is_dirty", lambda: True)
     assert regenerate.main(["--only", "task1", "--approach", "majority", "--no-extras"]) == 2
     assert "Fix: commit first" in capsys.readouterr().err
 
 
 def test_regenerate_plans_each_task_on_its_default_dataset_and_variants():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import regenerate
-    finally:
-        sys.path.pop(0)
-    runs = regenerate.planned_runs(["task3", "task4"])
+    from skinbench.sweep import registered_points
+
+    runs = [(p.spec.task, p.spec.approach, p.spec.dataset) for p in registered_points(["task3", "task4"])]
     assert ("task3", "classical-dots", "isic2018_task2_all") in runs and ("task3", "unet", "isic2018_task2") in runs
     assert {d for t, _, d in runs if t == "task4"} == {"ham10000"}
     # the variant's records live beside the default's, under their own dataset folder

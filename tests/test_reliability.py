@@ -5,7 +5,6 @@ consistent and its rerun reuses the finished work; regenerate.py skips exactly t
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -241,27 +240,21 @@ def test_sigterm_leaves_consistent_state(tmp_path, synthetic_template):
 
 # ------------------------------------------------------------------------------------- regenerate skips
 
-def _load_regenerate():
-    spec = importlib.util.spec_from_file_location("regenerate", REPO_ROOT / "benchmarks" / "regenerate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_regenerate_keeps_current_records_and_reruns_changed_ones(tmp_path, monkeypatch):
     """On a synthetic stand-in for task1's default dataset: rerun only when seed, code or data change."""
     monkeypatch.setitem(info.TASKS, "task1", dataclasses.replace(info.TASKS["task1"], default_dataset="synthetic"))
     monkeypatch.setenv("SKINBENCH_RESULTS", str(tmp_path / "results"))
-    regen = _load_regenerate()
+    from skinbench.sweep import regenerate as regen, work
+
     calls: list[tuple[str, str, int]] = []
-    real_run = runner.run
+    real_execute = work.execute_point
 
-    def spy(task, approach, **kw):
-        calls.append((task, approach, kw.get("seed", 0)))
-        return real_run(task, approach, **kw)  # the default n_boot: it is part of the run key
+    def spy(point, *args):  # the one point executor of run, smoke, sweep and regenerate
+        calls.append((point.spec.task, point.spec.approach, point.spec.seed))
+        return real_execute(point, *args)  # the default n_boot: it is part of the run key
 
-    monkeypatch.setattr(regen.runner, "run", spy)
+    monkeypatch.setattr(work, "execute_point", spy)
     argv = ["--only", "task1", "--approach", "majority", "--approach", "stratified", "--no-extras", "--allow-dirty"]
     assert regen.main(argv) == 0
     assert calls == [("task1", "majority", 0), ("task1", "stratified", 0)]
@@ -347,9 +340,11 @@ def test_regenerate_keeps_gpu_records_on_a_machine_without_gpu(tmp_path, monkeyp
     monkeypatch.setitem(info.APPROACHES, "majority",
                         dataclasses.replace(info.APPROACHES["majority"], gpu_tasks=("task1",)))
     monkeypatch.setenv("SKINBENCH_RESULTS", str(tmp_path / "results"))
-    regen = _load_regenerate()
+    from skinbench.sweep import regenerate as regen, work
+
     calls: list[str] = []
-    monkeypatch.setattr(regen.runner, "run", lambda task, approach, **kw: calls.append(approach) or [])
+    monkeypatch.setattr(work, "execute_point", lambda point, *a: calls.append(point.spec.approach)
+                        or work.PointResult(point.id))
     monkeypatch.setattr(regen, "gpu_present", lambda: False)
     argv = ["--only", "task1", "--approach", "majority", "--approach", "stratified", "--no-extras", "--allow-dirty"]
     assert regen.main(argv) == 0

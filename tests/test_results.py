@@ -489,7 +489,7 @@ def test_dashboard(root):
         assert "McNemar" in text and "DeLong" in text and "paired bootstrap" in text
         sig = text.split("## Significance")[1]
         assert "bovw" in sig and "transfer-mobilenetv2" in sig and "classical-seg" in sig
-    assert render_all(root)[-1] == path
+    assert render_all(root).paths[-1] == path
 
 
 def test_dashboard_tests_every_deep_row_against_the_best_classical(root):

@@ -242,7 +242,7 @@ def test_runner_stores_per_image_boundary_distances(tmp_path):
 # ----------------------------------------------------------------------------- terminal tables
 
 def test_run_prints_the_clinical_table(tmp_path, capsys):
-    from skinbench.cli import compact_table, main
+    from skinbench.cli import main
 
     assert main(["run", "task1", "-a", "majority", "--dataset", "synthetic", "--n-boot", "20",
                  "--results", str(tmp_path)]) == 0
@@ -251,7 +251,9 @@ def test_run_prints_the_clinical_table(tmp_path, capsys):
     block = out.split("Calibration and operating points: task1 / synthetic")[1]
     for column in ("ece", "brier", "spec@sens80", "spec@sens95", "sens@spec80", "pauc80"):
         assert column in block, column
-    text = compact_table(tmp_path / "tables" / "task1__synthetic__clinical.csv")
+    (table,) = render_all(tmp_path, task="task1").tables
+    text = table.clinical.to_terminal()
+    assert text in out  # what `run` printed, from the table object
     assert "primary" not in text.splitlines()[0]  # the task's primary metric is not in this table
 
 

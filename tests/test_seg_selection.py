@@ -64,7 +64,7 @@ def test_auto_tta_keeps_flips_only_when_they_score_higher_and_shares_the_trainin
     assert set(scores) == {"none", "flips"} and auto.tta_ == (scores["flips"] > scores["none"])
     assert scores["none"] == pytest.approx(plain.validation_jaccard_)
     assert auto.validation_jaccard_ == pytest.approx(max(scores.values()))
-    from skinbench.runner import fit_summary
+    from skinbench.scoring import fit_summary
 
     assert fit_summary(auto)["tta"] == {"validation": scores, "used": auto.tta_}
 

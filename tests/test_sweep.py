@@ -326,15 +326,15 @@ def test_fixed_params_are_filed_as_run_files_them_and_grid_points_get_a_sweep_ta
 ])
 def test_p_means_the_same_in_run_and_sweep(monkeypatch, tmp_path, command, item, expected):
     """One -p reader (params.parse_assignments + validate_params) for both commands."""
-    from skinbench import cli, runner
+    from skinbench import cli
+    from skinbench.results.render import Rendered
 
     seen: list[dict] = []
     monkeypatch.setattr(cli, "preflight", lambda *a, **k: None)
-    monkeypatch.setattr(cli, "_ensure_baselines", lambda *a, **k: None)
-    monkeypatch.setattr("skinbench.results.render.render_all", lambda *a, **k: [])
-    monkeypatch.setattr(runner, "run", lambda *a, **k: seen.append(k["params"]) or [])
-    monkeypatch.setattr(sweep, "run_sweep", lambda points, *a, **k: seen.extend(
-        dict(p.spec.params) for p in points) or sweep.Summary(total=len(points)))
+    monkeypatch.setattr("skinbench.results.render.render_all", lambda *a, **k: Rendered(tmp_path))
+    # both commands hand their points to the one orchestrator (run adds the baselines beside its row)
+    monkeypatch.setattr(sweep.engine, "run_sweep", lambda points, *a, **k: seen.extend(
+        dict(p.spec.params) for p in points if p.spec.approach == "bovw") or sweep.Summary(total=len(points)))
     argv = [command, "task1", "-a", "bovw", "-p", item, "--dataset", "synthetic", "--results", str(tmp_path)]
     assert cli.main(argv) == 0
     assert seen == [expected]

@@ -10,18 +10,39 @@ distances): see :mod:`skinbench.results.tables`.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from skinbench.paths import results_dir
 from skinbench.results.dashboard import render_dashboard
 from skinbench.results.plots import render_plots
 from skinbench.results.records import load_records
-from skinbench.results.tables import build_sweep_tables, build_tables, load_sweep_records, write_sweep_tables, write_tables
+from skinbench.results.tables import (SweepTable, Table, build_sweep_tables, build_tables, load_sweep_records,
+                                     write_sweep_tables, write_tables)
+
+
+@dataclass
+class Rendered:
+    """What :func:`render_all` made: the files written (iterating gives them) and the tables they were
+    written from, so a caller prints a table (``Table.to_terminal``) without reading the files back."""
+
+    root: Path
+    paths: list[Path] = field(default_factory=list)
+    #: the rendered tables (a task's only, when one was asked), in the order their files were written
+    tables: list[Table] = field(default_factory=list)
+    sweep_tables: list[SweepTable] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
 
 def render_all(root: str | os.PathLike | None = None, task: str | None = None, plots: bool = True,
-               dashboard: bool | None = None, sweeps: bool = False) -> list[Path]:
-    """Render everything under ``root`` from ``<root>/runs``; returns the files written.
+               dashboard: bool | None = None, sweeps: bool = False) -> Rendered:
+    """Render everything under ``root`` from ``<root>/runs``; returns the files written and their tables.
 
     ``task``: only that task's tables and plots. ``dashboard`` (default: when all tasks are rendered)
     also writes ``<root>/README.md``. ``sweeps``: also the sweep tables of the grid points under
@@ -40,6 +61,6 @@ def render_all(root: str | os.PathLike | None = None, task: str | None = None, p
     written = write_tables(tables, root, plot_files)
     if with_dashboard:
         written.append(render_dashboard(root, records, all_tables, plot_files))
-    if sweeps:
-        written += write_sweep_tables(build_sweep_tables(load_sweep_records(root, task)), root)
-    return written
+    sweep_tables = build_sweep_tables(load_sweep_records(root, task)) if sweeps else []
+    written += write_sweep_tables(sweep_tables, root)
+    return Rendered(root, written, tables, sweep_tables)

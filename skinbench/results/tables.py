@@ -48,9 +48,10 @@ from skinbench.metrics.calibration import (
     DEFAULT_BINS,
     clinical_scores,
 )
+from skinbench.metrics.classification import DECISION_THRESHOLD
 from skinbench.metrics.evaluate import evaluate_surface
 from skinbench.results.currency import version_drift
-from skinbench.results.headers import CROSS, cross_table_header, header_tail, is_cross, table_header
+from skinbench.results.headers import CROSS, cross_table_header, header_tail, is_cross, positive_class, table_header
 from skinbench.results.records import FLOAT_DECIMALS, RunRecord
 
 #: metrics shown per kind of task (all of them stay in the records)
@@ -75,6 +76,24 @@ DEFAULT_N_BOOT = 1000
 CLINICAL_LABELS = {"ece": "ece", "brier": "brier", "spec_at_sens80": "spec@sens80",
                    "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80",
                    "pauc_above_tpr80": "pAUC>80%TPR"}
+#: columns of the compact terminal table per kind of table (the primary metric is moved first)
+TERMINAL_METRICS = {
+    "binary": ("ap", "auc", "balanced_accuracy", "accuracy", "recall"),
+    # a cross-dataset table: sensitivity and specificity at the decision threshold come right after the
+    # primary metric (out of domain they move while AUC holds), and stay when --ci keeps three columns
+    "cross-binary": ("ap", "recall", "specificity", "auc", "balanced_accuracy"),
+    "multiclass": ("balanced_accuracy", "accuracy", "f1_macro", "auc_macro"),
+    "segmentation": ("jaccard_mean", "dice_mean", "thresholded_jaccard", "jaccard_set"),
+    # a classification table's `<slug>__clinical` table (calibration, operating points; binary has all)
+    "clinical": ("ece", "brier", "spec_at_sens80", "spec_at_sens95", "sens_at_spec80", "pauc_above_tpr80"),
+}
+#: short terminal headings of metrics
+TERMINAL_SHORT = {"balanced_accuracy": "bal_acc", "accuracy": "acc", "thresholded_jaccard": "thr_jacc",
+                  "jaccard_mean": "jacc", "dice_mean": "dice", "jaccard_set": "jacc_set", "f1_macro": "f1_m",
+                  "auc_macro": "auc_m", "recall": "sens", "specificity": "spec", "spec_at_sens80": "spec@sens80",
+                  "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80", "pauc_above_tpr80": "pauc80"}
+#: characters of a row's note on the terminal (the markdown keeps it whole)
+NOTE_WIDTH = 40
 
 
 def fmt_value(value: float | None, ci: list | tuple | None = None) -> str:
@@ -176,6 +195,17 @@ class Table:
         rows = [{**row, **dict(zip(seed_fields, self.seed_summary(row["approach"]) or ()))} for row in self.rows]
         return _csv(self.metrics, [*seed_fields, "n_test", "seed", "fit_s", "note"], rows)
 
+    @property
+    def positive(self) -> str | None:
+        """The class a binary table's precision, recall, AUC and AP are about (its header says it too)."""
+        return positive_class(self.dataset, [r for rs in self.seed_records.values() for r in rs])
+
+    def to_terminal(self, ci: bool = False, ran_only: bool = False) -> str:
+        """The compact terminal table (:func:`terminal_table`), from this table's own rows."""
+        cross = self.kind == "binary" and is_cross(self.dataset) and "specificity" in self.metrics
+        return terminal_table(self, "cross-binary" if cross else self.kind, info.task(self.task).primary_metric,
+                              self.positive, ci=ci, ran_only=ran_only, timed=True)
+
     @cached_property
     def clinical(self) -> "ClinicalTable | None":
         """The calibration / operating-point table of a classification table (None for segmentation),
@@ -275,6 +305,86 @@ class ClinicalTable:
 
     def csv(self) -> str:
         return _csv(self.metrics, ["ece_bins", "n_test", "seed", "note"], self.rows)
+
+    @property
+    def positive(self) -> str | None:
+        """The class whose probability ECE and Brier score (binary only; its header says it too)."""
+        names = next((r.class_names for r in self.table.records.values() if r.ok and r.class_names), [])
+        return names[1] if self.table.kind == "binary" and len(names) == 2 else None
+
+    def to_terminal(self, ci: bool = False, ran_only: bool = False) -> str:
+        """The compact terminal table (:func:`terminal_table`): the rows with numbers (the main table
+        already lists the others)."""
+        return terminal_table(self, "clinical", "", self.positive, ci=ci, ran_only=ran_only, timed=False)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut at a word boundary and marked "…" (a word is cut
+    only when it alone is wider): a note stays readable, never ends mid-word."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    head = text[:width]  # one character more than is kept: a cut right before a space is a boundary
+    cut = head.rfind(" ")
+    kept = (head[:cut] if cut > 0 else head[:width - 1]).rstrip(" ,;:-(")
+    return kept + "…"
+
+
+def terminal_table(table: "Table | ClinicalTable", kind: str, primary: str, positive: str | None, *,
+                   ci: bool = False, ran_only: bool = False, timed: bool = True) -> str:
+    """A terminal-width table from a table's rows: the approach, a few key metrics
+    (:data:`TERMINAL_METRICS` of ``kind``) with the task's ``primary`` metric first (marked ``*``),
+    n_test, fit seconds (``timed``) and a shortened note; the title line names the primary metric, the
+    positive class and n_test. No header paragraph (the markdown has it); ``ci`` adds the 95% CIs (of
+    three metrics); ``ran_only`` leaves out the rows of approaches that were not run (the demo)."""
+    rows = table.rows
+    if kind == "clinical":  # a secondary table: rows without numbers are already listed in the main one
+        rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    elif ran_only:
+        rows = [r for r in rows if r.get("status", "ok") != "missing"]
+    metrics = [m for m in TERMINAL_METRICS[kind] if m in table.metrics]
+    if primary in table.metrics:
+        metrics = [primary] + [m for m in metrics if m != primary]
+    if ci:
+        metrics = metrics[:3]  # a CI triples a cell's width: the primary metric and two more
+
+    def cell(row: dict, m: str) -> str:
+        if row.get("status", "ok") != "ok" or row.get(m) is None:
+            return MISSING if row.get("status", "ok") != "ok" else "n/a"
+        text = f"{float(row[m]):.3f}"
+        if ci and row.get(f"{m}_lo") is not None and row.get(f"{m}_hi") is not None:
+            text += f" [{float(row[f'{m}_lo']):.2f},{float(row[f'{m}_hi']):.2f}]"
+        return text
+
+    def note(text: str) -> str:
+        text = " ".join(text.split())
+        if text.startswith("not run (python -m skinbench"):
+            return "not run"
+        return shorten(text, NOTE_WIDTH)
+
+    def seconds(value: float | None) -> str:
+        if value is None:
+            return MISSING
+        return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+    n_tests = {str(r["n_test"]) for r in rows if r.get("n_test") is not None}
+    per_row = len(n_tests) > 1  # records of different subsets: show n_test per row, else once in the title
+    noted = any(r.get("note") for r in rows)
+    headers = (["approach"] + [TERMINAL_SHORT.get(m, m) + ("*" if m == primary else "") for m in metrics]
+               + (["n_test"] if per_row else []) + (["fit s"] if timed else []) + (["note"] if noted else []))
+    body = [[r.get("approach", "")] + [cell(r, m) for m in metrics]
+            + ([MISSING if r.get("n_test") is None else str(r["n_test"])] if per_row else [])
+            + ([seconds(r.get("fit_s"))] if timed else []) + ([note(r.get("note") or "")] if noted else [])
+            for r in rows]
+    extras = [f"* primary: {primary}"] if primary else []
+    if positive:
+        extras.append(f"positive class: {positive}")
+    if kind == "cross-binary":
+        extras.append(f"sens/spec at p > {DECISION_THRESHOLD:g}")
+    if len(n_tests) == 1:
+        extras.append(f"n_test {next(iter(n_tests))}")
+    return f"{table.title}  ({'; '.join(extras)})\n" + tabulate(body, headers=headers, tablefmt="simple",
+                                                               disable_numparse=True) + "\n"
 
 
 def _metric_cells(row: dict, metrics: tuple[str, ...]) -> list[str]:
@@ -638,6 +748,11 @@ class SweepTable:
     def markdown(self, heading: str = "###") -> str:
         return _markdown(self, heading)
 
+    def to_terminal(self) -> str:
+        """What the terminal shows of a sweep table: its markdown (one row per grid point with its
+        parameters, which the main tables do not show)."""
+        return self.markdown(heading="#")
+
     def csv(self) -> str:
         buf = io.StringIO()
         fields = ["point", "approach", "seed", "status", *self.params,
@@ -699,12 +814,11 @@ def write_sweep_tables(tables: list[SweepTable], root: str | os.PathLike) -> lis
     return out
 
 
-def print_sweep_tables(paths: Sequence[Path], sweep: str | None = None) -> None:
-    """Print the sweep tables among rendered ``paths`` (``<results>/tables/sweeps/*.md``; ``sweep``: only
-    that sweep's): one row per grid point with its parameters, which the main tables do not show."""
-    shown = [p for p in paths if p.suffix == ".md" and p.parent.name == SWEEPS_DIR
-             and (sweep is None or p.stem.split("__")[0] == sweep_file_name(sweep))]
-    for path in shown:
-        print(path.read_text().split("\n", 1)[1])  # without the "generated by" comment
+def print_sweep_tables(tables: Sequence[SweepTable], root: str | os.PathLike, sweep: str | None = None) -> None:
+    """Print rendered sweep ``tables`` (``sweep``: only that sweep's), and where their files are under
+    ``root``."""
+    shown = [t for t in tables if sweep is None or sweep_file_name(t.sweep) == sweep_file_name(sweep)]
+    for table in shown:
+        print(table.to_terminal())
     if shown:
-        print(f"sweep tables (markdown, CSV): {shown[0].parent}", file=sys.stderr)
+        print(f"sweep tables (markdown, CSV): {Path(root) / 'tables' / SWEEPS_DIR}", file=sys.stderr)

@@ -1,0 +1,227 @@
+"""The logic of ``benchmarks/regenerate.py`` (a thin script over :func:`main`): every registered record
+kept current, as the points of one in-process sweep.
+
+The plan is :func:`skinbench.sweep.points.registered_points`; whether a record is current is the
+sweep's one currency check (:func:`skinbench.sweep.engine.point_currency`, i.e.
+:func:`skinbench.results.currency.check`); the points that must run go through
+:func:`skinbench.sweep.engine.run_sweep` (``engine="local"``) and so through the one point executor,
+:func:`skinbench.sweep.work.execute_point`, as ``run``, ``smoke`` and ``sweep`` do. Records name the
+command as typed (``python benchmarks/regenerate.py ...``). See the script's docstring for the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from skinbench import info, runner
+from skinbench.errors import SkinbenchError, WeightsError
+from skinbench.paths import REPO_ROOT, committed_results_dir
+from skinbench.results.currency import Currency
+from skinbench.results.derived import DERIVED
+from skinbench.results.derived import check as derived_check
+from skinbench.sweep.engine import PointResult, Reporter, _Digests, point_currency, run_sweep
+from skinbench.sweep.points import Point, registered_points
+from skinbench.sweep.work import execute_point
+
+#: the script whose command records name (``python benchmarks/regenerate.py ...``)
+SCRIPT = REPO_ROOT / "benchmarks" / "regenerate.py"
+#: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
+EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_finetune.py", "task3_losses.py", "task3_selection.py", "perf_classical.py",
+                 "perf_deep_features.py", "perf_pipeline.py", "scaling.py", "seeds.py", "subgroups.py",
+                 "duplicates_report.py")
+#: ``--quick``: at most this many train and test images per run, into ``results/quick/``
+QUICK_LIMIT = 200
+
+
+def name_of(point: Point) -> str:
+    """``task/approach``, with ``[dataset]`` for a task's variant dataset: how every line names a point."""
+    spec = point.spec
+    return f"{spec.task}/{spec.approach}" + (
+        "" if spec.dataset_name == info.task(spec.task).default_dataset else f" [{spec.dataset_name}]")
+
+
+def currencies(points: Sequence[Point], root: Path) -> list[Currency]:
+    """Each point's currency under ``root`` (each dataset loaded once; a dataset that does not load is
+    its DataError)."""
+    digests = _Digests(None, None)
+    return [point_currency(p, root, digests.local(p.spec, strict=True)) for p in points]
+
+
+def print_status(points: Sequence[Point], root: Path) -> int:
+    """``--status``: one line per expected record set; exit 0 when every one is current."""
+    counts: dict[str, int] = {}
+    for point, c in zip(points, currencies(points, root)):
+        counts[c.status] = counts.get(c.status, 0) + 1
+        gpu = " [GPU-marked]" if point.spec.task in info.approach(point.spec.approach).gpu_tasks else ""
+        print(f"{c.status:8s} {name_of(point)}{gpu}")
+        for reason in c.reasons:
+            print(f"         - {reason}")
+    print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    derived_ok = print_derived_status(root) if root == committed_results_dir() else True
+    return 0 if set(counts) <= {"current"} and derived_ok else 1
+
+
+def print_derived_status(root: Path) -> bool:
+    """The derived reports (subgroups, data hygiene): current / stale (and why) / missing, on a line of their
+    own after the records' count (skinbench/results/derived.py); True when all are current."""
+    counts: dict[str, int] = {}
+    for d in DERIVED:
+        c = derived_check(d, root)
+        counts[c.status] = counts.get(c.status, 0) + 1
+        print(f"{c.status:8s} derived {d.name}")
+        for reason in c.reasons:
+            print(f"         - {reason}")
+    print("derived reports: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return set(counts) <= {"current"}
+
+
+def stale_extras(root: Path, force: bool) -> dict[str, list[str] | None]:
+    """Extra scripts to run -> their arguments: every extra script, except that a script writing derived
+    reports runs only for its stale or missing ones (None: skip it), with the arguments rebuilding just
+    those (all of them with ``force``)."""
+    plan: dict[str, list[str] | None] = {script: [] for script in EXTRA_SCRIPTS}
+    owned: dict[str, list] = {}
+    for d in DERIVED:
+        owned.setdefault(d.script, []).append(d)
+    for script, items in owned.items():
+        todo = items if force else [d for d in items if not derived_check(d, root).current]
+        if not todo:
+            plan[script] = None
+        elif script == "subgroups.py" and len(todo) < len(items):
+            plan[script] = ["--tasks", *(d.args[-1] for d in todo)]
+    return plan
+
+
+def verify(points: Sequence[Point], root: Path) -> int:
+    """``--verify``: rerun current records with the point executor (its records come back, nothing is
+    written); fail if a number moved under the same run key (a change that alters numbers must bump a
+    declared version: skinbench/provenance.py)."""
+    from skinbench.results.records import RunRecord
+
+    moved = 0
+    for point, c in zip(points, currencies(points, root)):
+        if not c.current:
+            print(f"-- {name_of(point)}: {c.status}, not verified", file=sys.stderr)
+            continue
+        result = execute_point(point, command="regenerate.py --verify")
+        if result.exception is not None:
+            raise result.exception
+        if result.error:
+            raise RuntimeError(result.error)
+        for rel, new in result.records:
+            old = RunRecord.from_file(root / rel)
+            diffs = {m: (old.value(m), new.value(m)) for m in new.metrics
+                     if old.value(m) != new.value(m) and not (old.value(m) is not None and new.value(m)
+                                                             is not None and abs(old.value(m) - new.value(m)) < 1e-6)}
+            moved += bool(diffs)
+            print(f"{'MOVED' if diffs else 'same '} {rel} {diffs or ''}")
+    return 1 if moved else 0
+
+
+def gpu_present() -> bool:
+    """A CUDA device node or driver tool is visible (checked without importing a framework)."""
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+
+
+class _Lines(Reporter):
+    """regenerate's lines: ``== task/approach`` before a run, then ``skipped`` / ``FAILED`` and its seconds;
+    a WeightsError (ImageNet weights not here) becomes a record saying why."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.failures: list[str] = []
+
+    def started(self, point: Point) -> None:
+        print(f"== {name_of(point)}", file=sys.stderr)
+
+    def finished(self, point: Point, result: PointResult | None, error: str | None, paths: Sequence[Path]) -> None:
+        err = result.exception if result is not None else None
+        if isinstance(err, WeightsError):
+            spec = point.spec
+            runner.write_skipped(spec.task, spec.approach, str(err), dataset=spec.dataset, results_root=self.root)
+            print(f"   skipped: {err}", file=sys.stderr)
+        elif error:
+            text = str(err) if isinstance(err, SkinbenchError) else error
+            self.failures.append(f"{name_of(point)}: {text}")
+            print(f"   FAILED: {text}", file=sys.stderr)
+        print(f"   {result.seconds if result is not None else 0.0:.0f} s", file=sys.stderr)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The script's options (its docstring is the help's description)."""
+    p = argparse.ArgumentParser(description="Regenerate every committed result under results/ from the real data, "
+                                            "in one command.")
+    p.add_argument("--quick", action="store_true", help="200 train/test images per task, into results/quick")
+    p.add_argument("--only", action="append", help="only these tasks")
+    p.add_argument("--approach", action="append", help="only these approaches")
+    p.add_argument("--dataset", action="append", help="only these datasets (default: each task's default "
+                                                      "and its variants)")
+    p.add_argument("--force", action="store_true", help="rerun even when a record is current")
+    p.add_argument("--no-extras", action="store_true", help="skip the sweep and performance scripts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-cpu", action="store_true", help="also train the GPU-marked approaches here")
+    p.add_argument("--status", action="store_true",
+                   help="list every expected record: current, stale (and why) or missing; train nothing")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write records although the code has uncommitted changes (marked +dirty)")
+    p.add_argument("--verify", action="store_true",
+                   help="rerun the current records (use --approach / --only to choose; deterministic ones) "
+                        "and fail if a number moved under the same run key")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/regenerate.py [options]``: exit 0 when everything is current or ran."""
+    from skinbench.environment import code_is_dirty
+    from skinbench.results.render import render_all
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    gpu = args.allow_cpu or gpu_present()
+    root = committed_results_dir() / "quick" if args.quick else committed_results_dir()
+    points = registered_points(args.only, approaches=args.approach, datasets=args.dataset, seed=args.seed,
+                               limit=QUICK_LIMIT if args.quick else None)
+    if args.status:
+        return print_status(points, root)
+    if args.verify:
+        return verify(points, root)
+    if code_is_dirty() and not args.allow_dirty:
+        print("regenerate: the code has uncommitted changes, so its records could not be traced to a commit. "
+              "Fix: commit first (or pass --allow-dirty for a scratch run).", file=sys.stderr)
+        return 2
+    todo: list[Point] = []
+    for point, c in zip(points, currencies(points, root)):
+        if not args.force and c.current:
+            print(f"== {name_of(point)}: current, kept", file=sys.stderr)
+        elif point.spec.task in info.approach(point.spec.approach).gpu_tasks and not gpu and not args.quick:
+            print(f"== {name_of(point)}: needs a GPU, none found: record kept as made "
+                  "(benchmarks/train_segmenters.py on a GPU, or --allow-cpu)", file=sys.stderr)
+        else:
+            todo.append(point)
+    lines = _Lines(root)
+    if todo:  # checked above: these run whatever their records say
+        run_sweep(todo, root, engine="local", force=True, progress=lines,
+                  command=runner.command_as_typed([str(SCRIPT), *argv]))
+    failures = lines.failures
+    if not (args.no_extras or args.quick):
+        for script, extra_args in stale_extras(root, args.force).items():
+            path = REPO_ROOT / "benchmarks" / script
+            if extra_args is None:
+                print(f"== {script}: its reports are current, kept", file=sys.stderr)
+            elif path.exists():
+                cmd = [sys.executable, str(path), *extra_args]
+                print(f"== {' '.join(cmd)}", file=sys.stderr)
+                env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+                if subprocess.call(cmd, env=env) != 0:
+                    failures.append(script)
+    render_all(root)
+    print(f"dashboard: {root / 'README.md'}", file=sys.stderr)
+    for line in failures:
+        print(f"FAILED {line}", file=sys.stderr)
+    return 1 if failures else 0
