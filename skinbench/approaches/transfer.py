@@ -16,13 +16,13 @@ validation loss and the best epoch kept by a validation metric.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from skinbench import progress as show
 from skinbench.approaches import backbones, finetune, tfdata
-from skinbench.approaches.base import KerasPickleMixin, PathClassifier
+from skinbench.approaches.base import KerasPickleMixin, PathClassifier, check_allowed
 from skinbench.cache import ArrayCache, file_digest, make_key
 from skinbench.errors import ConfigError
 
@@ -30,6 +30,12 @@ view_seeds = tfdata.view_seeds  # where tests and notebooks found it first
 
 #: bump when feature extraction changes (decode, resize, augmentation, pooling)
 CODE_VERSION = "transfer-features-1"
+
+#: how the backbone's feature map becomes a vector (``pooling``)
+POOLINGS = ("avg", "flatten")
+#: validation scores that pick the best epoch (``select_metric``; "auto": AUC for two classes, else
+#: balanced accuracy; an undefined metric falls back to minus log loss)
+SELECT_METRICS = ("auto", "auc", "balanced_accuracy", "log_loss")
 
 Stage = tuple[str, float, int]  # (what is trainable: head | last_block | all, learning rate, epochs)
 
@@ -43,7 +49,7 @@ def _pool_layer(pooling: str):
         return keras.layers.GlobalAveragePooling2D(name="pool")
     if pooling == "flatten":
         return keras.layers.Flatten(name="pool")
-    raise ConfigError(f"unknown pooling {pooling!r}", fix="use 'avg' or 'flatten'")
+    raise ConfigError(f"unknown pooling {pooling!r}", fix=f"use one of: {', '.join(POOLINGS)}")
 
 
 def feature_model(backbone: str, weights: Any, size: int, pooling: str = "avg"):
@@ -273,6 +279,10 @@ class TransferClassifier(KerasPickleMixin, PathClassifier):
     -1 shows nothing. Keras' own progress bars are never used.
     """
 
+    _allowed: ClassVar[dict[str, Any]] = {
+        "mode": ("features", "partial", "finetune"), "tta": tfdata.TTA_MODES, "pooling": POOLINGS,
+        "head_solver": ("keras", "logreg"), "select_metric": SELECT_METRICS}
+
     def __init__(self, backbone: str = "mobilenet_v2", weights: Any = "imagenet", input_size: int | None = None,
                  mode: str = "features", pooling: str = "avg", head_units: int = 512, dropout: float = 0.5,
                  stages: Sequence[Stage] | None = None, batch_size: int = 32, patience: int = 10,
@@ -347,17 +357,12 @@ class TransferClassifier(KerasPickleMixin, PathClassifier):
         if not np.array_equal(self.classes_, np.arange(len(self.classes_))):
             raise ConfigError(f"labels must be 0..k-1 indices, got {self.classes_.tolist()}",
                               fix="pass Dataset.y (indices into class_names)")
-        if self.mode not in ("features", "partial", "finetune"):
-            raise ConfigError(f"unknown mode {self.mode!r}", fix="use 'features', 'partial' or 'finetune'")
-        if self.tta not in tfdata.TTA_MODES:
-            raise ConfigError(f"unknown tta {self.tta!r}", fix=f"use one of: {', '.join(tfdata.TTA_MODES)}")
+        check_allowed(self)
         if self.tta != "none" and self.mode == "features":
             raise ConfigError("test-time augmentation needs the image model; mode='features' predicts from "
                               "cached features of the image alone", fix="use tta='none', or mode='partial'")
         if self.mode == "partial":
             backbones.resolve_cut(self.backbone, self.cut)
-        if self.head_solver not in ("keras", "logreg"):
-            raise ConfigError(f"unknown head_solver {self.head_solver!r}", fix="use 'keras' or 'logreg'")
         self._stages()  # validates the configuration before any work
         keras.utils.set_random_seed(self.random_state)
         tr, va = self._split(y, groups)

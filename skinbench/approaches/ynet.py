@@ -11,7 +11,7 @@ activation and trains both heads together (segmentation loss x5, class-weighted 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import keras
@@ -20,7 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from skinbench.approaches import backbones
 from skinbench.approaches.base import PathClassifier
-from skinbench.approaches.seg_losses import get_loss, per_output, soft_jaccard_metric, weighted_categorical_crossentropy
+from skinbench.approaches.seg_losses import LOSSES, get_loss, per_output, soft_jaccard_metric, weighted_categorical_crossentropy
 from skinbench.approaches.seg_training import KerasSegmenter
 from skinbench.approaches.unet import conv_block
 from skinbench.errors import ConfigError, DataError
@@ -68,6 +68,7 @@ class MobileNetUNetSegmenter(KerasSegmenter):
 
     #: 3: its fine-tuning stage keeps the decoder stage's weights unless it beats them on validation
     algorithm_version: ClassVar[int] = 3
+    _allowed: ClassVar[dict[str, Any]] = {"loss": LOSSES}
     input_multiple: ClassVar[int] = backbones.spec(BACKBONE).stride
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
@@ -195,6 +196,7 @@ class YNetClassifier(PathClassifier):
 
     #: 2: the Y-Net's lesion-aware validation split (KerasSegmenter version 2); 3: the Y-Net's own parameters
     algorithm_version: ClassVar[int] = 3
+    _allowed: ClassVar[dict[str, Any]] = {"loss": LOSSES}
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
                  loss: str = "bce_dice", seg_loss_weight: float = 5.0, n_classes: int = 0,
