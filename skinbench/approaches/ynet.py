@@ -34,13 +34,8 @@ def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet"
                          n_classes: int = 0, n_outputs: int = 1, crop_size: int | None = None) -> keras.Model:
     """Outputs ``seg`` (``n_outputs`` sigmoid maps), plus ``cls`` (softmax over ``n_classes``) when n_classes > 0.
     ``crop_size``: the model takes any size (trained on crops, predicts whole ``input_size`` images)."""
-    side = None if crop_size else input_size
-    encoder = backbones.build(BACKBONE, (side, side, 3), weights, trainable=train_encoder)
-    features = keras.Model(encoder.input, [encoder.get_layer(BOTTLENECK).output]
-                           + [encoder.get_layer(name).output for name in SKIPS], name="encoder")
-    inputs = keras.Input((side, side, 3))
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)      # MobileNetV2 expects [-1, 1]
-    top, *skips = features(x)
+    inputs, (top, *skips) = backbones.encoder_taps(BACKBONE, None if crop_size else input_size, weights,
+                                                   train_encoder)  # the U-Net's taps: bottleneck, skips
     x = top
     for i, filters in enumerate(DECODER):
         x = layers.UpSampling2D(2)(x)
