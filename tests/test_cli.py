@@ -225,6 +225,12 @@ def test_cli_ham10000_missing_mask(tmp_path, shared_data, capsys):
     (["run", "task1", "-a", "bovw", "-p", "detector=orb"], "parameter detector of approach 'bovw' takes one of sift, dense"),
     (["run", "task1", "-a", "transfer-mobilenetv2-ft-top", "-p", "tta=flip"], "Fix: did you mean flips?"),
     (["run", "task1", "-a", "majority", "-p", "strategy=constant"], "takes one of most_frequent, prior, stratified"),
+    # one estimator per transfer algorithm: a parameter of another algorithm is no parameter of this one
+    (["run", "task1", "-a", "transfer-mobilenetv2", "-p", "cut=block_13"],
+     "approach 'transfer-mobilenetv2' has no parameter 'cut'"),
+    (["run", "task1", "-a", "transfer-mobilenetv2-ft-top", "-p", "head_solver=logreg"],
+     "approach 'transfer-mobilenetv2-ft-top' has no parameter 'head_solver'"),
+    (["run", "task1", "-a", "transfer-mobilenetv2-finetune", "-p", "mode=partial"], "has no parameter 'mode'"),
 ])
 def test_cli_param_errors_before_any_work(argv, needle, capsys):
     before = sorted(p.name for p in cache_dir().glob("*")) if cache_dir().is_dir() else []
