@@ -541,17 +541,20 @@ def describe_approach(approach: str, tasks: tuple[str, ...] | None = None) -> li
     """Rows ``(parameter, type, default, <value per task>..., smoke)`` for ``skinbench list APPROACH``."""
     ainfo = info.approach(approach)
     tasks = tasks or ainfo.tasks
+    allowed = allowed_values(ainfo.estimator)
     rows = []
     for name, p in approach_signature(ainfo).items():
         if name in ("cache_dir",):
             continue
+        kind = "one of " + ", ".join("none" if c is None else str(c) for c in allowed[name]) if name in allowed \
+            else p.describe()
         default = p.default_text if p.has_default else "(required)"
         per_task = []
         for t in tasks:
             value = ainfo.params_for(t)
             per_task.append(_fmt(value[name]) if name in value else "")
         smoke = _fmt(ainfo.smoke_params[name]) if name in ainfo.smoke_params else ""
-        rows.append((name, p.describe(), default, *per_task, smoke))
+        rows.append((name, kind, default, *per_task, smoke))
     return rows
 
 

@@ -260,6 +260,9 @@ def test_cli_list_approach_shows_parameters_defaults_and_task_values(capsys, mon
     assert row.split()[1:] == ["an", "integer", "0", *per_task, "0"]  # type, default, task3, task4, smoke
     assert per_task[0] != per_task[1]  # the two columns are told apart
     assert "task3 value" in out and "task4 value" in out
+    # a parameter with declared values lists them (the estimator's _allowed, read from source)
+    row = next(line for line in out.splitlines() if line.startswith("tta"))
+    assert "one of none, flips, auto" in row
 
 
 def test_cli_run_prints_a_compact_table_and_writes_to_the_user_folder(tmp_path, monkeypatch, capsys):

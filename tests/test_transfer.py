@@ -118,6 +118,9 @@ def test_bad_labels_and_splits(synthetic_dataset):
         FeatureTransferClassifier(**TINY).fit(paths[:6], np.array([0, 1, 0, 1, 0, 1]))
     with pytest.raises(ConfigError, match="only the head.*EndToEndTransferClassifier"):
         FeatureTransferClassifier(**TINY, stages=[("all", 1e-5, 1)]).fit(paths[:8], np.array([0, 1] * 4))
+    with pytest.raises(ConfigError, match="unknown fine-tuning stage.*top"):  # before any model is built
+        EndToEndTransferClassifier(**TINY, stages=[("head", 1e-3, 1), ("top", 1e-4, 1)]).fit(
+            paths[:8], np.array([0, 1] * 4))
 
 
 def test_empty_validation_trains_fixed_epochs(synthetic_dataset):

@@ -42,7 +42,9 @@ POOLINGS = ("avg", "flatten")
 #: balanced accuracy; an undefined metric falls back to minus log loss)
 SELECT_METRICS = ("auto", "auc", "balanced_accuracy", "log_loss")
 
-Stage = tuple[str, float, int]  # (what is trainable: head | last_block | all, learning rate, epochs)
+Stage = tuple[str, float, int]
+#: what an end-to-end stage makes trainable (:func:`set_stage`)
+STAGE_PARTS = ("head", "last_block", "all")  # (what is trainable: head | last_block | all, learning rate, epochs)
 
 
 # ---------------------------------------------------------------------------------------------- features
@@ -194,8 +196,8 @@ def full_model(backbone: str, weights: Any, size: int, n_classes: int, bias: np.
 def set_stage(base, stage: str, backbone: str) -> None:
     """Make ``head`` (backbone frozen), ``last_block`` or ``all`` of the backbone trainable (BatchNorm layers
     stay frozen)."""
-    if stage not in ("head", "last_block", "all"):
-        raise ConfigError(f"unknown fine-tuning stage {stage!r}", fix="use head, last_block or all")
+    if stage not in STAGE_PARTS:
+        raise ConfigError(f"unknown fine-tuning stage {stage!r}", fix=f"use {', '.join(STAGE_PARTS)}")
     import keras
 
     base.trainable = stage != "head"
@@ -504,6 +506,12 @@ class EndToEndTransferClassifier(TransferBase):
         self.val_size, self.select_metric = val_size, select_metric
         self.class_weight, self.bias_init, self.tta = class_weight, bias_init, tta
         self.random_state, self.cache_dir, self.verbose = random_state, cache_dir, verbose
+
+    def _check_stages(self, stages: list[Stage]) -> None:
+        parts = sorted({part for part, _, _ in stages} - set(STAGE_PARTS))
+        if parts:
+            raise ConfigError(f"unknown fine-tuning stage(s) {', '.join(parts)}",
+                              fix=f"use {', '.join(STAGE_PARTS)} (e.g. stages=[[\"head\", 1e-4, 10], [\"all\", 1e-6, 5]])")
 
     def _fit(self, X, y, tr, va) -> None:
         import keras
