@@ -1,6 +1,6 @@
 """Images/s and peak RSS of each fine-tuning stage, read from the committed records that made them.
 
-The staged transfer rows (``mode="partial"``) log every stage as they train (``extras.fit.stages``:
+The staged transfer rows (``finetune.PartialFinetuneClassifier``) log every stage as they train (``extras.fit.stages``:
 activation extraction, head, top blocks, end to end; seconds, images/s, whether the stage was found in
 the cache); this script gathers those from ``results/runs`` into ``results/perf/finetune.md`` and
 ``.json``, next to the measured reference rates of the other routes. Nothing is rerun here: the numbers

@@ -251,7 +251,9 @@ _B = "skinbench.approaches.baselines"
 _SMOKE_SEG = {"input_size": 32, "epochs": 1, "batch_size": 8}
 _SMOKE_FINETUNE = {"finetune_epochs": 0}
 _SMOKE_TRANSFER = {"weights": None, "input_size": 32, "n_views": 1, "stages": [["head", 1e-3, 2]]}
-_FT_TOP = {"backbone": "mobilenet_v2", "mode": "partial", "stages": [["head", 3e-4, 100], ["top", 1e-4, 30]],
+#: transfer estimators: features (head on cached features), partial fine-tuning, end to end
+_T, _F = "skinbench.approaches.transfer", "skinbench.approaches.finetune"
+_FT_TOP = {"backbone": "mobilenet_v2", "stages": [["head", 3e-4, 100], ["top", 1e-4, 30]],
            "patience": 8, "tta": "auto"}
 _SMOKE_PARTIAL = {"weights": None, "input_size": 32, "n_views": 1, "stages": [["head", 1e-3, 2], ["top", 1e-3, 1]]}
 #: the Y-Net of task4 and ynet-cls of task2 share these, so both rows come from one training
@@ -306,45 +308,45 @@ APPROACHES: dict[str, ApproachInfo] = _Registry({
                      "Small CNN trained from scratch, no pretrained weights (4 conv blocks, 128 px, flips, "
                      "early stopping on a validation split)",
                      smoke_params={"input_size": 32, "epochs": 1, "batch_size": 8}),
-        ApproachInfo("transfer-vgg16", "skinbench.approaches.transfer:TransferClassifier", "deep",
+        ApproachInfo("transfer-vgg16", f"{_T}:FeatureTransferClassifier", "deep",
                      ("task1", "task2"), "VGG16 ImageNet transfer, Flatten head on cached features (reference recipe)",
                      params={"backbone": "vgg16", "pooling": "flatten"},
                      needs="VGG16 ImageNet weights (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)",
                      smoke_params=_SMOKE_TRANSFER),
-        ApproachInfo("transfer-mobilenetv2", "skinbench.approaches.transfer:TransferClassifier", "deep",
+        ApproachInfo("transfer-mobilenetv2", f"{_T}:FeatureTransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 ImageNet transfer (keras head on cached features, 4 views)",
                      params={"backbone": "mobilenet_v2"},
                      smoke_params=_SMOKE_TRANSFER),
-        ApproachInfo("transfer-mobilenetv2-logreg", "skinbench.approaches.transfer:TransferClassifier", "deep",
+        ApproachInfo("transfer-mobilenetv2-logreg", f"{_T}:FeatureTransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 ImageNet features (4 views) + balanced logistic regression",
                      params={"backbone": "mobilenet_v2", "head_solver": "logreg", "C": 0.01},
                      smoke_params=_SMOKE_TRANSFER),
-        ApproachInfo("transfer-mobilenetv2-ft-top", "skinbench.approaches.transfer:TransferClassifier", "deep",
+        ApproachInfo("transfer-mobilenetv2-ft-top", f"{_F}:PartialFinetuneClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 fine-tuned on 2 cores: head, then blocks 13-16 on cached "
                                          "block_12 activations (4 views, 224 px), flips TTA if validation gains",
                      params=_FT_TOP, smoke_params=_SMOKE_PARTIAL),
-        ApproachInfo("transfer-mobilenetv2-ft-all", "skinbench.approaches.transfer:TransferClassifier", "deep",
+        ApproachInfo("transfer-mobilenetv2-ft-all", f"{_F}:PartialFinetuneClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 as ft-top, then the whole network end to end at 160 px",
                      params={**_FT_TOP, "stages": _FT_TOP["stages"] + [["all", 1e-5, 8]], "finetune_size": 160},
                      task_params={"task2": {"stages": _FT_TOP["stages"] + [["all", 1e-5, 3]]}},
                      smoke_params={**_SMOKE_PARTIAL, "stages": _SMOKE_PARTIAL["stages"] + [["all", 1e-4, 1]],
                                    "finetune_size": 32}),
-        ApproachInfo("transfer-vgg16-ft-top", "skinbench.approaches.transfer:TransferClassifier", "deep",
+        ApproachInfo("transfer-vgg16-ft-top", f"{_F}:PartialFinetuneClassifier", "deep",
                      ("task1", "task2"), "VGG16 fine-tuned: head, then block5 on cached block4 activations",
                      params={**_FT_TOP, "backbone": "vgg16"},
                      needs="VGG16 ImageNet weights (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)",
                      smoke_params={**_SMOKE_PARTIAL, "backbone": "vgg16"}),
-        ApproachInfo("transfer-vgg16-ft-all", "skinbench.approaches.transfer:TransferClassifier", "deep",
+        ApproachInfo("transfer-vgg16-ft-all", f"{_F}:PartialFinetuneClassifier", "deep",
                      ("task1", "task2"), "VGG16 as vgg16-ft-top, then the whole network end to end at 224 px",
                      params={**_FT_TOP, "backbone": "vgg16", "stages": _FT_TOP["stages"] + [["all", 1e-5, 3]]},
                      needs="VGG16 ImageNet weights (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)",
                      smoke_params={**_SMOKE_PARTIAL, "backbone": "vgg16",
                                    "stages": _SMOKE_PARTIAL["stages"] + [["all", 1e-4, 1]]}),
-        ApproachInfo("transfer-mobilenetv2-finetune", "skinbench.approaches.transfer:TransferClassifier", "deep",
+        ApproachInfo("transfer-mobilenetv2-finetune", f"{_T}:EndToEndTransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 fine-tuned end to end at 224 px: head -> last block -> all "
                                          "(tf.data; mixed precision and all GPUs when present)",
-                     params={"backbone": "mobilenet_v2", "mode": "finetune"}, gpu_tasks=("task2",),
-                     smoke_params={**_SMOKE_TRANSFER, "stages": [["head", 1e-3, 1]]}),
+                     params={"backbone": "mobilenet_v2"}, gpu_tasks=("task2",),
+                     smoke_params={"weights": None, "input_size": 32, "stages": [["head", 1e-3, 1]]}),
         # --- deep segmentation (issue 6 adds its variants here) ---
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),
                      "Keras U-Net from scratch (width, depth, dropout configurable; CPU default base 16, depth 4, "

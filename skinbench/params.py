@@ -3,8 +3,10 @@
 :func:`signature` reads an estimator's ``__init__`` from its source (no import, so no TensorFlow start-up
 just to list or check parameters): each parameter's annotation and default. :func:`validate_params`
 checks user overrides against it *before any work* (no data loaded, no cache folder made) and converts
-command-line text to the annotated type; a wrong name or type is one :class:`ConfigError` line naming
-the parameter, the expected type and an example that works::
+command-line text to the annotated type; a wrong name or type, or a value outside the set the estimator
+declares in its ``_allowed`` class attribute (:func:`allowed_values`, also read from source), is one
+:class:`ConfigError` line naming the parameter, the expected type (or the allowed values) and an example
+that works::
 
     -p n_words=abc: parameter n_words of approach 'bovw' takes an integer, not 'abc'. Fix: e.g. -p n_words=300
 
@@ -26,6 +28,7 @@ import inspect
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from skinbench import info
@@ -192,6 +195,107 @@ def _from_source(module: str, cls: str) -> dict[str, Param] | None:
     return None
 
 
+# ------------------------------------------------------------------------------ declared value sets
+#: the class attribute declaring a parameter's allowed values (``skinbench.approaches.base.allowed`` reads
+#: it at run time; read here from source: this layer imports no estimator)
+ALLOWED_ATTR = "_allowed"
+#: the folder holding the skinbench package whose sources are read
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=None)
+def _module_tree(module: str) -> ast.Module | None:
+    """The parsed source of a skinbench module (None for any other, or one without a .py file)."""
+    if module != "skinbench" and not module.startswith("skinbench."):
+        return None
+    # by path, not importlib.util.find_spec: that imports the parent, and a name like
+    # skinbench.approaches.seg_training.TTA_MODES would import Keras
+    base = _PACKAGE_ROOT.joinpath(*module.split("."))
+    path = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+    if not path.is_file():
+        return None
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _imported(tree: ast.Module, name: str) -> tuple[str, str] | None:
+    """(module, attribute) that ``name`` is bound to by a module-level ``from M import X [as name]``, or
+    (module, "") for ``import M as name`` / ``from P import M`` where M is a module."""
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
+            for alias in stmt.names:
+                if (alias.asname or alias.name) == name:
+                    sub = f"{stmt.module}.{alias.name}"
+                    return (sub, "") if _module_tree(sub) is not None else (stmt.module, alias.name)
+        elif isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                if alias.asname == name:
+                    return alias.name, ""
+    return None
+
+
+def _constant(module: str, node: ast.AST, depth: int = 0) -> Any:
+    """A declared value read from source without importing: a literal, a module-level constant of this
+    or an imported skinbench module (``TTA_MODES``, ``tfdata.TTA_MODES``), ``a + b`` of tuples, or a dict
+    display (its literal keys: the names a registry of losses accepts). ValueError when it is none."""
+    tree = _module_tree(module)
+    if tree is None or depth > 8:
+        raise ValueError(module)
+    if isinstance(node, ast.Dict):
+        return tuple(ast.literal_eval(k) for k in node.keys if k is not None)
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        pass
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return tuple(_constant(module, node.left, depth + 1)) + tuple(_constant(module, node.right, depth + 1))
+    if isinstance(node, ast.Name):
+        for stmt in tree.body:
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+            if any(isinstance(t, ast.Name) and t.id == node.id for t in targets) and stmt.value is not None:
+                return _constant(module, stmt.value, depth + 1)
+        where = _imported(tree, node.id)
+        if where and where[1]:
+            return _constant(where[0], ast.Name(where[1]), depth + 1)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        where = _imported(tree, node.value.id)
+        if where and not where[1]:
+            return _constant(where[0], ast.Name(node.attr), depth + 1)
+    raise ValueError(ast.unparse(node))
+
+
+@functools.lru_cache(maxsize=None)
+def _class_allowed(module: str, cls: str) -> dict[str, tuple]:
+    """``_allowed`` of ``module:cls`` merged over its skinbench base classes' (the subclass wins), from source."""
+    tree = _module_tree(module)
+    node = next((n for n in (tree.body if tree else []) if isinstance(n, ast.ClassDef) and n.name == cls), None)
+    if node is None:
+        return {}
+    out: dict[str, tuple] = {}
+    for base in node.bases:
+        if isinstance(base, ast.Name):
+            where = _imported(tree, base.id) or (module, base.id)
+            if where[1]:
+                out.update(_class_allowed(*where))
+    for stmt in node.body:
+        target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else \
+            stmt.target if isinstance(stmt, ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and target.id == ALLOWED_ATTR and isinstance(stmt.value, ast.Dict):
+            for key, value in zip(stmt.value.keys, stmt.value.values):
+                try:
+                    out[ast.literal_eval(key)] = tuple(_constant(module, value))
+                except ValueError:
+                    raise TypeError(f"{module}:{cls}.{ALLOWED_ATTR}: cannot read {ast.unparse(value)} from source "
+                                    "(use a literal tuple, a module-level constant or a dict of names)") from None
+    return out
+
+
+def allowed_values(estimator: str) -> dict[str, tuple]:
+    """``{parameter: allowed values}`` that ``"module:Class"`` declares (its ``_allowed`` and its bases'),
+    read from source like :func:`signature`, so a value can be refused before any work."""
+    module, cls = estimator.split(":")
+    return _class_allowed(module, cls)
+
+
 def _from_class(module: str, cls: str) -> dict[str, Param]:
     import importlib
 
@@ -354,6 +458,7 @@ def validate_params(approach_info: info.ApproachInfo | str, task: str | None,
     """
     ainfo = info.approach(approach_info) if isinstance(approach_info, str) else approach_info
     sig = approach_signature(ainfo)
+    allowed = allowed_values(ainfo.estimator)
     out: dict[str, Any] = {}
     for name, value in (params or {}).items():
         param = sig.get(name)
@@ -364,13 +469,20 @@ def validate_params(approach_info: info.ApproachInfo | str, task: str | None,
             raise ConfigError(f"approach {ainfo.name!r} has no parameter {name!r}",
                               fix=f"{hint}its parameters: {', '.join(shown)} (defaults and registered values: "
                                   f"`python -m skinbench list {ainfo.name}`)")
+        shown = value if isinstance(value, str) else json.dumps(value, default=str)
         try:
             out[name] = _coerce(value, param.kinds, param.item_kinds)
         except (_Bad, json.JSONDecodeError, TypeError, ValueError):
-            shown = value if isinstance(value, str) else json.dumps(value, default=str)
             raise ConfigError(f"{option} {name}={shown}: parameter {name} of approach {ainfo.name!r} takes "
                               f"{param.describe()}, not {shown!r}",
                               fix=f"e.g. {_example(name, param, ainfo, task, option)}") from None
+        choices = allowed.get(name)
+        if choices is not None and out[name] not in choices:
+            listed = ", ".join("none" if c is None else str(c) for c in choices)
+            close = difflib.get_close_matches(str(out[name]), [str(c) for c in choices], n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"{option} {name}={shown}: parameter {name} of approach {ainfo.name!r} takes one of "
+                              f"{listed}, not {shown!r}", fix=f"{hint}e.g. {option} {name}={close[0] if close else choices[0]}")
     return out
 
 
@@ -429,17 +541,20 @@ def describe_approach(approach: str, tasks: tuple[str, ...] | None = None) -> li
     """Rows ``(parameter, type, default, <value per task>..., smoke)`` for ``skinbench list APPROACH``."""
     ainfo = info.approach(approach)
     tasks = tasks or ainfo.tasks
+    allowed = allowed_values(ainfo.estimator)
     rows = []
     for name, p in approach_signature(ainfo).items():
         if name in ("cache_dir",):
             continue
+        kind = "one of " + ", ".join("none" if c is None else str(c) for c in allowed[name]) if name in allowed \
+            else p.describe()
         default = p.default_text if p.has_default else "(required)"
         per_task = []
         for t in tasks:
             value = ainfo.params_for(t)
             per_task.append(_fmt(value[name]) if name in value else "")
         smoke = _fmt(ainfo.smoke_params[name]) if name in ainfo.smoke_params else ""
-        rows.append((name, p.describe(), default, *per_task, smoke))
+        rows.append((name, kind, default, *per_task, smoke))
     return rows
 
 

@@ -85,15 +85,45 @@ def estimator_version(approach: str) -> int:
     return int(getattr(getattr(importlib.import_module(module), cls), "algorithm_version", 1))
 
 
+#: Estimator classes renamed or split since committed records were made: {registered name: the name the
+#: run keys hash}. A key hashes the estimator's name, yet a rename changes no number, so the key keeps the
+#: old name (a class whose numbers change bumps its ``algorithm_version`` instead). The three transfer
+#: estimators were one ``TransferClassifier`` whose ``mode`` parameter chose the algorithm.
+_OLD_TRANSFER = "skinbench.approaches.transfer:TransferClassifier"
+ESTIMATOR_RENAMES: dict[str, str] = {
+    "skinbench.approaches.transfer:FeatureTransferClassifier": _OLD_TRANSFER,
+    "skinbench.approaches.finetune:PartialFinetuneClassifier": _OLD_TRANSFER,
+    "skinbench.approaches.transfer:EndToEndTransferClassifier": _OLD_TRANSFER,
+}
+#: Parameters a renamed class no longer takes because its class now says it, as the keys hashed them:
+#: the registry gave the partial and end-to-end approaches ``mode`` (features was the default, never
+#: written), so their keys keep it.
+KEY_PARAMS: dict[str, dict[str, Any]] = {
+    "skinbench.approaches.finetune:PartialFinetuneClassifier": {"mode": "partial"},
+    "skinbench.approaches.transfer:EndToEndTransferClassifier": {"mode": "finetune"},
+}
+
+
+def key_estimator(estimator: str) -> str:
+    """The name a run key hashes for the registered ``"module:Class"`` (see :data:`ESTIMATOR_RENAMES`)."""
+    return ESTIMATOR_RENAMES.get(estimator, estimator)
+
+
+def key_params(estimator: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters a run key hashes: the merged ``params`` and what :data:`KEY_PARAMS` declares."""
+    return {**KEY_PARAMS.get(estimator, {}), **dict(params)}
+
+
 def key_inputs(spec: RunSpec, manifest_digest: str, classes: list[str] | None = None) -> dict[str, Any]:
     """What the run key hashes, kept in the record so a stale one can say which input changed.
 
     ``classes``: a user-declared class order (generic data: which class is positive); registered
     datasets' classes are fixed by the registry and left out.
     """
+    estimator = info.approach(spec.approach).estimator
     inputs = {
         "task": spec.task, "approach": spec.approach, "dataset": spec.dataset_name,
-        "estimator": info.approach(spec.approach).estimator, "params": spec.merged_params(),
+        "estimator": key_estimator(estimator), "params": key_params(estimator, spec.merged_params()),
         "seed": spec.seed, "limit": spec.limit, "n_boot": spec.n_boot, "manifest_digest": manifest_digest,
         "versions": {"estimator": estimator_version(spec.approach), **contract_versions()},
     }
@@ -181,7 +211,7 @@ def migrate_legacy_key(record: Mapping[str, Any]) -> dict[str, Any]:
     approach = record["approach"]
     inputs = {
         "task": record["task"], "approach": approach, "dataset": record["dataset"],
-        "estimator": info.APPROACHES[approach].estimator if approach in info.APPROACHES else "",
+        "estimator": key_estimator(info.APPROACHES[approach].estimator) if approach in info.APPROACHES else "",
         "params": entry["params"], "seed": record.get("seed"), "limit": record.get("limit"), "n_boot": 1000,
         "manifest_digest": (record.get("split") or {}).get("manifest_digest"), "versions": dict(LEGACY_VERSIONS),
     }

@@ -102,3 +102,30 @@ def test_mobilenet_v2_owns_its_unet_layer_names():
     assert ynet.MobileNetUNetSegmenter.input_multiple == backbones.spec("mobilenet_v2").stride
     with pytest.raises(ConfigError, match="mobilenet_v2"):
         backbones.unet_layers("vgg16")
+
+
+def test_segmenters_take_encoder_and_preprocessing_from_the_backbone_factory(monkeypatch):
+    """U-Net, Y-Net and FPN build their encoder through backbones.encoder_taps, preprocessing included:
+    the scaling is the spec's (a Rescaling x * (1/127.5) - 1, the arithmetic the committed segmenter
+    records were trained with, which differs in float32 from preprocess_input's x / 127.5 - 1)."""
+    keras = pytest.importorskip("keras")
+    from skinbench.approaches import fpn, ynet
+
+    x = np.linspace(0, 255, 64 * 64 * 3, dtype=np.float32).reshape(1, 64, 64, 3)
+    layer = backbones.encoder_preprocess("mobilenet_v2")
+    np.testing.assert_array_equal(np.asarray(layer(x)), x * np.float32(1 / 127.5) + np.float32(-1.0))
+    assert not np.array_equal(np.asarray(layer(x)), np.asarray(backbones.preprocess_layer("mobilenet_v2")(x)))
+
+    made = []
+
+    def spy(name):
+        made.append(name)
+        return keras.layers.Identity(name=f"spy{len(made)}")
+
+    monkeypatch.setattr(backbones, "encoder_preprocess", spy)
+    for model in (ynet.build_mobilenet_unet(64, None), ynet.build_mobilenet_unet(64, None, n_classes=3),
+                  ynet.build_mobilenet_unet(64, None, crop_size=32), fpn.build_mobilenet_fpn(64, None)):
+        kinds = [type(lay).__name__ for lay in model.layers]
+        assert "Rescaling" not in kinds, f"{model.name} scales its input by hand"
+        assert [lay.name for lay in model.layers if lay.name == "encoder"] == ["encoder"]
+    assert made == ["mobilenet_v2"] * 4

@@ -216,6 +216,21 @@ def test_cli_ham10000_missing_mask(tmp_path, shared_data, capsys):
                                                                     "takes an integer, not 'abc' Fix: e.g. -p n_tune=400"),
     (["run", "task1", "-a", "bovw", "-p", "vocab_size=500"], "has no parameter 'vocab_size' Fix: did you mean n_words?"),
     (["run", "task1", "-a", "majority", "-p", "novalue"], "Fix: write e.g. -p strategy=prior"),
+    # a value outside the set the estimator declares (its _allowed, read from source)
+    (["run", "task4", "-a", "unet", "-p", "tta=sideways"], "-p tta=sideways: parameter tta of approach 'unet' "
+                                                            "takes one of none, flips, auto, not 'sideways' Fix: e.g. -p tta=none"),
+    (["run", "task4", "-a", "unet", "-p", "loss=dicee"], "takes one of dice, jaccard, bce, wbce, focal, tversky, "
+                                                          "focal_tversky, bce_dice, not 'dicee' Fix: did you mean dice?"),
+    (["run", "task4", "-a", "mobilenet-unet", "-p", "select_by=val_auc"], "takes one of val_loss, val_jaccard"),
+    (["run", "task1", "-a", "bovw", "-p", "detector=orb"], "parameter detector of approach 'bovw' takes one of sift, dense"),
+    (["run", "task1", "-a", "transfer-mobilenetv2-ft-top", "-p", "tta=flip"], "Fix: did you mean flips?"),
+    (["run", "task1", "-a", "majority", "-p", "strategy=constant"], "takes one of most_frequent, prior, stratified"),
+    # one estimator per transfer algorithm: a parameter of another algorithm is no parameter of this one
+    (["run", "task1", "-a", "transfer-mobilenetv2", "-p", "cut=block_13"],
+     "approach 'transfer-mobilenetv2' has no parameter 'cut'"),
+    (["run", "task1", "-a", "transfer-mobilenetv2-ft-top", "-p", "head_solver=logreg"],
+     "approach 'transfer-mobilenetv2-ft-top' has no parameter 'head_solver'"),
+    (["run", "task1", "-a", "transfer-mobilenetv2-finetune", "-p", "mode=partial"], "has no parameter 'mode'"),
 ])
 def test_cli_param_errors_before_any_work(argv, needle, capsys):
     before = sorted(p.name for p in cache_dir().glob("*")) if cache_dir().is_dir() else []
@@ -245,6 +260,9 @@ def test_cli_list_approach_shows_parameters_defaults_and_task_values(capsys, mon
     assert row.split()[1:] == ["an", "integer", "0", *per_task, "0"]  # type, default, task3, task4, smoke
     assert per_task[0] != per_task[1]  # the two columns are told apart
     assert "task3 value" in out and "task4 value" in out
+    # a parameter with declared values lists them (the estimator's _allowed, read from source)
+    row = next(line for line in out.splitlines() if line.startswith("tta"))
+    assert "one of none, flips, auto" in row
 
 
 def test_cli_run_prints_a_compact_table_and_writes_to_the_user_folder(tmp_path, monkeypatch, capsys):
@@ -311,3 +329,14 @@ def test_cli_run_adds_the_baselines_beside_a_row_in_a_fresh_folder(tmp_path, cap
     assert "(baseline, beside every row)" not in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in folder.iterdir() if p.name != "classical-seg__lesion.json"} == \
         {p: t for p, t in before.items() if p.name != "classical-seg__lesion.json"}
+
+
+def test_cli_refuses_a_declared_value_before_loading_any_data(tmp_path, capsys):
+    """`run -p tta=sideways` is refused from the declaration alone: the data root does not even exist,
+    so an error about data would mean data was looked at first."""
+    rc = main(["run", "task4", "-a", "unet", "-p", "tta=sideways", "--data-root", str(tmp_path / "nowhere"),
+               "--results", str(tmp_path / "r")])
+    assert rc == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "tta=sideways" in line and "one of none, flips, auto" in line
+    assert not (tmp_path / "r").exists()

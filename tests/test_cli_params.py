@@ -54,3 +54,23 @@ def test_smoke_overrides_every_epoch_like_parameter():
             if "stages" in sig:
                 assert "stages" in a.smoke_params, f"{a.name}: its default schedule trains up to 100 epochs"
                 assert all(int(epochs) <= 2 for _, _, epochs in a.smoke_params["stages"])
+
+
+def test_declared_values_read_from_source_equal_the_classes_own():
+    """params.allowed_values reads each estimator's ``_allowed`` (and its bases') from source, without
+    importing it; what fit checks at run time (approaches.base.allowed) must be the very same sets."""
+    import importlib
+
+    from skinbench.approaches.base import allowed
+    from skinbench.params import allowed_values
+
+    for a in info.APPROACHES.values():
+        module, cls = a.estimator.split(":")
+        runtime = {k: tuple(v) for k, v in allowed(getattr(importlib.import_module(module), cls)).items()}
+        assert allowed_values(a.estimator) == runtime, a.name
+        sig = approach_signature(a)
+        assert set(runtime) <= set(sig), f"{a.name}: declares values of parameters it does not take"
+        for task in a.tasks:  # every registered and default value is one of the declared
+            merged = {**{k: p.default for k, p in sig.items()}, **a.params_for(task), **a.smoke_params}
+            for name, choices in runtime.items():
+                assert merged[name] in choices, f"{a.name}/{task}: {name}={merged[name]!r}"

@@ -62,7 +62,7 @@ def test_isic2020_metadata_format(tmp_path):
     ("image_id,melanoma,seborrheic_keratosis\nA,1,1\n", "both melanoma and seborrheic_keratosis"),
     ("image,MEL,NV,BCC\nA,1,1,0\n", "one-hot needs exactly one"),
     ("image,MEL,NV,BCC\nA,yes,0,0\n", "non-numeric"),
-    ("image,MEL,NV,BCC\nA,1,0,0\nA,0,1,0\n", "appears more than once"),
+    ("image,MEL,NV,BCC\nA,1,0,0\nA,0,1,0\n", "line 3: duplicate image id 'A'"),
     ("id,label\nA,benign\n", "not an ISIC ground-truth header"),
 ])
 def test_malformed_ground_truth_is_one_clear_error(tmp_path, text, message):

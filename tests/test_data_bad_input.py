@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -63,7 +64,7 @@ def test_ground_truth_unknown_label(tmp_path):
 
 def test_ground_truth_duplicate_id(tmp_path):
     folder = _isic2016(tmp_path, "ISIC_0000001,benign\nISIC_0000001,malignant\n", "ISIC_0000003,0.0\n")
-    with pytest.raises(DataError, match=r"Training_GroundTruth.csv: duplicate image id\(s\) ISIC_0000001"):
+    with pytest.raises(DataError, match=r"Training_GroundTruth.csv: line 2: duplicate image id 'ISIC_0000001' \(first on line 1\)"):
         isic2016.load(folder, manifest_dir=tmp_path / "none")
 
 
@@ -77,7 +78,7 @@ def test_generic_bad_csvs(tmp_path):
     (tmp_path / "images").mkdir()
     _jpg(tmp_path / "images" / "a.jpg")
     (tmp_path / "labels.csv").write_text("image_id,label\na,x\na,y\n")
-    with pytest.raises(DataError, match="labels.csv: duplicate image_id a"):
+    with pytest.raises(DataError, match="labels.csv: line 3: duplicate image id 'a' \\(first on line 2\\)"):
         generic.load(tmp_path)
     (tmp_path / "labels.csv").write_text("id,label\na,x\n")
     with pytest.raises(DataError, match="lacks column 'image_id'"):
@@ -435,3 +436,45 @@ def test_fix_texts_lead_somewhere_that_works(tmp_path, synthetic_dataset):
     with pytest.raises(DataError) as err:
         isic2016.load(official, manifest_dir=tmp_path / "none")
     assert "remove" not in err.value.fix and "data verify isic2016_task3" in err.value.fix
+
+
+# ------------------------------------------------------------------ unique image ids: a Dataset invariant
+
+def test_dataset_refuses_a_repeated_image_id_naming_dataset_and_id(tmp_path):
+    from skinbench.data.base import Dataset
+
+    frame = pd.DataFrame({"image_id": ["a", "b", "a"], "image": ["x", "y", "z"], "label": ["n", "m", "n"],
+                          "lesion_id": ["a", "b", "a"], "split": ["train", "train", "test"]})
+    with pytest.raises(DataError, match=r"duplicate image id 'a' in dataset 'mine'.*Fix: list every image once"):
+        Dataset("mine", tmp_path, frame)
+
+
+def test_ham10000_repeated_metadata_row_is_refused_by_the_invariant(tmp_path):
+    ids = _fake_ham(tmp_path)
+    meta = tmp_path / "HAM10000_metadata.csv"
+    meta.write_text(meta.read_text() + f"HAM_0000099,{ids[3]},nv,histo,50.0,male,back\n")
+    with pytest.raises(DataError, match=rf"duplicate image id '{ids[3]}' in dataset 'ham10000'"):
+        ham10000.load(tmp_path, manifest_dir=tmp_path / "none")
+
+
+def test_part2b_image_in_both_splits_is_refused(tmp_path):
+    for split, ids in (("train", ["ISIC_0000001", "ISIC_0000002"]), ("test", ["ISIC_0000002"])):
+        for i in ids:
+            _jpg(tmp_path / split / f"{i}.jpg")
+            for t in ("globules", "streaks"):
+                cv2.imwrite(str(tmp_path / split / f"{i}_{t}.png"), np.zeros((24, 32), np.uint8))
+    with pytest.raises(DataError, match=r"duplicate image id 'ISIC_0000002' in dataset .*one split"):
+        attributes.load_isic2016_part2b(tmp_path)
+
+
+def test_cli_names_the_csv_line_of_a_repeated_id(tmp_path, capsys):
+    from skinbench.cli import main
+
+    (tmp_path / "images").mkdir()
+    for i in ("a", "b", "c"):
+        _jpg(tmp_path / "images" / f"{i}.jpg")
+    (tmp_path / "labels.csv").write_text("image_id,label\na,x\nb,y\nc,x\nb,y\n")
+    assert main(["data", "verify", "generic", "--data-root", str(tmp_path)]) != 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "labels.csv: line 5: duplicate image id 'b' (first on line 3)" in text

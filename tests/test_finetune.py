@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from skinbench.approaches import activations, backbones, finetune, tfdata, transfer
-from skinbench.approaches.transfer import TransferClassifier
+from skinbench.approaches.finetune import PartialFinetuneClassifier
 from skinbench.errors import ConfigError
 
-PARTIAL = dict(mode="partial", input_size=32, n_views=1, batch_size=16, patience=2,
+PARTIAL = dict(input_size=32, n_views=1, batch_size=16, patience=2,
                stages=[("head", 1e-3, 2), ("top", 1e-3, 2)])
 
 
@@ -32,9 +32,9 @@ def test_a_bad_cut_fails_before_any_work(synthetic_dataset, monkeypatch):
     monkeypatch.setattr(finetune, "build_partial", no_build)
     train = synthetic_dataset.split("train")
     with pytest.raises(ConfigError, match="not a cut point"):
-        TransferClassifier(weights=None, **PARTIAL, cut="block_40").fit(train.paths, train.y, train.groups)
+        PartialFinetuneClassifier(weights=None, **PARTIAL, cut="block_40").fit(train.paths, train.y, train.groups)
     with pytest.raises(ConfigError, match="head, top, all in that order"):
-        TransferClassifier(weights=None, **{**PARTIAL, "stages": [("top", 1e-3, 1), ("head", 1e-3, 1)]}).fit(
+        PartialFinetuneClassifier(weights=None, **{**PARTIAL, "stages": [("top", 1e-3, 1), ("head", 1e-3, 1)]}).fit(
             train.paths, train.y, train.groups)
 
 
@@ -127,7 +127,7 @@ def test_fill_computes_only_what_is_missing_and_resumes(synthetic_dataset, tmp_p
 
 def test_partial_fit_caches_its_stages(synthetic_dataset, mobilenet32_weights, tmp_path, monkeypatch):
     train, test = synthetic_dataset.split("train"), synthetic_dataset.split("test")
-    clf = TransferClassifier(weights=mobilenet32_weights, **PARTIAL, cache_dir=tmp_path, tta="auto")
+    clf = PartialFinetuneClassifier(weights=mobilenet32_weights, **PARTIAL, cache_dir=tmp_path, tta="auto")
     first = clf.fit(train.paths, train.y, train.groups).predict_proba(test.paths)
     assert [s["stage"] for s in clf.stage_log_] == ["activations", "head", "top"]
     assert not any(s.get("cached") for s in clf.stage_log_)
@@ -138,14 +138,14 @@ def test_partial_fit_caches_its_stages(synthetic_dataset, mobilenet32_weights, t
     def no_training(*a, **k):
         raise AssertionError("a finished stage was trained again")
 
-    monkeypatch.setattr(TransferClassifier, "_fit_stage", no_training)
-    again = TransferClassifier(weights=mobilenet32_weights, **PARTIAL, cache_dir=tmp_path, tta="auto")
+    monkeypatch.setattr(PartialFinetuneClassifier, "_fit_stage", no_training)
+    again = PartialFinetuneClassifier(weights=mobilenet32_weights, **PARTIAL, cache_dir=tmp_path, tta="auto")
     np.testing.assert_allclose(again.fit(train.paths, train.y, train.groups).predict_proba(test.paths), first,
                                atol=1e-5)
     assert [s.get("cached") for s in again.stage_log_] == [True, True]
     # a longer schedule reuses the finished head stage and trains only the new one
     monkeypatch.undo()
-    longer = TransferClassifier(weights=mobilenet32_weights, **{**PARTIAL, "stages": [("head", 1e-3, 2), ("top", 1e-3, 3)]},
+    longer = PartialFinetuneClassifier(weights=mobilenet32_weights, **{**PARTIAL, "stages": [("head", 1e-3, 2), ("top", 1e-3, 3)]},
                                 cache_dir=tmp_path)
     longer.fit(train.paths, train.y, train.groups)
     assert [s.get("cached") for s in longer.stage_log_ if s["stage"] != "activations"] == [True, False]
@@ -154,16 +154,16 @@ def test_partial_fit_caches_its_stages(synthetic_dataset, mobilenet32_weights, t
 def test_a_damaged_stage_file_is_retrained(synthetic_dataset, mobilenet32_weights, tmp_path):
     train = synthetic_dataset.split("train")
     kw = dict(weights=mobilenet32_weights, **{**PARTIAL, "stages": [("head", 1e-3, 1)]}, cache_dir=tmp_path)
-    TransferClassifier(**kw).fit(train.paths, train.y, train.groups)
+    PartialFinetuneClassifier(**kw).fit(train.paths, train.y, train.groups)
     for f in (tmp_path / "transfer_stages").glob("*.weights.h5"):
         f.write_bytes(b"garbage")
-    clf = TransferClassifier(**kw).fit(train.paths, train.y, train.groups)
+    clf = PartialFinetuneClassifier(**kw).fit(train.paths, train.y, train.groups)
     assert clf.stage_log_[-1]["cached"] is False
 
 
 def test_end_to_end_stage_at_a_reduced_size(synthetic_dataset):
     train, test = synthetic_dataset.split("train"), synthetic_dataset.split("test")
-    clf = TransferClassifier(weights=None, **{**PARTIAL, "input_size": 48, "finetune_size": 32,
+    clf = PartialFinetuneClassifier(weights=None, **{**PARTIAL, "input_size": 48, "finetune_size": 32,
                                               "stages": [("head", 1e-3, 1), ("top", 1e-3, 1), ("all", 1e-4, 1)]})
     clf.fit(train.paths, train.y, train.groups)
     assert [h["stage"] for h in clf.history_] == ["head", "top", "all"]
@@ -188,10 +188,14 @@ def test_flip_tta_is_the_mean_over_flips():
     assert not np.allclose(np.asarray(tfdata.compiled(model)(x)), expected)
 
 
-def test_tta_needs_the_image_model(synthetic_dataset):
-    train = synthetic_dataset.split("train")
-    with pytest.raises(ConfigError, match="tta"):
-        TransferClassifier(weights=None, input_size=32, tta="flips").fit(train.paths, train.y, train.groups)
+def test_tta_needs_the_image_model():
+    """The features estimator predicts from cached features of the image alone: it takes no ``tta``,
+    so `-p tta=flips` is refused by name before any work, with the parameters it does take."""
+    from skinbench.params import validate_params
+
+    with pytest.raises(ConfigError, match="approach 'transfer-mobilenetv2' has no parameter 'tta'"):
+        validate_params("transfer-mobilenetv2", "task1", {"tta": "flips"})
+    assert validate_params("transfer-mobilenetv2-ft-top", "task1", {"tta": "flips"}) == {"tta": "flips"}
 
 
 def test_end_to_end_training_keeps_batchnorm_statistics(synthetic_dataset):

@@ -55,7 +55,7 @@ def _params(name: str, task: str, weights_file: Path) -> dict[str, Any]:
     a = info.approach(name)
     params = dict(a.smoke_params)
     merged = {**a.params_for(task), **params}
-    if a.estimator.endswith("TransferClassifier") and merged.get("mode", "features") == "features":
+    if a.estimator.endswith(":FeatureTransferClassifier"):
         backbone = merged.get("backbone", "mobilenet_v2")
         if backbone == "mobilenet_v2":
             params["weights"] = str(weights_file)

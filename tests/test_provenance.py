@@ -264,3 +264,25 @@ def test_golden_update_is_refused_under_ci(monkeypatch, ci, refused):
         assert updating_golden() is True
     monkeypatch.delenv("SKINBENCH_UPDATE_GOLDEN")
     assert updating_golden() is False
+
+
+def test_committed_transfer_records_keep_their_keys_after_the_split_into_three_estimators():
+    """TransferClassifier(mode=...) became three estimators: the run keys of the committed transfer
+    records still come out identical (provenance.ESTIMATOR_RENAMES, KEY_PARAMS), so none went stale."""
+    records = [r for r in load_records(REPO / "results") if r.approach.startswith("transfer-") and r.run_key
+               and r.key_inputs]
+    assert {r.approach for r in records} >= {"transfer-mobilenetv2", "transfer-mobilenetv2-ft-top",
+                                             "transfer-mobilenetv2-ft-all", "transfer-mobilenetv2-logreg"}
+    for r in records:
+        spec = RunSpec(r.task, r.approach, r.key_inputs["dataset"], r.seed, limit=r.limit,
+                       n_boot=r.key_inputs["n_boot"])
+        inputs = provenance.key_inputs(spec, r.key_inputs["manifest_digest"])
+        # a cross-dataset record (crossdata.run) adds its test data to the training run's inputs
+        inputs.update({k: r.key_inputs[k] for k in ("test_dataset", "test_manifest_digest", "cross_dataset")
+                       if k in r.key_inputs})
+        assert inputs == r.key_inputs, r.approach
+        assert provenance.run_key(inputs) == r.run_key, r.approach
+    # the registry names the new classes; keys hash the name the records were made under
+    for name in ("transfer-mobilenetv2", "transfer-mobilenetv2-ft-top", "transfer-mobilenetv2-finetune"):
+        assert info.approach(name).estimator in provenance.ESTIMATOR_RENAMES
+        assert "mode" not in info.approach(name).params

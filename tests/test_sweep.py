@@ -279,6 +279,8 @@ def test_the_currency_check_never_looks_for_a_generic_folder_by_name(tmp_path):
     ("n_words=10,abc", "-g n_words=abc: parameter n_words of approach 'bovw' takes an integer, not 'abc'"),
     ("n_wrds=10,20", "did you mean n_words?"),
     ("vocab_size=10", "did you mean n_words?"),
+    ("kernel=rbf,chi3", "-g kernel=chi3: parameter kernel of approach 'bovw' takes one of linear, rbf, chi2, "
+                        "intersection, not 'chi3'"),
 ])
 def test_grid_values_are_checked_before_any_work(tmp_path, capsys, grid, needle, extra):
     results = tmp_path / "r"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from skinbench.approaches import backbones, tfdata, transfer
-from skinbench.approaches.transfer import TransferClassifier
+from skinbench.approaches.transfer import EndToEndTransferClassifier, FeatureTransferClassifier
 from skinbench.errors import ConfigError, DataError
 
 TINY = dict(weights=None, input_size=32, batch_size=16, patience=2)
@@ -28,7 +28,7 @@ def test_head_starts_at_the_prior(k):
     head = transfer.head_model(8, k, transfer.output_bias(y, k))
     out = head.get_layer("head_out")
     out.set_weights([np.zeros_like(out.get_weights()[0]), out.get_weights()[1]])
-    proba = transfer._as_proba(head.predict(np.random.default_rng(0).normal(size=(4, 8)), verbose=0))
+    proba = transfer.as_proba(head.predict(np.random.default_rng(0).normal(size=(4, 8)), verbose=0))
     prior = np.bincount(y, minlength=k) / len(y)
     np.testing.assert_allclose(proba, np.tile(prior, (4, 1)), atol=1e-3)
 
@@ -81,7 +81,7 @@ def test_features_mode_fits_binary_and_multiclass(synthetic_dataset, mobilenet32
     from skinbench.data import synthetic
 
     train = synthetic_dataset.split("train")
-    clf = TransferClassifier(weights=mobilenet32_weights, input_size=32, n_views=1, stages=[("head", 1e-3, 3)],
+    clf = FeatureTransferClassifier(weights=mobilenet32_weights, input_size=32, n_views=1, stages=[("head", 1e-3, 3)],
                              cache_dir=tmp_path, batch_size=16)
     clf.fit(train.paths, train.y, train.groups)
     proba = clf.predict_proba(synthetic_dataset.split("test").paths)
@@ -91,7 +91,7 @@ def test_features_mode_fits_binary_and_multiclass(synthetic_dataset, mobilenet32
 
     dx = synthetic.load(synthetic_dataset.root, n_images=48, seed=0, labels="dx")
     k = len(np.unique(dx.y))
-    logreg = TransferClassifier(weights=mobilenet32_weights, input_size=32, n_views=0, head_solver="logreg",
+    logreg = FeatureTransferClassifier(weights=mobilenet32_weights, input_size=32, n_views=0, head_solver="logreg",
                                 cache_dir=tmp_path, val_size=0).fit(dx.paths, dx.y)
     assert logreg.predict_proba(dx.paths).shape == (len(dx), k)
 
@@ -101,7 +101,7 @@ def test_a_warm_feature_cache_trains_the_same_head_as_a_cold_one(synthetic_datas
     train, test = synthetic_dataset.split("train"), synthetic_dataset.split("test")
 
     def fit_predict() -> np.ndarray:
-        clf = TransferClassifier(weights=mobilenet32_weights, input_size=32, n_views=1, stages=[("head", 1e-3, 2)],
+        clf = FeatureTransferClassifier(weights=mobilenet32_weights, input_size=32, n_views=1, stages=[("head", 1e-3, 2)],
                                  cache_dir=tmp_path / "cache", batch_size=16, random_state=3)
         return clf.fit(train.paths, train.y, train.groups).predict_proba(test.paths)
 
@@ -113,15 +113,18 @@ def test_a_warm_feature_cache_trains_the_same_head_as_a_cold_one(synthetic_datas
 def test_bad_labels_and_splits(synthetic_dataset):
     paths = synthetic_dataset.paths
     with pytest.raises(ConfigError, match="single class"):
-        TransferClassifier(**TINY).fit(paths[:6], np.zeros(6, int))
+        FeatureTransferClassifier(**TINY).fit(paths[:6], np.zeros(6, int))
     with pytest.raises(ConfigError, match="val_size=0"):  # 3 + 3 images cannot give a 15% stratified split
-        TransferClassifier(**TINY).fit(paths[:6], np.array([0, 1, 0, 1, 0, 1]))
-    with pytest.raises(ConfigError, match="mode='finetune'"):
-        TransferClassifier(**TINY, stages=[("all", 1e-5, 1)]).fit(paths[:8], np.array([0, 1] * 4))
+        FeatureTransferClassifier(**TINY).fit(paths[:6], np.array([0, 1, 0, 1, 0, 1]))
+    with pytest.raises(ConfigError, match="only the head.*EndToEndTransferClassifier"):
+        FeatureTransferClassifier(**TINY, stages=[("all", 1e-5, 1)]).fit(paths[:8], np.array([0, 1] * 4))
+    with pytest.raises(ConfigError, match="unknown fine-tuning stage.*top"):  # before any model is built
+        EndToEndTransferClassifier(**TINY, stages=[("head", 1e-3, 1), ("top", 1e-4, 1)]).fit(
+            paths[:8], np.array([0, 1] * 4))
 
 
 def test_empty_validation_trains_fixed_epochs(synthetic_dataset):
-    clf = TransferClassifier(**TINY, n_views=0, val_size=0, stages=[("head", 1e-3, 2)])
+    clf = FeatureTransferClassifier(**TINY, n_views=0, val_size=0, stages=[("head", 1e-3, 2)])
     clf.fit(synthetic_dataset.paths[:8], np.array([0, 1] * 4))
     assert clf.history_[0]["epochs"] == 2 and clf.val_score_ is None
 
@@ -141,8 +144,8 @@ def test_set_stage_unfreezes_only_the_last_block():
 def test_finetune_runs_on_cpu_end_to_end(synthetic_dataset, backbone, size):
     """The GPU path on tiny data: tf.data + staged unfreezing, one tiny epoch per stage, random init."""
     train = synthetic_dataset.split("train")
-    clf = TransferClassifier(backbone=backbone, weights=None, input_size=size, mode="finetune", batch_size=16,
-                             stages=[("head", 1e-3, 1), ("last_block", 1e-4, 1)], patience=1)
+    clf = EndToEndTransferClassifier(backbone=backbone, weights=None, input_size=size, batch_size=16,
+                                     stages=[("head", 1e-3, 1), ("last_block", 1e-4, 1)], patience=1)
     clf.fit(train.paths, train.y, train.groups)
     assert [h["stage"] for h in clf.history_] == ["head", "last_block"]
     proba = clf.predict_proba(synthetic_dataset.split("test").paths)

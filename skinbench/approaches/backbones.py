@@ -14,7 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from skinbench.cache import file_digest
 from skinbench.errors import ConfigError, WeightsError
@@ -41,6 +41,12 @@ class BackboneSpec:
     cuts: tuple[str, ...] = ()
     #: the default cut: the blocks from here on train on cached activations (the studies' "last blocks")
     default_cut: str = ""
+    #: the segmentation encoders' input scaling as a ``Rescaling(scale, offset)`` layer (x * scale + offset),
+    #: which the U-Net, Y-Net and FPN records were trained with. It is preprocess_input's scaling, but
+    #: float32 x * (1 / 127.5) - 1 and preprocess_input's x / 127.5 - 1 differ in the last bit, so each
+    #: model keeps the arithmetic it was trained with: the classifiers :func:`preprocess_layer`, the
+    #: encoders this (:func:`encoder_preprocess`). None: the encoders use :func:`preprocess_layer` too.
+    encoder_rescaling: tuple[float, float] | None = None
 
     @property
     def stride(self) -> int:
@@ -62,7 +68,8 @@ SPECS: dict[str, BackboneSpec] = {
                                  cuts=tuple(f"block_{i}" for i in range(1, 17)) + ("Conv_1",),
                                  # block_13 is the last stride-2 block: 14x14x96 activations at 224 px
                                  # (37 KB float16 per view), and blocks 13-16 hold 80% of the weights
-                                 default_cut="block_13"),
+                                 default_cut="block_13",
+                                 encoder_rescaling=(1.0 / 127.5, -1.0)),  # MobileNetV2 expects [-1, 1]
     "resnet50": BackboneSpec("ResNet50", "resnet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
                              ("conv5_",)),
     "efficientnetb0": BackboneSpec("EfficientNetB0", "efficientnet", "efficientnetb0_notop.h5",
@@ -97,6 +104,39 @@ def preprocess_layer(name: str) -> Any:
     from skinbench.approaches.keras_layers import BackbonePreprocess
 
     return BackbonePreprocess(name, name="preprocess")
+
+
+def encoder_preprocess(name: str) -> Any:
+    """The segmentation encoders' preprocessing layer of backbone ``name`` (see ``encoder_rescaling``)."""
+    import keras
+
+    scaling = spec(name).encoder_rescaling
+    if scaling is None:
+        return preprocess_layer(name)
+    return keras.layers.Rescaling(scaling[0], offset=scaling[1])
+
+
+def encoder_taps(name: str, side: int | None, weights: str | os.PathLike | None = "imagenet",
+                 trainable: bool = False, taps: Sequence[str] | None = None) -> tuple[Any, list[Any]]:
+    """(image input, tap tensors): the one encoder of the segmenters (U-Net, Y-Net, FPN), preprocessing
+    included, as segmentation_models' backbone factory owns taps and preprocessing. The image is float RGB
+    0..255 of ``side`` pixels (None: any size); ``taps`` are layer names of the backbone (default: the
+    U-Net's, bottleneck first then the skips deepest first), returned in that order by one sub-model
+    named "encoder" (what fine-tuning unfreezes).
+
+    The layers are made in the order the segmenters always made them (backbone, encoder, input,
+    preprocessing), so their automatic names, and so their saved weights, stay those of the committed
+    records' trainings."""
+    import keras
+
+    if taps is None:
+        bottleneck, skips = unet_layers(name)
+        taps = [bottleneck, *skips]
+    backbone = build(name, (side, side, 3), weights, trainable=trainable)
+    encoder = keras.Model(backbone.input, [backbone.get_layer(n).output for n in taps], name="encoder")
+    inputs = keras.Input((side, side, 3))
+    outputs = encoder(encoder_preprocess(name)(inputs))
+    return inputs, list(outputs)
 
 
 def last_block_prefixes(name: str) -> tuple[str, ...]:

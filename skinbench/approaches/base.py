@@ -13,10 +13,12 @@ fails when a deterministic estimator's numbers move while its version stays.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Protocol, runtime_checkable
+from typing import Any, ClassVar, Iterable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+
+from skinbench.errors import ConfigError
 
 
 @runtime_checkable
@@ -41,6 +43,34 @@ class Segmenter(Protocol):
         """One float32 (H, W) foreground probability map per image, at that image's own size."""
 
 
+def allowed(cls: type) -> dict[str, Any]:
+    """``{parameter: allowed values}`` that ``cls`` and its bases declare in ``_allowed`` (the subclass
+    wins). A declared value is a tuple, or a dict whose keys are the names (a registry of losses).
+    ``skinbench.params.allowed_values`` reads the same declarations from source, so ``-p``/``-g``
+    values are refused before any work; keep each one a literal, a module-level constant or ``a + b``."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(klass.__dict__.get("_allowed", {}))
+    return out
+
+
+def check_allowed(estimator: Any) -> None:
+    """fit's check of the declared values, for Python callers that construct an estimator themselves
+    (runs through the CLI and the runner were checked before any work by ``params.validate_params``)."""
+    for name, choices in allowed(type(estimator)).items():
+        value = getattr(estimator, name, None)
+        if hasattr(estimator, name) and not _is_one_of(value, choices):
+            listed = ", ".join("none" if c is None else str(c) for c in choices)
+            raise ConfigError(f"{type(estimator).__name__}: unknown {name} {value!r}", fix=f"use one of: {listed}")
+
+
+def _is_one_of(value: Any, choices: Mapping | tuple) -> bool:
+    try:
+        return value in choices
+    except TypeError:  # an unhashable value is no key of a dict of names
+        return False
+
+
 class KerasPickleMixin:
     """For estimators holding fitted Keras models, so that a stored one loads back (the cross-dataset
     model store): its models are pickled uncompiled (a segmenter's loss is a closure Keras cannot find
@@ -58,6 +88,8 @@ class PathClassifier(ClassifierMixin, BaseEstimator):
     """Base for classifiers on image paths: ``predict`` is argmax over ``predict_proba``."""
 
     algorithm_version: ClassVar[int] = 1
+    #: parameters with a fixed set of values: {name: tuple, or dict whose keys are the names} (see :func:`allowed`)
+    _allowed: ClassVar[dict[str, Any]] = {}
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
@@ -67,6 +99,8 @@ class PathSegmenter(BaseEstimator):
     """Base for segmenters on image paths: ``predict`` thresholds ``predict_proba`` at ``threshold``."""
 
     algorithm_version: ClassVar[int] = 1
+    #: parameters with a fixed set of values (see :func:`allowed`)
+    _allowed: ClassVar[dict[str, Any]] = {}
     threshold: float = 0.5
 
     def predict(self, X: np.ndarray) -> Iterable[np.ndarray]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 from sklearn.dummy import DummyClassifier
@@ -13,6 +13,9 @@ from skinbench.data.images import image_size, read_mask
 
 class DummyPathClassifier(PathClassifier):
     """sklearn's DummyClassifier on image paths (``prior``: majority label, prior scores; ``stratified``)."""
+
+    #: sklearn's strategies that need no further argument ("constant" needs one this class does not take)
+    _allowed: ClassVar[dict[str, Any]] = {"strategy": ("most_frequent", "prior", "stratified", "uniform")}
 
     def __init__(self, strategy: str = "prior", random_state: int = 0):
         self.strategy = strategy

@@ -17,7 +17,7 @@ prior-calibrated probabilities.
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
@@ -28,8 +28,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from skinbench.approaches.base import PathClassifier
-from skinbench.approaches.local_features import DescriptorParams, ImageDescriptors, extract_all
+from skinbench.approaches.base import PathClassifier, check_allowed
+from skinbench.approaches.local_features import DETECTORS, DescriptorParams, ImageDescriptors, extract_all
 from skinbench.data.splits import validation_split
 from skinbench.errors import ConfigError, DataError
 from skinbench.metrics.classification import balanced_accuracy
@@ -123,6 +123,9 @@ class BoVWClassifier(PathClassifier):
 
     #: 2: each validation split's vocabulary is fitted without that split's validation images
     algorithm_version: ClassVar[int] = 2
+    _allowed: ClassVar[dict[str, Any]] = {
+        "detector": DETECTORS, "kernel": KERNELS, "normalization": NORMALIZATIONS, "encoding": ENCODINGS,
+        "color": ("none", "lab", "opponent"), "proba": ("balanced", "calibrated")}
     #: images per chunk in ``transform``: descriptors of one chunk only are held at a time
     transform_chunk: ClassVar[int] = 256
 
@@ -170,12 +173,7 @@ class BoVWClassifier(PathClassifier):
                                 contrast_threshold=float(self.contrast_threshold))
 
     def _check_params(self) -> None:
-        for name, value, allowed in (("kernel", self.kernel, KERNELS), ("normalization", self.normalization,
-                                     NORMALIZATIONS), ("encoding", self.encoding, ENCODINGS),
-                                     ("color", self.color, ("none", "lab", "opponent")),
-                                     ("proba", self.proba, ("balanced", "calibrated"))):
-            if value not in allowed:
-                raise ConfigError(f"BoVWClassifier: unknown {name} {value!r}", fix=f"use one of {allowed}")
+        check_allowed(self)
         if int(self.n_words) < 2:
             raise ConfigError(f"BoVWClassifier: n_words={self.n_words} is too small", fix="use n_words >= 2")
 

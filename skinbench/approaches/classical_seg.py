@@ -17,12 +17,12 @@ on up to ``n_tune`` training images (the training split only; the test split is 
 from __future__ import annotations
 
 from itertools import product
-from typing import Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import cv2
 import numpy as np
 
-from skinbench.approaches.base import PathSegmenter
+from skinbench.approaches.base import PathSegmenter, check_allowed
 from skinbench.data.images import read_image, read_mask
 from skinbench.errors import ConfigError
 from skinbench.progress import progress
@@ -90,6 +90,8 @@ def best_component(mask: np.ndarray) -> np.ndarray:
 class ClassicalSegmenter(PathSegmenter):
     """Hair removal + Otsu in a lesion-dark channel + best central component (see module docstring)."""
 
+    _allowed: ClassVar[dict[str, Any]] = {"channel": ("auto",) + CHANNELS}
+
     def __init__(self, channel: str = "auto", threshold_scale: float | None = None, working_size: int = 256,
                  hair_kernel: float = 0.035, hair_threshold: int = 12, blur: float = 0.012, vignette: float = 1.05,
                  morph: float = 0.02, channels_grid: Sequence[str] = ("blue", "gray", "pca"),
@@ -147,8 +149,7 @@ class ClassicalSegmenter(PathSegmenter):
             groups: np.ndarray | None = None) -> "ClassicalSegmenter":
         """Choose channel and threshold scale on a sample of the training images; nothing is held out
         (the choice is the whole fit), so ``groups`` has no split to keep lesions apart in."""
-        if self.channel != "auto" and self.channel not in CHANNELS:
-            raise ConfigError(f"unknown channel {self.channel!r}", fix=f"use 'auto' or one of {CHANNELS}")
+        check_allowed(self)
         channels = list(self.channels_grid) if self.channel == "auto" else [self.channel]
         scales = list(self.scales_grid) if self.threshold_scale is None else [float(self.threshold_scale)]
         self.chosen_ = (channels[0], scales[len(scales) // 2])

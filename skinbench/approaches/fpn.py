@@ -32,11 +32,7 @@ def build_mobilenet_fpn(input_size: int = 128, weights: str | None = "imagenet",
     """Image (float RGB 0..255) -> (input_size, input_size, 1) sigmoid probabilities."""
     bottleneck, skips = backbones.unet_layers(BACKBONE)
     taps = [bottleneck, *skips[:3]]  # strides 32, 16, 8, 4
-    encoder = backbones.build(BACKBONE, (input_size, input_size, 3), weights, trainable=train_encoder)
-    features = keras.Model(encoder.input, [encoder.get_layer(n).output for n in taps], name="encoder")
-    inputs = keras.Input((input_size, input_size, 3))
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)       # MobileNetV2 expects [-1, 1]
-    c5, c4, c3, c2 = features(x)
+    inputs, (c5, c4, c3, c2) = backbones.encoder_taps(BACKBONE, input_size, weights, train_encoder, taps)
     p = layers.Conv2D(pyramid_filters, 1, name="lateral5")(c5)
     pyramid = [p]
     for level, c in zip((4, 3, 2), (c4, c3, c2)):                 # top-down pathway

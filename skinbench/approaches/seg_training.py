@@ -13,13 +13,13 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 import cv2
 import keras
 import numpy as np
 
-from skinbench.approaches.base import KerasPickleMixin, PathSegmenter
+from skinbench.approaches.base import KerasPickleMixin, PathSegmenter, check_allowed
 from skinbench.approaches.seg_checkpoints import (ValidationJaccard, fit_resumable, load_weights, signature,
                                                    training_summary)
 from skinbench.approaches.seg_data import (PairAugment, PairBatches, load_pairs, positive_outputs, unpack_masks,
@@ -57,6 +57,7 @@ class KerasSegmenter(KerasPickleMixin, PathSegmenter):
     #: 2: lesion-aware validation split stratified by mask presence (or class); batches drawn per (seed,
     #: epoch) in PairBatches' order, never reshuffled by Keras (so a resumed fit equals an uninterrupted one)
     algorithm_version: ClassVar[int] = 2
+    _allowed: ClassVar[dict[str, Any]] = {"tta": TTA_MODES, "select_by": SELECTION}
     #: the model has a classification head and fit needs ``y``
     joint: bool = False
     #: which output channel ``predict_proba`` returns (a multi-output subclass makes it a parameter)
@@ -101,10 +102,7 @@ class KerasSegmenter(KerasPickleMixin, PathSegmenter):
         if not 0 <= self.output < self.n_outputs_:
             raise ConfigError(f"output={self.output} but the model has {self.n_outputs_} output(s)",
                               fix=f"use 0 <= output < {self.n_outputs_}")
-        if self.tta not in TTA_MODES:
-            raise ConfigError(f"unknown tta {self.tta!r}", fix=f"use one of: {', '.join(TTA_MODES)}")
-        if self.select_by not in SELECTION:
-            raise ConfigError(f"unknown select_by {self.select_by!r}", fix=f"use one of: {', '.join(SELECTION)}")
+        check_allowed(self)
         crop, step = getattr(self, "crop_size", None) or 0, self.input_multiple
         if crop and not (crop <= self.input_size and crop % step == 0 == self.input_size % step):
             raise ConfigError(f"crop_size={crop} with input_size={self.input_size}: training crops must fit in the "

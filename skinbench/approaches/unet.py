@@ -7,10 +7,12 @@ norm + ReLU per level, max pooling down, transposed convolutions up, skip concat
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import keras
 from keras import layers
 
-from skinbench.approaches.seg_losses import get_loss, soft_jaccard_metric
+from skinbench.approaches.seg_losses import LOSSES, get_loss, soft_jaccard_metric
 from skinbench.approaches.seg_training import KerasSegmenter
 
 
@@ -52,6 +54,8 @@ class UNetSegmenter(KerasSegmenter):
     ``loss_params`` are passed to the loss factory (e.g. ``{"pos_weight": 20}`` for ``wbce``).
     ``checkpoint``: a ``*.weights.h5`` file to load instead of training (weights trained elsewhere).
     """
+
+    _allowed: ClassVar[dict[str, Any]] = {"loss": LOSSES}
 
     def __init__(self, input_size: int = 128, base_filters: int = 16, depth: int = 4, dropout: float = 0.0,
                  loss: str = "bce_dice",

@@ -11,7 +11,7 @@ activation and trains both heads together (segmentation loss x5, class-weighted 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import keras
@@ -20,7 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from skinbench.approaches import backbones
 from skinbench.approaches.base import PathClassifier
-from skinbench.approaches.seg_losses import get_loss, per_output, soft_jaccard_metric, weighted_categorical_crossentropy
+from skinbench.approaches.seg_losses import LOSSES, get_loss, per_output, soft_jaccard_metric, weighted_categorical_crossentropy
 from skinbench.approaches.seg_training import KerasSegmenter
 from skinbench.approaches.unet import conv_block
 from skinbench.errors import ConfigError, DataError
@@ -34,13 +34,8 @@ def build_mobilenet_unet(input_size: int = 128, weights: str | None = "imagenet"
                          n_classes: int = 0, n_outputs: int = 1, crop_size: int | None = None) -> keras.Model:
     """Outputs ``seg`` (``n_outputs`` sigmoid maps), plus ``cls`` (softmax over ``n_classes``) when n_classes > 0.
     ``crop_size``: the model takes any size (trained on crops, predicts whole ``input_size`` images)."""
-    side = None if crop_size else input_size
-    encoder = backbones.build(BACKBONE, (side, side, 3), weights, trainable=train_encoder)
-    features = keras.Model(encoder.input, [encoder.get_layer(BOTTLENECK).output]
-                           + [encoder.get_layer(name).output for name in SKIPS], name="encoder")
-    inputs = keras.Input((side, side, 3))
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)      # MobileNetV2 expects [-1, 1]
-    top, *skips = features(x)
+    inputs, (top, *skips) = backbones.encoder_taps(BACKBONE, None if crop_size else input_size, weights,
+                                                   train_encoder)  # the U-Net's taps: bottleneck, skips
     x = top
     for i, filters in enumerate(DECODER):
         x = layers.UpSampling2D(2)(x)
@@ -68,6 +63,7 @@ class MobileNetUNetSegmenter(KerasSegmenter):
 
     #: 3: its fine-tuning stage keeps the decoder stage's weights unless it beats them on validation
     algorithm_version: ClassVar[int] = 3
+    _allowed: ClassVar[dict[str, Any]] = {"loss": LOSSES}
     input_multiple: ClassVar[int] = backbones.spec(BACKBONE).stride
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
@@ -195,6 +191,7 @@ class YNetClassifier(PathClassifier):
 
     #: 2: the Y-Net's lesion-aware validation split (KerasSegmenter version 2); 3: the Y-Net's own parameters
     algorithm_version: ClassVar[int] = 3
+    _allowed: ClassVar[dict[str, Any]] = {"loss": LOSSES}
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,
                  loss: str = "bce_dice", seg_loss_weight: float = 5.0, n_classes: int = 0,

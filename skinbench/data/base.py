@@ -28,6 +28,25 @@ COLUMNS = ("image_id", "image", "label", "lesion_id", "split")
 SHOW = 5
 
 
+def check_unique_ids(ids: Sequence[str], path: str | os.PathLike, lines: Sequence[int] | None = None,
+                     where: str = "", fix: str = "list every image once") -> None:
+    """The one unique-image-id rule (a repeated id would be trained or scored twice, or land on both
+    sides of the split): :class:`Dataset` checks it on every frame; a CSV reader that knows its rows'
+    line numbers calls it first so the message names the line. Raises a DataError naming the first
+    repeated id (``where``: e.g. the dataset) and, with ``lines``, the lines of its first two rows."""
+    series = pd.Series([str(i) for i in ids])
+    repeated = series.duplicated()
+    if not repeated.any():
+        return
+    first = series[repeated].iloc[0]
+    rows = np.flatnonzero((series == first).to_numpy())
+    count = f" ({int(repeated.sum())} repeated row(s))" if repeated.sum() > 1 else ""
+    if lines is not None:
+        raise DataError(f"line {lines[rows[1]]}: duplicate image id {first!r} (first on line {lines[rows[0]]}){count}",
+                        path=path, fix=fix)
+    raise DataError(f"duplicate image id {first!r}{where}{count}", path=path, fix=fix)
+
+
 @dataclass
 class Dataset:
     """A table of images with labels, lesion ids, the fixed split and mask paths.
@@ -62,6 +81,8 @@ class Dataset:
         if missing:
             raise ValueError(f"Dataset frame lacks columns {missing}")
         self.frame = self.frame.reset_index(drop=True)
+        check_unique_ids(self.frame["image_id"], self.extra.get("label_file") or self.root,
+                         where=f" in dataset {self.name!r}", fix="list every image once (one row, in one split)")
         if not self.manifest_digest:
             self.manifest_digest = frame_digest(self.frame)
         if self.positive_class is not None and tuple(self.class_names[1:2]) != (self.positive_class,):

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from skinbench.csvfile import read_text, row_lines, strip_ids
-from skinbench.data.base import Dataset, task_classes
+from skinbench.data.base import Dataset, check_unique_ids, task_classes
 from skinbench.data.images import MASK_EXTENSIONS
 from skinbench.data.splits import lesion_split
 from skinbench.errors import DataError
@@ -144,9 +144,7 @@ def read_table(csv: Path, label_column: str = "label", require_label: bool = Fal
         raise DataError("CSV has a header but no rows", path=csv, fix="add one row per image")
     table["_line"] = row_lines(text, len(table))
     table["image_id"] = strip_ids(table["image_id"].tolist(), table["_line"].tolist(), csv)
-    dup = table["image_id"][table["image_id"].duplicated()].unique()
-    if len(dup):
-        raise DataError(f"duplicate image_id {', '.join(dup[:5])}", path=csv, fix="list every image once")
+    check_unique_ids(table["image_id"], csv, table["_line"].tolist())
     if (table["image_id"] == "").any():
         line = table.loc[table["image_id"] == "", "_line"].iloc[0]
         raise DataError(f"line {line}: empty image_id", path=csv, fix="fill in or remove that row")

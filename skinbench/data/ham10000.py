@@ -53,9 +53,6 @@ def read_metadata(path: Path) -> pd.DataFrame:
     if len(bad):
         raise DataError(f"unknown dx {sorted(set(bad['dx']))[:5]} (e.g. {bad['image_id'].iloc[0]})", path=path,
                         fix=f"dx must be one of {', '.join(HAM_CLASSES)}")
-    dup = table["image_id"][table["image_id"].duplicated()].unique()
-    if len(dup):
-        raise DataError(f"duplicate image_id {', '.join(dup[:5])}", path=path, fix="list every image once")
     return table
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from skinbench.data import layout
-from skinbench.data.base import Dataset
+from skinbench.data.base import Dataset, check_unique_ids
 from skinbench.data.generic import find_images
 from skinbench.data.manifests import apply_manifest
 from skinbench.errors import DataError
@@ -42,7 +42,7 @@ ABSENT_FIX = ("download the complete ISIC 2016 Part 3 images from https://challe
 
 def read_ground_truth(path: Path) -> pd.DataFrame:
     """``image_id,label`` from an official GroundTruth CSV (no header; a header line is tolerated)."""
-    rows = []
+    rows, lines = [], []
     with open(path, newline="", encoding="utf-8-sig") as fh:
         for n, line in enumerate(fh, 1):
             line = line.strip()
@@ -59,12 +59,11 @@ def read_ground_truth(path: Path) -> pd.DataFrame:
                 raise DataError(f"line {n}: unknown label {parts[1]!r} for {parts[0]}", path=path,
                                 fix="use benign|malignant (training file) or 0.0|1.0 (test file)")
             rows.append((parts[0], label))
+            lines.append(n)
     table = pd.DataFrame(rows, columns=["image_id", "label"])
     if table.empty:
         raise DataError("ground-truth CSV has no rows", path=path, fix="download it again")
-    dup = table["image_id"][table["image_id"].duplicated()].unique()
-    if len(dup):
-        raise DataError(f"duplicate image id(s) {', '.join(dup[:5])}", path=path, fix="list every image once")
+    check_unique_ids(table["image_id"], path, lines)
     return table
 
 

@@ -55,6 +55,7 @@ import pandas as pd
 
 from skinbench.csvfile import ID_HEADERS, read_text, row_lines, strip_ids
 from skinbench.data import isic2016
+from skinbench.data.base import check_unique_ids
 from skinbench.errors import DataError
 
 #: diagnosis codes rows are read into (lowercase; HAM10000's where one exists)
@@ -288,9 +289,7 @@ def read_ground_truth(path: str | os.PathLike) -> pd.DataFrame:
     if (ids == "").any():
         raise DataError(f"line {lines[int(np.flatnonzero(ids == '')[0])]}: empty image id", path=path,
                         fix="every row needs an image id")
-    dupes = ids[ids.duplicated()]
-    if len(dupes):
-        raise DataError(f"image id {dupes.iloc[0]} appears more than once", path=path, fix="keep one row per image")
+    check_unique_ids(ids, path, lines)
     cols = {c.lower(): c for c in table.columns}
     if fmt == "isic2017":
         flags = _numbers(table, [cols[c] for c in ISIC2017_COLUMNS], path, lines)
