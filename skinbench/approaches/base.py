@@ -18,7 +18,8 @@ from typing import Any, ClassVar, Iterable, Mapping, Protocol, runtime_checkable
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from skinbench.errors import ConfigError
+from skinbench.data.splits import validation_split
+from skinbench.errors import ConfigError, DataError
 
 
 @runtime_checkable
@@ -69,6 +70,34 @@ def _is_one_of(value: Any, choices: Mapping | tuple) -> bool:
         return value in choices
     except TypeError:  # an unhashable value is no key of a dict of names
         return False
+
+
+def training_classes(y: np.ndarray) -> np.ndarray:
+    """The classes of integer training labels, refused in one line unless there are at least two and they
+    are 0..k-1 indices (``Dataset.y``): a Keras head is sized by them."""
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ConfigError(f"the training labels hold a single class ({classes.tolist()}) among {len(y)} images",
+                          fix="train on images of at least two classes")
+    if not np.array_equal(classes, np.arange(len(classes))):
+        raise ConfigError(f"labels must be 0..k-1 indices, got {classes.tolist()}",
+                          fix="pass Dataset.y (indices into class_names)")
+    return classes
+
+
+def holdout_split(y: np.ndarray, groups: np.ndarray | None, val_size: float, seed: int | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) indices for an estimator that picks its epoch or threshold on held-out training
+    images (lesion-aware with ``groups``); ``val_size`` 0: everything fits, nothing is held out. A set too
+    small to split is one ConfigError naming the fix, not sklearn's message deep inside ``fit``."""
+    if not val_size:
+        return np.arange(len(y)), np.array([], dtype=int)
+    try:
+        return validation_split(y, groups, val_size, seed)
+    except (DataError, ValueError) as err:  # ValueError: sklearn, fewer members per class than folds
+        raise ConfigError(f"cannot hold out a {val_size:.0%} validation split: {err}",
+                          fix="provide more images per class, or -p val_size=0 to train fixed epochs "
+                              "without validation") from None
 
 
 class KerasPickleMixin:

@@ -17,9 +17,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from skinbench.approaches.base import PathClassifier
+from skinbench.approaches.base import PathClassifier, holdout_split, training_classes
 from skinbench.data.images import read_image
-from skinbench.errors import ConfigError, DataError
 
 
 class ScratchCNNClassifier(PathClassifier):
@@ -72,16 +71,7 @@ class ScratchCNNClassifier(PathClassifier):
         return model
 
     def _split(self, y: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        from skinbench.data.splits import validation_split
-
-        if not self.val_size:
-            return np.arange(len(y)), np.array([], dtype=int)
-        try:
-            return validation_split(y, groups, self.val_size, self.random_state)
-        except (DataError, ValueError) as err:  # ValueError: sklearn, fewer members per class than folds
-            raise ConfigError(f"cannot hold out a {self.val_size:.0%} validation split: {err}",
-                              fix="provide more images per class, or -p val_size=0 to train fixed epochs "
-                                  "without validation") from None
+        return holdout_split(y, groups, self.val_size, self.random_state)
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "ScratchCNNClassifier":
         import keras
@@ -90,13 +80,7 @@ class ScratchCNNClassifier(PathClassifier):
         from skinbench.progress import keras_callback
 
         y = np.asarray(y).astype(np.int64)
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ConfigError(f"the training labels hold a single class ({self.classes_.tolist()}) among "
-                              f"{len(y)} images", fix="train on images of at least two classes")
-        if not np.array_equal(self.classes_, np.arange(len(self.classes_))):
-            raise ConfigError(f"labels must be 0..k-1 indices, got {self.classes_.tolist()}",
-                              fix="pass Dataset.y (indices into class_names)")
+        self.classes_ = training_classes(y)
         tr, va = self._split(y, groups)
         pixels = self._pixels(X)
         keras.utils.set_random_seed(self.random_state)

@@ -27,7 +27,7 @@ import numpy as np
 
 from skinbench import progress as show
 from skinbench.approaches import backbones, tfdata
-from skinbench.approaches.base import KerasPickleMixin, PathClassifier, check_allowed
+from skinbench.approaches.base import KerasPickleMixin, PathClassifier, check_allowed, holdout_split, training_classes
 from skinbench.cache import ArrayCache, file_digest, make_key
 from skinbench.errors import ConfigError
 
@@ -319,31 +319,14 @@ class TransferBase(KerasPickleMixin, PathClassifier):
 
 
     def _split(self, y: np.ndarray, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        from skinbench.data.splits import validation_split
-        from skinbench.errors import DataError
-
-        if not self.val_size:
-            return np.arange(len(y)), np.array([], dtype=int)
-        try:
-            return validation_split(y, groups, self.val_size, self.random_state)
-        except (DataError, ValueError) as err:  # ValueError: sklearn, fewer members per class than folds
-            raise ConfigError(f"cannot hold out a {self.val_size:.0%} validation split: {err}",
-                              fix="provide more images per class, or val_size=0 to train fixed epochs "
-                                  "without validation") from None
-
+        return holdout_split(y, groups, self.val_size, self.random_state)
 
     # -- fit -----------------------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> "TransferBase":
         import keras
 
         X, y = np.asarray(X).astype(str), np.asarray(y).astype(np.int64)
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ConfigError(f"the training labels hold a single class ({self.classes_.tolist()}) among "
-                              f"{len(y)} images", fix="train on images of at least two classes")
-        if not np.array_equal(self.classes_, np.arange(len(self.classes_))):
-            raise ConfigError(f"labels must be 0..k-1 indices, got {self.classes_.tolist()}",
-                              fix="pass Dataset.y (indices into class_names)")
+        self.classes_ = training_classes(y)
         check_allowed(self)
         self._check()
         self._stages()  # validates the configuration before any work

@@ -13,7 +13,6 @@ this package to register ``sweep``).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from skinbench import info
-from skinbench.errors import ConfigError, SkinbenchError
+from skinbench.errors import SkinbenchError
 from skinbench.provenance import RunSpec
 from skinbench.sweep.points import Point
 
