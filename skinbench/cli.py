@@ -64,7 +64,7 @@ EXAMPLES = """\
 examples:
   python -m skinbench list                                  tasks, datasets, approaches
   python -m skinbench list bovw                             an approach's parameters, defaults, per-task values
-  python -m skinbench demo                                  every task on built-in synthetic data (about 2 min)
+  python -m skinbench demo                                  every task on built-in synthetic data (about 1 min)
   python -m skinbench run task1 --approach bovw             fit on train, score on test, write a record + tables
   python -m skinbench run task1 -a bovw -p n_words=500      override a hyper-parameter
   python -m skinbench run task4 --approach all --limit 200  every approach of a task on a subset
