@@ -63,15 +63,23 @@ def test_subgroup_report_key_follows_the_records_it_read(ham_root):
         st["subgroups/task2"].reasons[0]
     assert _subgroups_script().main(["--results", str(root), "--data-root", str(data), "--n-boot", "1000"]) == 0
     key = json.loads((root / "subgroups" / "task2.md.key.json").read_text())
-    assert key["inputs"]["records"] == {"runs/task2/ham10000/majority.json": "key-majority",
-                                        "runs/task2/ham10000/transfer-mobilenetv2.json": "key-transfer-mobilenetv2"}
+    made = rec.RunRecord.from_file(rec.record_path("task2", "ham10000", "majority", root=root)).created
+    assert key["inputs"]["records"] == {"runs/task2/ham10000/majority.json": f"key-majority@{made}",
+                                        "runs/task2/ham10000/transfer-mobilenetv2.json":
+                                            f"key-transfer-mobilenetv2@{made}"}
     assert key["inputs"]["manifests"]["ham10000"] and key["inputs"]["params"] == {"n_boot": 1000}
     st = _status(root)
     assert st["subgroups/task2"].current and st["subgroups/task4"].current
     assert st["data_hygiene/duplicates"].status == "missing"
 
-    # a record it read is rerun (new run key): stale, and why; the task4 report did not read it
+    # a record it read is rerun under the same run key (a migrated schema 1 record keeps its key): stale
     path = rec.record_path("task2", "ham10000", "transfer-mobilenetv2", root=root)
+    same_key = rec.RunRecord.from_file(path)
+    rec.write_record(replace(same_key, created="2026-12-07T11:34:51+00:00"), path)
+    assert _status(root)["subgroups/task2"].status == "stale"
+    rec.write_record(same_key, path)
+    assert _status(root)["subgroups/task2"].current
+    # a record it read is rerun (new run key): stale, and why; the task4 report did not read it
     rerun = replace(rec.RunRecord.from_file(path), run_key="key-new")
     rec.write_record(rerun, path)
     st = _status(root)

@@ -4,8 +4,9 @@ Why: a report re-scored from records (``results/subgroups/<task>.md``, ``results
 silently goes stale when a record it read is regenerated or added, and then contradicts the tables beside
 it. Each derived artefact is therefore keyed, as a record is, on what it reads:
 
-* the run keys of the records it reads (by their path under the results root: a new, removed or rerun
-  record changes the key),
+* the run key and creation time of each record it reads (by its path under the results root: a new,
+  removed or rerun record changes the key; the time too, because a rerun of a schema 1 record keeps the
+  run key its migration gives it while its numbers may move),
 * its own declared version (``Derived.version``: bump it when the report's content changes for the same
   inputs) and its parameters (e.g. the bootstrap resamples, the datasets scanned),
 * the digests of the data manifests it reads (``data_manifests/<dataset>.csv``).
@@ -114,7 +115,8 @@ def key_inputs(d: Derived, root: str | os.PathLike, params: Mapping[str, Any] | 
     """What ``d`` reads today under ``root``, with ``params`` (default: the script's defaults)."""
     root = Path(root)
     params = dict(d.params if params is None else params)
-    records = {path_of(r, root).relative_to(root).as_posix(): r.run_key or "" for r in d.read(root, params)}
+    records = {path_of(r, root).relative_to(root).as_posix(): f"{r.run_key or ''}@{r.created or ''}"
+               for r in d.read(root, params)}
     return {"artefact": d.name, "version": d.version, "params": params, "records": dict(sorted(records.items())),
             "manifests": manifest_digests(d.datasets, manifest_dir)}
 
