@@ -21,9 +21,11 @@ the check's name (``[proba-rows-sum-to-1] ...``):
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,10 +50,18 @@ def _check(ok: bool, name: str, message: str) -> None:
         raise _Fail(f"[{name}] {message}")
 
 
-def _snapshot(folders: list[Path]) -> dict[str, tuple[int, int]]:
+#: files a library writes under a fresh HOME the first time the process imports it (Keras' config, Matplotlib's
+#: font cache): the library's doing, not the estimator's, and present on any user's machine after one import
+LIBRARY_HOME_FILES = (".keras/keras.json", ".cache/matplotlib/*", ".config/matplotlib/*", ".matplotlib/*")
+
+
+def _snapshot(folders: list[Path], home: Path | None = None) -> dict[str, tuple[int, int]]:
     out = {}
     for folder in folders:
         for path in folder.rglob("*"):
+            if home is not None and folder == home and \
+                    any(path.relative_to(home).match(p) for p in LIBRARY_HOME_FILES):
+                continue
             if path.is_file():
                 stat = path.stat()
                 out[str(path)] = (stat.st_size, stat.st_mtime_ns)
@@ -93,11 +103,25 @@ def _target(task: str) -> str | None:
     return targets[0] if targets else None
 
 
+def _needs_masks(cls: type) -> str | None:
+    """The masks a classifier trains on besides its labels (a joint model such as Y-Net): its registered
+    ``needs_masks``, else lesion masks when its ``fit`` takes a ``masks`` argument."""
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    for approach in info.APPROACHES.values():
+        if approach.estimator == name and approach.needs_masks:
+            return approach.needs_masks
+    return "lesion" if "masks" in inspect.signature(cls.fit).parameters else None
+
+
 def _fit(est: Any, ds: Any, task: str) -> Any:
+    """Fit the way :func:`skinbench.runner.fit_estimator` does: a classifier on labels (and the masks it
+    needs), a segmenter on the target's masks with the class labels beside them."""
     target = _target(task)
     if target is None:
-        return est.fit(ds.paths, ds.y, groups=ds.groups)
-    return est.fit(ds.paths, ds.masks(target), y=None, groups=ds.groups)
+        masks = _needs_masks(type(est))
+        extra = {"masks": ds.masks(masks)} if masks else {}
+        return est.fit(ds.paths, ds.y, groups=ds.groups, **extra)
+    return est.fit(ds.paths, ds.masks(target), y=ds.y if ds.class_names else None, groups=ds.groups)
 
 
 def _predict(est: Any, ds: Any, task: str) -> list[np.ndarray] | np.ndarray:
@@ -177,7 +201,7 @@ def check_approach(estimator: type, task: str, *, params: dict[str, Any] | None 
         train, test = ds.split("train"), ds.split("test")
         dirs = stack.enter_context(_sandbox(root / "sandbox"))
         watched = [dirs["cwd"], dirs["home"], data]
-        before = _snapshot(watched)
+        before = _snapshot(watched, dirs["home"])
 
         est = _build(estimator, params, seed, dirs["cache"])
         try:
@@ -210,8 +234,27 @@ def check_approach(estimator: type, task: str, *, params: dict[str, Any] | None 
             one = train.subset(np.flatnonzero(train.y == train.y[0]))
             _degenerate(estimator, params, seed, dirs["cache"], one, test, task, "a one-class training set")
 
-        after = _snapshot(watched)
+        after = _snapshot(watched, dirs["home"])
         changed = sorted(p for p in after if before.get(p) != after[p])
         _check(not changed, "writes-only-cache-dir",
                f"wrote outside cache_dir: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; "
                "write caches under the cache_dir parameter (skinbench.paths.cache_dir())")
+
+
+def check_all(approaches: list[str] | None = None) -> bool:
+    """``check_approach`` over registered approaches (default: all), each on its first task at its smoke
+    settings, one line each; True when all pass. ``benchmarks/check_approaches.py`` runs it."""
+    ok = True
+    for name in approaches or list(info.APPROACHES):
+        approach = info.approach(name)
+        task = approach.tasks[0]
+        module, cls = approach.estimator.split(":")
+        started = time.perf_counter()
+        try:
+            check_approach(getattr(importlib.import_module(module), cls), task,
+                           params={**approach.params_for(task), **approach.smoke_params})
+            line = "pass"
+        except (AssertionError, SkinbenchError) as err:
+            ok, line = False, f"FAIL {str(err).splitlines()[0]}"
+        print(f"{name:36s} {task}  {line}  ({time.perf_counter() - started:.0f} s)", flush=True)
+    return ok
