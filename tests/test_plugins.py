@@ -194,7 +194,7 @@ def _lab_dataset(tmp_path: Path) -> tuple[Path, Path]:
         def datasets():
             return [DatasetInfo("labderm", "Our lab's dermoscopy", "labderm_plugin:load", "labderm", "our lab",
                                 ("labels.csv", "images/"), class_names=("benign", "malignant"),
-                                positive_class="malignant", tasks=("task1",),
+                                positive_class="malignant", tasks=("task1", "task4"),
                                 manifest_path=str(Path(__file__).with_name("labderm.csv")))]
     """
     install_fake(site, "labderm-plugin", "1.2", "labderm_plugin", {"__init__.py": init},
@@ -218,6 +218,18 @@ def test_dataset_plugin_verify_run_and_named_tables(tmp_path):
     rec = json.loads((res / "runs/task1/labderm/majority.json").read_text())
     assert rec["dataset"] == "labderm" and rec["key_inputs"]["dataset"] == "labderm"
     assert (res / "tables/task1__labderm.md").is_file()
+    seg = cli("run", "task4", "-a", "ellipse", "--dataset", "labderm", "--data-root", str(root), "--n-boot", "20",
+              "--results", str(res), path=[site])
+    assert seg.returncode == 0, seg.stderr  # a plugin dataset with masks serves a segmentation task
+    seg_rec = json.loads((res / "runs/task4/labderm/ellipse__lesion.json").read_text())
+    assert seg_rec["dataset"] == "labderm" and 0 < seg_rec["metrics"]["jaccard_set"]["value"] < 1
+    assert (res / "tables/task4__labderm__lesion.md").is_file()
+    cross = cli("run", "task1", "-a", "majority", "--dataset", "labderm", "--data-root", str(root), "--n-boot", "20",
+                "--test-dataset", "synthetic", "--results", str(res), path=[site])
+    assert cross.returncode == 0, cross.stderr  # fit on the plugin dataset, scored on another
+    crossed = list((res / "runs/task1").glob("labderm__on__*/majority.json"))
+    assert len(crossed) == 1
+    assert json.loads(crossed[0].read_text())["key_inputs"]["dataset"] == "labderm"
     wrong_task = cli("run", "task2", "-a", "majority", "--dataset", "labderm", "--data-root", str(root), path=[site])
     assert wrong_task.returncode == 2 and "does not serve task2" in wrong_task.stderr
     labels = pd.read_csv(root / "labderm/labels.csv", dtype=str)
