@@ -22,6 +22,7 @@ from typing import Sequence
 from skinbench import info, runner
 from skinbench.errors import SkinbenchError, WeightsError
 from skinbench.paths import REPO_ROOT, committed_results_dir
+from skinbench.results.cost import rebuild_cost
 from skinbench.results.currency import Currency
 from skinbench.results.derived import DERIVED
 from skinbench.results.derived import check as derived_check
@@ -168,6 +169,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-cpu", action="store_true", help="also train the GPU-marked approaches here")
     p.add_argument("--status", action="store_true",
                    help="list every expected record: current, stale (and why) or missing; train nothing")
+    p.add_argument("--cost", action="store_true",
+                   help="sum the committed run records' timings: the README's full-rebuild figure; train nothing")
     p.add_argument("--allow-dirty", action="store_true",
                    help="write records although the code has uncommitted changes (marked +dirty)")
     p.add_argument("--verify", action="store_true",
@@ -189,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                limit=QUICK_LIMIT if args.quick else None)
     if args.status:
         return print_status(points, root)
+    if args.cost:
+        print(rebuild_cost(root).describe())
+        return 0
     if args.verify:
         return verify(points, root)
     if code_is_dirty() and not args.allow_dirty:
