@@ -89,8 +89,10 @@ def estimator_version(approach: str) -> int:
 def reproducibility(approach: str) -> dict[str, Any] | None:
     """``{"class": ..., "tolerance": ...}``: how a record of ``approach`` reproduces, as the registry states
     it, else as its estimator class declares it (``reproducibility``; imports its module, as
-    :func:`estimator_version` does). None for an approach the registry does not know. A record states it
-    (``RunRecord.reproducibility``); records made before it was stated read it from here."""
+    :func:`estimator_version` does). None for an approach the registry does not know, or whose class (a
+    plugin's, not built on :mod:`skinbench.approaches.base`) declares nothing: "not stated", which
+    ``--verify`` holds to bitwise. A record states it (``RunRecord.reproducibility``); records made before
+    it was stated read it from here."""
     # here, not at the top, for start-up cost (as contract_versions): the base imports scikit-learn
     from skinbench.approaches.base import REPRODUCIBILITY
 
@@ -102,7 +104,9 @@ def reproducibility(approach: str) -> dict[str, Any] | None:
     else:
         module, cls = a.estimator.split(":")
         klass = getattr(importlib.import_module(module), cls)
-        kind = getattr(klass, "reproducibility", "bitwise")
+        if not hasattr(klass, "reproducibility"):
+            return None
+        kind = klass.reproducibility
         tolerance = getattr(klass, "reproducibility_tolerance", 0.0)
     if kind not in REPRODUCIBILITY:
         raise ConfigError(f"approach {approach!r} declares reproducibility {kind!r}",

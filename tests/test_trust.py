@@ -227,3 +227,26 @@ def test_significance_section_names_the_seed_each_test_pairs(tmp_path):
     assert "over-seed column" in text
     line = [ln for ln in text.splitlines() if "cnn-scratch" in ln][0]
     assert [c.strip() for c in line.split("|")][5] == "0 vs 0"
+
+
+def test_an_estimator_that_declares_nothing_is_not_stated_and_verified_bitwise(monkeypatch):
+    from skinbench import provenance
+
+    monkeypatch.setitem(info.APPROACHES, "theirs", info.ApproachInfo("theirs", "sklearn.dummy:DummyClassifier",
+                                                                     "classical", ("task1",), "a plugin's"))
+    assert provenance.reproducibility("theirs") is None
+    record = RunRecord("task1", "synthetic", "theirs", metrics={"auc": {"value": 0.8, "ci": None}})
+    row = [line for line in provenance_section([record]).splitlines() if line.startswith("| theirs")][0]
+    assert [c.strip() for c in row.split("|")][2] == "not stated"
+    verdict, line = compare_reproduction(record, _rerun(record, 1e-6, {"cpu": "other"}))
+    assert verdict == "differs" and "bitwise" in line
+
+
+def test_regenerate_allow_dirty_reaches_the_scripts_it_starts(task1_on_synthetic, monkeypatch):
+    """The scripts' sweeps make the same clean-tree check: regenerate --allow-dirty carries the escape."""
+    monkeypatch.setattr(environment, "code_is_dirty", lambda: True)
+    monkeypatch.delenv(environment.ALLOW_DIRTY_ENV)
+    started: list[dict] = []
+    monkeypatch.setattr(regenerate.subprocess, "call", lambda cmd, env: started.append(env) or 0)
+    assert regenerate.main(["--only", "task1", "--approach", "majority", "--allow-dirty"]) == 0
+    assert started and all(env[environment.ALLOW_DIRTY_ENV] == "1" for env in started)

@@ -329,9 +329,8 @@ def build_record(base: RunRecord, scored: Mapping[str, Any] | None = None, *, es
     if key_inputs is not None:
         values.update(key_inputs=dict(key_inputs), run_key=provenance.run_key(dict(key_inputs)))
     repro = provenance.reproducibility(base.approach)
-    if repro is None and est is not None:  # an estimator the registry does not know: its class declares it
-        repro = {"class": getattr(est, "reproducibility", "bitwise"),
-                 "tolerance": float(getattr(est, "reproducibility_tolerance", 0.0))}
+    if repro is None and hasattr(est, "reproducibility"):  # an estimator the registry does not know
+        repro = {"class": est.reproducibility, "tolerance": float(getattr(est, "reproducibility_tolerance", 0.0))}
     env = environment()
     return replace(base, **values, extras={**base.extras, **more}, status=status, versions=env["versions"],
                    reproducibility=repro,
