@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from skinbench import __version__, info
 from skinbench.errors import ConfigError, SkinbenchError, StorageError
 from skinbench.paths import check_writable, user_results_root
-from skinbench.sweep.engine import Reporter  # the CLI registers `sweep` anyway: no start-up cost
+from skinbench.sweep.engine import Reporter, add_allow_dirty  # the CLI registers `sweep` anyway: no start-up cost
 
 #: approaches the demo runs on the synthetic default: fast on 2 CPU cores, nothing to download, and for
 #: each kind of task a deep row trained from scratch beside the classical ones (classification: the small
@@ -160,6 +160,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=_int_at_least(1, "bootstrap resamples"), default=1000,
                    help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--results", help="results folder (default: $SKINBENCH_RESULTS or ./skinbench-results)")
+    add_allow_dirty(p)  # run refuses, as sweep does, to write into the repository's results/ from dirty code
     p.add_argument("--predictions", help="also write ISIC submission files (CSV / mask PNGs) here")
     p.add_argument("--ci", action="store_true", help="show 95%% CIs in the printed table")
     p.add_argument("--test-dataset", metavar="DATASET", help="cross-dataset: fit on --dataset's train split, "
@@ -462,7 +463,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     points, forced = run_points(args, names, params)
     lines = _RunLines(args.task, single=len(names) == 1)
     engine.run_sweep(points, root, engine="local", data_root=args.data_root, dataset_kwargs=kwargs or None,
-                     command=args.command_line, force=lambda p: p.id in forced, progress=lines)
+                     command=args.command_line, force=lambda p: p.id in forced, progress=lines,
+                     allow_dirty=args.allow_dirty)
     _print_tables(render_all(root, task=args.task), ci=args.ci, root=root)
     return 1 if len(lines.failed) == len(names) else 0
 

@@ -103,6 +103,9 @@ class ApproachInfo:
     multi_target: bool = False
     #: who supplies it: ``SUITE`` for skinbench's own, else a plugin's "package version" (tables mark such rows)
     origin: str = "skinbench"
+    #: (class, tolerance) where this approach reproduces otherwise than its estimator class declares
+    #: (``reproducibility`` of :mod:`skinbench.approaches.base`; read through ``provenance.reproducibility``)
+    reproducibility: tuple[str, float] | None = None
 
     @property
     def contributed(self) -> bool:
@@ -320,7 +323,10 @@ APPROACHES: dict[str, ApproachInfo] = _Registry({
         ApproachInfo("transfer-mobilenetv2-logreg", f"{_T}:FeatureTransferClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 ImageNet features (4 views) + balanced logistic regression",
                      params={"backbone": "mobilenet_v2", "head_solver": "logreg", "C": 0.01},
-                     smoke_params=_SMOKE_TRANSFER),
+                     smoke_params=_SMOKE_TRANSFER,
+                     # a convex head on the TensorFlow features: measured within 2e-4 between an AMD EPYC
+                     # and an Intel Xeon (commit e7a83de), where the MLP head on them moved 0.039
+                     reproducibility=("bitwise-same-cpu", 1e-3)),
         ApproachInfo("transfer-mobilenetv2-ft-top", f"{_F}:PartialFinetuneClassifier", "deep",
                      ("task1", "task2"), "MobileNetV2 fine-tuned on 2 cores: head, then blocks 13-16 on cached "
                                          "block_12 activations (4 views, 224 px), flips TTA if validation gains",

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from skinbench import info
 from skinbench.cache import make_key
+from skinbench.errors import ConfigError
 
 PACKAGE = Path(__file__).parent
 
@@ -83,6 +84,34 @@ def estimator_version(approach: str) -> int:
     """The registered estimator's ``algorithm_version`` (imports its module: TensorFlow for deep ones)."""
     module, cls = info.approach(approach).estimator.split(":")
     return int(getattr(getattr(importlib.import_module(module), cls), "algorithm_version", 1))
+
+
+def reproducibility(approach: str) -> dict[str, Any] | None:
+    """``{"class": ..., "tolerance": ...}``: how a record of ``approach`` reproduces, as the registry states
+    it, else as its estimator class declares it (``reproducibility``; imports its module, as
+    :func:`estimator_version` does). None for an approach the registry does not know, or whose class (a
+    plugin's, not built on :mod:`skinbench.approaches.base`) declares nothing: "not stated", which
+    ``--verify`` holds to bitwise. A record states it (``RunRecord.reproducibility``); records made before
+    it was stated read it from here."""
+    # here, not at the top, for start-up cost (as contract_versions): the base imports scikit-learn
+    from skinbench.approaches.base import REPRODUCIBILITY
+
+    if approach not in info.APPROACHES:
+        return None
+    a = info.approach(approach)
+    if a.reproducibility is not None:
+        kind, tolerance = a.reproducibility
+    else:
+        module, cls = a.estimator.split(":")
+        klass = getattr(importlib.import_module(module), cls)
+        if not hasattr(klass, "reproducibility"):
+            return None
+        kind = klass.reproducibility
+        tolerance = getattr(klass, "reproducibility_tolerance", 0.0)
+    if kind not in REPRODUCIBILITY:
+        raise ConfigError(f"approach {approach!r} declares reproducibility {kind!r}",
+                          fix=f"declare one of: {', '.join(REPRODUCIBILITY)}")
+    return {"class": kind, "tolerance": float(tolerance)}
 
 
 #: Estimator classes renamed or split since committed records were made: {registered name: the name the

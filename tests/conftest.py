@@ -18,6 +18,16 @@ def _isolated_outputs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _committed_tree(monkeypatch):
+    """Tests see the code as committed, whatever the working tree holds: the records they make are not
+    marked ``+dirty`` in their tables and may be written into $SKINBENCH_RESULTS (which stands for the
+    repository's results/), also from a subprocess (``$SKINBENCH_ALLOW_DIRTY``, the escape regenerate gives
+    the scripts it starts); the tests of the dirty-tree checks make it dirty again themselves."""
+    monkeypatch.setattr("skinbench.environment.code_is_dirty", lambda: False)
+    monkeypatch.setenv("SKINBENCH_ALLOW_DIRTY", "1")
+
+
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory):
     """A small, seeded synthetic dataset (images, labels, lesion/globule/streak masks)."""

@@ -95,7 +95,7 @@ def test_readme_states_cost_of_heavy_examples():
 
 def _test_command() -> str:
     """The README's test command (its "Two commands" block, second command)."""
-    m = re.search(r"^pip install -e \"\.\[test\]\".*$", README.read_text(), re.M)
+    m = re.search(r"^pip install -c constraints\.txt -e \"\.\[test\]\".*$", README.read_text(), re.M)
     assert m, "the README's test command is gone"
     return m.group(0)
 
@@ -107,7 +107,8 @@ def test_the_test_command_installs_tensorflow_once():
     command = _test_command()
     assert command.endswith("&& tox --current-env"), command
     run = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r'^python3 -m pip install -q -e "\.\[test\]" && python3 -m tox --current-env$', run, re.M)
+    assert re.search(r'^python3 -m pip install -q -c constraints\.txt -e "\.\[test\]" && python3 -m tox --current-env$',
+                     run, re.M)
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(ROOT / "tox.ini")
     commands = ini["testenv"]["commands"]

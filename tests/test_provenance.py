@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from skinbench import info, provenance, runner
+from skinbench.errors import ConfigError
 from skinbench.results import currency
 from skinbench.provenance import RunSpec
 from skinbench.results.records import SCHEMA, RunRecord, load_records, read_record, record_path
@@ -194,15 +195,16 @@ def test_committed_baseline_records_reproduce_on_the_real_data(shared_data, caps
                                           datasets=[info.task(t).default_dataset for t in ("task1", "task2")])
     assert regenerate.verify(points, REPO / "results") == 0
     out = capsys.readouterr().out
-    assert out.count("same ") == 4 and "MOVED" not in out
+    assert out.count(": same\n") == 4 and "differs" not in out
 
 
 def test_regenerate_refuses_to_write_records_from_uncommitted_code(monkeypatch, capsys):
     from skinbench.sweep import regenerate
 
     monkeypatch.setattr("skinbench.environment.code_is_dirty", lambda: True)
-    assert regenerate.main(["--only", "task1", "--approach", "majority", "--no-extras"]) == 2
-    assert "Fix: commit first" in capsys.readouterr().err
+    monkeypatch.delenv("SKINBENCH_ALLOW_DIRTY")
+    with pytest.raises(ConfigError, match="Fix: commit first"):  # run_script: one line, exit 2
+        regenerate.main(["--only", "task1", "--approach", "majority", "--no-extras"])
 
 
 def test_regenerate_plans_each_task_on_its_default_dataset_and_variants():

@@ -9,6 +9,13 @@ sets ``random_state`` and, where the estimator has it, ``cache_dir``.
 (:mod:`skinbench.provenance`), so bump it in the same change that alters what the estimator computes
 (a rename, a moved function or a comment does not). The golden check (tests/test_provenance.py)
 fails when a deterministic estimator's numbers move while its version stays.
+
+``reproducibility`` (with ``reproducibility_tolerance``) declares how a rerun of the same run key
+reproduces the numbers, which ``benchmarks/regenerate.py --verify`` applies and the dashboard shows:
+``"bitwise"`` on any machine (NumPy, OpenCV and scikit-learn on the same inputs), ``"bitwise-same-cpu"``
+(identical on the same CPU and instruction set, else within the tolerance: TensorFlow's CPU kernels pick
+other code paths per instruction set, and a training run amplifies their float rounding), or
+``"tolerance"`` (within it everywhere). A registered approach may state its own (``ApproachInfo``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from skinbench.data.splits import validation_split
 from skinbench.errors import ConfigError, DataError
+
+#: the classes of :data:`PathClassifier.reproducibility`, strictest first
+REPRODUCIBILITY = ("bitwise", "bitwise-same-cpu", "tolerance")
+#: the stated tolerance of TensorFlow-trained estimators across instruction sets (absolute, on every stored
+#: metric): the MLP head on cached MobileNetV2 features moved 0.039 balanced accuracy between an AMD EPYC
+#: and an Intel Xeon (commit e7a83de), its early-stopped epoch amplifying float rounding of the features
+TF_TOLERANCE = 0.05
 
 
 @runtime_checkable
@@ -117,6 +131,9 @@ class PathClassifier(ClassifierMixin, BaseEstimator):
     """Base for classifiers on image paths: ``predict`` is argmax over ``predict_proba``."""
 
     algorithm_version: ClassVar[int] = 1
+    #: how its records reproduce (module docstring; :data:`REPRODUCIBILITY`) and the tolerance that applies
+    reproducibility: ClassVar[str] = "bitwise"
+    reproducibility_tolerance: ClassVar[float] = 0.0
     #: parameters with a fixed set of values: {name: tuple, or dict whose keys are the names} (see :func:`allowed`)
     _allowed: ClassVar[dict[str, Any]] = {}
 
@@ -128,6 +145,9 @@ class PathSegmenter(BaseEstimator):
     """Base for segmenters on image paths: ``predict`` thresholds ``predict_proba`` at ``threshold``."""
 
     algorithm_version: ClassVar[int] = 1
+    #: how its records reproduce (module docstring; :data:`REPRODUCIBILITY`) and the tolerance that applies
+    reproducibility: ClassVar[str] = "bitwise"
+    reproducibility_tolerance: ClassVar[float] = 0.0
     #: parameters with a fixed set of values (see :func:`allowed`)
     _allowed: ClassVar[dict[str, Any]] = {}
     threshold: float = 0.5

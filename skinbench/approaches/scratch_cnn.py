@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from skinbench.approaches.base import PathClassifier, holdout_split, training_classes
+from skinbench.approaches.base import TF_TOLERANCE, PathClassifier, holdout_split, training_classes
 from skinbench.data.images import read_image
 
 
@@ -25,6 +25,9 @@ class ScratchCNNClassifier(PathClassifier):
     """Small CNN, random initialisation, trained on the training split only."""
 
     algorithm_version: ClassVar[int] = 1
+    #: TensorFlow computes (features or training): identical on the same CPU and instruction set only
+    reproducibility: ClassVar[str] = "bitwise-same-cpu"
+    reproducibility_tolerance: ClassVar[float] = TF_TOLERANCE
 
     def __init__(self, input_size: int = 128, base_filters: int = 16, depth: int = 4, dropout: float = 0.3,
                  learning_rate: float = 1e-3, epochs: int = 40, batch_size: int = 32, val_size: float = 0.15,

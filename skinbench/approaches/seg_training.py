@@ -19,7 +19,7 @@ import cv2
 import keras
 import numpy as np
 
-from skinbench.approaches.base import KerasPickleMixin, PathSegmenter, check_allowed
+from skinbench.approaches.base import TF_TOLERANCE, KerasPickleMixin, PathSegmenter, check_allowed
 from skinbench.approaches.seg_checkpoints import (ValidationJaccard, fit_resumable, load_weights, signature,
                                                    training_summary)
 from skinbench.approaches.seg_data import (PairAugment, PairBatches, load_pairs, positive_outputs, unpack_masks,
@@ -57,6 +57,9 @@ class KerasSegmenter(KerasPickleMixin, PathSegmenter):
     #: 2: lesion-aware validation split stratified by mask presence (or class); batches drawn per (seed,
     #: epoch) in PairBatches' order, never reshuffled by Keras (so a resumed fit equals an uninterrupted one)
     algorithm_version: ClassVar[int] = 2
+    #: TensorFlow computes (features or training): identical on the same CPU and instruction set only
+    reproducibility: ClassVar[str] = "bitwise-same-cpu"
+    reproducibility_tolerance: ClassVar[float] = TF_TOLERANCE
     _allowed: ClassVar[dict[str, Any]] = {"tta": TTA_MODES, "select_by": SELECTION}
     #: the model has a classification head and fit needs ``y``
     joint: bool = False

@@ -27,7 +27,8 @@ import numpy as np
 
 from skinbench import progress as show
 from skinbench.approaches import backbones, tfdata
-from skinbench.approaches.base import KerasPickleMixin, PathClassifier, check_allowed, holdout_split, training_classes
+from skinbench.approaches.base import (TF_TOLERANCE, KerasPickleMixin, PathClassifier, check_allowed, holdout_split,
+                                      training_classes)
 from skinbench.cache import ArrayCache, file_digest, make_key
 from skinbench.errors import ConfigError
 
@@ -282,6 +283,10 @@ class TransferBase(KerasPickleMixin, PathClassifier):
     extraction and fine-tuning epochs from 0 (the default), also the epochs of a head on cached features
     (well under a second each) from 1; -1 shows nothing. Keras' own progress bars are never used.
     """
+
+    #: TensorFlow computes (features or training): identical on the same CPU and instruction set only
+    reproducibility: ClassVar[str] = "bitwise-same-cpu"
+    reproducibility_tolerance: ClassVar[float] = TF_TOLERANCE
 
     _allowed: ClassVar[dict[str, Any]] = {"pooling": POOLINGS, "select_metric": SELECT_METRICS}
     #: the algorithm's name in progress lines (what ``mode`` said before each had its own class)

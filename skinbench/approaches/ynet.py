@@ -19,7 +19,7 @@ from keras import layers
 from sklearn.utils.class_weight import compute_class_weight
 
 from skinbench.approaches import backbones
-from skinbench.approaches.base import PathClassifier
+from skinbench.approaches.base import TF_TOLERANCE, PathClassifier
 from skinbench.approaches.seg_losses import LOSSES, get_loss, per_output, soft_jaccard_metric, weighted_categorical_crossentropy
 from skinbench.approaches.seg_training import KerasSegmenter
 from skinbench.approaches.unet import conv_block
@@ -191,6 +191,9 @@ class YNetClassifier(PathClassifier):
 
     #: 2: the Y-Net's lesion-aware validation split (KerasSegmenter version 2); 3: the Y-Net's own parameters
     algorithm_version: ClassVar[int] = 3
+    #: TensorFlow computes (features or training): identical on the same CPU and instruction set only
+    reproducibility: ClassVar[str] = "bitwise-same-cpu"
+    reproducibility_tolerance: ClassVar[float] = TF_TOLERANCE
     _allowed: ClassVar[dict[str, Any]] = {"loss": LOSSES}
 
     def __init__(self, input_size: int = 128, weights: str | None = "imagenet", train_encoder: bool = False,

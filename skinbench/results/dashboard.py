@@ -16,13 +16,17 @@ from tabulate import tabulate
 
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
+from skinbench.environment import lock_digest
 from skinbench.metrics import significance
 from skinbench.metrics.classification import predict_labels
 from skinbench.metrics.evaluate import evaluate_pooled_targets
 from skinbench.results.currency import made_by_older_code
 from skinbench.results.plots import overlay_name
 from skinbench.results.records import RunRecord, distinct
-from skinbench.results.tables import MISSING, Table, fmt_seconds
+from skinbench.results.tables import FAMILY_ORDER, MISSING, Table, fmt_seconds
+
+#: families in table order (the provenance section lists approaches so)
+FAMILY_RANK = {f: i for i, f in enumerate(FAMILY_ORDER)}
 
 
 def _family(record: RunRecord) -> str:
@@ -92,6 +96,11 @@ def compare(a: RunRecord, b: RunRecord, kind: str, metric: str = "") -> list[dic
     return rows
 
 
+def paired_seeds(a: RunRecord, b: RunRecord) -> str:
+    """Which seed's test predictions a paired test of ``a`` against ``b`` uses: ``"0 vs 0"``."""
+    return f"{MISSING if a.seed is None else a.seed} vs {MISSING if b.seed is None else b.seed}"
+
+
 def _fmt_p(p: float | None) -> str:
     if p is None:
         return "n/a"
@@ -128,38 +137,43 @@ def significance_section(tables: list[Table]) -> str:
         if classical is None or not deeps:
             missing = " and ".join(f for f, r in (("classical", classical), ("deep", deeps)) if not r)
             rows.append([table.title, metric, classical and classical.approach or MISSING,
-                         MISSING, MISSING, f"no {missing} result yet", "", "", ""])
+                         MISSING, MISSING, MISSING, f"no {missing} result yet", "", "", ""])
             continue
         base = f"{classical.approach} ({classical.value(metric):.3f})"
         table_rows: list[list[str]] = []
         p_values: list[float | None] = []
         for deep in deeps:
             name = f"{deep.approach} ({deep.value(metric):.3f})"
+            seeds = paired_seeds(classical, deep)
             try:
                 tests = compare(classical, deep, table.kind, metric)
             except ImportError:
-                table_rows.append([table.title, metric, base, name, MISSING,
+                table_rows.append([table.title, metric, base, name, seeds, MISSING,
                                    "skinbench.metrics.significance unavailable", "", ""])
                 p_values.append(None)
                 continue
             except (KeyError, ValueError) as err:
-                table_rows.append([table.title, metric, base, name, MISSING, f"cannot pair predictions: {err}", "", ""])
+                table_rows.append([table.title, metric, base, name, seeds, MISSING, f"cannot pair predictions: {err}",
+                                   "", ""])
                 p_values.append(None)
                 continue
             for t in tests:
-                table_rows.append([table.title, metric, base, name, str(t["n"]), t["test"], t["effect"],
+                table_rows.append([table.title, metric, base, name, seeds, str(t["n"]), t["test"], t["effect"],
                                    _fmt_p(t["p_value"])])
                 p_values.append(t["p_value"])
         rows += [r + [_fmt_p(p) if p is not None else ""] for r, p in zip(table_rows, holm(p_values))]
     if not rows:
         return ""
-    body = tabulate(rows, headers=["table", "primary metric", "best classical", "deep row", "paired images",
-                                   "test", "effect (classical vs deep)", "p-value", "Holm p"],
+    body = tabulate(rows, headers=["table", "primary metric", "best classical", "deep row", "seeds paired",
+                                   "paired images", "test", "effect (classical vs deep)", "p-value", "Holm p"],
                     tablefmt="github", disable_numparse=True)
     return ("## Significance: best classical vs every deep row\n\n"
             "The best classical record by the task's primary metric against each deep record, on the test "
             "images both predicted (paired by image id). Two-sided p-values; `Holm p` adjusts them for the "
-            "number of tests in the same table (Holm-Bonferroni).\n\n" + body + "\n")
+            "number of tests in the same table (Holm-Bonferroni). Each test pairs the test predictions of one "
+            "seed per row, named in `seeds paired` (classical vs deep): the first seed, whose values and CIs "
+            "the tables show; a table's over-seed column (mean ± sd of the primary metric across seeds) "
+            "is not what these tests compare.\n\n" + body + "\n")
 
 
 def isic2018_score_section(records: list[RunRecord], task: str = "task3") -> str:
@@ -299,10 +313,56 @@ def _env_section(records: list[RunRecord]) -> str:
     for machine in distinct(records, "machine"):
         users = sorted({f"{r.task}/{r.approach}" for r in records if r.machine == machine})
         gpus = ", ".join(machine.get("gpus") or []) or "none"
-        out.append(f"- **Machine**: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
-                   f"{machine.get('memory_gb', '?')} GiB RAM, GPU: {gpus}; {machine.get('platform', '')} "
-                   f"({len(users)} runs)")
+        out.append(f"- **Machine**: {machine.get('cpu', '?')} (ISA {machine.get('isa') or 'unknown'}), "
+                   f"{machine.get('cores', '?')} cores, {machine.get('memory_gb', '?')} GiB RAM, GPU: {gpus}; "
+                   f"{machine.get('platform', '')} ({len(users)} runs)")
     return "\n".join(out) + "\n"
+
+
+def _lock_name(digest: str | None, today: str | None) -> str:
+    if not digest:
+        return "none recorded"
+    return f"`{digest}`" + (" (today's)" if digest == today else "")
+
+
+def provenance_section(records: list[RunRecord]) -> str:
+    """Markdown: per approach, how its rows reproduce (``RunRecord.reproduces``: the class and tolerance
+    ``benchmarks/regenerate.py --verify`` applies), the machines' CPU and instruction set, which lock file
+    (``versions.lock``, the digest of ``constraints.txt``) made its records, and how many came from
+    uncommitted code (``+dirty``)."""
+    today = lock_digest()
+    by_approach: dict[str, list[RunRecord]] = {}
+    for r in records:
+        if r.ok:
+            by_approach.setdefault(r.approach, []).append(r)
+    rows = []
+    for name in sorted(by_approach, key=lambda n: (FAMILY_RANK.get(_family(by_approach[n][0]), 9), n)):
+        recs = by_approach[name]
+        rule = recs[0].reproduces()
+        kind = rule["class"] if rule else "not stated"
+        if rule and rule["class"] != "bitwise":
+            kind += f" (tolerance {rule['tolerance']:g})"
+        cpus = sorted({f"{r.machine.get('cpu', '?')} / {r.isa}" for r in recs})
+        locks: dict[str, int] = {}
+        for r in recs:
+            lock = _lock_name((r.versions or {}).get("lock"), today)
+            locks[lock] = locks.get(lock, 0) + 1
+        dirty = sum(r.dirty for r in recs)
+        rows.append([name, kind, str(len(recs)), "; ".join(cpus),
+                     "; ".join(f"{k} ({n})" for k, n in sorted(locks.items())), str(dirty) if dirty else ""])
+    if not rows:
+        return ""
+    body = tabulate(rows, headers=["approach", "reproduces", "records", "CPU / ISA", "lock (records)",
+                                   "uncommitted code"], tablefmt="github", disable_numparse=True)
+    return ("## Provenance and reproducibility\n\n"
+            "How each approach's records reproduce, as its estimator declares it (`reproducibility`; "
+            "`python benchmarks/regenerate.py --verify` applies it): **bitwise** rows rerun to identical numbers on "
+            "any machine; **bitwise-same-cpu** rows (TensorFlow's CPU kernels differ by instruction set) rerun "
+            "identically on the same CPU and ISA and otherwise within the stated tolerance (absolute, on every "
+            "metric and CI bound). `lock`: the digest of the `constraints.txt` whose pinned versions made the "
+            f"records (today's: {_lock_name(today, None)}; none recorded: made before the lock was shipped, their "
+            "versions are in the table below). `uncommitted code`: records whose `versions.git_commit` ends "
+            "in `+dirty` (marked † in the tables).\n\n" + body + "\n")
 
 
 def render_dashboard(root: str | os.PathLike, records: list[RunRecord], tables: list[Table],
@@ -354,6 +414,9 @@ def render_dashboard(root: str | os.PathLike, records: list[RunRecord], tables: 
     analyses = analyses_section(root)
     if analyses:
         parts.append(analyses)
+    provenance = provenance_section(records)
+    if provenance:
+        parts.append(provenance)
     if records:
         parts.append(_env_section(records))
     path = root / "README.md"

@@ -22,7 +22,7 @@ import numpy as np
 
 from skinbench import provenance
 from skinbench.cache import atomic_write_bytes
-from skinbench.environment import environment
+from skinbench.environment import DIRTY_SUFFIX, environment
 from skinbench.metrics.segmentation import per_image_scores
 from skinbench.paths import REPO_ROOT, results_dir
 from skinbench.scoring import fit_summary, params_of
@@ -77,6 +77,9 @@ class RunRecord:
     code_digest: str | None = None
     #: a contributed approach's "package version" (``ApproachInfo.origin``); empty for the suite's own
     origin: str = ""
+    #: how a rerun reproduces the numbers, ``{"class": "bitwise" | "bitwise-same-cpu" | "tolerance",
+    #: "tolerance": float}`` (:func:`skinbench.provenance.reproducibility`); read it through :meth:`reproduces`
+    reproducibility: dict[str, Any] | None = None
     schema: int = SCHEMA
 
     # ------------------------------------------------------------------ reading
@@ -119,6 +122,22 @@ class RunRecord:
         entry = self.metrics.get(metric)
         ci = entry.get("ci") if isinstance(entry, dict) else None
         return (ci[0], ci[1]) if ci else (None, None)
+
+    def reproduces(self) -> dict[str, Any] | None:
+        """How a rerun reproduces this record: as it states, else (records made before records stated it)
+        as its approach declares it today; None for an approach the registry does not know. Read lazily,
+        not when loading: the declaration imports the estimator's module."""
+        return self.reproducibility or provenance.reproducibility(self.approach)
+
+    @property
+    def isa(self) -> str:
+        """The instruction set of the machine that made the record ("unknown" before records named it)."""
+        return (self.machine or {}).get("isa") or "unknown"
+
+    @property
+    def dirty(self) -> bool:
+        """Made from a tree with uncommitted code changes (``versions.git_commit`` ends in ``+dirty``)."""
+        return str((self.versions or {}).get("git_commit") or "").endswith(DIRTY_SUFFIX)
 
     @property
     def class_names(self) -> list[str]:
@@ -215,6 +234,49 @@ class RunRecord:
                 f"{html.escape(costs)}; run key {html.escape(str(self.run_key))}</small></div>")
 
 
+def _numbers(record: RunRecord) -> dict[str, float | None]:
+    """Every stored metric value and CI bound, as records store them (rounded to ``FLOAT_DECIMALS``)."""
+    out: dict[str, float | None] = {}
+    for m in record.metrics:
+        for name, x in ((m, record.value(m)), (f"{m} CI low", record.ci(m)[0]), (f"{m} CI high", record.ci(m)[1])):
+            out[name] = None if x is None else round(float(x), FLOAT_DECIMALS)
+    return out
+
+
+def same_cpu(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Two machine records of the same CPU model and instruction set (both known): where a
+    ``bitwise-same-cpu`` record must reproduce exactly."""
+    a, b = a or {}, b or {}
+    return bool(a.get("isa")) and a.get("isa") == b.get("isa") and a.get("cpu") == b.get("cpu")
+
+
+def compare_reproduction(old: RunRecord, new: RunRecord) -> tuple[str, str]:
+    """(verdict, line) of a rerun ``new`` of the committed ``old`` under ``old``'s reproducibility rule
+    (:meth:`RunRecord.reproduces`): verdict "same" (every metric and CI bound identical as stored),
+    "within" (a ``bitwise-same-cpu`` record rerun on another CPU or instruction set, or a ``tolerance``
+    one, no further than its tolerance) or "differs"; the line says which rule applied and the largest
+    difference. What ``regenerate.py --verify`` prints and fails on."""
+    a, b = _numbers(old), _numbers(new)
+    diffs = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    if not diffs:
+        return "same", "same"
+    largest = max((abs(x - y) if x is not None and y is not None else math.inf) for x, y in diffs.values())
+    rule = old.reproduces() or {"class": "bitwise", "tolerance": 0.0}
+    kind, tolerance = rule["class"], float(rule.get("tolerance") or 0.0)
+    moved = ", ".join(f"{k} {x} -> {y}" for k, (x, y) in list(diffs.items())[:4]) + (", ..." if len(diffs) > 4 else "")
+    if kind == "bitwise":
+        return "differs", f"differs (max diff {largest:.3g}; bitwise: must be identical on any machine): {moved}"
+    here = f"CPU {new.machine.get('cpu', '?')} / ISA {new.isa}"
+    if kind == "bitwise-same-cpu" and same_cpu(old.machine, new.machine):
+        return "differs", (f"differs (max diff {largest:.3g}; bitwise-same-cpu, and this is the record's {here}: "
+                           f"must be identical): {moved}")
+    where = (f"record made on CPU {old.machine.get('cpu', '?')} / ISA {old.isa}, rerun on {here}"
+             if kind == "bitwise-same-cpu" else "tolerance class")
+    if largest <= tolerance:
+        return "within", f"within tolerance (max diff {largest:.3g} <= {tolerance:g}; {where})"
+    return "differs", f"differs (max diff {largest:.3g} > tolerance {tolerance:g}; {where}): {moved}"
+
+
 def _from_schema1(data: dict[str, Any]) -> dict[str, Any]:
     """Schema 1 -> 2: the run key of a record current at the legacy commit is re-issued under the
     declared versions it is equivalent to (:mod:`skinbench.provenance`); any other keeps no key."""
@@ -252,8 +314,9 @@ def build_record(base: RunRecord, scored: Mapping[str, Any] | None = None, *, es
     ``base`` says what ran and on what; ``scored`` are the scorer's ``metrics``/``extras``/``predictions``
     (:class:`skinbench.scoring.Scorer`); ``est`` the fitted estimator (its parameters and ``extras.fit``,
     what the fit chose); ``extras`` more extras. Stamped here, so no writer forgets one: environment
-    (versions, machine), ``created`` now, the command as typed, the run key of ``key_inputs`` and, with
-    ``timings``, the process's peak memory."""
+    (versions with the lock's digest, machine with its instruction set), how the run reproduces (the
+    approach's declared ``reproducibility``), ``created`` now, the command as typed, the run key of
+    ``key_inputs`` and, with ``timings``, the process's peak memory."""
     values = dict(scored or {})
     more: dict[str, Any] = {**values.pop("extras", {}), **dict(extras or {})}
     if est is not None:
@@ -265,8 +328,12 @@ def build_record(base: RunRecord, scored: Mapping[str, Any] | None = None, *, es
         values["timings"] = {**timings, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if key_inputs is not None:
         values.update(key_inputs=dict(key_inputs), run_key=provenance.run_key(dict(key_inputs)))
+    repro = provenance.reproducibility(base.approach)
+    if repro is None and hasattr(est, "reproducibility"):  # an estimator the registry does not know
+        repro = {"class": est.reproducibility, "tolerance": float(getattr(est, "reproducibility_tolerance", 0.0))}
     env = environment()
     return replace(base, **values, extras={**base.extras, **more}, status=status, versions=env["versions"],
+                   reproducibility=repro,
                    machine=env["machine"], created=datetime.now(timezone.utc).isoformat(),
                    command=command or base.command or command_as_typed())
 

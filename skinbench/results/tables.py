@@ -66,6 +66,8 @@ SHOWN_METRICS: dict[str, tuple[str, ...]] = {
 CROSS_BINARY_SHOWN = ("specificity",)
 FAMILY_ORDER = ("baseline", "classical", "deep")
 MISSING = "—"
+#: marks a row with a record made from uncommitted code (the table's footnote says which)
+DIRTY_MARK = "†"
 #: boundary-distance columns a segmentation table adds when a record stores ``predictions["surface"]``
 SURFACE_SHOWN = ("hd95_mean", "assd_mean")
 #: the normalised HD95 column, added when a shown record also stores its truth masks' shapes
@@ -169,10 +171,33 @@ class Table:
                                           self.target) if p)
         return " / ".join(p for p in (self.task, self.dataset, self.target) if p)
 
+    def dirty_seeds(self, name: str) -> list[int | None]:
+        """The seeds of the row's records made from uncommitted code (``RunRecord.dirty``), a skipped
+        record's included: the row is marked :data:`DIRTY_MARK` and the table's footnote names them."""
+        recs = list(self.seed_records.get(name, []))
+        first = self.records.get(name)
+        if first is not None and first not in recs:
+            recs.insert(0, first)
+        return [r.seed for r in recs if r.dirty]
+
+    def dirty_footnote(self) -> str:
+        """The footnote under a table with rows marked :data:`DIRTY_MARK` ("" when none is)."""
+        marked = [(row["approach"], self.dirty_seeds(row["approach"])) for row in self.rows]
+        marked = [(name, seeds) for name, seeds in marked if seeds]
+        if not marked:
+            return ""
+        names = ", ".join(f"{name} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+                          for name, seeds in marked)
+        return (f"{DIRTY_MARK} Made from a tree with uncommitted code changes (`versions.git_commit` ends in "
+                f"`+dirty`), so the code behind the numbers cannot be traced to a commit: {names}. Regenerate "
+                f"them from a clean commit.")
+
     def markdown_rows(self) -> list[list[str]]:
         out = []
         for row in self.rows:
             cells = _metric_cells(row, self.metrics)
+            if self.dirty_seeds(row["approach"]):
+                cells[0] += f" {DIRTY_MARK}"
             if self.multi_seed:
                 summary = self.seed_summary(row["approach"])
                 cells.append(f"{summary[0]:.3f} ± {summary[1]:.3f} (n={summary[2]})" if summary
@@ -188,7 +213,8 @@ class Table:
         return ["approach", "family", *self.metrics, *seeds, "n_test", "seed", "fit s", "note"]
 
     def markdown(self, heading: str = "###") -> str:
-        return _markdown(self, heading)
+        footnote = self.dirty_footnote()
+        return _markdown(self, heading) + (f"\n{footnote}\n" if footnote else "")
 
     def csv(self) -> str:
         seed_fields = [f"{self.primary}_seed_mean", f"{self.primary}_seed_sd", "n_seeds"] if self.multi_seed else []
@@ -741,12 +767,17 @@ class SweepTable:
                                                          else None) for m in self.shown]
             params = [row["params"].get(p, "") for p in self.params]
             n_test = MISSING if row["n_test"] is None else str(row["n_test"])
-            out.append([row["point"], row["approach"], str(row["seed"]), *params, *metrics, n_test,
+            point = row["point"] + (f" {DIRTY_MARK}" if row.get("dirty") else "")
+            out.append([point, row["approach"], str(row["seed"]), *params, *metrics, n_test,
                         fmt_seconds(row["fit_s"]), row["note"]])
         return out
 
     def markdown(self, heading: str = "###") -> str:
-        return _markdown(self, heading)
+        dirty = sum(bool(row.get("dirty")) for row in self.rows)
+        footnote = (f"\n{DIRTY_MARK} Made from a tree with uncommitted code changes (`versions.git_commit` ends in "
+                    f"`+dirty`; {dirty} of {len(self.rows)} rows), so the code behind those numbers cannot be "
+                    f"traced to a commit. Rerun them from a clean commit.\n") if dirty else ""
+        return _markdown(self, heading) + footnote
 
     def to_terminal(self) -> str:
         """What the terminal shows of a sweep table: its markdown (one row per grid point with its
@@ -794,7 +825,7 @@ def build_sweep_tables(points: list[SweepPoint]) -> list[SweepTable]:
             if drift:  # a sweep's point is remade by its sweep, not by regenerate.py
                 row["note"] = (f"**stale** ({'; '.join(drift)}): made by older algorithm versions, rerun "
                                f"`{p.record.command or 'the sweep'}`")
-            row.update(point=p.point, seed=p.record.seed or 0,
+            row.update(point=p.point, seed=p.record.seed or 0, dirty=p.record.dirty,
                        params={k: _param_text(params[id(p)][k]) for k in varying if k in params[id(p)]})
             table.rows.append(row)
         tables.append(table)

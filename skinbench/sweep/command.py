@@ -11,7 +11,7 @@ from typing import Any
 from skinbench import params as params_
 from skinbench.errors import ConfigError
 from skinbench.sweep import engine
-from skinbench.sweep.engine import DEFAULT_RETRIES, _Digests, default_workers, point_status, validate_points
+from skinbench.sweep.engine import DEFAULT_RETRIES, add_allow_dirty, _Digests, default_workers, point_status, validate_points
 from skinbench.sweep.points import RUN_OPTIONS, SweepConfig, load_config, parse_grid
 
 #: the command's one-line description (``sweep --help``)
@@ -26,13 +26,15 @@ def add_engine_options(p: argparse.ArgumentParser, workers: int | None = 1) -> N
     p.add_argument("--scheduler", help="a running Dask scheduler, tcp://HOST:PORT")
     p.add_argument("--retries", type=int, default=DEFAULT_RETRIES, help="retries of a failing point")
     p.add_argument("--data-root", help="folder holding the datasets, the same path on every worker")
+    add_allow_dirty(p)
 
 
 def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """:func:`run_sweep` keyword arguments from :func:`add_engine_options`' options."""
     local = args.workers == 0 and not args.scheduler
     return {"workers": args.workers or None, "scheduler": args.scheduler, "retries": args.retries,
-            "data_root": args.data_root, "engine": "local" if local else "dask"}
+            "data_root": args.data_root, "engine": "local" if local else "dask",
+            "allow_dirty": getattr(args, "allow_dirty", False)}
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[SweepConfig, dict[str, Any]]:
@@ -92,6 +94,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, help="bootstrap resamples for the 95%% CIs (default 1000)")
     p.add_argument("--dry-run", action="store_true", help="list the points and whether each is current; run nothing")
     p.add_argument("--no-render", action="store_true", help="do not regenerate tables and the dashboard afterwards")
+    add_allow_dirty(p)
     p.set_defaults(handler=cmd_sweep)
     return p
 
@@ -116,7 +119,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     summary = engine.run_sweep(points, root, workers=workers or None, threads=run.get("threads"),
                         scheduler=run.get("scheduler"), retries=run.get("retries", DEFAULT_RETRIES),
                         data_root=run.get("data_root"), dataset_kwargs=run.get("dataset_kwargs"),
-                        command=getattr(args, "command_line", None) or None, engine="local" if workers == 0 and not run.get("scheduler") else "dask")
+                        command=getattr(args, "command_line", None) or None, allow_dirty=args.allow_dirty,
+                        engine="local" if workers == 0 and not run.get("scheduler") else "dask")
     print(summary, file=sys.stderr)
     if summary.done and not args.no_render:
         from skinbench.results.render import render_all

@@ -13,6 +13,7 @@ functions that use it (start-up cost). Like benchopt's ``runner.py`` + ``paralle
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from skinbench import info
 from skinbench import params as params_
+from skinbench.environment import check_clean_tree
 from skinbench.errors import ConfigError, DataError
 from skinbench.provenance import RunSpec
 from skinbench.sweep.points import Point
@@ -267,12 +269,20 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+def add_allow_dirty(p: argparse.ArgumentParser) -> None:
+    """``--allow-dirty`` (``sweep``, regenerate and the benchmark scripts built on sweeps): the escape of the
+    clean-tree check :func:`run_sweep` makes (:func:`skinbench.environment.check_clean_tree`)."""
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="write into the repository's results/ although the code has uncommitted changes "
+                        "(records marked +dirty; for a scratch run)")
+
+
 def run_sweep(points: Sequence[Point], results_root: str | os.PathLike, *, workers: int | None = None,
               threads: int | None = None, scheduler: str | None = None, retries: int = DEFAULT_RETRIES,
               data_root: str | None = None, dataset_kwargs: Mapping[str, Any] | None = None,
               command: str | None = None, engine: str = "dask", progress: bool | Reporter = True,
               work_fn: Callable[..., PointResult] | None = None, force: bool | Callable[[Point], bool] = False,
-              dry_run: bool = False) -> Summary:
+              dry_run: bool = False, allow_dirty: bool = False) -> Summary:
     """Run every point that is not current; write outputs under ``results_root``; return the summary.
 
     ``engine``: "dask" (a ``LocalCluster`` of ``workers`` processes, or the running ``scheduler``) or
@@ -283,11 +293,15 @@ def run_sweep(points: Sequence[Point], results_root: str | os.PathLike, *, worke
     adds). ``progress``: the sweep's bar (True), nothing (False), or a :class:`Reporter`. ``dry_run``
     runs nothing: the summary holds the outputs of the points that
     are current (a sweep table can show points it was not asked to train) and why each other one is not.
+    Writing into the repository's results/ from uncommitted code is refused unless ``allow_dirty``
+    (:func:`skinbench.environment.check_clean_tree`, the check regenerate makes).
     """
     from skinbench.runner import command_as_typed
 
     start = time.perf_counter()
     root = Path(results_root)
+    if not dry_run:
+        check_clean_tree(root, allow_dirty)
     validate_points(points)
     command = command if command is not None else command_as_typed()
     work_fn = work_fn or work.execute_point  # looked up per call: one executor, which tests can spy on

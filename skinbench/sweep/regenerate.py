@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Sequence
 
 from skinbench import info, runner
+from skinbench.environment import ALLOW_DIRTY_ENV, LOCK_FILE, check_clean_tree, lock_mismatches
 from skinbench.errors import SkinbenchError, WeightsError
 from skinbench.paths import REPO_ROOT, committed_results_dir
 from skinbench.results.cost import rebuild_cost
 from skinbench.results.currency import Currency
 from skinbench.results.derived import DERIVED
 from skinbench.results.derived import check as derived_check
-from skinbench.sweep.engine import PointResult, Reporter, _Digests, point_currency, run_sweep
+from skinbench.results.records import RunRecord, compare_reproduction
+from skinbench.sweep.engine import PointResult, Reporter, add_allow_dirty, _Digests, point_currency, run_sweep
 from skinbench.sweep.points import Point, registered_points
 from skinbench.sweep.work import execute_point
 
@@ -101,10 +103,11 @@ def stale_extras(root: Path, force: bool) -> dict[str, list[str] | None]:
 
 def verify(points: Sequence[Point], root: Path) -> int:
     """``--verify``: rerun current records with the point executor (its records come back, nothing is
-    written); fail if a number moved under the same run key (a change that alters numbers must bump a
-    declared version: skinbench/provenance.py)."""
-    from skinbench.results.records import RunRecord
-
+    written) and compare each under its reproducibility rule (:func:`compare_reproduction`): a ``bitwise``
+    record must be identical, a ``bitwise-same-cpu`` one identical on the record's CPU and instruction set
+    and otherwise within its stated tolerance. Prints "same", "within tolerance (max diff X; ...)" or
+    "differs ..." per record; fails if any differs (a change that alters numbers must bump a declared
+    version: skinbench/provenance.py)."""
     moved = 0
     for point, c in zip(points, currencies(points, root)):
         if not c.current:
@@ -116,12 +119,9 @@ def verify(points: Sequence[Point], root: Path) -> int:
         if result.error:
             raise RuntimeError(result.error)
         for rel, new in result.records:
-            old = RunRecord.from_file(root / rel)
-            diffs = {m: (old.value(m), new.value(m)) for m in new.metrics
-                     if old.value(m) != new.value(m) and not (old.value(m) is not None and new.value(m)
-                                                             is not None and abs(old.value(m) - new.value(m)) < 1e-6)}
-            moved += bool(diffs)
-            print(f"{'MOVED' if diffs else 'same '} {rel} {diffs or ''}")
+            verdict, line = compare_reproduction(RunRecord.from_file(root / rel), new)
+            moved += verdict == "differs"
+            print(f"{rel}: {line}")
     return 1 if moved else 0
 
 
@@ -171,21 +171,30 @@ def parser() -> argparse.ArgumentParser:
                    help="list every expected record: current, stale (and why) or missing; train nothing")
     p.add_argument("--cost", action="store_true",
                    help="sum the committed run records' timings: the README's full-rebuild figure; train nothing")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="write records although the code has uncommitted changes (marked +dirty)")
+    add_allow_dirty(p)
     p.add_argument("--verify", action="store_true",
                    help="rerun the current records (use --approach / --only to choose; deterministic ones) "
                         "and fail if a number moved under the same run key")
     return p
 
 
+def warn_lock() -> None:
+    """One line on stderr when a package the records name runs at another version than the lock pins
+    (``constraints.txt``): new records would be made with other software than the committed ones."""
+    differ = lock_mismatches()
+    if differ:
+        print(f"regenerate: warning: installed versions differ from {LOCK_FILE.name}: {', '.join(differ)} "
+              f"(records made now name them; `pip install -c {LOCK_FILE.name} -e \".[test]\"` installs the "
+              f"lock's)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python benchmarks/regenerate.py [options]``: exit 0 when everything is current or ran."""
-    from skinbench.environment import code_is_dirty
     from skinbench.results.render import render_all
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    warn_lock()
     gpu = args.allow_cpu or gpu_present()
     root = committed_results_dir() / "quick" if args.quick else committed_results_dir()
     points = registered_points(args.only, approaches=args.approach, datasets=args.dataset, seed=args.seed,
@@ -197,10 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.verify:
         return verify(points, root)
-    if code_is_dirty() and not args.allow_dirty:
-        print("regenerate: the code has uncommitted changes, so its records could not be traced to a commit. "
-              "Fix: commit first (or pass --allow-dirty for a scratch run).", file=sys.stderr)
-        return 2
+    check_clean_tree(root, args.allow_dirty)  # a ConfigError: one line, exit 2 (before any work)
     todo: list[Point] = []
     for point, c in zip(points, currencies(points, root)):
         if not args.force and c.current:
@@ -212,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             todo.append(point)
     lines = _Lines(root)
     if todo:  # checked above: these run whatever their records say
-        run_sweep(todo, root, engine="local", force=True, progress=lines,
+        run_sweep(todo, root, engine="local", force=True, progress=lines, allow_dirty=args.allow_dirty,
                   command=runner.command_as_typed([str(SCRIPT), *argv]))
     failures = lines.failures
     if not (args.no_extras or args.quick):
@@ -224,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cmd = [sys.executable, str(path), *extra_args]
                 print(f"== {' '.join(cmd)}", file=sys.stderr)
                 env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+                if args.allow_dirty:  # the scripts' sweeps make the same check: carry the escape to them
+                    env[ALLOW_DIRTY_ENV] = "1"
                 if subprocess.call(cmd, env=env) != 0:
                     failures.append(script)
     render_all(root)
