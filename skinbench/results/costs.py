@@ -134,13 +134,20 @@ def plot_costs(points: Sequence[CostPoint], metric: str, which: str, path: str |
             ax.errorbar(xs, ys, yerr=err, fmt="o", color=colour, mfc=colour if measured else "white",
                         capsize=2, label=label, alpha=0.9)
             for p, c in group:
-                ax.annotate(p.label, (c, p.value), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    front = pareto_front([(c, p.value) for p, c in shown])
+                ax.annotate(p.label if which == "train" else p.approach, (c, p.value), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    rows = [(p, c) for p, c in shown if p.family != "baseline"]  # the floor is drawn, the front is the rows'
+    front = pareto_front([(c, p.value) for p, c in rows])
     if len(front) > 1:
-        ax.plot([shown[i][1] for i in front], [shown[i][0].value for i in front], "--", color="black",
-                linewidth=0.8, label="Pareto front")
+        ax.plot([rows[i][1] for i in front], [rows[i][0].value for i in front], "--", color="black",
+                linewidth=0.8, label="Pareto front (classical and deep)")
     ax.set_xscale("log")
-    ax.set_xlabel("training CPU seconds (user + sys)" if which == "train" else "inference ms per image (wall)")
+    if which == "train":
+        cpu = {p.train_is_cpu for p, _ in shown}
+        ax.set_xlabel("training CPU seconds (user + sys)" if cpu == {True} else
+                      "training seconds: fit wall clock (no CPU time recorded)" if cpu == {False} else
+                      "training cost: CPU seconds (filled), fit wall seconds where not recorded (hollow)")
+    else:
+        ax.set_xlabel("inference ms per image (wall)")
     ax.set_ylabel(metric)
     if which == "train" and any(p.partial for p, _ in shown):
         title += "\n* the fit found cached work (features, stages): its cost leaves that out"

@@ -261,8 +261,10 @@ def equal_cost_section(table: Table, plot_files: dict[str, list[Path]]) -> str:
     links = ", ".join(f"[{p.stem.removeprefix(table.slug + '__').replace('_', ' ')}](plots/{p.name})" for p in plots)
     return ("Equal cost: " + (sentence + " " if sentence else "")
             + (f"Plots ({table.primary} with its CI against training CPU seconds and inference ms per image, log x, "
-               "one point per approach, the Pareto front dashed; hollow markers: wall-clock seconds of records "
-               f"made before CPU time was recorded): {links}" if links else "") + "\n")
+               "one point per approach, the Pareto front of the classical and deep rows dashed; hollow markers: "
+               "wall-clock seconds of records made before CPU time was recorded; * the fit found cached work, so "
+               "its cost is a lower bound; prediction may find test features cached too, e.g. a frozen "
+               f"backbone's, so a tiny ms/image can leave the backbone out): {links}" if links else "") + "\n")
 
 
 def _derived_tests(derived: list[RunRecord], table: Table) -> list[list[str]]:
