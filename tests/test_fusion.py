@@ -63,6 +63,18 @@ def test_the_row_with_the_best_test_metric_but_a_worse_validation_score_is_not_c
     assert "bovw-sift-color: best validation ap recorded by the fit (0.800)" in sig
 
 
+def test_contributed_rows_are_tested_against_the_suite_row_chosen_without_test_data():
+    from skinbench.results.contributed import comparisons
+
+    plugin = _record("my-plugin", 0.75)
+    plugin.origin = "my-package 0.1"
+    lucky, honest = _record("bovw-color", 0.90, val_ap=0.60, width=0.01), _record("bovw-sift-color", 0.70, val_ap=0.80)
+    table = next(t for t in build_tables([plugin, lucky, honest]) if t.task == "task1")
+    suite_rows = {row[4] for row in comparisons(table)}
+    assert "best classical: bovw-sift-color (0.700)" in suite_rows
+    assert not any("bovw-color (" in cell for cell in suite_rows)
+
+
 def test_without_validation_the_mean_over_three_seeds_chooses_and_overlapping_cis_test_both():
     # seed 0 of bovw is the best single test value, but over three seeds bovw-color is better
     recs = [_record("bovw", ap, seed=s) for s, ap in enumerate((0.75, 0.50, 0.50))]

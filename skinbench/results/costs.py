@@ -134,7 +134,8 @@ def plot_costs(points: Sequence[CostPoint], metric: str, which: str, path: str |
             ax.errorbar(xs, ys, yerr=err, fmt="o", color=colour, mfc=colour if measured else "white",
                         capsize=2, label=label, alpha=0.9)
             for p, c in group:
-                ax.annotate(p.label if which == "train" else p.approach, (c, p.value), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(p.label if which == "train" else p.approach, (c, p.value), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
     rows = [(p, c) for p, c in shown if p.family != "baseline"]  # the floor is drawn, the front is the rows'
     front = pareto_front([(c, p.value) for p, c in rows])
     if len(front) > 1:

@@ -33,17 +33,6 @@ def _family(record: RunRecord) -> str:
     return info.APPROACHES[name].family if name in info.APPROACHES else record.family or "other"
 
 
-def best_of(table: Table, family: str) -> RunRecord | None:
-    """The family's suite record (contributed rows have their own section) with the highest primary metric
-    in this table (None if it has none)."""
-    from skinbench.results.tables import contributed_by
-
-    metric = info.task(table.task).primary_metric
-    candidates = [r for r in table.records.values()
-                  if r.ok and _family(r) == family and r.value(metric) is not None and not contributed_by(r)]
-    return max(candidates, key=lambda r: r.value(metric), default=None)
-
-
 def _paired(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices into a and b of the image ids both predicted, in a's order."""
     pos_b = {i: k for k, i in enumerate(ids_b)}
