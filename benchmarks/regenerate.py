@@ -13,7 +13,7 @@ so a rerun after an interruption resumes. Approaches the registry marks as needi
 records stay as made (each names its command and commit); ``--allow-cpu`` trains them anyway.
 Approaches that cannot run here (ImageNet weights not available offline) get a record that says why. The extra benchmarks (sweeps, performance) run after the records, then the tables,
 plots and the dashboard results/README.md are rendered from the records alone. The derived reports
-(``results/subgroups/``, ``results/data_hygiene/``) are keyed on the records and manifests they read
+(``results/subgroups/``, ``results/data_hygiene/``, the fusion and seed-ensemble rows of ``results/ensembles/``) are keyed on the records and manifests they read
 (skinbench/results/derived.py): ``--status`` lists them after the records, and their scripts rerun only when
 one is stale or missing (or with ``--force``).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import resource
 import sys
 import time
 from contextvars import ContextVar
@@ -32,6 +33,7 @@ from skinbench.results.records import RunRecord, build_record, command_as_typed,
 from skinbench.scoring import Scorer, full_columns
 
 __all__ = ["resolve", "build_estimator", "seed_everything", "run", "execute", "fit_estimator", "timed", "timed_fit", "validation_record",
+           "cpu_seconds", "cost_timings",
            "write_skipped",
            "command_as_typed", "limit_images"]  # the last two live below (records, data.splits): old import paths
 
@@ -146,6 +148,24 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished, waited-for children so far.
+
+    Why: wall seconds vary with the machine's load and its other tenants; CPU seconds (every core's work
+    summed) vary less across machines, so the equal-cost view compares rows by them (issue 32). Threads
+    of this process count (BLAS, TensorFlow's pools); the sweep's Dask workers run one point per process
+    (``threads_per_worker=1``), so a span holds its own point's work only."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def cost_timings(fit_cpu: float, predict_cpu: float, predict_s: float, n_test: int) -> dict[str, Any]:
+    """A record's CPU costs: ``cpu`` {fit_s, predict_s} (a dict, so ``*_s`` wall sums leave it out) and
+    ``predict_ms_per_image`` (wall milliseconds of prediction per test image)."""
+    return {"cpu": {"fit_s": fit_cpu, "predict_s": predict_cpu},
+            "predict_ms_per_image": 1000.0 * predict_s / max(n_test, 1)}
+
+
 def timed_fit(est: Any, *args: Any, **kwargs: Any) -> tuple[float, dict[str, dict[str, int]]]:
     """Fit, returning wall seconds and the cache look-ups it made (work found vs work done): what every
     record's ``timings`` say about the fit (``fit_s``, ``cache``), cross-dataset ones too."""
@@ -195,8 +215,11 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
                         test: Dataset, spec: RunSpec, root: Path, predictions_dir) -> Path:
     if not train.class_names:
         raise ConfigError(f"dataset {train.name!r} has no labels", fix="add a label column to its CSV")
+    cpu0 = cpu_seconds()
     est, fit_s, cache_use = fit_estimator(tinfo, ainfo, spec, train)
+    cpu1 = cpu_seconds()
     proba, predict_s = timed(est.predict_proba, test.paths)
+    cpu2 = cpu_seconds()
     scores = full_columns(np.asarray(proba, dtype=float), est.classes_, len(train.class_names))
     scorer = Scorer(test, spec.n_boot, spec.seed, class_names=train.class_names, positive_class=train.positive_class)
     scored, eval_s = timed(scorer.classification, scores)
@@ -205,7 +228,8 @@ def _run_classification(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: Ru
                                             submission.submission_stem(base.task, base.dataset, base.approach))
     return _finish(base, root, scored=scored, est=est,
                    timings={"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
-                            "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
+                            "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use,
+                            **cost_timings(cpu1 - cpu0, cpu2 - cpu1, predict_s, len(test))})
 
 
 def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunRecord, train: Dataset,
@@ -214,7 +238,9 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     from skinbench.results.plots import overlay_panel  # matplotlib: start-up cost, only for segmentation runs
 
     target = base.target
+    cpu0 = cpu_seconds()
     est, fit_s, cache_use = fit_estimator(tinfo, ainfo, spec, train, target, trained)
+    cpu1 = cpu_seconds()
     overlays: list[Any] = []
 
     def each(i: int, truth: np.ndarray, pred: np.ndarray) -> None:
@@ -227,10 +253,12 @@ def _run_segmentation(tinfo: info.TaskInfo, ainfo: info.ApproachInfo, base: RunR
     start = time.perf_counter()  # predicting and the per-image scoring (surface distances) alike
     mask_scores = scorer.score_masks(target, est.predict_proba(test.paths), each=each)
     predict_s = time.perf_counter() - start
+    cpu2 = cpu_seconds()
     scored, eval_s = timed(scorer.segmentation, mask_scores)
     path = _finish(base, root, scored=scored, est=est,
                    timings={"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
-                            "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use})
+                            "images_per_s_predict": len(test) / max(predict_s, 1e-9), "cache": cache_use,
+                            **cost_timings(cpu1 - cpu0, cpu2 - cpu1, predict_s, len(test))})
     _overlay_figure(overlays, test.ids[:N_OVERLAYS], base, root)
     return path
 

@@ -20,10 +20,13 @@ from skinbench.environment import lock_digest
 from skinbench.metrics import significance
 from skinbench.metrics.classification import predict_labels
 from skinbench.metrics.evaluate import evaluate_pooled_targets
+from skinbench.results import ensembles
+from skinbench.results.costs import cost_sentence, cpu_cells, cpu_fit_seconds
 from skinbench.results.currency import made_by_older_code
 from skinbench.results.plots import overlay_name
 from skinbench.results.records import RunRecord, distinct
-from skinbench.results.tables import FAMILY_ORDER, MISSING, Table, fmt_seconds
+from skinbench.results.selection import choose
+from skinbench.results.tables import FAMILY_ORDER, MISSING, Table, fmt_seconds, fmt_value, is_cross
 
 #: families in table order (the provenance section lists approaches so)
 FAMILY_RANK = {f: i for i, f in enumerate(FAMILY_ORDER)}
@@ -32,17 +35,6 @@ FAMILY_RANK = {f: i for i, f in enumerate(FAMILY_ORDER)}
 def _family(record: RunRecord) -> str:
     name = record.approach
     return info.APPROACHES[name].family if name in info.APPROACHES else record.family or "other"
-
-
-def best_of(table: Table, family: str) -> RunRecord | None:
-    """The family's suite record (contributed rows have their own section) with the highest primary metric
-    in this table (None if it has none)."""
-    from skinbench.results.tables import contributed_by
-
-    metric = info.task(table.task).primary_metric
-    candidates = [r for r in table.records.values()
-                  if r.ok and _family(r) == family and r.value(metric) is not None and not contributed_by(r)]
-    return max(candidates, key=lambda r: r.value(metric), default=None)
 
 
 def _paired(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,52 +120,61 @@ def deep_rows(table: Table) -> list[RunRecord]:
     return sorted(recs, key=lambda r: -r.value(metric))
 
 
+def _seeded(r: RunRecord, metric: str) -> str:
+    return f"{r.approach} ({r.value(metric):.3f}, seed {r.seed or 0})"
+
+
 def significance_section(tables: list[Table]) -> str:
-    """Markdown: the best classical row against every deep row of each table, paired by image id."""
+    """Markdown: the classical row chosen without test data (:func:`skinbench.results.selection.choose`; both
+    top candidates where their CIs overlap) against every deep row of each table, paired by image id."""
     rows = []
+    chosen: list[str] = []
     for table in tables:
         metric = info.task(table.task).primary_metric
-        classical, deeps = best_of(table, "classical"), deep_rows(table)
-        if classical is None or not deeps:
-            missing = " and ".join(f for f, r in (("classical", classical), ("deep", deeps)) if not r)
-            rows.append([table.title, metric, classical and classical.approach or MISSING,
-                         MISSING, MISSING, MISSING, f"no {missing} result yet", "", "", ""])
+        choice = choose([r for rs in table.seed_records.values() for r in rs], table.task, "classical")
+        classicals, deeps = list(choice.contenders), deep_rows(table)
+        if not classicals or not deeps:
+            missing = " and ".join(f for f, r in (("classical", classicals), ("deep", deeps)) if not r)
+            rows.append([table.title, metric, MISSING, MISSING, MISSING, MISSING, f"no {missing} result yet", "", "", ""])
             continue
-        base = f"{classical.approach} ({classical.value(metric):.3f})"
+        chosen.append(f"- {table.title}: {choice.how}.")
         table_rows: list[list[str]] = []
         p_values: list[float | None] = []
-        for deep in deeps:
-            name = f"{deep.approach} ({deep.value(metric):.3f})"
-            seeds = paired_seeds(classical, deep)
-            try:
-                tests = compare(classical, deep, table.kind, metric)
-            except ImportError:
-                table_rows.append([table.title, metric, base, name, seeds, MISSING,
-                                   "skinbench.metrics.significance unavailable", "", ""])
-                p_values.append(None)
-                continue
-            except (KeyError, ValueError) as err:
-                table_rows.append([table.title, metric, base, name, seeds, MISSING, f"cannot pair predictions: {err}",
-                                   "", ""])
-                p_values.append(None)
-                continue
-            for t in tests:
-                table_rows.append([table.title, metric, base, name, seeds, str(t["n"]), t["test"], t["effect"],
-                                   _fmt_p(t["p_value"])])
-                p_values.append(t["p_value"])
+        for classical in classicals:
+            base = _seeded(classical, metric)
+            for deep in deeps:
+                name = _seeded(deep, metric)
+                seeds = paired_seeds(classical, deep)
+                try:
+                    tests = compare(classical, deep, table.kind, metric)
+                except ImportError:
+                    table_rows.append([table.title, metric, base, name, seeds, MISSING,
+                                       "skinbench.metrics.significance unavailable", "", ""])
+                    p_values.append(None)
+                    continue
+                except (KeyError, ValueError) as err:
+                    table_rows.append([table.title, metric, base, name, seeds, MISSING, f"cannot pair predictions: {err}",
+                                       "", ""])
+                    p_values.append(None)
+                    continue
+                for t in tests:
+                    table_rows.append([table.title, metric, base, name, seeds, str(t["n"]), t["test"], t["effect"],
+                                       _fmt_p(t["p_value"])])
+                    p_values.append(t["p_value"])
         rows += [r + [_fmt_p(p) if p is not None else ""] for r, p in zip(table_rows, holm(p_values))]
     if not rows:
         return ""
-    body = tabulate(rows, headers=["table", "primary metric", "best classical", "deep row", "seeds paired",
-                                   "paired images", "test", "effect (classical vs deep)", "p-value", "Holm p"],
+    body = tabulate(rows, headers=["table", "primary metric", "classical row", "deep row", "seeds paired", "paired images",
+                                   "test", "effect (classical vs deep)", "p-value", "Holm p"],
                     tablefmt="github", disable_numparse=True)
-    return ("## Significance: best classical vs every deep row\n\n"
-            "The best classical record by the task's primary metric against each deep record, on the test "
-            "images both predicted (paired by image id). Two-sided p-values; `Holm p` adjusts them for the "
-            "number of tests in the same table (Holm-Bonferroni). Each test pairs the test predictions of one "
-            "seed per row, named in `seeds paired` (classical vs deep): the first seed, whose values and CIs "
-            "the tables show; a table's over-seed column (mean ± sd of the primary metric across seeds) "
-            "is not what these tests compare.\n\n" + body + "\n")
+    how = ("How each table's classical row was chosen, without the test set (the validation score its fit "
+           "recorded, else the mean over at least 3 seeds; where the runner-up's test CI overlaps, both are "
+           "tested):\n\n" + "\n".join(chosen) + "\n\n") if chosen else ""
+    return ("## Significance: best classical (chosen without test data) vs every deep row\n\n"
+            "Each test pairs the two records named, seed included (each row's first seed, the seed its table "
+            "shows), on the test images both predicted (paired by image id). Two-sided p-values; `Holm p` "
+            "adjusts them for the number of tests in the same table (Holm-Bonferroni), both classical "
+            "candidates included.\n\n" + how + body + "\n")
 
 
 def isic2018_score_section(records: list[RunRecord], task: str = "task3") -> str:
@@ -218,7 +219,8 @@ def isic2018_score_section(records: list[RunRecord], task: str = "task3") -> str
 
 
 def cost_table(table: Table) -> str:
-    """Wall-clock seconds per approach (every ``*_s`` timing the records hold), total and peak memory."""
+    """Wall-clock seconds per approach (every ``*_s`` timing the records hold), total and peak memory; CPU seconds
+    and inference ms/image once a shown record has them (older ones show a dash)."""
     recs = [table.records[row["approach"]] for row in table.rows
             if row["approach"] in table.records and table.records[row["approach"]].ok]
     keys: list[str] = []
@@ -230,19 +232,134 @@ def cost_table(table: Table) -> str:
     keys.sort(key=lambda k: (first.index(k) if k in first else len(first), k))
     rows = []
     trainings = [((r.extras or {}).get("fit") or {}).get("training") or {} for r in recs]
+    with_cpu = any(cpu_fit_seconds(r) is not None for r in recs)  # CPU columns once a record has them
     for r, training in zip(recs, trainings):
         rss = r.timings.get("peak_rss_mb")
         row = [r.approach, *(fmt_seconds(r.timings.get(k)) for k in keys), fmt_seconds(r.total_seconds),
-               MISSING if rss is None else f"{rss:.0f}"]
+               *(cpu_cells(r) if with_cpu else []), MISSING if rss is None else f"{rss:.0f}"]
         if any(trainings):  # a deep segmenter's training as its epochs logged it (also when found cached)
             rate = training.get("images_per_s")
             row += [str(training.get("epochs", MISSING)), fmt_seconds(training.get("seconds")),
                     MISSING if rate is None else f"{rate:.1f}"]
         rows.append(row)
-    headers = ["approach", *(k.removesuffix("_s") + " s" for k in keys), "total s", "peak RSS MB"]
+    headers = ["approach", *(k.removesuffix("_s") + " s" for k in keys), "total s",
+               *(["fit CPU s", "predict CPU s", "ms/image"] if with_cpu else []), "peak RSS MB"]
     if any(trainings):
         headers += ["training epochs", "training s", "training img/s"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
+
+
+def equal_cost_section(table: Table, plot_files: dict[str, list[Path]]) -> str:
+    """Markdown: the table's equal-cost plots (``<slug>__cost``) and its generated sentence."""
+    if is_cross(table.dataset):  # the fit is the in-dataset table's; only inference differs
+        return ""
+    plots = plot_files.get(f"{table.slug}__cost", [])
+    sentence = cost_sentence(table)
+    if not plots and not sentence:
+        return ""
+    links = ", ".join(f"[{p.stem.removeprefix(table.slug + '__').replace('_', ' ')}](plots/{p.name})" for p in plots)
+    return ("Equal cost: " + (sentence + " " if sentence else "")
+            + (f"Plots ({table.primary} with its CI against training CPU seconds and inference ms per image, log x, "
+               "one point per approach, the Pareto front of the classical and deep rows dashed; hollow markers: "
+               "wall-clock seconds of records made before CPU time was recorded; * the fit found cached work, so "
+               "its cost is a lower bound; prediction may find test features cached too, e.g. a frozen "
+               f"backbone's, so a tiny ms/image can leave the backbone out): {links}" if links else "") + "\n")
+
+
+def _derived_tests(derived: list[RunRecord], table: Table) -> list[list[str]]:
+    """Each derived row against each parent (paired by image id), Holm over the table's tests."""
+    metric = table.primary
+    rows: list[list[str]] = []
+    p_values: list[float | None] = []
+    for d in derived:
+        for parent in d.extras.get("parents", []):
+            rec = next((r for r in table.seed_records.get(parent["approach"], []) if (r.seed or 0) == parent["seed"]),
+                       None)
+            if rec is None or (parent.get("seed") and d.extras.get("derived") == "seed-ensemble"):
+                continue  # a seed ensemble is tested against its first seed, the row its table shows
+            try:
+                tests = compare(d, rec, table.kind, metric)
+            except (KeyError, ValueError) as err:
+                rows.append([d.approach, _seeded(rec, metric), MISSING, f"cannot pair predictions: {err}", "", ""])
+                p_values.append(None)
+                continue
+            for t in tests:
+                rows.append([f"{d.approach} ({d.value(metric):.3f})", _seeded(rec, metric), str(t["n"]), t["test"],
+                             t["effect"], _fmt_p(t["p_value"])])
+                p_values.append(t["p_value"])
+    return [r + [_fmt_p(p) if p is not None else ""] for r, p in zip(rows, holm(p_values))]
+
+
+def _task_table(tables: list[Table], task: str) -> Table | None:
+    dataset = info.task(task).default_dataset
+    return next((t for t in tables if t.task == task and t.dataset == dataset), None)
+
+
+def families_section(root: Path, tables: list[Table]) -> str:
+    """Markdown: per classification task, the late-fusion and seed-ensemble rows (``benchmarks/fusion.py``,
+    with their currency and paired tests against their parents), the agreement of the classical and deep
+    rows chosen without test data and the hard cases; task4's hard cases; all from stored predictions."""
+    parts: list[str] = []
+    for task in ensembles.TASKS:
+        table = _task_table(tables, task)
+        if table is None:
+            continue
+        metric = table.primary
+        out = [f"### {table.title}\n"]
+        made = [r for r in ensembles.load_ensembles(root, task) if r.ok]
+        stale = ensembles.stale_reasons(root, task)
+        if stale:
+            out.append(("**Stale derived rows**" if made else "Derived rows not made yet") + " ("
+                       + "; ".join(stale[:6]) + (f"; +{len(stale) - 6} more" if len(stale) > 6 else "")
+                       + f"): rerun `python benchmarks/fusion.py --tasks {task}`.\n")
+        if made:
+            rows = [[r.approach, r.title, fmt_value(r.value(metric), r.metrics.get(metric, {}).get("ci")),
+                     str(r.split.get("n_test")),
+                     ", ".join(f"{p['approach']} seed {p['seed']} (key {str(p['run_key'])[:10]})"
+                               for p in r.extras.get("parents", []))] for r in made]
+            out.append(tabulate(rows, headers=["derived row", "what", metric, "n_test", "parents (run key)"],
+                                tablefmt="github", disable_numparse=True) + "\n")
+            tests = _derived_tests(made, table)
+            if tests:
+                out.append(tabulate(tests, headers=["derived row", "parent", "paired images", "test", "effect",
+                                                    "p-value", "Holm p"], tablefmt="github",
+                                    disable_numparse=True) + "\n")
+        records = [r for rs in table.seed_records.values() for r in rs]
+        classical, deep = ensembles.choices(records, task)
+        if classical.record is not None and deep.record is not None:
+            a = ensembles.agreement(classical.record, deep.record)
+            out.append(f"Agreement of the classical and the deep row chosen without test data (first seeds, on the "
+                       f"test images both predicted; classical: {classical.how}; deep: {deep.how}):\n\n{a.table()}"
+                       f"\n\n{a.sentence()}\n")
+        else:
+            out.append("No agreement table: " + "; ".join(f"{c.family}: {c.how}" for c in (classical, deep)
+                                                         if c.record is None) + ".\n")
+        cases = ensembles.hard_cases(records, task, k=8)
+        if cases:
+            gallery = root / ensembles.FOLDER / f"{task}_hard_cases.png"
+            link = f" Gallery: [{gallery.name}]({ensembles.FOLDER}/{gallery.name})." if gallery.is_file() else ""
+            out.append("Hard cases: the test images most classical and deep rows (first seeds) get wrong, with each "
+                       f"family's mean probability of the true class.{link}\n\n" + ensembles.hard_case_table(cases))
+        parts.append("\n".join(out))
+    seg = _task_table(tables, "task4")
+    if seg is not None:
+        cases = ensembles.hard_segmentation_cases([r for rs in seg.seed_records.values() for r in rs], k=8)
+        if cases:
+            parts.append(f"### {seg.title}\n\nHard cases: the test images most classical and deep segmenters (first "
+                         f"seeds) get wrong (per-image Jaccard < {ensembles.HARD_JACCARD}), with each family's mean "
+                         "Jaccard. Listed only: records keep per-image counts, not masks, so no overlay can be drawn "
+                         "from them; neither fusion nor seed ensembles exist for segmentation, for the same reason."
+                         "\n\n" + ensembles.hard_case_table(cases, segmentation=True))
+    if not parts:
+        return ""
+    return ("## Classical and deep together: fusion, seed ensembles, agreement, hard cases\n\n"
+            f"Late fusion: {ensembles.FUSION_WEIGHT} x the classical row's stored probabilities + "
+            f"{1 - ensembles.FUSION_WEIGHT} x the deep row's (weight fixed in advance), each row chosen without "
+            f"test data; seed ensembles: the mean of a row's first {ensembles.SEED_ENSEMBLE} seeds. Both are scored "
+            "by the one scorer (CIs: the parents' bootstrap resamples) and tested against their parents; "
+            "`python benchmarks/fusion.py` makes them from the records and `regenerate.py --status` says when a "
+            "parent changed. Everything here is computed from the records' stored predictions.\n\n"
+            + "\n".join(parts))
 
 
 def overlay_links(plots_dir: Path, table: Table) -> list[tuple[str, Path]]:
@@ -390,7 +507,13 @@ def render_dashboard(root: str | os.PathLike, records: list[RunRecord], tables: 
                 parts.append(note)
             cost = cost_table(table)
             if cost:
-                parts.append(f"Wall-clock cost (seconds, on the machine below):\n\n{cost}")
+                cpu = ("; CPU seconds (user + system of the process and its children) and inference wall ms per "
+                       f"test image where the record has them ({MISSING}: made before they were recorded)"
+                       if "fit CPU s" in cost else "")
+                parts.append(f"Wall-clock cost (seconds, on the machine below){cpu}:\n\n{cost}")
+            equal_cost = equal_cost_section(table, plot_files)
+            if equal_cost:
+                parts.append(equal_cost)
             plots = [(p.stem.removeprefix(table.slug + "__").replace("__", " "), p)
                      for p in sorted(plot_files.get(table.slug, []))] + overlay_links(plots_dir, table)
             if plots:
@@ -403,6 +526,9 @@ def render_dashboard(root: str | os.PathLike, records: list[RunRecord], tables: 
             pooled = isic2018_score_section(records, tname)
             if pooled:
                 parts.append(pooled)
+    together = families_section(root, tables)
+    if together:
+        parts.append(together)
     sig = significance_section(tables)
     if sig:
         parts.append(sig)

@@ -1,6 +1,7 @@
 """Currency of the derived reports: artefacts that benchmark scripts compute from committed records.
 
-Why: a report re-scored from records (``results/subgroups/<task>.md``, ``results/data_hygiene/duplicates.md``)
+Why: a report re-scored from records (``results/subgroups/<task>.md``, ``results/data_hygiene/duplicates.md``,
+the derived fusion and seed-ensemble rows of ``results/ensembles/``)
 silently goes stale when a record it read is regenerated or added, and then contradicts the tables beside
 it. Each derived artefact is therefore keyed, as a record is, on what it reads:
 
@@ -31,6 +32,7 @@ from typing import Any
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
 from skinbench.data.duplicates import RULES_VERSION
+from skinbench.results import ensembles
 from skinbench.results.records import RunRecord, load_records, path_of
 
 __all__ = ["Derived", "DerivedStatus", "DERIVED", "derived", "key_inputs", "key_of", "key_path", "write_key",
@@ -55,6 +57,14 @@ def _hygiene_records(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
         for task in info.TASKS:
             out += first_seed_per_target(records, task, dataset)
     return out
+
+
+def _ensemble_parents(task: str) -> Callable[[Path, Mapping[str, Any]], list[RunRecord]]:
+    """The records the derived rows of ``task`` average: the chosen classical and deep rows and each seed
+    group (so a rerun parent, or a rerun candidate that changes which row is chosen, makes them stale)."""
+    def read(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
+        return ensembles.parent_records(root, task)
+    return read
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,10 @@ DERIVED: tuple[Derived, ...] = (
     Derived("data_hygiene/duplicates", ("data_hygiene/duplicates.md", "data_hygiene/duplicates.csv",
                                         "data_hygiene/duplicates_effect.csv"), "duplicates_report.py", (),
             _hygiene_records, HYGIENE_DATASETS, 1, {"datasets": list(HYGIENE_DATASETS), "rules": RULES_VERSION}),
+    *(Derived(f"ensembles/{t}", (f"ensembles/{t}.md",), "fusion.py", ("--tasks", t), _ensemble_parents(t),
+              (info.TASKS[t].default_dataset,), ensembles.ENSEMBLE_VERSION,
+              {"weight": ensembles.FUSION_WEIGHT, "seeds": ensembles.SEED_ENSEMBLE})
+      for t in ensembles.TASKS),
 )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from skinbench.paths import results_dir
+from skinbench.results.costs import render_cost_plots
 from skinbench.results.dashboard import render_dashboard
 from skinbench.results.plots import render_plots
 from skinbench.results.records import load_records
@@ -58,6 +59,8 @@ def render_all(root: str | os.PathLike | None = None, task: str | None = None, p
     plot_files: dict[str, list[Path]] = {}
     if plots:
         plot_files = render_plots(tables, root)
+        if with_dashboard:  # the equal-cost view: plots the dashboard links (no table file links them)
+            plot_files.update(render_cost_plots(tables, root))
     written = write_tables(tables, root, plot_files)
     if with_dashboard:
         written.append(render_dashboard(root, records, all_tables, plot_files))

@@ -37,7 +37,7 @@ SCRIPT = REPO_ROOT / "benchmarks" / "regenerate.py"
 #: extra benchmark scripts (sweeps, performance), run after the full records; each writes under results/
 EXTRA_SCRIPTS = ("bovw_sweep.py", "perf_finetune.py", "task3_losses.py", "task3_selection.py", "perf_classical.py",
                  "perf_deep_features.py", "perf_pipeline.py", "scaling.py", "seeds.py", "subgroups.py",
-                 "duplicates_report.py")
+                 "duplicates_report.py", "fusion.py")
 #: ``--quick``: at most this many train and test images per run, into ``results/quick/``
 QUICK_LIMIT = 200
 
@@ -96,7 +96,7 @@ def stale_extras(root: Path, force: bool) -> dict[str, list[str] | None]:
         todo = items if force else [d for d in items if not derived_check(d, root).current]
         if not todo:
             plan[script] = None
-        elif script == "subgroups.py" and len(todo) < len(items):
+        elif len(todo) < len(items) and all(d.args[:1] == ("--tasks",) for d in items):
             plan[script] = ["--tasks", *(d.args[-1] for d in todo)]
     return plan
 
