@@ -171,10 +171,11 @@ def significance_section(tables: list[Table]) -> str:
            "recorded, else the mean over at least 3 seeds; where the runner-up's test CI overlaps, both are "
            "tested):\n\n" + "\n".join(chosen) + "\n\n") if chosen else ""
     return ("## Significance: best classical (chosen without test data) vs every deep row\n\n"
-            "Each test pairs the two records named, seed included (each row's first seed, the seed its table "
-            "shows), on the test images both predicted (paired by image id). Two-sided p-values; `Holm p` "
-            "adjusts them for the number of tests in the same table (Holm-Bonferroni), both classical "
-            "candidates included.\n\n" + how + body + "\n")
+            "Each test pairs the two records named on the test images both predicted (paired by image id), one "
+            "seed per row, named in `seeds paired` (classical vs deep): the first seed, whose values and CIs the "
+            "tables show; a table's over-seed column (mean ± sd of the primary metric across seeds) is not what "
+            "these tests compare. Two-sided p-values; `Holm p` adjusts them for the number of tests in the same "
+            "table (Holm-Bonferroni), both classical candidates included.\n\n" + how + body + "\n")
 
 
 def isic2018_score_section(records: list[RunRecord], task: str = "task3") -> str:
