@@ -1,0 +1,157 @@
+"""Learning curves (issue 32): nested, stratified, lesion-aware training subsets drawn by seed; fraction
+points on the one orchestrator with the fraction and subset digest in the run key; caches reused across
+fractions; the crossover rule."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from skinbench import sweep
+from skinbench.data.splits import DEFAULT_FRACTIONS, nested_subset, subset_digest, training_set
+from skinbench.errors import ConfigError
+from skinbench.provenance import RunSpec, key_inputs, run_key
+from skinbench.results.records import RunRecord
+
+TINY = {"n_images": 48}
+
+
+def _lesion_data(n_lesions: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and lesion ids as HAM10000 has them: 1-4 images per lesion, imbalanced classes."""
+    rng = np.random.default_rng(seed)
+    classes = rng.choice(["nv", "mel", "bkl", "bcc", "akiec", "vasc", "df"], size=n_lesions,
+                         p=[0.62, 0.12, 0.11, 0.06, 0.04, 0.03, 0.02])
+    sizes = rng.integers(1, 5, size=n_lesions)
+    y = np.repeat(classes, sizes)
+    groups = np.repeat([f"L{i}" for i in range(n_lesions)], sizes)
+    return y, groups
+
+
+def test_subsets_are_nested_lesion_aware_stratified_and_drawn_by_seed():
+    y, groups = _lesion_data()
+    lesion_class = dict(zip(groups, y))
+    share = {c: n / len(set(groups)) for c, n in Counter(lesion_class.values()).items()}
+    paths = {}
+    for seed in (0, 1, 2):
+        subsets = [nested_subset(y, groups, f, seed) for f in DEFAULT_FRACTIONS]
+        for small, large in zip(subsets, subsets[1:]):
+            assert set(small) < set(large)  # nested: each smaller subset inside the larger
+        assert np.array_equal(subsets[-1], np.arange(len(y)))  # 100 %: the whole training split
+        for f, idx in zip(DEFAULT_FRACTIONS, subsets):
+            assert abs(len(idx) - f * len(y)) <= 4  # at most one lesion's images beyond the target
+            taken = set(groups[idx])
+            assert not taken & set(groups[np.setdiff1d(np.arange(len(y)), idx)])  # whole lesions only
+            per_class = Counter(lesion_class[g] for g in taken)
+            assert set(per_class) == set(share)  # every class present, even the rarest at 5 %
+            for c, p in share.items():  # stratified: each class within about one lesion of its share
+                assert abs(per_class[c] - p * len(taken)) <= 1.5
+        assert np.array_equal(nested_subset(y, groups, 0.1, seed), subsets[1])  # reproducible
+        paths[seed] = subsets[1]
+    assert not np.array_equal(paths[0], paths[1]) and not np.array_equal(paths[1], paths[2])
+
+
+def test_images_without_lesion_ids_are_their_own_lesions_and_bad_fractions_are_refused():
+    y = np.array(["benign"] * 80 + ["malignant"] * 20)
+    idx = nested_subset(y, None, 0.25, seed=3)
+    assert len(idx) == 25 and Counter(y[idx]) == {"benign": 20, "malignant": 5}
+    for bad in (0, 1.5, -0.1, "half"):
+        with pytest.raises(ConfigError, match="not in \\(0, 1\\]"):
+            nested_subset(y, None, bad, seed=0)
+
+
+def test_the_runner_trains_on_the_subset_and_keeps_the_whole_test_split(synthetic_dataset):
+    train = training_set(synthetic_dataset, seed=1, fraction=0.5)
+    full = synthetic_dataset.split("train")
+    assert set(train.ids) < set(full.ids) and len(train) < len(full)
+    assert subset_digest(train) != subset_digest(full)
+    assert training_set(synthetic_dataset, seed=1, fraction=None).ids.tolist() == full.ids.tolist()
+
+
+def test_a_spec_without_a_fraction_keeps_its_run_key_and_id():
+    """Committed records must not go stale: the fraction enters a key only when it is given."""
+    spec = RunSpec("task1", "majority", "synthetic", 0)
+    inputs = key_inputs(spec, "digest")
+    assert "subset" not in inputs and spec.id == "task1/synthetic/majority/seed0/" + spec.id.rsplit("/", 1)[1]
+    curve = RunSpec("task1", "majority", "synthetic", 0, fraction=0.25)
+    assert curve.id != spec.id
+    with_subset = key_inputs(curve, "digest", subset="abc")
+    assert with_subset["subset"]["fraction"] == 0.25 and run_key(with_subset) != run_key(inputs)
+    with pytest.raises(ValueError, match="training subset"):
+        key_inputs(curve, "digest")
+
+
+def test_sweep_fractions_land_in_their_folder_and_100_percent_is_the_ordinary_row():
+    config = sweep.SweepConfig(["task1"], ["majority"], seeds=[0, 1], dataset="synthetic",
+                               fractions=[0.25, 1.0], name="learning_curves")
+    points = config.points()
+    assert [(p.spec.fraction, p.out) for p in points] == [
+        (0.25, "learning_curves/task1/fraction=0.25"), (None, ""),
+        (0.25, "learning_curves/task1/fraction=0.25"), (None, "")]
+    for bad in ([], [0.5, 0.5], [2.0]):
+        with pytest.raises(ConfigError):
+            sweep.SweepConfig(["task1"], ["majority"], fractions=bad).points()
+
+
+def test_fraction_points_record_their_subset_and_resume(tmp_path):
+    config = sweep.SweepConfig(["task1"], ["majority"], seeds=[0, 1], dataset="synthetic", n_boot=20,
+                               fractions=[0.25, 0.5], name="learning_curves")
+    points = config.points()
+    first = sweep.run_sweep(points, tmp_path, engine="local", dataset_kwargs=TINY, progress=False)
+    assert first.ok and len(first.done) == 4
+    records = {(r.seed, r.split["fraction"]): r for _, r in sweep.iter_records(first, points)}
+    assert set(records) == {(0, 0.25), (0, 0.5), (1, 0.25), (1, 0.5)}
+    r = records[(1, 0.25)]
+    assert r.key_inputs["subset"]["digest"] == r.split["subset_digest"]
+    assert r.split["n_train"] < records[(1, 0.5)].split["n_train"]
+    assert r.split["n_test"] == records[(1, 0.5)].split["n_test"]  # the test split stays whole
+    assert r.split["subset_digest"] != records[(0, 0.25)].split["subset_digest"]  # seeds: other paths
+    again = sweep.run_sweep(points, tmp_path, engine="local", dataset_kwargs=TINY, progress=False)
+    assert again.done == [] and len(again.current) == 4  # an interrupted curve resumes where it stopped
+    assert isinstance(RunRecord.from_file(first.outputs[points[0].id][0]), RunRecord)
+
+
+@pytest.mark.parametrize("task, approach, params, namespace", [
+    ("task1", "bovw", {"n_words": 20, "image_size": 96}, "local_features"),
+    ("task1", "transfer-mobilenetv2-logreg", {"input_size": 32, "n_views": 2, "val_size": 0}, "transfer_features"),
+])
+def test_a_fraction_recomputes_nothing_the_full_set_cached(tmp_path, mobilenet32_weights, task, approach, params,
+                                                         namespace):
+    """Counted, not timed: the 100 % row's fit computes the per-image work; every smaller fraction of the
+    same seed then finds all of it in the cache (no miss in its record's ``timings.cache``)."""
+    if approach.startswith("transfer"):
+        params = {**params, "weights": str(mobilenet32_weights)}
+
+    def run(fractions: list[float]) -> dict[float, dict]:
+        config = sweep.SweepConfig([task], [approach], seeds=[1], dataset="synthetic", n_boot=10, params=params,
+                                   limit=24, fractions=fractions, name="lc")
+        points = config.points()
+        summary = sweep.run_sweep(points, tmp_path, engine="local", dataset_kwargs=TINY, progress=False)
+        assert summary.ok, summary.failed
+        return {r.split.get("fraction", 1.0): r.timings["cache"] for _, r in sweep.iter_records(summary, points)}
+
+    full = run([1.0])[1.0]
+    assert full[namespace]["misses"] > 0  # the full set did the work (an empty cache)
+    small = run([0.25, 0.5])
+    for fraction, use in small.items():
+        assert use[namespace]["misses"] == 0 and use[namespace]["hits"] > 0, (fraction, use)
+
+
+def test_segmenter_pairs_of_a_subset_are_read_from_the_full_sets_cache(synthetic_dataset):
+    """The Keras segmenters' resized image+mask pairs were cached per *set*, so every learning-curve
+    fraction (and every other validation split) read all its images again; now each pair is its own entry."""
+    from skinbench import cache
+    from skinbench.approaches.seg_data import load_pairs
+
+    train = synthetic_dataset.split("train")
+    paths, masks = list(train.paths), list(train.masks("lesion"))
+    before = cache.ledger()
+    full_images, full_masks = load_pairs(paths, masks, 24)
+    assert cache.ledger_since(before)["seg_pairs"]["misses"] == len(paths)
+    keep = training_set(synthetic_dataset, seed=2, fraction=0.25)
+    idx = [paths.index(p) for p in keep.paths]
+    before = cache.ledger()
+    images, sub_masks = load_pairs(list(keep.paths), list(keep.masks("lesion")), 24)
+    assert cache.ledger_since(before)["seg_pairs"] == {"hits": len(idx), "misses": 0}
+    assert np.array_equal(images, full_images[idx]) and np.array_equal(sub_masks, full_masks[idx])
