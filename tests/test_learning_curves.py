@@ -112,6 +112,21 @@ def test_fraction_points_record_their_subset_and_resume(tmp_path):
     assert isinstance(RunRecord.from_file(first.outputs[points[0].id][0]), RunRecord)
 
 
+def test_status_lists_the_curve_points(tmp_path, capsys):
+    """What ``regenerate.py --status`` (and ``learning_curves.py --status``) print for the curves."""
+    from skinbench.sweep.regenerate import print_curve_status
+
+    def config(seeds):
+        return sweep.SweepConfig(["task1"], ["majority"], seeds=seeds, dataset="synthetic", n_boot=20,
+                                 fractions=[0.25, 1.0], name="learning_curves").points()
+
+    assert sweep.run_sweep(config([0, 1]), tmp_path, engine="local", progress=False).ok
+    assert print_curve_status(config([0, 1, 2]), tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "missing  curve task1/majority: 4 current, 2 missing" in out
+    assert "learning-curve points: 4 current, 2 missing" in out
+
+
 @pytest.mark.parametrize("task, approach, params, namespace", [
     ("task1", "bovw", {"n_words": 20, "image_size": 96}, "local_features"),
     ("task1", "transfer-mobilenetv2-logreg", {"input_size": 32, "n_views": 2, "val_size": 0}, "transfer_features"),
@@ -155,3 +170,92 @@ def test_segmenter_pairs_of_a_subset_are_read_from_the_full_sets_cache(synthetic
     images, sub_masks = load_pairs(list(keep.paths), list(keep.masks("lesion")), 24)
     assert cache.ledger_since(before)["seg_pairs"] == {"hits": len(idx), "misses": 0}
     assert np.array_equal(images, full_images[idx]) and np.array_equal(sub_masks, full_masks[idx])
+
+
+# ----------------------------------------------------------------------------------- the crossover
+
+
+def test_the_crossover_is_the_smallest_fraction_won_after_holm():
+    from skinbench.results.learning_curves import FractionTest, crossover_fraction
+
+    def tests(*rows):
+        return [FractionTest(f, [0, 1, 2], 100, d, None, p) for f, d, p in rows]
+
+    # raw p 0.04 at 10 %: Holm over four fractions keeps it (0.04 is the largest, multiplied by 1)
+    won = tests((0.05, -0.10, 0.01), (0.1, 0.05, 0.04), (0.25, 0.10, 0.001), (0.5, 0.2, 0.0001))
+    assert crossover_fraction(won) == 0.1 and [t.p_holm for t in won] == pytest.approx([0.02, 0.04, 0.003, 0.0004])
+    # a significant loss is not a crossover; a raw p under 0.05 that Holm lifts above it is not one either
+    assert crossover_fraction(tests((0.05, -0.2, 0.0001), (0.1, 0.05, 0.03), (0.25, 0.04, 0.03))) is None
+    assert crossover_fraction(tests((0.05, 0.3, 0.001), (0.5, 0.3, 0.001))) == 0.05
+    assert crossover_fraction([FractionTest(0.1, [])]) is None  # nothing paired: no answer, no error
+
+
+def _write_curve(root, n_test: int = 150, deep: tuple[float, float, float] = (0.05, 0.6, 0.7)):
+    """A made-up task1 curve: classical flat at a weak score, deep weak at 5 % and strong from 25 %."""
+    from skinbench.results.records import RunRecord, record_path, write_record
+    from skinbench.scoring import scored_classification
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n_test)
+    ids = [f"img{i:03d}" for i in range(n_test)]
+    strength = {("bovw", f): 0.15 for f in (0.05, 0.25, 1.0)}
+    strength.update({("transfer-mobilenetv2-logreg", f): k for f, k in zip((0.05, 0.25, 1.0), deep)})
+    for (approach, fraction), k in strength.items():
+        for seed in (0, 1, 2):
+            noise = np.random.default_rng([seed, int(fraction * 100), len(approach)]).random(n_test)
+            s = np.clip(k * y + (1 - k) * noise, 0, 1)
+            order = np.random.default_rng(seed).permutation(n_test)  # records list images in any order
+            scored = scored_classification(np.array(ids)[order], y[order], np.column_stack([1 - s, s])[order],
+                                           ["benign", "malignant"], "malignant", n_boot=20, seed=seed)
+            split = {"n_train": int(900 * fraction), "n_test": n_test}
+            folder = root if fraction == 1.0 else root / "learning_curves" / "task1" / f"fraction={fraction}"
+            if fraction != 1.0:
+                split.update(fraction=fraction, subset_digest="x")
+            family = "classical" if approach == "bovw" else "deep"
+            record = RunRecord(task="task1", dataset="isic2016_task3", approach=approach, family=family, seed=seed,
+                               split=split, **scored)
+            write_record(record, record_path("task1", "isic2016_task3", approach, root=folder, seed=seed))
+
+
+def test_report_plot_table_and_crossover_from_the_records(tmp_path):
+    """The report a user reads (``benchmarks/learning_curves.py --report-only``), from records alone."""
+    import importlib.util
+
+    from skinbench.paths import REPO_ROOT
+    from skinbench.results.learning_curves import crossover, curve_points, summary_rows
+
+    _write_curve(tmp_path)
+    points = curve_points(tmp_path, "task1")
+    assert len(points) == 18 and {p.fraction for p in points} == {0.05, 0.25, 1.0}
+    rows = {(r["approach"], r["fraction"]): r for r in summary_rows(points)}
+    assert rows[("bovw", 0.25)]["seeds"] == 3 and rows[("bovw", 0.25)]["n_train"] == 225
+    result = crossover(points, "task1", n_boot=200)
+    assert (result.classical, result.deep) == ("bovw", "transfer-mobilenetv2-logreg")
+    assert result.fraction == 0.25  # deep is behind at 5 %, ahead from 25 % on
+    assert result.tests[0].difference < 0 and result.tests[1].p_holm < 0.05
+
+    spec = importlib.util.spec_from_file_location("learning_curves_script", REPO_ROOT / "benchmarks" / "learning_curves.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--tasks", "task1", "--report-only", "--results", str(tmp_path), "--n-boot", "200"]) == 0
+    text = (tmp_path / "learning_curves" / "task1.md").read_text()
+    assert "Crossover at 25 % of the training split" in text and "![learning curve](task1.png)" in text
+    assert (tmp_path / "learning_curves" / "task1.png").stat().st_size > 0
+    assert "transfer-mobilenetv2-logreg" in (tmp_path / "learning_curves" / "task1.csv").read_text()
+
+    from skinbench.results.dashboard import analyses_section
+
+    assert "[task1](learning_curves/task1.md)" in analyses_section(tmp_path)
+
+
+def test_no_crossover_is_said_plainly(tmp_path):
+    from skinbench.results.learning_curves import crossover, crossover_sentence, curve_points
+
+    _write_curve(tmp_path, deep=(0.05, 0.1, 0.15))  # deep never ahead of classical
+    points = curve_points(tmp_path, "task1")
+    result = crossover(points, "task1", n_boot=200)
+    assert result.fraction is None
+    assert crossover_sentence(result, points).startswith("No crossover within the data we hold")
+    classical_only = [p for p in points if p.family == "classical"]
+    result = crossover(classical_only, "task1", n_boot=50)
+    assert result.deep is None and "no 100 % deep record" in crossover_sentence(result, classical_only)
