@@ -268,8 +268,8 @@ def report_markdown(task: str, points: Sequence[CurvePoint], result: Crossover, 
            f"# Learning curve: {task}, {info.task(task).title}\n",
            f"`{result.metric}` on the whole official test split ({n_test} images) against the number of training "
            f"images. Each fraction is a nested, class-stratified, lesion-aware subset of the training split "
-           f"(each smaller one inside the larger); seeds {', '.join(map(str, seeds))} are different subset "
-           "paths (and model seeds). The lines are means over seeds, the bands the range over seeds. "
+           f"(each smaller one inside the larger); seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: "
+           f"{len(seeds)} subset path{'s' if len(seeds) > 1 else ''} (and model seeds). The lines are means over seeds, the bands the range over seeds. "
            "100 % is each row's ordinary record.\n"]
     if image:
         out.append(f"![learning curve]({image})\n")
