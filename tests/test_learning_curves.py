@@ -259,3 +259,20 @@ def test_no_crossover_is_said_plainly(tmp_path):
     classical_only = [p for p in points if p.family == "classical"]
     result = crossover(classical_only, "task1", n_boot=50)
     assert result.deep is None and "no 100 % deep record" in crossover_sentence(result, classical_only)
+
+
+def test_a_sweep_config_with_fractions_runs_from_the_cli_and_a_bad_fraction_is_one_line(tmp_path, capsys):
+    """``fractions`` in a sweep TOML: the user's way to a curve of their own (``skinbench sweep --config``)."""
+    from skinbench import cli
+
+    good = tmp_path / "curve.toml"
+    good.write_text('name = "mine"\ntasks = ["task1"]\napproaches = ["majority"]\nseeds = [0]\ndataset = "synthetic"\n'
+                    'n_boot = 10\nfractions = [0.5, 1]\n')
+    assert cli.main(["sweep", "--config", str(good), "--workers", "0", "--results", str(tmp_path / "r")]) == 0
+    assert list((tmp_path / "r" / "mine" / "task1" / "fraction=0.5" / "runs").rglob("majority.json"))
+    capsys.readouterr()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('tasks = ["task1"]\napproaches = ["majority"]\nfractions = [0.5, 5]\n')
+    assert cli.main(["sweep", "--config", str(bad), "--workers", "0", "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training fraction 5 is not in (0, 1]" in err[0]
