@@ -8,6 +8,7 @@ label, using scikit-learn's ``StratifiedGroupKFold`` (one fold is held out).
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -154,6 +155,15 @@ def nested_order(y, groups=None, seed: int = 0) -> np.ndarray:
     return np.asarray(order, dtype=np.int64)
 
 
+@lru_cache(maxsize=16)
+def _order(y: tuple[str, ...], groups: tuple[str, ...], seed: int) -> np.ndarray:
+    """:func:`nested_order`, memoised: every fraction of a curve (and ``regenerate.py --status``, which keys
+    each point) draws from the same order, and drawing it is a Python loop over the lesions."""
+    order = nested_order(np.asarray(y), np.asarray(groups), seed)
+    order.setflags(write=False)
+    return order
+
+
 def nested_subset(y, groups=None, fraction: float = 1.0, seed: int = 0) -> np.ndarray:
     """Sorted indices of the images in the ``fraction`` subset: the shortest prefix of
     :func:`nested_order` holding at least ``round(fraction * n_images)`` images (at least one lesion).
@@ -168,7 +178,7 @@ def nested_subset(y, groups=None, fraction: float = 1.0, seed: int = 0) -> np.nd
     if len(y) == 0 or fraction == 1.0:
         return np.arange(len(y))
     _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    order = nested_order(y, groups, seed)
+    order = _order(tuple(y.astype(str).tolist()), tuple(groups.tolist()), seed)
     taken = np.cumsum(counts[order])
     n_units = int(np.searchsorted(taken, max(1, round(fraction * len(y))))) + 1
     keep = np.zeros(len(counts), dtype=bool)
