@@ -13,9 +13,10 @@ cached. Reports: ``results/learning_curves/<task>.md|csv|png`` (:mod:`skinbench.
 linked from the dashboard once rendered.
 
 Cost on 2 cores (Intel Xeon), estimated from one measured point and the committed records' fit and
-predict times: about 4 h from an empty cache (task1 40 min, task2 1.5 h, task4 2 h: the FPN's 12
+predict times: about 3.75 h from an empty cache (task1 40 min, task2 70 min, task4 2 h: the FPN's 12
 fraction fits and its 100 % seeds 1 and 2 are most of it), about 3 h with the descriptors, features and
-segmenter inputs the committed records left in the cache. Measured: task1 bovw at 5 %, seed 1, empty
+segmenter inputs the committed records left in the cache (features and activations are drawn with
+``view_seed``, not the run's seed, so all seeds share them). Measured: task1 bovw at 5 %, seed 1, empty
 cache: 51 s for the point (fit 26 s on 45 images, predicting the 379 test images 25 s, their SIFT
 descriptors computed once for every later point). The largest single point is about 10 min (the FPN at 50 %).
 """

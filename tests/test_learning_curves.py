@@ -16,6 +16,8 @@ from skinbench.provenance import RunSpec, key_inputs, run_key
 from skinbench.results.records import RunRecord
 
 TINY = {"n_images": 48}
+#: 24-image sets: some bootstrap resamples of the tiny test split hold no positive image
+pytestmark = pytest.mark.filterwarnings("ignore:No positive class found:UserWarning")
 
 
 def _lesion_data(n_lesions: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,9 @@ Rows (the cheapest strong ones of each family on 2 cores; see the committed reco
   variant on task2, whose descriptors cost 967 s against ``bovw-color``'s 2209 s); deep
   ``transfer-mobilenetv2-logreg`` and ``transfer-mobilenetv2`` (frozen ImageNet features, head only),
   and on task1 ``transfer-mobilenetv2-ft-top`` (top blocks fine-tuned on cached activations). Left out
-  of the 4-hour budget on 2 cores: ft-top on task2 (about 16 min per seed at 100 %, its activations
-  drawn per seed: about 90 min for the curve) and the end-to-end row (503 s per task1 fit).
+  of the 4-hour budget on 2 cores: ft-top on task2 (its head and top stages take about 10 min per seed at
+  100 %: about 70 min for its curve, which would take the definition to about 5 h) and the end-to-end
+  row (503 s per task1 fit).
 * task4: ``classical-seg`` against ``fpn`` (frozen MobileNetV2 encoder). Its schedule scales with the
   subset as every Keras segmenter's does: ``epochs`` passes over the training images, an epoch being
   ``ceil(n_fit / batch_size)`` steps (``seg_data.PairBatches``), so a 5 % subset gets 5 % of the steps
