@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
 
 from skinbench import sweep  # noqa: E402
+from skinbench.errors import ConfigError  # noqa: E402
 from skinbench.paths import committed_results_dir  # noqa: E402
 from skinbench.sweep import curves  # noqa: E402
 
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     from skinbench.results.learning_curves import write_reports
     from skinbench.sweep.regenerate import print_curve_status
 
+    if args.limit and not args.results:  # its 100 % points would overwrite the committed full-data records
+        raise ConfigError("--limit makes scratch records", fix="pass --results DIR (a scratch folder) with --limit")
     root = Path(args.results) if args.results else committed_results_dir()
     rows = {t: [a for a in ROWS[t] if not args.approach or a in args.approach] for t in args.tasks}
     points = curves.points(args.tasks, rows=rows, fractions=args.fractions, seeds=args.seeds, limit=args.limit)

@@ -278,3 +278,16 @@ def test_a_sweep_config_with_fractions_runs_from_the_cli_and_a_bad_fraction_is_o
     assert cli.main(["sweep", "--config", str(bad), "--workers", "0", "--results", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "training fraction 5 is not in (0, 1]" in err[0]
+
+
+def test_a_limited_curve_must_go_to_a_scratch_folder():
+    """``--limit`` without ``--results`` would overwrite the committed 100 % records with limited ones."""
+    import subprocess
+    import sys
+
+    from skinbench.paths import REPO_ROOT
+
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "learning_curves.py"), "--tasks", "task1",
+                          "--limit", "50"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "learning_curves: error: --limit makes scratch records Fix: pass --results DIR (a scratch folder) with --limit"]
