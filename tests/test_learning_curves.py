@@ -236,7 +236,8 @@ def test_report_plot_table_and_crossover_from_the_records(tmp_path):
     assert result.fraction == 0.25  # deep is behind at 5 %, ahead from 25 % on
     assert result.tests[0].difference < 0 and result.tests[1].p_holm < 0.05
 
-    spec = importlib.util.spec_from_file_location("learning_curves_script", REPO_ROOT / "benchmarks" / "learning_curves.py")
+    path = REPO_ROOT / "benchmarks" / "learning_curves.py"
+    spec = importlib.util.spec_from_file_location("learning_curves_script", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main(["--tasks", "task1", "--report-only", "--results", str(tmp_path), "--n-boot", "200"]) == 0

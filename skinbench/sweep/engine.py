@@ -109,17 +109,21 @@ class _Digests:
         self.known: dict[str, DataRef] = {}
         self.loaded: dict[str, Any] = {}
 
-    def key(self, spec: RunSpec) -> str:
+    def data_key(self, spec: RunSpec) -> str:
+        """Which loaded data a point reads: its dataset and adapter kwargs."""
         kwargs = dataset_kwargs_for(spec.task, spec.dataset_name, self.dataset_kwargs)
+        return json.dumps([spec.dataset_name, kwargs], sort_keys=True, default=str)
+
+    def key(self, spec: RunSpec) -> str:
+        """Which reference a point needs: its data, and a learning-curve point's subset."""
         subset = None if spec.fraction is None else [spec.fraction, spec.seed, spec.limit]
-        return json.dumps([spec.dataset_name, kwargs, subset], sort_keys=True, default=str)
+        return json.dumps([self.data_key(spec), subset], default=str)
 
     def local(self, spec: RunSpec, strict: bool = False) -> DataRef | None:
         """The data's reference, loaded here; None when it does not load (``strict``: its DataError)."""
         key = self.key(spec)
         if key not in self.known:
-            data_key = json.dumps([spec.dataset_name, dataset_kwargs_for(spec.task, spec.dataset_name,
-                                                                         self.dataset_kwargs)], sort_keys=True, default=str)
+            data_key = self.data_key(spec)
             try:
                 if data_key not in self.loaded:
                     self.loaded[data_key] = _load(spec.dataset_name, spec.task, self.data_root, self.dataset_kwargs)
