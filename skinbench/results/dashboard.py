@@ -403,11 +403,14 @@ ANALYSES = (
      "method, with CIs, sizes and the best-worst gap (`python benchmarks/subgroups.py`)"),
     ("data_hygiene", "Data hygiene", "exact and near-duplicate images, the pairs crossing the train/test split "
      "and the effect on the primary metric of leaving them out (`python benchmarks/duplicates_report.py`)"),
+    ("learning_curves", "Learning curves", "the primary metric against the number of training images (nested "
+     "fractions, three seeds) for classical and deep rows, and the crossover: the smallest fraction at which "
+     "the best deep row beats the best classical one (`python benchmarks/learning_curves.py`)"),
 )
 
 
 def analyses_section(root: Path) -> str:
-    """Links to the reports under ``<root>/subgroups`` and ``<root>/data_hygiene`` that exist."""
+    """Links to the reports of :data:`ANALYSES` that exist (subgroups, data hygiene, learning curves)."""
     items = []
     for folder, title, what in ANALYSES:
         reports = sorted((root / folder).glob("*.md")) if (root / folder).is_dir() else []

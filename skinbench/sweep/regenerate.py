@@ -28,6 +28,7 @@ from skinbench.results.currency import Currency
 from skinbench.results.derived import DERIVED
 from skinbench.results.derived import check as derived_check
 from skinbench.results.records import RunRecord, compare_reproduction
+from skinbench.sweep import curves
 from skinbench.sweep.engine import PointResult, Reporter, add_allow_dirty, _Digests, point_currency, run_sweep
 from skinbench.sweep.points import Point, registered_points
 from skinbench.sweep.work import execute_point
@@ -67,7 +68,25 @@ def print_status(points: Sequence[Point], root: Path) -> int:
             print(f"         - {reason}")
     print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     derived_ok = print_derived_status(root) if root == committed_results_dir() else True
-    return 0 if set(counts) <= {"current"} and derived_ok else 1
+    curves_ok = print_curve_status(curves.points(), root) == 0 if root == committed_results_dir() else True
+    return 0 if set(counts) <= {"current"} and derived_ok and curves_ok else 1
+
+
+def print_curve_status(points: Sequence[Point], root: Path) -> int:
+    """The learning-curve records (:mod:`skinbench.sweep.curves`): one line per task and row with its
+    points' counts (current / stale / missing; a 100 % point is the row's ordinary record of that seed),
+    then their total on a line of its own; 0 when every one is current."""
+    by_row: dict[str, dict[str, int]] = {}
+    total: dict[str, int] = {}
+    for point, c in zip(points, currencies(points, root)):
+        row = by_row.setdefault(f"{point.spec.task}/{point.spec.approach}", {})
+        row[c.status] = row.get(c.status, 0) + 1
+        total[c.status] = total.get(c.status, 0) + 1
+    for name, counts in by_row.items():
+        worst = next((s for s in ("stale", "missing", "skipped") if s in counts), "current")
+        print(f"{worst:8s} curve {name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    print("learning-curve points: " + ", ".join(f"{n} {k}" for k, n in sorted(total.items())))
+    return 0 if set(total) <= {"current"} else 1
 
 
 def print_derived_status(root: Path) -> bool:
