@@ -14,7 +14,11 @@ records show them without retraining; nothing new is stored in the records):
   per-image boundary distances (``predictions["surface"]``, written by runs made since they were
   added), and ``hd95_norm_mean`` (HD95 over the truth-mask diagonal, comparable across test sets of
   other mask sizes: :mod:`skinbench.metrics.surface`) when one also stores the truth-mask shapes
-  (``predictions["mask_shape"]``); a table whose records have neither renders as before.
+  (``predictions["mask_shape"]``); a table whose records have neither renders as before. Records of
+  scoring version 2 hold these numbers in their metrics (scored with the others); older ones are
+  summarised here by the same function, :func:`skinbench.scoring.surface_metrics`. A segmentation table
+  whose records score images without the target adds ``false_alarm_images`` / ``false_alarm_area``, and
+  its header states the per-image rule (:func:`skinbench.results.headers.per_image_convention`).
 
 Both use the record's own bootstrap settings (``n_boot`` of its run key, its seed), so their CIs draw
 the same resamples as the record's stored metrics.
