@@ -10,6 +10,8 @@ import pytest
 
 from skinbench import info
 from skinbench.cli import main
+from skinbench.results.dashboard import compare
+from skinbench.results.records import RunRecord
 
 
 def _run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -347,11 +349,6 @@ def test_task3_predicting_nothing_wins_no_column(tmp_path):
     columns are means over the images whose truth holds the target, the others get false-alarm columns,
     precision is undefined when nothing is predicted, and the table header says so; the significance test
     of per-image Jaccard uses only the images with the target."""
-    import numpy as np
-
-    from skinbench.results.dashboard import compare
-    from skinbench.results.records import RunRecord
-
     assert main(["run", "task3", "-a", "all-background", "-a", "classical-dots", "--dataset", "synthetic",
                  "--results", str(tmp_path), "--n-boot", "20"]) == 0
     for target in ("globules", "streaks"):

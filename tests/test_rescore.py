@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from skinbench import provenance
+from skinbench import provenance, runner
 from skinbench.provenance import RunSpec
-from skinbench.results.records import FLOAT_DECIMALS, RunRecord, dumps, read_record, write_record
+from skinbench.results.records import FLOAT_DECIMALS, RunRecord, dumps, load_records, read_record, write_record
+from skinbench.results.tables import build_tables
 from skinbench.scoring import SCORING_VERSION
 from skinbench.sweep import regenerate
 
@@ -81,8 +82,6 @@ def _as_scoring_v1(path: Path, **versions: int) -> RunRecord:
 @pytest.fixture(scope="module")
 def made_today(tmp_path_factory) -> Path:
     """Synthetic records of today's runner (task1 and task3), made once for this module's tests."""
-    from skinbench import runner
-
     root = tmp_path_factory.mktemp("made") / "results"
     for task, approach in (("task1", "stratified"), ("task3", "all-background")):
         spec = RunSpec(task, approach, "synthetic", 0, {}, None, None, 50)
@@ -111,6 +110,8 @@ def test_rescore_brings_older_scoring_records_up_to_date_without_refitting(old_r
     out = capsys.readouterr().out
     assert out.count("would rescore runs/") == len(fresh) and "-> " in out
     assert all(RunRecord.from_file(p).metrics == before[p].metrics for p in fresh)  # dry run: nothing written
+    notes = [row["note"] for t in build_tables(load_records(root)) for row in t.rows if row["status"] == "ok"]
+    assert notes and all("versions.runner: 1 -> 2" in n and "regenerate.py --rescore" in n for n in notes)
 
     assert regenerate.main(["--rescore"]) == 0
     out = capsys.readouterr().out

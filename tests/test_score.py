@@ -11,11 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers_plugins import cli
 
 from skinbench import runner
 from skinbench.errors import DataError
 from skinbench.provenance import RunSpec
-from skinbench.results.records import RunRecord
+from skinbench.results.records import RunRecord, dumps
 from skinbench.score import score
 
 TINY = {"n_images": 48}
@@ -287,9 +288,6 @@ def test_score_of_a_runs_exported_predictions_gives_the_records_numbers(tmp_path
     exactly the record's numbers, and so does re-scoring the record's own stored predictions. The scores tie
     at the sixth decimal the record keeps (helpers_scores.NearTieClassifier), so numbers computed before that
     rounding (AUC, AP and their CIs) could not be reproduced from what is stored."""
-    from helpers_plugins import cli
-    from skinbench.results.records import dumps
-
     tests = Path(__file__).resolve().parent
     res, pred = tmp_path / "res", tmp_path / "pred"
     common = ["--dataset", "synthetic", "--n-boot", "200"]

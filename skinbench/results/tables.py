@@ -54,7 +54,7 @@ from skinbench.metrics.calibration import (
 )
 from skinbench.metrics.classification import DECISION_THRESHOLD
 from skinbench.metrics.segmentation import FALSE_ALARM_METRICS
-from skinbench.results.currency import version_drift
+from skinbench.results.currency import RESCORED_INPUT, version_drift
 from skinbench.results.headers import (
     CROSS,
     cross_table_header,
@@ -519,9 +519,11 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
         row["note"] = f"plugin: {contributed}" + (f"; {row['note']}" if row["note"] else "")
     drift = version_drift(r)
     if drift:
-        row["note"] = (f"**stale** ({'; '.join(drift)}): made by older algorithm versions, rerun "
-                       f"`python benchmarks/regenerate.py --only {task} --approach {name}`" +
-                       (f"; {row['note']}" if row["note"] else ""))
+        scoring_only = all(d.startswith(RESCORED_INPUT + ":") for d in drift)  # re-scored without refitting
+        fix = ("scored by an older scoring version, re-score it: `python benchmarks/regenerate.py --rescore`"
+               if scoring_only else "made by older algorithm versions, rerun "
+               f"`python benchmarks/regenerate.py --only {task} --approach {name}`")
+        row["note"] = f"**stale** ({'; '.join(drift)}): {fix}" + (f"; {row['note']}" if row["note"] else "")
     for m in metrics:
         row[m] = r.value(m)
         row[f"{m}_lo"], row[f"{m}_hi"] = r.ci(m)
