@@ -5,6 +5,7 @@
     python benchmarks/regenerate.py --only task1 --only task4 --force
     python benchmarks/regenerate.py --status   # current / stale (and why) / missing, in seconds, no training
     python benchmarks/regenerate.py --verify --only task4 --approach ellipse   # same key, same numbers?
+    python benchmarks/regenerate.py --rescore [--dry-run]   # after a scoring change: re-score, no retraining
 
 A run is skipped when its record already holds the same run key (task, approach, data manifest, seed,
 params and the declared algorithm versions: see skinbench/provenance.py); estimators cache their expensive work by content,
@@ -16,6 +17,13 @@ plots and the dashboard results/README.md are rendered from the records alone. T
 (``results/subgroups/``, ``results/data_hygiene/``, the fusion and seed-ensemble rows of ``results/ensembles/``) are keyed on the records and manifests they read
 (skinbench/results/derived.py): ``--status`` lists them after the records, and their scripts rerun only when
 one is stale or missing (or with ``--force``).
+
+``--rescore`` scores every record whose run key differs from today's only by the scoring version
+(skinbench.scoring.SCORING_VERSION) again from its stored predictions, with its own n_boot and seed, keeping
+the fit's provenance and adding a ``rescored`` field; it prints old -> new of the primary metric per record,
+refuses (and leaves) a record stale for any other reason, refuses a dirty tree, and re-renders the tables.
+The derived reports keyed on the records' run keys are stale afterwards: run ``python benchmarks/subgroups.py``
+and ``python benchmarks/duplicates_report.py``.
 
 The logic is :mod:`skinbench.sweep.regenerate` (importable, tested): the registered records are the points
 of one in-process sweep, through the same point executor and currency check as `run`, `smoke` and `sweep`.

@@ -50,7 +50,7 @@ from skinbench.data.base import Dataset, check_for_task, frame_digest, task_clas
 from skinbench.data.generic import IMAGE_EXTENSIONS, find_images, find_masks
 from skinbench.data.images import image_size
 from skinbench.data.layout import MissingDataError
-from skinbench.data.splits import limit_images
+from skinbench.data.splits import limit_images, training_set
 from skinbench.errors import ConfigError, DataError, SkinbenchError
 from skinbench.params import validate_params
 from skinbench.paths import cache_dir
@@ -407,7 +407,7 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
         raise ConfigError(f"{spec.task} has several targets ({', '.join(targets)}): a cross-dataset record scores one",
                           fix="name it (--target, RunSpec.target), or use run_cross, which scores each")
     ds = load_for_task(spec.task, dataset, data_root, **dict(dataset_kwargs or {}))
-    train = limit_images(ds.split("train"), spec.limit, spec.seed)
+    train = training_set(ds, spec.seed, spec.limit, spec.fraction)  # the run's rule, fractions included
     test = limit_images(test, spec.limit, spec.seed)  # quick runs: a subset of the foreign set too
     seen, counts = overlap(train, test)
     scored = test.subset(np.flatnonzero(~seen))

@@ -49,6 +49,9 @@ class RunSpec:
     target: str | None = None
     limit: int | None = None
     n_boot: int = 1000
+    #: learning curves: train on this nested fraction of the training split (``data.splits.training_set``);
+    #: None (the rule) and 1.0 are the whole split, and a spec without one keeps the run key it always had
+    fraction: float | None = None
 
     @property
     def dataset_name(self) -> str:
@@ -65,7 +68,10 @@ class RunSpec:
     @property
     def id(self) -> str:
         """A stable, readable id (sweeps name points by it)."""
-        extra = make_key(dict(self.params or {}), self.limit, self.n_boot)[:8]
+        parts: list[Any] = [dict(self.params or {}), self.limit, self.n_boot]
+        if self.fraction is not None:  # a spec without one keeps its id
+            parts.append(self.fraction)
+        extra = make_key(*parts)[:8]
         return f"{self.task}/{self.dataset_name}/{self.approach}/seed{self.seed}/{extra}"
 
 
@@ -143,12 +149,17 @@ def key_params(estimator: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {**KEY_PARAMS.get(estimator, {}), **dict(params)}
 
 
-def key_inputs(spec: RunSpec, manifest_digest: str, classes: list[str] | None = None) -> dict[str, Any]:
+def key_inputs(spec: RunSpec, manifest_digest: str, classes: list[str] | None = None,
+               subset: str | None = None) -> dict[str, Any]:
     """What the run key hashes, kept in the record so a stale one can say which input changed.
 
     ``classes``: a user-declared class order (generic data: which class is positive); registered
-    datasets' classes are fixed by the registry and left out.
+    datasets' classes are fixed by the registry and left out. ``subset``: the digest of a learning-curve
+    point's training subset (:func:`subset_digest`); a spec without a fraction has no such input, so
+    every key made before learning curves existed stays what it was.
     """
+    if spec.fraction is not None and subset is None:
+        raise ValueError("a learning-curve spec's key needs its training subset: use dataset_key_inputs")
     estimator = info.approach(spec.approach).estimator
     inputs = {
         "task": spec.task, "approach": spec.approach, "dataset": spec.dataset_name,
@@ -158,13 +169,35 @@ def key_inputs(spec: RunSpec, manifest_digest: str, classes: list[str] | None = 
     }
     if classes:
         inputs["classes"] = list(classes)
+    if spec.fraction is not None:
+        from skinbench.data.splits import SUBSET_VERSION  # start-up cost, as contract_versions
+
+        inputs["subset"] = {"fraction": float(spec.fraction), "digest": subset, "rule": SUBSET_VERSION}
     return inputs
 
 
+def subset_digest(spec: RunSpec, data: Any) -> str | None:
+    """Digest of the images ``spec`` trains on when it has a fraction (None without one): computed from
+    the loaded Dataset (``data.splits.training_set``, the runner's rule), or read from a reference that
+    carries it for this very spec (``sweep.DataRef.train_subset``: made where the data is)."""
+    if spec.fraction is None:
+        return None
+    carried = getattr(data, "train_subset", None)
+    if carried is not None and tuple(carried[:3]) == (spec.fraction, spec.seed, spec.limit):
+        return str(carried[3])
+    if not hasattr(data, "split"):
+        raise ValueError(f"no training subset of fraction {spec.fraction} (seed {spec.seed}) in this data reference")
+    from skinbench.data.splits import subset_digest as digest_of, training_set  # start-up cost
+
+    return digest_of(training_set(data, spec.seed, spec.limit, spec.fraction))
+
+
 def dataset_key_inputs(spec: RunSpec, ds: Any) -> dict[str, Any]:
-    """:func:`key_inputs` for a loaded Dataset: a user's generic folder may declare its class order (which
-    class is positive), so it enters the key; a registered dataset's classes are fixed by the registry."""
-    return key_inputs(spec, ds.manifest_digest, classes=list(ds.class_names) if ds.name == "generic" else None)
+    """:func:`key_inputs` for a loaded Dataset (or a reference to one): a user's generic folder may declare
+    its class order (which class is positive), so it enters the key; a registered dataset's classes are
+    fixed by the registry. A learning-curve spec adds its training subset's digest."""
+    return key_inputs(spec, ds.manifest_digest, classes=list(ds.class_names) if ds.name == "generic" else None,
+                      subset=subset_digest(spec, ds))
 
 
 def run_key(inputs: Mapping[str, Any]) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from skinbench import cache, info, provenance
 from skinbench.data import Dataset, load_for_task
 from skinbench.data.base import check_for_task
-from skinbench.data.splits import limit_images
+from skinbench.data.splits import limit_images, subset_digest, training_set
 from skinbench.errors import ConfigError
 from skinbench.params import validate_params
 from skinbench.paths import cache_dir, check_writable, results_dir
@@ -119,7 +119,8 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
     if predictions_dir:
         check_writable(predictions_dir, "predictions folder", "--predictions DIR")
     ds = load_for_task(spec.task, dataset, data_root, **(dataset_kwargs or {}))
-    train, test = (limit_images(ds.split("train"), spec.limit, spec.seed),
+    # the test split stays whole whatever the training fraction (learning curves)
+    train, test = (training_set(ds, spec.seed, spec.limit, spec.fraction),
                    limit_images(ds.split("test"), spec.limit, spec.seed))
     if len(train) == 0 or len(test) == 0:
         raise ConfigError(f"dataset {dataset!r} has an empty train or test split",
@@ -134,11 +135,18 @@ def execute(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
                      origin=ainfo.origin if ainfo.contributed else "",
                      run_key=provenance.run_key(inputs), key_inputs=inputs,
                      code_digest=provenance.code_digest(spec.approach),
-                     split={"n_train": len(train), "n_test": len(test), "manifest_digest": ds.manifest_digest})
+                     split={"n_train": len(train), "n_test": len(test), "manifest_digest": ds.manifest_digest,
+                            **_subset_fields(spec, train)})
     if tinfo.kind == "classification":
         return [_run_classification(tinfo, ainfo, base, train, test, spec, root, predictions_dir)]
     return [_run_segmentation(tinfo, ainfo, replace(base, target=t), train, test, spec, root, predictions_dir,
                               trained) for t in targets]
+
+
+def _subset_fields(spec: RunSpec, train: Dataset) -> dict[str, Any]:
+    """A learning-curve record's ``split`` says which fraction of the training split it trained on and the
+    subset's digest (the one in its run key); other records are unchanged."""
+    return {} if spec.fraction is None else {"fraction": spec.fraction, "subset_digest": subset_digest(train)}
 
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -285,7 +293,7 @@ def validation_record(spec: RunSpec, ds: Dataset, fraction: float, key_inputs: d
     if tinfo.kind != "classification":
         raise ConfigError("validation sweeps score classifiers only", fix='use work = "run" for segmentation')
     spec = replace(spec, params=validate_params(ainfo, spec.task, dict(spec.params)))
-    train = limit_images(ds.split("train"), spec.limit, spec.seed)
+    train = training_set(ds, spec.seed, spec.limit, spec.fraction)
     fit_idx, val_idx = validation_split(train.y, train.groups, fraction, spec.seed)
     fitted, val = train.subset(fit_idx), train.subset(val_idx)
     est, fit_s, cache_use = fit_estimator(tinfo, ainfo, spec, fitted)

@@ -287,14 +287,15 @@ def _baselines_classification(train_y: np.ndarray, test_y: np.ndarray, n_classes
 
 
 def _baselines_segmentation(counts: np.ndarray) -> dict[str, dict]:
-    """All-background and all-foreground on the same images (from the truth's pixel counts)."""
-    from skinbench.metrics.segmentation import segmentation_scores
+    """All-background and all-foreground on the same images (from the truth's pixel counts), scored by the
+    same rules as the record (:func:`skinbench.scoring.segmentation_values`)."""
+    from skinbench.scoring import segmentation_values
 
     pos = counts[:, 0] + counts[:, 2]
     neg = counts[:, 1] + counts[:, 3]
     zero = np.zeros_like(pos)
-    return {"all-background": segmentation_scores(np.stack([zero, zero, pos, neg], axis=1)),
-            "all-foreground": segmentation_scores(np.stack([pos, neg, zero, zero], axis=1))}
+    return {"all-background": segmentation_values(np.stack([zero, zero, pos, neg], axis=1)),
+            "all-foreground": segmentation_values(np.stack([pos, neg, zero, zero], axis=1))}
 
 
 def _source_digest(path: Path) -> str:

@@ -17,28 +17,103 @@ from skinbench.data.base import Dataset
 from skinbench.data.images import image_size, read_mask
 from skinbench.errors import ConfigError
 from skinbench.metrics.classification import classification_scores
-from skinbench.metrics.evaluate import evaluate_classification, evaluate_segmentation
-from skinbench.metrics.segmentation import confusion_counts
+from skinbench.metrics.evaluate import (
+    evaluate_classification,
+    evaluate_false_alarms,
+    evaluate_segmentation,
+    evaluate_surface,
+)
+from skinbench.metrics.segmentation import confusion_counts, has_target, segmentation_scores
 from skinbench.metrics.surface import surface_distances
 
 #: declared version of how the runner turns predictions into numbers (threshold 0.5, probability maps
-#: resized to the truth mask's grid); enters every run key (skinbench.provenance)
-SCORING_VERSION = 1
+#: resized to the truth mask's grid); enters every run key (skinbench.provenance).
+#: 2: numbers are computed from the predictions as stored (scores rounded to STORED_DECIMALS, surface
+#: distances to SURFACE_DECIMALS), and a segmentation's per-image means (``*_mean``, thresholded Jaccard,
+#: HD95/ASSD) are taken over the images whose truth holds the target, the others scored by false alarms
+SCORING_VERSION = 2
+#: decimals a record keeps of a float (classification scores, metric values): the metrics are computed
+#: from the scores rounded so, so re-scoring a record's stored predictions gives its numbers exactly
+STORED_DECIMALS = 6
+#: decimals a record keeps of a per-image surface distance (pixels); the boundary metrics use these
+SURFACE_DECIMALS = 3
+#: ``precision_set`` of a set where nothing is predicted: undefined (None), not the ISIC scorer's 1.0, with
+#: which a baseline predicting nothing would score the best precision of every table
+EMPTY_PRECISION = float("nan")
+
+
+def as_stored(values: Any, decimals: int = STORED_DECIMALS) -> np.ndarray:
+    """``values`` as a record stores them: the one rounding rule (numpy's half-to-even at ``decimals``),
+    applied before any number is computed from them."""
+    return np.round(np.asarray(values, dtype=np.float64), decimals)
 
 
 def scored_classification(ids: Iterable[str], y: np.ndarray, scores: np.ndarray, class_names: Iterable[str],
                           positive_class: str | None, n_boot: int, seed: int) -> dict[str, Any]:
     """A classification record's ``metrics``, ``extras`` and ``predictions`` from per-image scores: one
-    place for how scores become a record, for runs, cross-dataset runs and external predictions alike."""
+    place for how scores become a record, for runs, cross-dataset runs, external predictions and re-scoring
+    alike. The scores are rounded as stored first (:func:`as_stored`): rounding creates ties, which move
+    AUC and AP, so numbers from unrounded scores could not be reproduced from the record."""
     names = list(class_names)
-    evaluation = evaluate_classification(y, scores, names, n_boot=n_boot, seed=seed)
+    stored = as_stored(scores)
+    evaluation = evaluate_classification(y, stored, names, n_boot=n_boot, seed=seed)
     extras = {k: v for k, v in evaluation.items() if k != "metrics"}
     extras["class_names"] = names
     if positive_class:
         extras["positive_class"] = positive_class
     return {"metrics": evaluation["metrics"], "extras": extras,
             "predictions": {"image_id": [str(i) for i in ids], "y_true": np.asarray(y).tolist(),
-                            "scores": np.round(scores, 6).tolist()}}
+                            "scores": stored.tolist()}}
+
+
+def mean_over(counts: np.ndarray) -> np.ndarray:
+    """The images a segmentation's per-image means are taken over: those whose truth holds the target
+    (one rule for every segmentation task: on a lesion task that is every image, so nothing changes there;
+    on a sparse attribute an empty prediction would otherwise "win" every image without it)."""
+    return has_target(counts)
+
+
+def segmentation_values(counts: np.ndarray) -> dict[str, float | None]:
+    """The segmentation metrics' values (no CIs) under the scorer's rules (:func:`mean_over`,
+    :data:`EMPTY_PRECISION`), e.g. for the baselines ``score`` prints beside external predictions."""
+    c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+    return segmentation_scores(c, mean_over(c), EMPTY_PRECISION)
+
+
+def surface_metrics(counts: np.ndarray, surface: Any, shapes: Any, n_boot: int, seed: int) -> dict[str, dict]:
+    """``{name: {"value", "ci"}}`` boundary metrics (HD95, ASSD, ...) from stored per-image ``surface``
+    distances, over :func:`mean_over`'s images; ``hd95_norm_mean`` only with the truth-mask ``shapes``."""
+    c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+    known = shapes is not None and len(shapes) > 0
+    out = evaluate_surface(as_stored(surface, SURFACE_DECIMALS), c, n_boot=n_boot, seed=seed,
+                           shapes=shapes if known else None, over=mean_over(c))["metrics"]
+    return out if known else {k: v for k, v in out.items() if k != "hd95_norm_mean"}
+
+
+def scored_segmentation(ids: Iterable[str], counts: np.ndarray, surface: Any = None, shapes: Any = None,
+                        n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """A segmentation record's ``metrics``, ``extras`` and ``predictions`` from per-image counts (and, when
+    the run measured them, surface distances and truth-mask shapes): for runs, external predictions and
+    re-scoring alike, so a record's numbers come from exactly what it stores.
+
+    Pooled (``*_set``) metrics pool every image (``precision_set`` is None when nothing is predicted:
+    :data:`EMPTY_PRECISION`); per-image means are over :func:`mean_over`'s images; the images without the
+    target get ``false_alarm_images`` / ``false_alarm_area`` (only when there are
+    any). ``extras.images_with_target`` says how many images the means are over."""
+    c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+    over = mean_over(c)
+    metrics = evaluate_segmentation(c, n_boot=n_boot, seed=seed, over=over,
+                                    empty_precision=EMPTY_PRECISION)["metrics"]
+    if not over.all():
+        metrics.update(evaluate_false_alarms(c, n_boot=n_boot, seed=seed)["metrics"])
+    predictions: dict[str, Any] = {"image_id": [str(i) for i in ids], "counts": c.tolist()}
+    if surface is not None and len(surface):
+        stored = as_stored(np.reshape(np.asarray(surface, dtype=np.float64), (-1, 2)), SURFACE_DECIMALS)
+        metrics.update(surface_metrics(c, stored, shapes, n_boot, seed))
+        predictions["surface"] = stored.tolist()
+        if shapes is not None and len(shapes):
+            predictions["mask_shape"] = [[int(n) for n in s] for s in shapes]
+    return {"metrics": metrics, "extras": {"images_with_target": int(over.sum())}, "predictions": predictions}
 
 
 def fit_summary(est: Any) -> dict[str, Any]:
@@ -188,7 +263,5 @@ class Scorer:
 
     def segmentation(self, scores: MaskScores) -> dict[str, Any]:
         """Fields of a segmentation record from :meth:`score_masks`' counts, surface distances and shapes."""
-        evaluation = evaluate_segmentation(scores.counts, n_boot=self.n_boot, seed=self.seed)
-        return {"metrics": evaluation["metrics"], "extras": {k: v for k, v in evaluation.items() if k != "metrics"},
-                "predictions": {"image_id": [str(i) for i in self.test.ids], "counts": scores.counts.tolist(),
-                                "surface": np.round(scores.surface, 3).tolist(), "mask_shape": scores.shapes}}
+        return scored_segmentation(self.test.ids, scores.counts, scores.surface, scores.shapes, self.n_boot,
+                                   self.seed)

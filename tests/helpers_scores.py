@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from skinbench.approaches.base import PathClassifier
+from skinbench.data.images import read_image
+
 
 def binary_scores(n: int = 200, seed: int = 0, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(y, proba (n, 2)): a weakly informative binary score; ``ties`` rounds it to force tied values."""
@@ -33,3 +36,23 @@ def resamples(y: np.ndarray, n_rows: int, seed: int) -> tuple[np.ndarray, np.nda
     idx = rng.integers(0, y.size, (n_rows, y.size))
     idx[0] = np.flatnonzero(y != 1)[rng.integers(0, np.sum(y != 1), y.size)]
     return idx, np.stack([np.bincount(i, minlength=y.size) for i in idx])
+
+
+
+class NearTieClassifier(PathClassifier):
+    """Scores tied at one decimal and broken only below the sixth, the decimals a record stores (mean
+    brightness rounded to 0.1, plus 4e-7 times the brightness): numbers computed before the rounding (AUC,
+    AP) could not be reproduced from the record (issue 31). Used ad hoc:
+    ``--approach helpers_scores:NearTieClassifier --family classical``."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+
+    def fit(self, X, y, groups=None):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        m = np.array([read_image(p, size=(self.size, self.size)).mean() / 255.0 for p in X])
+        s = np.round(m, 1) + 4e-7 * m
+        return np.column_stack([1 - s, s])

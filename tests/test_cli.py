@@ -10,6 +10,8 @@ import pytest
 
 from skinbench import info
 from skinbench.cli import main
+from skinbench.results.dashboard import compare
+from skinbench.results.records import RunRecord
 
 
 def _run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -340,3 +342,34 @@ def test_cli_refuses_a_declared_value_before_loading_any_data(tmp_path, capsys):
     line = _one_error_line(capsys.readouterr().err)
     assert "tta=sideways" in line and "one of none, flips, auto" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_task3_predicting_nothing_wins_no_column(tmp_path):
+    """Issue 31: most images lack an attribute, and an empty prediction is "perfect" on them. Per-image
+    columns are means over the images whose truth holds the target, the others get false-alarm columns,
+    precision is undefined when nothing is predicted, and the table header says so; the significance test
+    of per-image Jaccard uses only the images with the target."""
+    assert main(["run", "task3", "-a", "all-background", "-a", "classical-dots", "--dataset", "synthetic",
+                 "--results", str(tmp_path), "--n-boot", "20"]) == 0
+    for target in ("globules", "streaks"):
+        runs = tmp_path / "runs/task3/synthetic"
+        empty = RunRecord.from_file(runs / f"all-background__{target}.json")
+        dots = RunRecord.from_file(runs / f"classical-dots__{target}.json")
+        counts = empty.counts()
+        held = counts[:, 0] + counts[:, 2] > 0
+        assert 0 < held.sum() < len(held)  # the synthetic test set has images without the attribute
+        assert empty.extras["images_with_target"] == int(held.sum())
+        for m in ("jaccard_mean", "dice_mean", "thresholded_jaccard", "sensitivity_mean"):
+            assert empty.value(m) == 0.0, m  # no image without the target counts (old rule: > 0.5 here)
+        assert dots.value("jaccard_mean") > empty.value("jaccard_mean")
+        assert empty.value("precision_set") is None  # nothing predicted: undefined, not the best 1.0
+        assert empty.value("hd95_mean") > dots.value("hd95_mean")  # the image diagonal on every image it misses
+        assert empty.value("false_alarm_images") == 0.0 and empty.value("false_alarm_area") == 0.0
+        fp = counts[~held][:, 1]
+        assert dots.value("false_alarm_images") == pytest.approx(
+            float(np.mean(dots.counts()[~held][:, 1] > 0)), abs=1e-6) and fp.sum() == 0
+        rows = compare(dots, empty, "segmentation", "jaccard_set")
+        assert [r["n"] for r in rows] == [len(held), int(held.sum())]
+        table = (tmp_path / f"tables/task3__synthetic__{target}.md").read_text()
+        assert f"means over the test images whose truth holds the target ({held.sum()} of {len(held)}" in table
+        assert "| false_alarm_images" in table and "precision_set is n/a" in table

@@ -21,7 +21,15 @@ from skinbench import info, provenance, runner
 from skinbench.errors import ConfigError
 from skinbench.results import currency
 from skinbench.provenance import RunSpec
-from skinbench.results.records import SCHEMA, RunRecord, load_records, read_record, record_path
+from skinbench.results.records import (
+    SCHEMA,
+    RunRecord,
+    load_records,
+    read_record,
+    record_path,
+    rescored_record,
+    write_record,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "deterministic_synthetic.json"
@@ -147,7 +155,16 @@ def test_schema1_record_is_read_and_rekeyed_when_it_was_current(tmp_path):
     path.parent.mkdir(parents=True)
     shutil.copy(SCHEMA1_RECORD, path)
     spec = RunSpec("task1", "majority")
+    # current at the legacy commit, so stale today only by the scoring version (2: scores as stored), which
+    # a re-scoring from its stored predictions fixes without refitting (regenerate.py --rescore)
+    stale = currency.check(spec, tmp_path, r.split["manifest_digest"])
+    assert stale.status == "stale" and stale.reasons == ["versions.runner: 1 -> 2"]
+    assert currency.rescore_blockers(r) == []
+    write_record(rescored_record(r, "test", "abc"), path)
     assert currency.check(spec, tmp_path, r.split["manifest_digest"]).current
+    again = RunRecord.from_file(path)
+    assert again.rescored["from_scoring_version"] == 1 and again.versions == r.versions
+    assert again.value("accuracy") == r.value("accuracy")
     # a schema 1 record whose key was not current at the legacy commit has no key: stale, and says why
     data = json.loads(SCHEMA1_RECORD.read_text())
     path.write_text(json.dumps(dict(data, run_key="0" * 20)))

@@ -581,7 +581,8 @@ def test_dashboard_tests_the_pooled_metric_when_it_is_primary():
     b = make_record("task3", "mobilenet-unet", target="globules", quality=0.9)
     b.predictions = {k: np.asarray(v)[::-1] for k, v in b.predictions.items()}  # pairing is by image id
     rows = compare(a, b, "segmentation", "jaccard_set")
-    assert [r["test"] for r in rows] == ["paired bootstrap, jaccard_set", "paired bootstrap, per-image Jaccard"]
+    assert [r["test"] for r in rows] == ["paired bootstrap, jaccard_set",
+                                         "paired bootstrap, per-image Jaccard (images with the target)"]
     ca = a.counts()
     cb = b.counts()[::-1]
     diff = segmentation_scores(ca)["jaccard_set"] - segmentation_scores(cb)["jaccard_set"]

@@ -3,17 +3,20 @@ of bad file gets its one clear error."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers_plugins import cli
 
 from skinbench import runner
 from skinbench.errors import DataError
 from skinbench.provenance import RunSpec
-from skinbench.results.records import RunRecord
+from skinbench.results.records import RunRecord, dumps
 from skinbench.score import score
 
 TINY = {"n_images": 48}
@@ -278,3 +281,25 @@ def test_cli_predict_names_files_after_the_dataset_used(generic_task1, tmp_path,
     capsys.readouterr()
     rc, err, record = _score_cli(folder, out / names[0], tmp_path / "r", capsys)  # and it scores as it is
     assert rc == 0, err
+
+
+def test_score_of_a_runs_exported_predictions_gives_the_records_numbers(tmp_path):
+    """Issue 31: a run's submission file (what `run --predictions` exports), scored by `skinbench score`, gives
+    exactly the record's numbers, and so does re-scoring the record's own stored predictions. The scores tie
+    at the sixth decimal the record keeps (helpers_scores.NearTieClassifier), so numbers computed before that
+    rounding (AUC, AP and their CIs) could not be reproduced from what is stored."""
+    tests = Path(__file__).resolve().parent
+    res, pred = tmp_path / "res", tmp_path / "pred"
+    common = ["--dataset", "synthetic", "--n-boot", "200"]
+    done = cli("run", "task1", "-a", "helpers_scores:NearTieClassifier", "--family", "classical", *common,
+               "--results", str(res), "--predictions", str(pred), path=[tests])
+    assert done.returncode == 0, done.stderr
+    record = RunRecord.from_file(res / "runs" / "task1" / "synthetic" / "near-tie-classifier.json")
+    exported = next(pred.glob("*_scorer.csv"))
+    done = cli("score", "task1", str(exported), *common, "--results", str(tmp_path / "ext"), "--name", "again")
+    assert done.returncode == 0, done.stderr
+    external = RunRecord.from_file(tmp_path / "ext" / "runs" / "task1" / "synthetic" / "again.json")
+    assert external.metrics == record.metrics  # every value and CI bound, exactly as stored
+    assert external.predictions["scores"] == record.predictions["scores"]
+    again = RunRecord.from_dict(json.loads(dumps(replace(record, **record.scored()))))
+    assert again.metrics == record.metrics

@@ -21,18 +21,20 @@ from skinbench.data.splits import validation_split as lesion_validation_split
 from skinbench.errors import ConfigError
 from skinbench.progress import progress
 
-#: part of the pairs cache key: bump when what load_pairs returns changes
-PAIRS_VERSION = "seg-training-1"
+#: part of the pairs cache key: bump when what load_pairs returns changes (2: one entry per image, not per set)
+PAIRS_VERSION = "seg-training-2"
 
 
 def load_pairs(X: Sequence[str], masks: Sequence[str] | np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images (n, size, size, 3) uint8 and masks (n, size, size) uint8, cached by file content.
+    """Images (n, size, size, 3) uint8 and masks (n, size, size) uint8, cached per image by file content.
 
     ``masks``: one path per image (mask values {0, 1}), or an (n, k) table of paths, one column per
     output of a multi-output model: then bit j of a mask value is column j (at most 8 columns), so a
     warp with nearest neighbour moves all k masks at once (see :func:`unpack_masks`).
     A mask path "" means "no annotation": all background. Masks go through ``read_mask`` (inverted,
     non-binary and differently sized masks are fixed there) and are resized with nearest neighbour.
+    Each (image, masks) pair is its own cache entry, so any subset of a set read before (a learning
+    curve's fractions, another validation split) reads nothing again.
     """
     table = np.asarray([""] * len(X) if masks is None else masks, dtype=str)
     packed = table.ndim == 2
@@ -40,23 +42,23 @@ def load_pairs(X: Sequence[str], masks: Sequence[str] | np.ndarray | None, size:
         raise ConfigError(f"{table.shape[1]} mask columns: a multi-output model takes 1 to 8",
                           fix="train at most 8 targets in one model")
     columns = table if packed else table[:, None]
-    digests = [[file_digest(m) if m else "" for m in col] for col in columns.T]
-    key = make_key("pairs", [file_digest(p) for p in X], *(digests if not packed else [digests, "packed"]),
-                   size, PAIRS_VERSION)
     cache = ArrayCache("seg_pairs")
+    imgs = np.zeros((len(X), size, size, 3), np.uint8)
+    ms = np.zeros((len(X), size, size), np.uint8)
+    for i, (p, row) in enumerate(progress(list(zip(X, columns)), desc=f"reading images {size}px", unit="image")):
+        digests = [file_digest(m) if m else "" for m in row]
+        key = make_key("pair", file_digest(p), digests if packed else digests[0], packed, size, PAIRS_VERSION)
 
-    def compute() -> dict[str, np.ndarray]:
-        imgs = np.zeros((len(X), size, size, 3), np.uint8)
-        ms = np.zeros((len(X), size, size), np.uint8)
-        for i, (p, row) in enumerate(progress(list(zip(X, columns)), desc=f"reading images {size}px", unit="image")):
-            imgs[i] = read_image(p, (size, size))
+        def compute(p: str = p, row: np.ndarray = row) -> dict[str, np.ndarray]:
+            mask = np.zeros((size, size), np.uint8)
             for bit, m in enumerate(row):
                 if m:
-                    ms[i] |= read_mask(m, (size, size)).astype(np.uint8) << bit
-        return {"images": imgs, "masks": ms}
+                    mask |= read_mask(m, (size, size)).astype(np.uint8) << bit
+            return {"image": read_image(p, (size, size)), "mask": mask}
 
-    hit = cache.get_or_compute(key, compute)
-    return hit["images"], hit["masks"]
+        hit = cache.get_or_compute(key, compute)
+        imgs[i], ms[i] = hit["image"], hit["mask"]
+    return imgs, ms
 
 
 def unpack_masks(masks: np.ndarray, n_outputs: int) -> np.ndarray:

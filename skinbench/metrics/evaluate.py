@@ -15,10 +15,16 @@ from skinbench.metrics.classification import (
     per_class_report,
     predict_labels,
 )
-from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
+from skinbench.metrics.segmentation import (
+    false_alarm_scores,
+    false_alarm_scores_batch,
+    score_counts_batch,
+    segmentation_scores,
+)
 from skinbench.metrics.surface import surface_scores, surface_scores_batch
 
-__all__ = ["evaluate_classification", "evaluate_segmentation", "evaluate_pooled_targets", "evaluate_surface"]
+__all__ = ["evaluate_classification", "evaluate_segmentation", "evaluate_false_alarms", "evaluate_pooled_targets",
+           "evaluate_surface"]
 
 
 def _with_cis(values: dict, batch_fn, n: int, n_boot: int, seed: int, alpha: float) -> dict:
@@ -50,11 +56,26 @@ def evaluate_classification(
     }
 
 
-def evaluate_segmentation(counts, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
-    """``{"metrics": {name: {"value", "ci"}}}`` from per-image ``(n, 4)`` tp, fp, fn, tn counts."""
+def evaluate_segmentation(counts, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05, over=None,
+                          empty_precision: float = 1.0) -> dict:
+    """``{"metrics": {name: {"value", "ci"}}}`` from per-image ``(n, 4)`` tp, fp, fn, tn counts; ``over``:
+    the images the per-image means are taken over, ``empty_precision``: the precision of a set with nothing
+    predicted (``segmentation.score_counts_batch``; defaults: all images, the ISIC scorer's 1.0). The CIs
+    resample all images (so the pooled and per-image metrics share resamples)."""
     c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
-    metrics = _with_cis(segmentation_scores(c), partial(score_counts_batch, c), c.shape[0], n_boot, seed, alpha)
+    metrics = _with_cis(segmentation_scores(c, over, empty_precision),
+                        partial(score_counts_batch, c, over=over, empty_precision=empty_precision), c.shape[0],
+                        n_boot, seed, alpha)
     return {"metrics": metrics}
+
+
+def evaluate_false_alarms(counts, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """``{"metrics": {"false_alarm_images", "false_alarm_area"}}`` with ``{"value", "ci"}`` each: what is
+    predicted on the images whose truth lacks the target (``segmentation.false_alarm_scores``), with the
+    same resamples of all images as :func:`evaluate_segmentation`."""
+    c = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+    return {"metrics": _with_cis(false_alarm_scores(c), partial(false_alarm_scores_batch, c), c.shape[0], n_boot,
+                                 seed, alpha)}
 
 
 def evaluate_pooled_targets(counts_by_target, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
@@ -78,16 +99,17 @@ def evaluate_pooled_targets(counts_by_target, n_boot: int = 1000, seed: int = 0,
 
 
 def evaluate_surface(values, counts=None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
-                     shapes=None) -> dict:
+                     shapes=None, over=None) -> dict:
     """``{"metrics": {name: {"value", "ci"}}}`` of the boundary metrics (``surface.SURFACE_METRICS``:
     HD95 and ASSD means and medians, the one-empty fraction, the mean HD95 over the truth-mask
     diagonal) from per-image ``(n, 2)`` [hd95, assd].
 
     ``counts`` (n, 4) are the images' confusion counts (for ``surface_one_empty``; without them it is
-    None); ``shapes`` (n, 2) the truth masks' [H, W] (for ``hd95_norm_mean``; without them None). The CIs resample images as ``evaluate_segmentation`` does: with one seed, the same
-    resamples. The per-image distances themselves are computed by the runner while it predicts
-    (``surface.surface_distances``) and stored in the record's ``predictions["surface"]``; tables
-    score them at render time. Cost, measured on 300 task4 test masks (HAM10000, 450x600), CPU time on
+    None); ``over``: the images the values are taken over (None: all); ``shapes`` (n, 2) the truth masks'
+    [H, W] (for ``hd95_norm_mean``; without them None). The CIs resample images as ``evaluate_segmentation``
+    does: with one seed, the same resamples. The per-image distances themselves are computed by the runner
+    while it predicts (``surface.surface_distances``) and stored in the record's ``predictions["surface"]``;
+    the scorer summarises them with the record's other numbers (``skinbench.scoring.surface_metrics``). Cost, measured on 300 task4 test masks (HAM10000, 450x600), CPU time on
     one core: 10.0 ms per image for the ellipse baseline's predictions, 13.9 ms for classical-seg's
     ragged ones (confusion counts: 0.1 ms), so 20-28 s per 2004-image task4 run, counted in its
     ``predict_s``; task3's 192x256 attribute masks take under 1 ms.
@@ -95,6 +117,6 @@ def evaluate_surface(values, counts=None, n_boot: int = 1000, seed: int = 0, alp
     v = np.asarray(values, dtype=np.float64).reshape(-1, 2)
     c = None if counts is None else np.asarray(counts, dtype=np.int64).reshape(-1, 4)
     s = None if shapes is None else np.asarray(shapes, dtype=np.float64).reshape(-1, 2)
-    metrics = _with_cis(surface_scores(v, c, s), lambda w: surface_scores_batch(v, w, c, s), v.shape[0], n_boot,
-                        seed, alpha)
+    metrics = _with_cis(surface_scores(v, c, s, over), lambda w: surface_scores_batch(v, w, c, s, over), v.shape[0],
+                        n_boot, seed, alpha)
     return {"metrics": metrics}

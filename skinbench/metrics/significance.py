@@ -4,9 +4,13 @@
 * ``delong``: two correlated ROC AUCs (DeLong, DeLong & Clarke-Pearson 1988, in the fast midrank
   form of Sun & Xu 2014).
 * ``paired_bootstrap``: any per-image score, e.g. Jaccard; resamples images, keeping pairs together.
+* ``paired_bootstrap_batch``: any metric, averaged over several paired predictions (a learning curve's
+  seeds), the images resampled once per draw for all of them.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -14,7 +18,7 @@ from scipy import stats
 from skinbench.metrics.bootstrap import resample_weights
 from skinbench.metrics.segmentation import score_counts_batch, segmentation_scores
 
-__all__ = ["EXACT_BELOW", "mcnemar", "delong", "paired_bootstrap"]
+__all__ = ["EXACT_BELOW", "mcnemar", "delong", "paired_bootstrap", "paired_bootstrap_batch"]
 
 EXACT_BELOW = 25  # discordant pairs below which McNemar uses the exact binomial test
 
@@ -121,6 +125,27 @@ def paired_bootstrap_pooled(counts_a, counts_b, metric: str, n_boot: int = 1000,
     observed = float(segmentation_scores(counts_a)[metric] - segmentation_scores(counts_b)[metric])
     boot = np.concatenate([score_counts_batch(counts_a, w)[metric] - score_counts_batch(counts_b, w)[metric]
                            for w in resample_weights(len(counts_a), n_boot, seed)])
+    return _summarise(observed, boot[np.isfinite(boot)], alpha)
+
+
+def paired_bootstrap_batch(pairs: Sequence[tuple[Callable[[np.ndarray], np.ndarray],
+                                                  Callable[[np.ndarray], np.ndarray]]],
+                           n: int, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Difference a - b of a metric, averaged over several paired predictions of the same ``n`` images.
+
+    Why: a learning curve compares two rows over their seeds (each seed its own training subset and
+    model), so the effect is the mean over seeds of each seed's difference, and the uncertainty comes from
+    the test images: every bootstrap draw resamples the images once and scores every pair on that draw.
+    ``pairs``: ``(batch_a, batch_b)`` per seed, each a function of image weights (B, n) -> (B,) metric
+    values (NaN where undefined), e.g. ``classification_scores_batch`` bound to one record's predictions.
+    Returns ``{"difference", "ci", "p_value"}`` (two-sided, as :func:`paired_bootstrap`).
+    """
+    if not pairs:
+        raise ValueError("no paired predictions to compare")
+    ones = np.ones((1, n))
+    observed = float(np.mean([np.asarray(fa(ones))[0] - np.asarray(fb(ones))[0] for fa, fb in pairs]))
+    boot = np.concatenate([np.mean([np.asarray(fa(w)) - np.asarray(fb(w)) for fa, fb in pairs], axis=0)
+                           for w in resample_weights(n, n_boot, seed)])
     return _summarise(observed, boot[np.isfinite(boot)], alpha)
 
 

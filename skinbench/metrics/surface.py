@@ -141,17 +141,24 @@ def diagonals(shapes) -> np.ndarray:
     return np.hypot(s[:, 0], s[:, 1])
 
 
-def surface_scores_batch(values, weights, counts=None, shapes=None) -> dict[str, np.ndarray]:
+def surface_scores_batch(values, weights, counts=None, shapes=None, over=None) -> dict[str, np.ndarray]:
     """``SURFACE_METRICS`` for each row of ``weights`` (B, n) of image counts; NaN where a row is empty.
 
     ``counts`` (n, 4) are the images' confusion counts (tp, fp, fn, tn), which say which images had
     exactly one empty mask (``surface_one_empty``, a fraction); without them that fraction is NaN.
     ``shapes`` (n, 2) are the truth masks' [H, W] (for ``hd95_norm_mean``); without them it is NaN.
+    ``over``: bool (n,) images every value is taken over (None: all; the scorer passes the images whose
+    truth holds the target, as for the per-image overlap means: ``segmentation.score_counts_batch``).
     """
     v = _check_values(values)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     if w.shape[1] != v.shape[0]:
         raise ValueError(f"weights have {w.shape[1]} columns for {v.shape[0]} images")
+    if over is not None:
+        m = np.asarray(over, dtype=bool).reshape(-1)
+        if m.size != v.shape[0]:
+            raise ValueError(f"`over` has {m.size} entries for {v.shape[0]} images")
+        w = w * m.astype(np.float64)
     total = w.sum(axis=1)
     empty = total == 0
     safe = np.where(empty, 1.0, total)
@@ -178,14 +185,15 @@ def surface_scores_batch(values, weights, counts=None, shapes=None) -> dict[str,
     return out
 
 
-def surface_scores(values, counts=None, shapes=None) -> dict[str, float | None]:
+def surface_scores(values, counts=None, shapes=None, over=None) -> dict[str, float | None]:
     """Means and medians of per-image ``(n, 2)`` [hd95, assd], the fraction of one-empty images (needs
     the ``(n, 4)`` confusion ``counts``) and the mean normalised HD95 (needs the ``(n, 2)`` truth-mask
-    ``shapes``); None for an empty set or a value whose input is missing."""
+    ``shapes``), over the images ``over`` (None: all); None for an empty set or a value whose input is
+    missing."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
         return dict.fromkeys(SURFACE_METRICS)
-    res = surface_scores_batch(v, np.ones((1, _check_values(v).shape[0])), counts, shapes)
+    res = surface_scores_batch(v, np.ones((1, _check_values(v).shape[0])), counts, shapes, over)
     return {k: (float(a[0]) if np.isfinite(a[0]) else None) for k, a in res.items()}
 
 

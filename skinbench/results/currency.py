@@ -53,6 +53,38 @@ def explain(record_inputs: Mapping[str, Any] | None, inputs: Mapping[str, Any]) 
     return _diff(record_inputs, inputs) or ["run key differs"]
 
 
+def expected_inputs(spec: RunSpec, manifest_digest: str | Any) -> tuple[dict[str, Any], str]:
+    """(today's key inputs of ``spec``, the data folder its records are filed under); ``manifest_digest``
+    as :func:`check` takes it."""
+    if isinstance(manifest_digest, str):
+        if spec.dataset_name == "generic":  # a digest alone cannot name the folder's records: never "generic/"
+            raise ValueError("a generic folder's records are filed under its data slug: pass the loaded Dataset")
+        return key_inputs(spec, manifest_digest), spec.dataset_name
+    return dataset_key_inputs(spec, manifest_digest), manifest_digest.data_slug
+
+
+#: the one key input a re-scoring may change (``versions.runner`` is :data:`skinbench.scoring.SCORING_VERSION`)
+RESCORED_INPUT = "versions.runner"
+
+
+def rescore_blockers(record: Any, inputs: Mapping[str, Any] | None = None) -> list[str]:
+    """Why ``record`` cannot be re-scored from its stored predictions (empty: it can, or needs not be):
+    every way its key differs from today's other than the scoring version. ``inputs``: today's key inputs
+    of its spec (:func:`expected_inputs`, for a registered row: params and data are checked too); without
+    them only the declared versions are (a sweep's grid point, a cross-dataset record)."""
+    if not record.ok:
+        return [f"{record.status} record (no numbers)"]
+    if record.key_inputs is None:
+        return explain(None, {})
+    if inputs is None:
+        if record.approach not in info.APPROACHES:
+            return [f"approach {record.approach!r} is not registered here: its algorithm version is unknown"]
+        inputs = {**record.key_inputs, "versions": {"estimator": estimator_version(record.approach),
+                                                    **contract_versions()}}
+    diffs = _diff(record.key_inputs, inputs)
+    return [d for d in diffs if not d.startswith(RESCORED_INPUT + ":")]
+
+
 def check(spec: RunSpec, results_root: str | Path, manifest_digest: str | Any) -> Currency:
     """Is every record of ``spec`` under ``results_root`` current? (The one currency check.)
 
@@ -60,12 +92,7 @@ def check(spec: RunSpec, results_root: str | Path, manifest_digest: str | Any) -
     a user's generic folder included: its records live under its data slug, ``Dataset.data_slug``, the
     one name the runner writes them under), or anything with the same attributes (``sweep.DataRef``).
     """
-    if isinstance(manifest_digest, str):
-        if spec.dataset_name == "generic":  # a digest alone cannot name the folder's records: never "generic/"
-            raise ValueError("a generic folder's records are filed under its data slug: pass the loaded Dataset")
-        inputs, folder = key_inputs(spec, manifest_digest), spec.dataset_name
-    else:
-        inputs, folder = dataset_key_inputs(spec, manifest_digest), manifest_digest.data_slug
+    inputs, folder = expected_inputs(spec, manifest_digest)
     key = run_key(inputs)
     reasons: list[str] = []
     paths: list[Path] = []

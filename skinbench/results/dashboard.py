@@ -27,6 +27,7 @@ from skinbench.results.plots import overlay_name
 from skinbench.results.records import RunRecord, distinct
 from skinbench.results.selection import choose
 from skinbench.results.tables import FAMILY_ORDER, MISSING, Table, fmt_seconds, fmt_value, is_cross
+from skinbench.scoring import mean_over
 
 #: families in table order (the provenance section lists approaches so)
 FAMILY_RANK = {f: i for i, f in enumerate(FAMILY_ORDER)}
@@ -49,8 +50,9 @@ def compare(a: RunRecord, b: RunRecord, kind: str, metric: str = "") -> list[dic
     """Paired tests of record ``a`` against ``b`` on the test images both predicted.
 
     Classification: McNemar on correctness (accuracy), DeLong on AUC when binary.
-    Segmentation: paired bootstrap of the per-image Jaccard difference (a - b), and of the pooled
-    primary metric when it is one (``jaccard_set``: how ISIC scored globules and streaks).
+    Segmentation: paired bootstrap of the pooled primary metric when it is one (``jaccard_set``: how ISIC
+    scored globules and streaks), and of the per-image Jaccard difference (a - b) over the images whose
+    truth holds the target only (none over images without it).
     """
     rows: list[dict] = []
     if kind == "segmentation":
@@ -63,11 +65,16 @@ def compare(a: RunRecord, b: RunRecord, kind: str, metric: str = "") -> list[dic
             rows.append({"test": f"paired bootstrap, {metric}", "n": len(ia),
                          "effect": f"Δ {metric} {res['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
                          "p_value": res["p_value"]})
-        res = significance.paired_bootstrap(jac_a[ia], jac_b[ib], n_boot=1000, seed=0)
-        diff, (lo, hi) = res["difference"], res["ci"]
-        rows.append({"test": "paired bootstrap, per-image Jaccard", "n": len(ia),
-                     "effect": f"Δ mean Jaccard {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]",
-                     "p_value": res.get("p_value")})
+        # per-image Jaccard only on the images whose truth holds the target (the scorer's mean_over): on
+        # the others an empty prediction is "perfect", which would make a test of predicting nothing
+        held = mean_over(a.counts()[ia])
+        ia, ib = ia[held], ib[held]
+        if len(ia):
+            res = significance.paired_bootstrap(jac_a[ia], jac_b[ib], n_boot=1000, seed=0)
+            diff, (lo, hi) = res["difference"], res["ci"]
+            rows.append({"test": "paired bootstrap, per-image Jaccard (images with the target)", "n": len(ia),
+                         "effect": f"Δ mean Jaccard {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                         "p_value": res.get("p_value")})
         return rows
     ids_a, y_a, s_a = a.prediction_arrays()
     ids_b, y_b, s_b = b.prediction_arrays()
@@ -403,11 +410,14 @@ ANALYSES = (
      "method, with CIs, sizes and the best-worst gap (`python benchmarks/subgroups.py`)"),
     ("data_hygiene", "Data hygiene", "exact and near-duplicate images, the pairs crossing the train/test split "
      "and the effect on the primary metric of leaving them out (`python benchmarks/duplicates_report.py`)"),
+    ("learning_curves", "Learning curves", "the primary metric against the number of training images (nested "
+     "fractions, three seeds) for classical and deep rows, and the crossover: the smallest fraction at which "
+     "the best deep row beats the best classical one (`python benchmarks/learning_curves.py`)"),
 )
 
 
 def analyses_section(root: Path) -> str:
-    """Links to the reports under ``<root>/subgroups`` and ``<root>/data_hygiene`` that exist."""
+    """Links to the reports of :data:`ANALYSES` that exist (subgroups, data hygiene, learning curves)."""
     items = []
     for folder, title, what in ANALYSES:
         reports = sorted((root / folder).glob("*.md")) if (root / folder).is_dir() else []

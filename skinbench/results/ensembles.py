@@ -43,7 +43,6 @@ from skinbench.results.currency import explain
 from skinbench.results.plots import plt, save_figure
 from skinbench.results.records import RunRecord, build_record, load_records, path_of, write_record
 from skinbench.results.selection import Choice, by_approach, choose
-from skinbench.results.tables import record_n_boot
 from skinbench.scoring import SCORING_VERSION, Scorer
 
 __all__ = ["ENSEMBLE_VERSION", "FUSION_WEIGHT", "SEED_ENSEMBLE", "TASKS", "FOLDER", "task_records", "choices",
@@ -129,7 +128,7 @@ def key_inputs(kind: str, parents: Sequence[RunRecord], weights: Sequence[float]
     the weights, and each parent's approach, seed and run key (a parent rerun under a new key changes it)."""
     first = parents[0]
     return {"derived": kind, "version": ENSEMBLE_VERSION, "scoring": SCORING_VERSION, "task": first.task,
-            "dataset": first.dataset, "weights": [float(w) for w in weights], "n_boot": record_n_boot(first),
+            "dataset": first.dataset, "weights": [float(w) for w in weights], "n_boot": first.n_boot,
             "seed": first.seed or 0, "parents": [_parent_entry(p) for p in parents]}
 
 

@@ -37,6 +37,24 @@ def header_tail(task: str, dataset: str, ok: list[RunRecord], per: str = "split"
     return parts
 
 
+def per_image_convention(ok: list[RunRecord], false_alarms: bool) -> str:
+    """The sentence every segmentation table states how its columns treat images without the target
+    (:func:`skinbench.scoring.mean_over`): per-image means only over the images whose truth holds it, the
+    others scored by false alarms, so a baseline that predicts nothing cannot win a column there."""
+    with_target = sorted({int(r.extras["images_with_target"]) for r in ok if "images_with_target" in r.extras})
+    n_test = sorted({int(r.split["n_test"]) for r in ok if r.split.get("n_test") is not None})
+    counted = (f" ({', '.join(map(str, with_target))} of {', '.join(map(str, n_test))} test images)"
+               if with_target and n_test else "")
+    text = (f"Per-image columns (jaccard_mean, dice_mean, thresholded_jaccard and the boundary distances) are "
+            f"means over the test images whose truth holds the target{counted}; the `_set` columns pool every "
+            f"test image (precision_set is n/a for a row that predicts no pixel, not 1.0).")
+    if false_alarms:
+        text += (" On the images without the target: false_alarm_images, the share of them where anything is "
+                 "predicted, and false_alarm_area, the mean predicted fraction of the image (both lower is "
+                 "better; an empty prediction scores 0).")
+    return text
+
+
 def table_header(task: str, dataset: str, ok: list[RunRecord], all_records: list[RunRecord]) -> str:
     """The header of an in-dataset table: the task, its split and manifest, then :func:`header_tail`."""
     t = info.task(task)

@@ -25,13 +25,23 @@ from skinbench.cache import atomic_write_bytes
 from skinbench.environment import DIRTY_SUFFIX, environment
 from skinbench.metrics.segmentation import per_image_scores
 from skinbench.paths import REPO_ROOT, results_dir
-from skinbench.scoring import fit_summary, params_of
+from skinbench.scoring import (
+    SCORING_VERSION,
+    STORED_DECIMALS,
+    fit_summary,
+    params_of,
+    scored_classification,
+    scored_segmentation,
+)
 
 #: the record layout version; the one place it is written (``RunRecord.schema``). Schema 1 records
 #: (before the typed record) are read through :func:`_from_schema1`.
 SCHEMA = 2
-#: decimals kept for floats: enough for any metric or score, small diffs in git
-FLOAT_DECIMALS = 6
+#: decimals kept for floats: enough for any metric or score, small diffs in git (the scorer's one rounding
+#: rule, :data:`skinbench.scoring.STORED_DECIMALS`: it computes the numbers from the scores rounded so)
+FLOAT_DECIMALS = STORED_DECIMALS
+#: bootstrap resamples of a record whose run key does not say (records before run keys used the default)
+DEFAULT_N_BOOT = 1000
 
 
 @dataclass
@@ -80,6 +90,9 @@ class RunRecord:
     #: how a rerun reproduces the numbers, ``{"class": "bitwise" | "bitwise-same-cpu" | "tolerance",
     #: "tolerance": float}`` (:func:`skinbench.provenance.reproducibility`); read it through :meth:`reproduces`
     reproducibility: dict[str, Any] | None = None
+    #: set when the numbers were re-scored from the stored predictions without refitting
+    #: (:func:`rescored_record`): from which scoring version, at which commit, by which command, when
+    rescored: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA
 
     # ------------------------------------------------------------------ reading
@@ -142,6 +155,25 @@ class RunRecord:
     @property
     def class_names(self) -> list[str]:
         return list(self.extras.get("class_names") or [])
+
+    @property
+    def n_boot(self) -> int:
+        """The bootstrap resamples its metrics used (its run key's ``n_boot``; the default before keys)."""
+        n_boot = (self.key_inputs or {}).get("n_boot")
+        return int(n_boot) if n_boot else DEFAULT_N_BOOT
+
+    def scored(self, cis: bool = True) -> dict[str, Any]:
+        """Its ``metrics``, ``extras`` and ``predictions`` re-scored by today's scorer from its stored
+        predictions alone (no model, no data), with its own bootstrap size and seed (``cis=False``: the
+        values only, without intervals; they do not depend on the resamples)."""
+        seed, n_boot = self.seed or 0, self.n_boot if cis else 0
+        if "counts" in self.predictions:
+            pred = self.predictions
+            return scored_segmentation(pred["image_id"], self.counts(), pred.get("surface"), pred.get("mask_shape"),
+                                       n_boot, seed)
+        ids, y, scores = self.prediction_arrays()
+        return scored_classification(ids, y, scores, self.class_names, self.extras.get("positive_class"), n_boot,
+                                     seed)
 
     @property
     def fit_seconds(self) -> float | None:
@@ -336,6 +368,28 @@ def build_record(base: RunRecord, scored: Mapping[str, Any] | None = None, *, es
                    reproducibility=repro,
                    machine=env["machine"], created=datetime.now(timezone.utc).isoformat(),
                    command=command or base.command or command_as_typed())
+
+
+def rescored_record(record: RunRecord, command: str, commit: str) -> RunRecord:
+    """``record`` re-scored by today's scorer (:meth:`RunRecord.scored`) under today's
+    :data:`~skinbench.scoring.SCORING_VERSION`: new metrics, scored extras and predictions, the run key
+    with the new scoring version, and ``rescored`` (from which version, at ``commit``, by ``command``,
+    when); everything about the fit (params, timings, versions with its git commit, machine, created,
+    code digest) is kept. The caller decides whether the record may be re-scored (only its scoring version
+    may differ from today's key)."""
+    if not record.ok or record.key_inputs is None:
+        raise ValueError(f"{record.approach}: only a keyed record with results can be re-scored")
+    scored = record.scored()
+    inputs = dict(record.key_inputs)
+    versions = dict(inputs.get("versions") or {})
+    old = versions.get("runner")
+    versions["runner"] = SCORING_VERSION
+    inputs["versions"] = versions
+    return replace(record, metrics=scored["metrics"], extras={**record.extras, **scored["extras"]},
+                   predictions={**record.predictions, **scored["predictions"]}, key_inputs=inputs,
+                   run_key=provenance.run_key(inputs),
+                   rescored={"from_scoring_version": old, "to_scoring_version": SCORING_VERSION, "commit": commit,
+                             "command": command, "at": datetime.now(timezone.utc).isoformat()})
 
 
 def record_path(task: str, dataset: str, approach: str, target: str | None = None,

@@ -14,7 +14,11 @@ records show them without retraining; nothing new is stored in the records):
   per-image boundary distances (``predictions["surface"]``, written by runs made since they were
   added), and ``hd95_norm_mean`` (HD95 over the truth-mask diagonal, comparable across test sets of
   other mask sizes: :mod:`skinbench.metrics.surface`) when one also stores the truth-mask shapes
-  (``predictions["mask_shape"]``); a table whose records have neither renders as before.
+  (``predictions["mask_shape"]``); a table whose records have neither renders as before. Records of
+  scoring version 2 hold these numbers in their metrics (scored with the others); older ones are
+  summarised here by the same function, :func:`skinbench.scoring.surface_metrics`. A segmentation table
+  whose records score images without the target adds ``false_alarm_images`` / ``false_alarm_area``, and
+  its header states the per-image rule (:func:`skinbench.results.headers.per_image_convention`).
 
 Both use the record's own bootstrap settings (``n_boot`` of its run key, its seed), so their CIs draw
 the same resamples as the record's stored metrics.
@@ -49,10 +53,19 @@ from skinbench.metrics.calibration import (
     clinical_scores,
 )
 from skinbench.metrics.classification import DECISION_THRESHOLD
-from skinbench.metrics.evaluate import evaluate_surface
-from skinbench.results.currency import version_drift
-from skinbench.results.headers import CROSS, cross_table_header, header_tail, is_cross, positive_class, table_header
+from skinbench.metrics.segmentation import FALSE_ALARM_METRICS
+from skinbench.results.currency import RESCORED_INPUT, version_drift
+from skinbench.results.headers import (
+    CROSS,
+    cross_table_header,
+    header_tail,
+    is_cross,
+    per_image_convention,
+    positive_class,
+    table_header,
+)
 from skinbench.results.records import FLOAT_DECIMALS, RunRecord
+from skinbench.scoring import surface_metrics as score_surface
 
 #: metrics shown per kind of task (all of them stay in the records)
 SHOWN_METRICS: dict[str, tuple[str, ...]] = {
@@ -72,8 +85,6 @@ DIRTY_MARK = "†"
 SURFACE_SHOWN = ("hd95_mean", "assd_mean")
 #: the normalised HD95 column, added when a shown record also stores its truth masks' shapes
 SURFACE_NORM = "hd95_norm_mean"
-#: bootstrap resamples of a record whose run key does not say (records before run keys used the default)
-DEFAULT_N_BOOT = 1000
 #: column headings of the calibration / operating-point table (the CSV keeps the metric names)
 CLINICAL_LABELS = {"ece": "ece", "brier": "brier", "spec_at_sens80": "spec@sens80",
                    "spec_at_sens95": "spec@sens95", "sens_at_spec80": "sens@spec80",
@@ -241,37 +252,38 @@ class Table:
         return build_clinical(self)
 
 
-def record_n_boot(r: RunRecord) -> int:
-    """The bootstrap resamples a record's metrics used (its run key's ``n_boot``; the default before)."""
-    n_boot = (r.key_inputs or {}).get("n_boot")
-    return int(n_boot) if n_boot else DEFAULT_N_BOOT
-
-
 def clinical_metrics(r: RunRecord, n_bins: int | None = None) -> dict[str, dict]:
     """``{name: {"value", "ci"}}`` calibration and operating points of a classification record,
     re-scored from its stored predictions with its own bootstrap settings (``clinical_scores``)."""
     _, y, scores = r.prediction_arrays()
-    return clinical_scores(y, scores, n_boot=record_n_boot(r), seed=r.seed or 0,
+    return clinical_scores(y, scores, n_boot=r.n_boot, seed=r.seed or 0,
                            n_bins=n_bins or DEFAULT_BINS)
 
 
 def has_surface(r: RunRecord) -> bool:
-    return r.ok and bool(r.predictions.get("surface"))
+    return r.ok and (bool(r.predictions.get("surface")) or "hd95_mean" in r.metrics)
+
+
+def has_false_alarms(r: RunRecord) -> bool:
+    """The record scores images without the target apart (``false_alarm_*``: the scorer adds them when the
+    test set has such images)."""
+    return r.ok and any(m in r.metrics for m in FALSE_ALARM_METRICS)
 
 
 def has_mask_shapes(r: RunRecord) -> bool:
     """The record stores its truth masks' shapes beside the distances (what ``hd95_norm_mean`` needs)."""
-    return has_surface(r) and bool(r.predictions.get("mask_shape"))
+    return has_surface(r) and (bool(r.predictions.get("mask_shape")) or SURFACE_NORM in r.metrics)
 
 
 def surface_metrics(r: RunRecord) -> dict[str, dict]:
-    """``{name: {"value", "ci"}}`` boundary metrics of a segmentation record from its stored per-image
-    ``surface`` distances (:func:`skinbench.metrics.evaluate.evaluate_surface`); ``hd95_norm_mean`` only
-    when it stores the truth-mask shapes too (else its row shows the value as absent, not n/a)."""
-    counts, shapes = r.predictions.get("counts"), r.predictions.get("mask_shape") or None
-    out = evaluate_surface(r.predictions["surface"], counts, n_boot=record_n_boot(r), seed=r.seed or 0,
-                           shapes=shapes)["metrics"]
-    return out if shapes is not None else {k: v for k, v in out.items() if k != SURFACE_NORM}
+    """``{name: {"value", "ci"}}`` boundary metrics of a segmentation record: those it stores (scored with
+    its other numbers since scoring version 2), else scored now from its stored per-image ``surface``
+    distances by the scorer's one rule (:func:`skinbench.scoring.surface_metrics`); ``hd95_norm_mean``
+    only with the truth-mask shapes (else its row shows the value as absent, not n/a)."""
+    if "hd95_mean" in r.metrics:
+        return {}  # read from the record itself
+    return score_surface(r.counts(), r.predictions["surface"], r.predictions.get("mask_shape"), r.n_boot,
+                         r.seed or 0)
 
 
 @dataclass
@@ -313,6 +325,9 @@ class ClinicalTable:
                          f"class is right, over {self.n_bins} equal-mass bins; Brier: mean over images and the "
                          f"{len(names) or 'K'} classes of the squared error of the probabilities (both lower "
                          f"is better). Operating points are binary-only.")
+        parts.append("A constant prediction at the class frequencies (the majority and stratified baselines) is "
+                     "calibrated by construction: its near-zero ECE says nothing about ranking, read ECE beside "
+                     "AUC.")
         parts.append("Values: estimate [95% bootstrap CI over test images, the record's own resamples]. "
                      "Definitions: `skinbench/metrics/calibration.py`, `skinbench/metrics/operating_points.py`.")
         return " ".join(parts)
@@ -530,9 +545,11 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
         row["note"] = f"plugin: {contributed}" + (f"; {row['note']}" if row["note"] else "")
     drift = version_drift(r)
     if drift:
-        row["note"] = (f"**stale** ({'; '.join(drift)}): made by older algorithm versions, rerun "
-                       f"`python benchmarks/regenerate.py --only {task} --approach {name}`" +
-                       (f"; {row['note']}" if row["note"] else ""))
+        scoring_only = all(d.startswith(RESCORED_INPUT + ":") for d in drift)  # re-scored without refitting
+        fix = ("scored by an older scoring version, re-score it: `python benchmarks/regenerate.py --rescore`"
+               if scoring_only else "made by older algorithm versions, rerun "
+               f"`python benchmarks/regenerate.py --only {task} --approach {name}`")
+        row["note"] = f"**stale** ({'; '.join(drift)}): {fix}" + (f"; {row['note']}" if row["note"] else "")
     for m in metrics:
         row[m] = r.value(m)
         row[f"{m}_lo"], row[f"{m}_hi"] = r.ci(m)
@@ -590,6 +607,9 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
             metrics = metrics + SURFACE_SHOWN
             if any(has_mask_shapes(r) for r in by_name.values()):
                 metrics = metrics + (SURFACE_NORM,)
+        false_alarms = kind == "segmentation" and any(has_false_alarms(r) for r in by_name.values())
+        if false_alarms:  # a test set with images without the target (a sparse attribute)
+            metrics = metrics + FALSE_ALARM_METRICS
         ok = [r for r in recs if r.ok]
         if is_cross(dname):  # train and test data, overlap excluded, label mapping, input geometry
             header_of = cross_table_header
@@ -598,10 +618,12 @@ def build_tables(records: list[RunRecord], task: str | None = None) -> list[Tabl
         header = header_of(tname, dname, ok, recs)
         table = Table(tname, dname, target or None, kind, header, metrics, by_name,
                       seed_records={n: [r for r in rs if r.ok] for n, rs in by_seed.items()})
+        if kind == "segmentation":
+            table.header += " " + per_image_convention([r for r in by_name.values() if r.ok], false_alarms)
         if surface:
             table.header += (" hd95_mean / assd_mean: mean per-image 95th-percentile Hausdorff distance / average "
                              "symmetric surface distance between the mask boundaries, in pixels of the truth "
-                             "mask (lower is better; both masks empty 0, one empty the image diagonal), from "
+                             "mask (lower is better; an empty prediction scores the image diagonal), from "
                              "the distances a record stores (runs made before they were stored show "
                              f"{MISSING}).")
             if SURFACE_NORM in metrics:

@@ -88,29 +88,48 @@ class DataRef:
     manifest_digest: str
     class_names: tuple[str, ...]
     data_slug: str
+    #: a learning-curve point's (fraction, seed, limit, digest of its training subset), made where the data
+    #: is (:func:`skinbench.provenance.subset_digest` reads it); None for every other point
+    train_subset: tuple[float, int, int | None, str] | None = None
 
     @classmethod
-    def of(cls, ds: Any) -> "DataRef":
-        return cls(ds.name, ds.manifest_digest, tuple(ds.class_names), ds.data_slug)
+    def of(cls, ds: Any, spec: RunSpec | None = None) -> "DataRef":
+        """The reference of a loaded Dataset; for ``spec`` with a fraction, also its training subset's digest."""
+        from skinbench.provenance import subset_digest
+
+        digest = subset_digest(spec, ds) if spec is not None else None
+        subset = (spec.fraction, spec.seed, spec.limit, digest) if spec is not None and digest is not None else None
+        return cls(ds.name, ds.manifest_digest, tuple(ds.class_names), ds.data_slug, subset)
 
 
 class _Digests:
-    """The :class:`DataRef` of each (dataset, adapter kwargs), computed locally when the data is here."""
+    """The :class:`DataRef` of each (dataset, adapter kwargs) and learning-curve subset, computed locally
+    when the data is here (each dataset loaded once)."""
 
     def __init__(self, data_root: str | None, dataset_kwargs: Mapping[str, Any] | None):
         self.data_root, self.dataset_kwargs = data_root, dict(dataset_kwargs or {})
         self.known: dict[str, DataRef] = {}
+        self.loaded: dict[str, Any] = {}
 
-    def key(self, spec: RunSpec) -> str:
+    def data_key(self, spec: RunSpec) -> str:
+        """Which loaded data a point reads: its dataset and adapter kwargs."""
         kwargs = dataset_kwargs_for(spec.task, spec.dataset_name, self.dataset_kwargs)
         return json.dumps([spec.dataset_name, kwargs], sort_keys=True, default=str)
+
+    def key(self, spec: RunSpec) -> str:
+        """Which reference a point needs: its data, and a learning-curve point's subset."""
+        subset = None if spec.fraction is None else [spec.fraction, spec.seed, spec.limit]
+        return json.dumps([self.data_key(spec), subset], default=str)
 
     def local(self, spec: RunSpec, strict: bool = False) -> DataRef | None:
         """The data's reference, loaded here; None when it does not load (``strict``: its DataError)."""
         key = self.key(spec)
         if key not in self.known:
+            data_key = self.data_key(spec)
             try:
-                self.known[key] = DataRef.of(_load(spec.dataset_name, spec.task, self.data_root, self.dataset_kwargs))
+                if data_key not in self.loaded:
+                    self.loaded[data_key] = _load(spec.dataset_name, spec.task, self.data_root, self.dataset_kwargs)
+                self.known[key] = DataRef.of(self.loaded[data_key], spec)
             except DataError:
                 if strict:
                     raise
@@ -121,12 +140,13 @@ class _Digests:
         key = self.key(spec)
         if key not in self.known:
             self.known[key] = client.submit(_remote_ref, spec.dataset_name, spec.task, self.data_root,
-                                            self.dataset_kwargs, pure=False).result()
+                                            self.dataset_kwargs, spec, pure=False).result()
         return self.known[key]
 
 
-def _remote_ref(dataset: str, task: str, data_root: str | None, dataset_kwargs: Mapping[str, Any]) -> DataRef:
-    return DataRef.of(_load(dataset, task, data_root, dataset_kwargs))
+def _remote_ref(dataset: str, task: str, data_root: str | None, dataset_kwargs: Mapping[str, Any],
+                spec: RunSpec | None = None) -> DataRef:
+    return DataRef.of(_load(dataset, task, data_root, dataset_kwargs), spec)
 
 
 def point_currency(point: Point, root: Path, data: DataRef) -> Any:

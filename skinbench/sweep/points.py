@@ -77,6 +77,11 @@ class SweepConfig:
     #: same ``-p`` values would file it: fixed ``-p`` values alone do not make a grid point.
     out: str | None = None
     work: str = "run"
+    #: learning curves: train each point on these nested fractions of the training split
+    #: (``data.splits.training_set``; seeds draw different subset paths). A fraction point lands in
+    #: "{name}/{task}/fraction={fraction}" unless ``out`` says otherwise; 1 (the whole split) is the suite's
+    #: ordinary record (its spec has no fraction, so its run key and file are the ordinary ones)
+    fractions: list[float] | None = None
 
     def points(self) -> list[Point]:
         """Every point, in a stable order; approaches that do not do a task are left out of it."""
@@ -96,6 +101,7 @@ class SweepConfig:
         for key, values in self.grid.items():
             if not values:
                 raise ConfigError(f"grid axis {key!r} has no values", fix=f"write e.g. -g {key}=V1,V2")
+        fractions = self._fractions()
         keys = sorted(self.grid)
         combos = [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))] or [{}]
         out: list[Point] = []
@@ -108,13 +114,15 @@ class SweepConfig:
                 params_.validate_params(approach, task, {k: v for k, v in c.items() if k in sig}, option="-g")
                 for c in combos)}.values())
             fixed = params_.validate_params(approach, task, {k: v for k, v in self.params.items() if k in sig})
-            for combo, seed, target in itertools.product(mine, self.seeds, targets):
+            for combo, seed, target, fraction in itertools.product(mine, self.seeds, targets, fractions):
                 params = {**fixed, **combo}
-                spec = RunSpec(task, approach, self.dataset, int(seed), params, target, self.limit, self.n_boot)
+                spec = RunSpec(task, approach, self.dataset, int(seed), params, target, self.limit, self.n_boot,
+                               fraction)
                 label = point_label(params)
                 fields_ = {"name": self.name, "label": label, "task": task, "approach": approach,
-                           "seed": seed, **{k: _slug(v) for k, v in combo.items()}}
-                template = self.out if self.out is not None else ("sweeps/{name}/{label}" if combo else "")
+                           "seed": seed, "fraction": _slug(fraction if fraction is not None else 1.0),
+                           **{k: _slug(v) for k, v in combo.items()}}
+                template = self.out if self.out is not None else _default_out(bool(combo), fraction)
                 try:
                     folder = template.format(**fields_)
                 except (KeyError, IndexError) as err:
@@ -130,6 +138,19 @@ class SweepConfig:
                               fix="list each seed and grid value once")
         return out
 
+    def _fractions(self) -> list[float | None]:
+        """The spec fraction of each curve point: None for the whole split (1), checked and unique."""
+        if self.fractions is None:
+            return [None]
+        from skinbench.data.splits import check_fraction  # here: NumPy and scikit-learn's start-up cost
+        if not self.fractions:
+            raise ConfigError("a learning curve needs at least one training fraction",
+                              fix="e.g. fractions = [0.05, 0.1, 0.25, 0.5, 1]")
+        values = [check_fraction(f) for f in self.fractions]
+        if len(set(values)) != len(values):
+            raise ConfigError(f"repeated training fraction in {self.fractions}", fix="list each fraction once")
+        return [None if f == 1.0 else f for f in values]
+
     def _approaches(self) -> list[str]:
         if not self.approaches:
             raise ConfigError("a sweep needs at least one approach", fix="pass -a NAME (or -a all)")
@@ -141,6 +162,13 @@ class SweepConfig:
                 raise ConfigError(f"approach {a!r} does none of the sweep's tasks {self.tasks}",
                                   fix=f"it does: {', '.join(ainfo.tasks)}")
         return list(self.approaches)
+
+
+def _default_out(grid: bool, fraction: float | None) -> str:
+    """Where a point lands when ``out`` is not given (see :attr:`SweepConfig.out`, :attr:`SweepConfig.fractions`)."""
+    if fraction is not None:
+        return "{name}/{task}/fraction={fraction}" + ("/{label}" if grid else "")
+    return "sweeps/{name}/{label}" if grid else ""
 
 
 def point_label(params: Mapping[str, Any]) -> str:

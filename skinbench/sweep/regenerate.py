@@ -12,6 +12,7 @@ command as typed (``python benchmarks/regenerate.py ...``). See the script's doc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -21,13 +22,14 @@ from typing import Sequence
 
 from skinbench import info, runner
 from skinbench.environment import ALLOW_DIRTY_ENV, LOCK_FILE, check_clean_tree, lock_mismatches
-from skinbench.errors import SkinbenchError, WeightsError
+from skinbench.errors import ConfigError, SkinbenchError, WeightsError
 from skinbench.paths import REPO_ROOT, committed_results_dir
 from skinbench.results.cost import rebuild_cost
 from skinbench.results.currency import Currency
 from skinbench.results.derived import DERIVED
 from skinbench.results.derived import check as derived_check
 from skinbench.results.records import RunRecord, compare_reproduction
+from skinbench.sweep import curves
 from skinbench.sweep.engine import PointResult, Reporter, add_allow_dirty, _Digests, point_currency, run_sweep
 from skinbench.sweep.points import Point, registered_points
 from skinbench.sweep.work import execute_point
@@ -67,7 +69,25 @@ def print_status(points: Sequence[Point], root: Path) -> int:
             print(f"         - {reason}")
     print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     derived_ok = print_derived_status(root) if root == committed_results_dir() else True
-    return 0 if set(counts) <= {"current"} and derived_ok else 1
+    curves_ok = print_curve_status(curves.points(), root) == 0 if root == committed_results_dir() else True
+    return 0 if set(counts) <= {"current"} and derived_ok and curves_ok else 1
+
+
+def print_curve_status(points: Sequence[Point], root: Path) -> int:
+    """The learning-curve records (:mod:`skinbench.sweep.curves`): one line per task and row with its
+    points' counts (current / stale / missing; a 100 % point is the row's ordinary record of that seed),
+    then their total on a line of its own; 0 when every one is current."""
+    by_row: dict[str, dict[str, int]] = {}
+    total: dict[str, int] = {}
+    for point, c in zip(points, currencies(points, root)):
+        row = by_row.setdefault(f"{point.spec.task}/{point.spec.approach}", {})
+        row[c.status] = row.get(c.status, 0) + 1
+        total[c.status] = total.get(c.status, 0) + 1
+    for name, counts in by_row.items():
+        worst = next((s for s in ("stale", "missing", "skipped") if s in counts), "current")
+        print(f"{worst:8s} curve {name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    print("learning-curve points: " + ", ".join(f"{n} {k}" for k, n in sorted(total.items())))
+    return 0 if set(total) <= {"current"} else 1
 
 
 def print_derived_status(root: Path) -> bool:
@@ -125,6 +145,109 @@ def verify(points: Sequence[Point], root: Path) -> int:
     return 1 if moved else 0
 
 
+def record_files(root: Path) -> list[Path]:
+    """Every committed record a re-scoring reads: ``runs/`` (rows, seed rows, cross-dataset ``X__on__Y``)
+    and the sweeps' grid points (``sweeps/<name>/<point>/runs/``). The validation rows
+    (``validation/``) hold scores, not per-image predictions, so nothing there can be re-scored."""
+    return sorted({*root.glob("runs/*/*/*.json"), *root.glob("sweeps/*/**/runs/*/*/*.json")})
+
+
+def registered_inputs(root: Path, paths: Sequence[Path], seeds: Sequence[int]) -> dict[Path, dict]:
+    """Today's key inputs of each registered row (at each of ``seeds``) that has a record among ``paths``,
+    by record path, so a re-scoring checks a row's params and data as ``--status`` does; the data of those
+    rows only is loaded, once per dataset."""
+    from skinbench.results.currency import expected_inputs
+    from skinbench.results.records import record_path
+
+    digests = _Digests(None, None)
+    present = set(paths)
+    out: dict[Path, dict] = {}
+    for seed in sorted(set(seeds)):
+        for point in registered_points(seed=seed):
+            spec = point.spec
+            mine = [record_path(spec.task, spec.dataset_name, spec.approach, target, root=root, seed=spec.seed)
+                    for target in spec.targets()]  # a registered dataset's records are filed under its name
+            if not present.intersection(mine):
+                continue
+            inputs, _ = expected_inputs(spec, digests.local(spec, strict=True))
+            out.update(dict.fromkeys(mine, inputs))
+    return out
+
+
+def _changes(old: "RunRecord", new: "RunRecord") -> tuple[float, str, list[str]]:
+    """The largest change of any metric value or CI bound between two versions of a record, its metric,
+    and the metrics whose value became undefined (n/a) or was dropped."""
+    worst, name = 0.0, ""
+    for m in sorted(set(old.metrics) & set(new.metrics)):
+        for a, b in [(old.value(m), new.value(m)), *zip(old.ci(m), new.ci(m))]:
+            if a is not None and b is not None and abs(a - b) > worst:
+                worst, name = abs(a - b), m
+    gone = [m for m in sorted(old.metrics) if old.value(m) is not None and new.value(m) is None]
+    return worst, name, gone
+
+
+def rescore(root: Path, command: str, dry_run: bool = False, only: Sequence[str] | None = None,
+            approaches: Sequence[str] | None = None) -> int:
+    """``--rescore``: every record whose run key differs from today's only by the scoring version is scored
+    again by today's scorer from its stored predictions (:func:`skinbench.results.records.rescored_record`:
+    same n_boot and seed, the fit's provenance kept, a ``rescored`` field) and written atomically; one line
+    per record, old -> new of the primary metric. A record stale for any other reason is refused (one line,
+    left as it is). ``dry_run``: print, write nothing. Exit 1 when a record was refused."""
+    from skinbench.environment import environment
+    from skinbench.results.currency import rescore_blockers
+    from skinbench.results.records import RunRecord, dumps, read_record, rescored_record, write_record
+    from skinbench.scoring import SCORING_VERSION
+
+    files = record_files(root)
+    records = {path: read_record(path) for path in files}
+    records = {p: r for p, r in records.items() if r is not None and (not only or r.task in only)
+               and (not approaches or r.approach in approaches)}
+    rows = {p: r for p, r in records.items() if p.parent.parent.parent == root / "runs"}  # not the sweeps' points
+    known = registered_inputs(root, list(rows), [r.seed or 0 for r in rows.values()])
+    commit = str(environment()["versions"].get("git_commit") or "unknown")
+    counts = {"rescored": 0, "current": 0, "refused": 0, "skipped": 0}
+    worst, worst_at = 0.0, ""
+    for path, record in records.items():
+        rel = path.relative_to(root).as_posix()
+        if not record.ok:
+            counts["skipped"] += 1
+            continue
+        version = ((record.key_inputs or {}).get("versions") or {}).get("runner")
+        blockers = rescore_blockers(record, known.get(path))
+        if blockers:
+            counts["refused"] += 1
+            print(f"refused  {rel}: stale for another reason ({'; '.join(blockers)}): left as it is; rerun it "
+                  f"(python benchmarks/regenerate.py, or its sweep)")
+            continue
+        if version == SCORING_VERSION:
+            counts["current"] += 1
+            continue
+        new = rescored_record(record, command, commit)
+        stored = RunRecord.from_dict(json.loads(dumps(new)))  # as it will read back: rounded like every record
+        metric = info.task(record.task).primary_metric if record.task in info.TASKS else ""
+        change, name, gone = _changes(record, stored)
+        if change > worst:
+            worst, worst_at = change, f"{rel} {name}"
+        old_v, new_v = record.value(metric), stored.value(metric)
+        fmt = (lambda v: "n/a" if v is None else f"{v:.6f}")
+        print(f"{'would rescore' if dry_run else 'rescored'} {rel}: {metric} {fmt(old_v)} -> {fmt(new_v)}"
+              f" (largest change {change:.2g}{f' in {name}' if name else ''}"
+              f"{'; now n/a: ' + ', '.join(gone) if gone else ''})")
+        counts["rescored"] += 1
+        if not dry_run:
+            write_record(new, path)
+    verb = "would rescore" if dry_run else "rescored"
+    print(f"{verb} {counts['rescored']}, already scoring version {SCORING_VERSION} {counts['current']}, refused "
+          f"{counts['refused']}, skipped records {counts['skipped']}; largest change of any metric value or CI "
+          f"bound: {worst:.3g}" + (f" ({worst_at})" if worst_at else ""))
+    if counts["rescored"] and not dry_run:
+        from skinbench.results.render import render_all
+
+        render_all(root)
+        print(f"dashboard: {root / 'README.md'}", file=sys.stderr)
+    return 1 if counts["refused"] else 0
+
+
 def gpu_present() -> bool:
     """A CUDA device node or driver tool is visible (checked without importing a framework)."""
     return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
@@ -172,6 +295,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cost", action="store_true",
                    help="sum the committed run records' timings: the README's full-rebuild figure; train nothing")
     add_allow_dirty(p)
+    p.add_argument("--rescore", action="store_true",
+                   help="score every record whose key differs from today's only by the scoring version again from "
+                        "its stored predictions (no retraining), then re-render the tables; refuses any other "
+                        "stale record")
+    p.add_argument("--dry-run", action="store_true", help="with --rescore: print old -> new, write nothing")
     p.add_argument("--verify", action="store_true",
                    help="rerun the current records (use --approach / --only to choose; deterministic ones) "
                         "and fail if a number moved under the same run key")
@@ -206,7 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.verify:
         return verify(points, root)
-    check_clean_tree(root, args.allow_dirty)  # a ConfigError: one line, exit 2 (before any work)
+    if args.dry_run and not args.rescore:
+        raise ConfigError("--dry-run goes with --rescore", fix="add --rescore (or --status to list without training)")
+    check_clean_tree(root, args.allow_dirty or args.dry_run)  # a ConfigError: one line, exit 2 (before any work)
+    if args.rescore:
+        return rescore(root, runner.command_as_typed([str(SCRIPT), *argv]), dry_run=args.dry_run, only=args.only,
+                       approaches=args.approach)
     todo: list[Point] = []
     for point, c in zip(points, currencies(points, root)):
         if not args.force and c.current:
