@@ -61,8 +61,10 @@ def test_every_registered_approach_declares_a_known_class():
     from skinbench import provenance
 
     classes = {name: provenance.reproducibility(name)["class"] for name in info.approaches_for("task1")}
-    assert classes["bovw"] == classes["majority"] == "bitwise"
+    assert classes["majority"] == classes["stratified"] == "bitwise"
     assert classes["cnn-scratch"] == classes["transfer-mobilenetv2-finetune"] == "bitwise-same-cpu"
+    # BLAS-backed k-means and SVM: measured to move across CPUs (AMD EPYC -> Intel Xeon, up to 3.6e-4)
+    assert classes["bovw"] == classes["bovw-dense"] == "bitwise-same-cpu"
 
 
 @pytest.mark.parametrize("flags, isa", [("fpu sse2 avx avx2 avx512f avx512bw", "AVX-512"), ("fpu sse2 avx avx2", "AVX2"),
