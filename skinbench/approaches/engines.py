@@ -7,10 +7,11 @@ and the same MobileNetV2 forward pass runs at different speeds in different engi
 stays in TensorFlow; only the forward passes of a fixed model go through :func:`compiled`.
 
 Conversion: tf2onnx, once per (architecture, weights): the ``.onnx`` file is cached by content under
-``<cache>/onnx_models/`` (key: the model's configuration, a digest of its weights, the input signature,
-the opset, tf2onnx's version and :data:`CONVERT_VERSION`), so a rerun, or the next call with the same
-weights, loads it instead of converting again. A model tf2onnx cannot convert runs on TensorFlow, said
-once on stderr.
+``<cache>/onnx_models/`` (key: the model's configuration with its layer names numbered (:func:`architecture`),
+a digest of its weights, the input signature, the opset, tf2onnx's version and :data:`CONVERT_VERSION`),
+so a rerun, or the next call with the same weights, loads it instead of converting again. A model tf2onnx
+cannot convert runs on TensorFlow, said once on stderr (its cached values still carry the engine's tag:
+a TensorFlow value in an ONNX Runtime slot, never the reverse).
 
 Engine: ``$SKINBENCH_ENGINE`` = ``auto`` (default: ONNX Runtime when it and tf2onnx are installed, else
 TensorFlow, said once), ``onnxruntime`` (a ConfigError if it is missing) or ``tensorflow`` (the traced
@@ -221,6 +222,10 @@ def onnx_runner(model: Any) -> Runner | None:
     if session is None:
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # idle threads sleep instead of spinning: on 2 shared cores (tf.data's decoding threads, other
+        # processes, Dask workers) spinning threads took the cores the work needed; measured, MobileNetV2
+        # images per CPU-second 110 without spinning against 79 with it (OpenVINO f32: 102)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         _sessions.clear()  # one model at a time: a session holds its weights
         _sessions[str(path)] = session
