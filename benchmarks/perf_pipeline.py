@@ -131,9 +131,11 @@ def measure_backbone_pipeline(n: int, image_dir: str | None) -> dict:
     forward = engines.compiled(model)  # the engine extract_features runs on
     for batch in tfdata.image_dataset(warm, (224, 224), batch_size=BATCH):
         np.asarray(forward(batch))
+    cpu = time.process_time()
     fed = _timed(lambda: [np.asarray(forward(b)) for b in tfdata.image_dataset(paths, (224, 224), batch_size=BATCH)])
+    cpu = time.process_time() - cpu
     return {"images": n, "seconds": secs, "images_per_s": n / secs, "batch_size": BATCH,
-            "fed_images_per_s": n / fed, "engine": engines.engine(), **_devices()}
+            "fed_images_per_s": n / fed, "fed_images_per_cpu_s": n / cpu, "engine": engines.engine(), **_devices()}
 
 
 def measure_backbone_raw(n: int, image_dir: str | None) -> dict:
@@ -146,9 +148,11 @@ def measure_backbone_raw(n: int, image_dir: str | None) -> dict:
     x = np.random.default_rng(SEED).uniform(0, 255, (BATCH, 224, 224, 3)).astype(np.float32)
     np.asarray(forward(x))  # trace / convert + warm-up
     batches = max(1, n // BATCH)
+    cpu = time.process_time()
     secs = _timed(lambda: [np.asarray(forward(x)) for _ in range(batches)])
+    cpu = time.process_time() - cpu
     return {"images": batches * BATCH, "seconds": secs, "images_per_s": batches * BATCH / secs,
-            "batch_size": BATCH, "engine": engines.engine(), **_devices()}
+            "images_per_cpu_s": batches * BATCH / cpu, "batch_size": BATCH, "engine": engines.engine(), **_devices()}
 
 
 def _real_batch(n: int, image_dir: str | None, size: int) -> np.ndarray:
@@ -529,7 +533,11 @@ def _markdown(payload: dict) -> str:
         lines += [f"MobileNetV2 on {p.get('engine', 'tensorflow')}: raw forward {m['backbone_raw']['images_per_s']:.1f} img/s; "
                   f"tf.data pipeline feeding the built model {p['fed_images_per_s']:.1f} img/s, ratio **{ratio:.2f}** "
                   f"(1.0 = the pipeline keeps the model fully fed); `extract_features` end to end (model build and "
-                  f"cache writes included) {p['images_per_s']:.1f} img/s, ratio {payload['extract_features_to_raw_ratio']:.2f}.", ""]
+                  f"cache writes included) {p['images_per_s']:.1f} img/s, ratio {payload['extract_features_to_raw_ratio']:.2f}."
+                  + (f" Per CPU-second (less sensitive to other processes): fed {p['fed_images_per_cpu_s']:.1f}, raw "
+                     f"{m['backbone_raw']['images_per_cpu_s']:.1f}, ratio "
+                     f"{p['fed_images_per_cpu_s'] / m['backbone_raw']['images_per_cpu_s']:.2f}."
+                     if "fed_images_per_cpu_s" in p and "images_per_cpu_s" in m["backbone_raw"] else ""), ""]
     fastest = payload.get("pipeline_to_fastest_engine")
     if fastest is not None:
         lines += [f"`extract_features` end to end against the fastest raw engine ({eng['fastest']}, "
