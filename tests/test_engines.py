@@ -90,7 +90,7 @@ def _transfer_run(tmp_path, weights, engine: str, monkeypatch) -> dict:
     return json.loads(next(results.glob("runs/task1/*/transfer-mobilenetv2-logreg.json")).read_text())
 
 
-def test_cli_runs_on_onnxruntime_with_its_own_cache_and_the_same_key(mobilenet32_weights, tmp_path, monkeypatch):
+def test_cli_runs_on_onnxruntime_with_its_own_cache_and_its_own_key(mobilenet32_weights, tmp_path, monkeypatch):
     on_tf = _transfer_run(tmp_path, mobilenet32_weights, "tensorflow", monkeypatch)
     assert not (tmp_path / "cache" / "onnx_models").exists()
     on_onnx = _transfer_run(tmp_path, mobilenet32_weights, "onnxruntime", monkeypatch)
@@ -98,7 +98,9 @@ def test_cli_runs_on_onnxruntime_with_its_own_cache_and_the_same_key(mobilenet32
     # the engines are not declared equivalent: ONNX Runtime never reads TensorFlow's cached features
     assert on_tf["timings"]["cache"]["transfer_features"]["misses"] > 0
     assert on_onnx["timings"]["cache"]["transfer_features"] == on_tf["timings"]["cache"]["transfer_features"]
-    assert on_onnx["run_key"] == on_tf["run_key"]  # no version moved: whether records move is the lead's call
+    # not declared equivalent: an ONNX Runtime record is keyed apart, never current for a TensorFlow one
+    assert on_onnx["key_inputs"]["engine"] == "onnxruntime" and "engine" not in on_tf["key_inputs"]
+    assert on_onnx["run_key"] != on_tf["run_key"]
     # close, not equal: measured 1.6e-5 here; a refitted head amplifies the forward pass's rounding
     assert 0 < engines.difference(on_onnx["predictions"]["scores"], on_tf["predictions"]["scores"]) <= 1e-3
 
@@ -110,7 +112,7 @@ def test_cli_unknown_engine_is_one_line_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "skinbench: error: SKINBENCH_ENGINE='tensorrt' is not an inference engine Fix: set SKINBENCH_ENGINE to "
-        "one of: auto, onnxruntime, tensorflow (or leave it unset: auto)"]
+        "one of: auto, onnxruntime, tensorflow (or leave it unset: tensorflow)"]
 
 
 def test_missing_runtime_falls_back_to_tensorflow_with_one_line(mobilenet32_weights, tmp_path, monkeypatch, capsys):

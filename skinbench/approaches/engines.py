@@ -13,9 +13,12 @@ so a rerun, or the next call with the same weights, loads it instead of converti
 cannot convert runs on TensorFlow, said once on stderr (its cached values still carry the engine's tag:
 a TensorFlow value in an ONNX Runtime slot, never the reverse).
 
-Engine: ``$SKINBENCH_ENGINE`` = ``auto`` (default: ONNX Runtime when it and tf2onnx are installed, else
-TensorFlow, said once), ``onnxruntime`` (a ConfigError if it is missing) or ``tensorflow`` (the traced
-``tf.function`` of :func:`skinbench.approaches.tfdata.compiled`, bit for bit what ran before).
+Engine: ``$SKINBENCH_ENGINE`` = ``tensorflow`` (the default: the traced ``tf.function`` of
+:func:`skinbench.approaches.tfdata.compiled`, bit for bit what made the committed deep rows),
+``onnxruntime`` (a ConfigError if it is missing) or ``auto`` (ONNX Runtime when it and tf2onnx are
+installed, else TensorFlow, said once). A run on ONNX Runtime carries ``engine`` in its run key
+(:func:`key_input`), so its records are never taken for the TensorFlow-made ones; the default moves to
+ONNX Runtime when the deep rows are regenerated on it.
 
 Not declared equivalent: ONNX Runtime's forward pass agrees with TensorFlow's within :data:`TOLERANCE`,
 but a head trained on its features moves further (measured on real images, issue 33: task1
@@ -46,6 +49,8 @@ from skinbench.paths import cache_dir
 #: the environment variable choosing the engine, and what it takes
 ENGINE_ENV = "SKINBENCH_ENGINE"
 ENGINES = ("auto", "onnxruntime", "tensorflow")
+#: unset means this: the committed deep rows were made on TensorFlow and the engines are not equivalent
+DEFAULT = "tensorflow"
 #: bump when the conversion changes (its options, the graph handed to tf2onnx): new files are converted
 CONVERT_VERSION = "onnx-convert-1"
 #: the ONNX opset the models are converted to
@@ -62,10 +67,10 @@ _sessions: dict[str, Any] = {}
 def setting() -> str:
     """``$SKINBENCH_ENGINE`` checked, importing no engine: the CLI calls it before any work, so a typo is
     one line at once rather than after the data loaded."""
-    asked = os.environ.get(ENGINE_ENV, "").strip().lower() or "auto"
+    asked = os.environ.get(ENGINE_ENV, "").strip().lower() or DEFAULT
     if asked not in ENGINES:
         raise ConfigError(f"{ENGINE_ENV}={asked!r} is not an inference engine",
-                          fix=f"set {ENGINE_ENV} to one of: {', '.join(ENGINES)} (or leave it unset: auto)")
+                          fix=f"set {ENGINE_ENV} to one of: {', '.join(ENGINES)} (or leave it unset: {DEFAULT})")
     return asked
 
 
@@ -84,6 +89,15 @@ def engine() -> str:
     show.note(f"{missing} is not installed: inference runs on TensorFlow, slower "
               "(pip install onnxruntime tf2onnx)")
     return "tensorflow"
+
+
+def key_input() -> str | None:
+    """What a deep run's key adds for its engine: None on TensorFlow (every key made before the engines
+    stays what it was), the engine's name otherwise. Cheap on the default: no runtime is imported."""
+    if setting() == "tensorflow":
+        return None
+    name = engine()
+    return None if name == "tensorflow" else name
 
 
 def cache_tag() -> list[str]:
