@@ -8,7 +8,11 @@ BoVW encoding (``BoVWClassifier.transform`` on images the fit never saw, then ag
 cache = encoding alone), MobileNetV2 features through the tf.data pipeline (``transfer.extract_features``)
 next to the same model's raw forward pass on in-memory tensors (the ratio shows how well the pipeline
 feeds the model), and U-Net training steps per second (tiny and default width, and the MobileNetV2
-U-Net). Devices are detected, so the same script runs unchanged on a GPU machine.
+U-Net). ``backbone_engines`` runs MobileNetV2 on every inference engine side by side in one process
+(TensorFlow's tf.function, predict_on_batch and XLA, ONNX Runtime as the package runs it, OpenVINO f32 where
+installed) and the report sets ``extract_features`` end to end against the fastest of them;
+``seg_predict`` does the same for segmenter prediction. Devices are detected, so the same script runs
+unchanged on a GPU machine.
 Writes ``<results>/perf/pipeline.json`` and ``pipeline.md`` with the machine and software versions.
 
 Images are a seeded sample of HAM10000 (200x150 JPEGs, lesion masks) via the dataset adapter;
@@ -35,7 +39,8 @@ SEED = 0
 #: (full, quick) number of images / steps per measurement
 SIZES = {
     "decode_224": (2000, 200), "decode_128": (2000, 200), "sift_bovw": (300, 40),
-    "backbone_pipeline": (1000, 96), "backbone_raw": (1000, 96), "backbone_engines": (640, 96),
+    "backbone_pipeline": (1000, 96), "backbone_raw": (1000, 96), "backbone_engines": (256, 64),
+    "seg_predict": (256, 64),
     "activations": (640, 96), "top_blocks": (40, 8), "end_to_end_160": (20, 4),
     "unet_tiny": (40, 8), "unet_default": (40, 8), "mobilenet_unet": (40, 8), "ynet": (40, 8),
     "fpn": (40, 8), "mobilenet_unet_finetune": (30, 6), "mobilenet_unet_5attr_192": (30, 6),
@@ -120,69 +125,134 @@ def measure_backbone_pipeline(n: int, image_dir: str | None) -> dict:
 
     from skinbench.approaches import tfdata
 
+    from skinbench.approaches import engines
+
     model = transfer.feature_model("mobilenet_v2", "imagenet", 224)
-    forward = tf.function(lambda x: model(x, training=False))
+    forward = engines.compiled(model)  # the engine extract_features runs on
     for batch in tfdata.image_dataset(warm, (224, 224), batch_size=BATCH):
-        forward(batch).numpy()
-    fed = _timed(lambda: [forward(b).numpy() for b in tfdata.image_dataset(paths, (224, 224), batch_size=BATCH)])
+        np.asarray(forward(batch))
+    cpu = time.process_time()
+    fed = _timed(lambda: [np.asarray(forward(b)) for b in tfdata.image_dataset(paths, (224, 224), batch_size=BATCH)])
+    cpu = time.process_time() - cpu
     return {"images": n, "seconds": secs, "images_per_s": n / secs, "batch_size": BATCH,
-            "fed_images_per_s": n / fed, **_devices()}
+            "fed_images_per_s": n / fed, "fed_images_per_cpu_s": n / cpu, "engine": engines.engine(), **_devices()}
 
 
 def measure_backbone_raw(n: int, image_dir: str | None) -> dict:
-    """The same feature model on in-memory float tensors: no decoding, no resizing, no cache."""
-    import tensorflow as tf
-
-    from skinbench.approaches import transfer
+    """The same feature model on the package's engine (``engines.compiled``), on in-memory float tensors: no
+    decoding, no resizing, no cache."""
+    from skinbench.approaches import engines, transfer
 
     model = transfer.feature_model("mobilenet_v2", "imagenet", 224)
-    forward = tf.function(lambda x: model(x, training=False))
-    x = tf.constant(np.random.default_rng(SEED).uniform(0, 255, (BATCH, 224, 224, 3)).astype(np.float32))
-    forward(x).numpy()  # trace + warm-up
+    forward = engines.compiled(model)
+    x = np.random.default_rng(SEED).uniform(0, 255, (BATCH, 224, 224, 3)).astype(np.float32)
+    np.asarray(forward(x))  # trace / convert + warm-up
     batches = max(1, n // BATCH)
-    secs = _timed(lambda: [forward(x).numpy() for _ in range(batches)])
+    cpu = time.process_time()
+    secs = _timed(lambda: [np.asarray(forward(x)) for _ in range(batches)])
+    cpu = time.process_time() - cpu
     return {"images": batches * BATCH, "seconds": secs, "images_per_s": batches * BATCH / secs,
-            "batch_size": BATCH, **_devices()}
+            "images_per_cpu_s": batches * BATCH / cpu, "batch_size": BATCH, "engine": engines.engine(), **_devices()}
+
+
+def _real_batch(n: int, image_dir: str | None, size: int) -> np.ndarray:
+    """n real sample images decoded and resized in memory (float32 NHWC, 0..255)."""
+    from skinbench.data.images import read_image
+
+    paths, _ = sample_paths(n, image_dir)
+    return np.stack([read_image(p, size=(size, size)) for p in paths]).astype(np.float32)
+
+
+def _engine_rates(engines_: dict[str, Callable[[np.ndarray], Any]], x: np.ndarray, rounds: int = 3) -> dict:
+    """Images/s of each engine over ``x`` in batches of BATCH, best of ``rounds`` rounds taken in turn (a
+    shared machine's load hits every engine alike), and each engine's difference from the first one's
+    outputs (``engines.difference``)."""
+    from skinbench.approaches import engines as eng
+
+    ref = None
+    out: dict[str, Any] = {"rates": {}, "difference_from_tensorflow": {}}
+    for label, call in engines_.items():
+        got = np.concatenate([np.asarray(call(x[i:i + BATCH]), np.float32) for i in range(0, len(x), BATCH)])
+        ref = got if ref is None else ref
+        out["difference_from_tensorflow"][label] = eng.difference(got, ref)
+    best = {label: 0.0 for label in engines_}
+    cpu = {label: 0.0 for label in engines_}
+    for _ in range(rounds):
+        for label, call in engines_.items():
+            cpu_start = time.process_time()
+            secs = _timed(lambda: [call(x[i:i + BATCH]) for i in range(0, len(x), BATCH)])
+            best[label] = max(best[label], len(x) / secs)
+            cpu[label] = max(cpu[label], len(x) / max(time.process_time() - cpu_start, 1e-9))
+    out["rates"] = {k: round(v, 1) for k, v in best.items()}
+    # images per CPU-second of this process (every thread): what a loaded machine's cores pay, less
+    # sensitive to other processes than wall time
+    out["images_per_cpu_s"] = {k: round(v, 1) for k, v in cpu.items()}
+    return out
 
 
 def measure_backbone_engines(n: int, image_dir: str | None) -> dict:
-    """One in-memory batch through three engines: Keras ``predict_on_batch``, the traced ``tf.function``
-    the package uses (``tfdata.compiled``), and ONNX Runtime where it is installed."""
+    """MobileNetV2 features (224 px, ImageNet) on n real images in memory, batch 32, side by side in one
+    process: the traced ``tf.function`` (the TensorFlow engine), Keras ``predict_on_batch``, XLA
+    (``jit_compile``), ONNX Runtime as the package runs it (``engines.onnx_runner``: tf2onnx file, cached)
+    and OpenVINO at float32 where installed (its default on AMX CPUs is bfloat16, which moves features by
+    ~1e-1: not the same numbers)."""
     import tensorflow as tf
 
+    from skinbench.approaches import engines as eng
     from skinbench.approaches import tfdata, transfer
 
     model = transfer.feature_model("mobilenet_v2", "imagenet", 224)
-    x = np.random.default_rng(SEED).uniform(0, 255, (BATCH, 224, 224, 3)).astype(np.float32)
-    batches = max(1, n // BATCH)
+    x = _real_batch(n, image_dir, 224)
     compiled = tfdata.compiled(model)
-    engines: dict[str, Callable[[], Any]] = {
-        "predict_on_batch": lambda: model.predict_on_batch(x),
-        "tf.function (tfdata.compiled)": lambda: compiled(tf.constant(x)).numpy(),
+    spec = tf.TensorSpec((None, 224, 224, 3), tf.float32)
+    xla = tf.function(lambda v: model(v, training=False), input_signature=[spec], jit_compile=True)
+    calls: dict[str, Callable[[np.ndarray], Any]] = {
+        "tensorflow (tf.function)": lambda b: compiled(tf.constant(b)).numpy(),
+        "tensorflow predict_on_batch": lambda b: model.predict_on_batch(b),
     }
+    # XLA compiles per batch shape and ran at 3-5 img/s here (a 20th of the others): timed once, on two
+    # batches, beside the rounds rather than in them
+    xla(tf.constant(x[:BATCH])).numpy()
+    notes: dict[str, Any] = {"tensorflow XLA (jit_compile)": round(2 * BATCH / _timed(
+        lambda: [xla(tf.constant(x[i:i + BATCH])).numpy() for i in (0, BATCH)]), 1)}
+    start = time.perf_counter()
+    runner = eng.onnx_runner(model)
+    notes["onnx_conversion_s"] = round(time.perf_counter() - start, 2)
+    if runner is not None:
+        calls["onnxruntime"] = runner
     try:
-        import onnxruntime as ort
-        import tf2onnx
+        import openvino as ov
 
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((None, 224, 224, 3), tf.float32,
-                                                                                    name="images"),), opset=13)
-        session = ort.InferenceSession(proto.SerializeToString())
-        name = session.get_inputs()[0].name
-        engines["onnxruntime_"] = lambda: session.run(None, {name: x})
-    except ImportError as err:
-        onnx_note = f"not measured: {err.name} is not installed (pip install onnxruntime tf2onnx)"
-    else:
-        onnx_note = ""
-    out = {"batch_size": BATCH, "images": batches * BATCH, "onnxruntime": onnx_note or "measured", **_devices()}
-    for label, call in engines.items():
-        call()  # trace / warm-up
-        secs = _timed(lambda: [call() for _ in range(batches)])
-        out[label] = round(batches * BATCH / secs, 1)
-    if "onnxruntime_" in out:
-        out["onnxruntime"] = out.pop("onnxruntime_")
-    out["images_per_s"] = out["tf.function (tfdata.compiled)"]
-    out["compiled_to_predict_on_batch"] = round(out["tf.function (tfdata.compiled)"] / out["predict_on_batch"], 2)
-    return out
+        compiled_ov = ov.Core().compile_model(ov.convert_model(model, input=[-1, 224, 224, 3]), "CPU",
+                                              {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+        calls["openvino (f32)"] = lambda b: compiled_ov(b)[0]
+    except ImportError:
+        notes["openvino"] = "not installed"
+    result = _engine_rates(calls, x)
+    rates = result["rates"]
+    fastest = max(rates, key=rates.get)
+    return {"batch_size": BATCH, "images": n, **result, **notes, "fastest": fastest,
+            "images_per_s": rates[fastest], "package_engine": eng.engine(), **_devices()}
+
+
+def measure_seg_predict(n: int, image_dir: str | None) -> dict:
+    """Segmenter prediction's forward pass: the MobileNetV2 U-Net (128 px, ImageNet encoder) on n real
+    images in memory, Keras ``predict`` (what ran before) against ``engines.predict`` (the package's)."""
+    from skinbench.approaches import engines as eng
+    from skinbench.approaches.ynet import build_mobilenet_unet
+
+    model = build_mobilenet_unet(UNET_SIZE)
+    x = _real_batch(n, image_dir, UNET_SIZE)
+    start = time.perf_counter()
+    eng.predict(model, x[:BATCH], BATCH)  # conversion (cached by content afterwards)
+    first = time.perf_counter() - start
+    calls = {"tensorflow (Keras predict)": lambda b: model.predict(b, batch_size=BATCH, verbose=0),
+             f"engines.predict ({eng.engine()})": lambda b: eng.predict(model, b, BATCH)}
+    result = _engine_rates(calls, x)
+    rates = result["rates"]
+    fastest = max(rates, key=rates.get)
+    return {"batch_size": BATCH, "images": n, "input_size": UNET_SIZE, **result, "first_call_s": round(first, 2),
+            "fastest": fastest, "images_per_s": rates[fastest], **_devices()}
 
 
 def _partial_models(size: int):
@@ -352,8 +422,10 @@ MEASURES: dict[str, tuple[str, Callable[[int, str | None], dict]]] = {
     "backbone_pipeline": ("MobileNetV2 features via tf.data (extract_features: build, decode, forward, cache)",
                           measure_backbone_pipeline),
     "backbone_raw": ("MobileNetV2 raw forward, in-memory tensors", measure_backbone_raw),
-    "backbone_engines": ("MobileNetV2 forward by engine: predict_on_batch, tf.function, ONNX Runtime",
-                         measure_backbone_engines),
+    "backbone_engines": ("MobileNetV2 forward by engine, real images in memory: TensorFlow (tf.function, "
+                         "predict_on_batch, XLA), ONNX Runtime, OpenVINO f32", measure_backbone_engines),
+    "seg_predict": ("MobileNetV2 U-Net forward (128 px) for segmenter prediction: Keras predict vs the package's "
+                    "engine", measure_seg_predict),
     "activations": ("MobileNetV2 activations below block_13 into the float16 store (partial fine-tuning)",
                     measure_activations),
     "top_blocks": ("MobileNetV2 blocks 13-16 + head training steps on cached activations (224 px)",
@@ -445,18 +517,32 @@ def _markdown(payload: dict) -> str:
              "included; SIFT worker processes are counted separately in the JSON).", "",
              "| stage | what | throughput | n | peak RSS MB |", "|---|---|---|---|---|", *rows, ""]
     eng = m.get("backbone_engines", {})
-    if eng.get("status") == "ok":
-        lines += [f"MobileNetV2 forward by engine (batch {eng['batch_size']}, in-memory): predict_on_batch "
-                  f"{eng['predict_on_batch']:.1f} img/s; traced tf.function (what extraction and prediction use) "
-                  f"{eng['tf.function (tfdata.compiled)']:.1f} img/s ({eng['compiled_to_predict_on_batch']:.2f}x); "
-                  + (f"ONNX Runtime {eng['onnxruntime']:.1f} img/s." if isinstance(eng.get("onnxruntime"), float)
-                     else f"ONNX Runtime {eng.get('onnxruntime')}."), ""]
+    if eng.get("status") == "ok" and "rates" in eng:
+        rates = ", ".join(f"{k} {v:.1f} img/s ({eng['images_per_cpu_s'][k]:.1f} per CPU-second; difference "
+                          f"{eng['difference_from_tensorflow'][k]:.1e})" for k, v in eng["rates"].items())
+        lines += [f"MobileNetV2 forward by engine ({eng['images']} real images in memory, batch {eng['batch_size']}, "
+                  f"best of 3 rounds taken in turn): {rates}; TensorFlow XLA (jit_compile) "
+                  f"{eng.get('tensorflow XLA (jit_compile)', '?')} img/s. Fastest: **{eng['fastest']}**; the package runs "
+                  f"{eng['package_engine']} (ONNX conversion {eng.get('onnx_conversion_s', '?')} s, once per weights).", ""]
+    seg = m.get("seg_predict", {})
+    if seg.get("status") == "ok":
+        lines += ["Segmenter forward (MobileNetV2 U-Net, " + ", ".join(f"{k} {v:.1f} img/s" for k, v in seg["rates"].items())
+                  + f"; first call with conversion {seg['first_call_s']} s).", ""]
     if ratio is not None:
         p = m["backbone_pipeline"]
-        lines += [f"MobileNetV2: raw forward {m['backbone_raw']['images_per_s']:.1f} img/s; tf.data pipeline feeding "
-                  f"the built model {p['fed_images_per_s']:.1f} img/s, ratio **{ratio:.2f}** (1.0 = the pipeline keeps "
-                  f"the model fully fed); `extract_features` end to end (model build and cache writes included) "
-                  f"{p['images_per_s']:.1f} img/s, ratio {payload['extract_features_to_raw_ratio']:.2f}.", ""]
+        lines += [f"MobileNetV2 on {p.get('engine', 'tensorflow')}: raw forward {m['backbone_raw']['images_per_s']:.1f} img/s; "
+                  f"tf.data pipeline feeding the built model {p['fed_images_per_s']:.1f} img/s, ratio **{ratio:.2f}** "
+                  f"(1.0 = the pipeline keeps the model fully fed); `extract_features` end to end (model build and "
+                  f"cache writes included) {p['images_per_s']:.1f} img/s, ratio {payload['extract_features_to_raw_ratio']:.2f}."
+                  + (f" Per CPU-second (less sensitive to other processes): fed {p['fed_images_per_cpu_s']:.1f}, raw "
+                     f"{m['backbone_raw']['images_per_cpu_s']:.1f}, ratio "
+                     f"{p['fed_images_per_cpu_s'] / m['backbone_raw']['images_per_cpu_s']:.2f}."
+                     if "fed_images_per_cpu_s" in p and "images_per_cpu_s" in m["backbone_raw"] else ""), ""]
+    fastest = payload.get("pipeline_to_fastest_engine")
+    if fastest is not None:
+        lines += [f"`extract_features` end to end against the fastest raw engine ({eng['fastest']}, "
+                  f"{eng['images_per_s']:.1f} img/s): **{fastest:.2f}x** (target >= 0.8x; the tf.data feed alone: "
+                  f"{payload['fed_to_fastest_engine']:.2f}x).", ""]
     if m.get("sift_bovw", {}).get("status") == "ok":
         s = m["sift_bovw"]
         lines += [f"SIFT: {s['descriptors_per_image']:.0f} descriptors per image at {s['image_size']} px, "
@@ -511,6 +597,10 @@ def main(argv: list[str] | None = None) -> int:
     if pipe.get("status") == "ok" and raw.get("status") == "ok":
         payload["pipeline_to_raw_ratio"] = pipe["fed_images_per_s"] / raw["images_per_s"]
         payload["extract_features_to_raw_ratio"] = pipe["images_per_s"] / raw["images_per_s"]
+    engines_ = measurements.get("backbone_engines", {})
+    if pipe.get("status") == "ok" and engines_.get("status") == "ok" and "rates" in engines_:
+        payload["pipeline_to_fastest_engine"] = pipe["images_per_s"] / engines_["images_per_s"]
+        payload["fed_to_fastest_engine"] = pipe["fed_images_per_s"] / engines_["images_per_s"]
     for path in write_outputs(root / "perf", "pipeline", payload, _markdown(payload)):
         print(f"wrote {path}", file=sys.stderr)
     return 1 if any(r["status"] != "ok" for r in measurements.values()) else 0

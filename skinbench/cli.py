@@ -697,6 +697,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     args.command_line = _command_line(argv)
     try:
+        from skinbench.approaches import engines  # light: imports no engine
+
+        engines.setting()
         _adhoc_approaches(args)
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit

@@ -358,7 +358,7 @@ def fitted_model(spec: RunSpec, train: Dataset, manifest_digest: str | Dataset, 
     fitted now (:func:`skinbench.runner.fit_estimator`, as a run fits) and stored. ``manifest_digest``: the
     training data's digest, or the loaded Dataset (as :func:`skinbench.results.currency.check` takes it).
     ``target``: the segmentation target it predicts (part of the stored model's key; ``trained``: every
-    target of a multi-output model). Returns (estimator, {"run_key", "reused", "stored", "fit_s", "cache"},
+    target of a multi-output model). Returns (estimator, {"run_key", "reused", "stored", "fit_s", "fit_cpu_s", "cache"},
     plus "store_error" when a stored model could not be loaded or the fitted one stored)."""
     inputs = (provenance.key_inputs(spec, manifest_digest) if isinstance(manifest_digest, str)
               else provenance.dataset_key_inputs(spec, manifest_digest))
@@ -366,14 +366,16 @@ def fitted_model(spec: RunSpec, train: Dataset, manifest_digest: str | Dataset, 
     store = store or ModelStore()
     est = store.get(key)
     if est is not None:
-        return est, {"run_key": key, "reused": True, "stored": True, "fit_s": 0.0, "cache": {}}
+        return est, {"run_key": key, "reused": True, "stored": True, "fit_s": 0.0, "fit_cpu_s": 0.0, "cache": {}}
     tinfo, ainfo, _ = runner.resolve(spec.task, spec.approach, spec.dataset)
+    cpu0 = runner.cpu_seconds()
     est, fit_s, cache_use = runner.fit_estimator(tinfo, ainfo, spec, train, target, trained)
+    fit_cpu = runner.cpu_seconds() - cpu0
     load_error = store.errors.pop(key, None)
     stored = store.put(key, est)
     error = "; ".join(e for e in (load_error, store.errors.pop(key, None)) if e)
-    return est, {"run_key": key, "reused": False, "stored": stored, "fit_s": round(fit_s, 3), "cache": cache_use,
-                 **({"store_error": error} if error else {})}
+    return est, {"run_key": key, "reused": False, "stored": stored, "fit_s": round(fit_s, 3), "fit_cpu_s": fit_cpu,
+                 "cache": cache_use, **({"store_error": error} if error else {})}
 
 
 # ------------------------------------------------------------------------------ the evaluation
@@ -423,19 +425,19 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
     if mismatch and warn is not None:
         warn(mismatch)
     est, model = fitted_model(spec, train, ds, store, target, trained)
-    fit_s, cache_use = model.pop("fit_s"), model.pop("cache")
+    fit_s, fit_cpu, cache_use = model.pop("fit_s"), model.pop("fit_cpu_s"), model.pop("cache")
     model["fit_s"] = fit_s  # as it always was in extras.model; timings say it too, beside the cache look-ups
     if segmentation:
         scorer = Scorer(scored, spec.n_boot, spec.seed)
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), runner.cpu_seconds()
         mask_scores = scorer.score_masks(target, est.predict_proba(scored.paths))
-        predict_s = time.perf_counter() - start
+        predict_s, predict_cpu = time.perf_counter() - start, runner.cpu_seconds() - cpu0
         fields, eval_s = runner.timed(scorer.segmentation, mask_scores)
         about: dict[str, Any] = {}
     else:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), runner.cpu_seconds()
         proba = np.asarray(est.predict_proba(scored.paths), dtype=float)
-        predict_s = time.perf_counter() - start
+        predict_s, predict_cpu = time.perf_counter() - start, runner.cpu_seconds() - cpu0
         scores = full_columns(proba, est.classes_, len(train.class_names))
         scorer = Scorer(scored, spec.n_boot, spec.seed, y=y, class_names=train.class_names,
                         positive_class=train.positive_class)
@@ -458,7 +460,8 @@ def cross_evaluate(spec: RunSpec, test: Dataset, *, data_root: str | os.PathLike
                                   "test_split": test.extra.get("split", "all"), "overlap": counts, **about,
                                   "geometry": shapes, "model": model},
                           timings={"fit_s": fit_s, "predict_s": predict_s, "evaluate_s": eval_s,
-                                   "images_per_s_predict": len(scored) / max(predict_s, 1e-9), "cache": cache_use})
+                                   "images_per_s_predict": len(scored) / max(predict_s, 1e-9), "cache": cache_use,
+                                   **runner.cost_timings(fit_cpu, predict_cpu, predict_s, len(scored))})
     root = Path(results_root) if results_root is not None else None
     return write_record(record, path_of(record, root))
 

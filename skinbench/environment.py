@@ -216,6 +216,10 @@ def environment() -> dict:
         "tensorflow": _version("tensorflow-cpu", "tensorflow"),
         "keras": _version("keras"),
         "lock": lock_digest(),
+        # the inference engine's packages (skinbench.approaches.engines runs ONNX Runtime when both are here
+        # and $SKINBENCH_ENGINE is not "tensorflow")
+        "onnxruntime": _version("onnxruntime"),
+        "tf2onnx": _version("tf2onnx"),
     }
     if "cv2" in sys.modules:  # the version actually running wins over metadata
         versions["opencv"] = getattr(sys.modules["cv2"], "__version__", versions["opencv"])

@@ -169,6 +169,12 @@ def key_inputs(spec: RunSpec, manifest_digest: str, classes: list[str] | None = 
     }
     if classes:
         inputs["classes"] = list(classes)
+    if info.approach(spec.approach).family == "deep":
+        from skinbench.approaches import engines  # start-up cost: `list` keys no run
+
+        engine = engines.key_input()
+        if engine:  # not TensorFlow: not declared equivalent, so its records are keyed apart
+            inputs["engine"] = engine
     if spec.fraction is not None:
         from skinbench.data.splits import SUBSET_VERSION  # start-up cost, as contract_versions
 

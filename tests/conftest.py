@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic dataset for most tests, the real data when present."""
+"""Shared fixtures: a small synthetic dataset for most tests, the real data when present; inference on
+TensorFlow unless a test picks its engine."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ def _isolated_outputs(tmp_path_factory, monkeypatch):
     """Tests never write into the committed results/ or the user's cache."""
     monkeypatch.setenv("SKINBENCH_RESULTS", str(tmp_path_factory.mktemp("results")))
     monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    # Inference on TensorFlow: converting each test's freshly built model to ONNX would cost seconds per
+    # test. tests/test_engines.py runs ONNX Runtime against it, and `skinbench smoke` runs every approach
+    # on the default engine.
+    monkeypatch.setenv("SKINBENCH_ENGINE", "tensorflow")
 
 
 @pytest.fixture(autouse=True)

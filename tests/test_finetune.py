@@ -138,13 +138,14 @@ def test_partial_fit_caches_its_stages(synthetic_dataset, mobilenet32_weights, t
     def no_training(*a, **k):
         raise AssertionError("a finished stage was trained again")
 
-    monkeypatch.setattr(PartialFinetuneClassifier, "_fit_stage", no_training)
-    again = PartialFinetuneClassifier(weights=mobilenet32_weights, **PARTIAL, cache_dir=tmp_path, tta="auto")
-    np.testing.assert_allclose(again.fit(train.paths, train.y, train.groups).predict_proba(test.paths), first,
-                               atol=1e-5)
-    assert [s.get("cached") for s in again.stage_log_] == [True, True]
+    # (a context, not monkeypatch.undo(): that would also undo conftest's environment, the engine included)
+    with monkeypatch.context() as patch:
+        patch.setattr(PartialFinetuneClassifier, "_fit_stage", no_training)
+        again = PartialFinetuneClassifier(weights=mobilenet32_weights, **PARTIAL, cache_dir=tmp_path, tta="auto")
+        np.testing.assert_allclose(again.fit(train.paths, train.y, train.groups).predict_proba(test.paths), first,
+                                   atol=1e-5)
+        assert [s.get("cached") for s in again.stage_log_] == [True, True]
     # a longer schedule reuses the finished head stage and trains only the new one
-    monkeypatch.undo()
     longer = PartialFinetuneClassifier(weights=mobilenet32_weights, **{**PARTIAL, "stages": [("head", 1e-3, 2), ("top", 1e-3, 3)]},
                                 cache_dir=tmp_path)
     longer.fit(train.paths, train.y, train.groups)

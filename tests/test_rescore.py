@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from skinbench import provenance, runner
+from skinbench.errors import ConfigError
 from skinbench.provenance import RunSpec
 from skinbench.results.records import FLOAT_DECIMALS, RunRecord, dumps, load_records, read_record, write_record
 from skinbench.results.tables import build_tables
@@ -143,11 +144,11 @@ def test_rescore_refuses_a_record_stale_for_another_reason(old_results, capsys):
     assert RunRecord.from_file(path).metrics == stale.metrics and "rescored 0," in out
 
 
-def test_rescore_refuses_a_dirty_tree(old_results, monkeypatch, capsys):
+def test_rescore_refuses_a_dirty_tree(old_results, monkeypatch):
     root, fresh = old_results
     before = {p: p.read_bytes() for p in fresh}
     monkeypatch.setattr("skinbench.environment.code_is_dirty", lambda: True)
-    assert regenerate.main(["--rescore"]) == 2
-    err = capsys.readouterr().err
-    assert "uncommitted changes" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.delenv("SKINBENCH_ALLOW_DIRTY")  # conftest's escape for the other tests
+    with pytest.raises(ConfigError, match="uncommitted changes"):  # one line, exit 2 through run_script
+        regenerate.main(["--rescore"])
     assert {p: p.read_bytes() for p in fresh} == before

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from skinbench import progress as show
-from skinbench.approaches import backbones, tfdata
+from skinbench.approaches import backbones, engines, tfdata
 from skinbench.cache import atomic_write_bytes, make_key, note_cache
 from skinbench.paths import cache_dir
 
@@ -144,6 +144,8 @@ def open_store(*, backbone: str, weights: Any, size: int, cut: str | None, augme
     settings = {"backbone": backbone, "weights": backbones.weights_id(backbone, weights, size), "size": size,
                 "cut": backbones.resolve_cut(backbone, cut), "augment": augment.as_dict() if augment else None,
                 "view_seed": seed}
+    for tag in engines.cache_tag():  # TensorFlow's stores keep the settings they had before the engines
+        settings["engine"] = tag
     return ActivationStore(settings, shape, cache_dir)
 
 
@@ -159,7 +161,7 @@ def fill(store: ActivationStore, paths: Sequence[str], digests: Sequence[str], v
     note_cache("transfer_activations", False, len(todo))
     if not todo:
         return
-    infer = tfdata.compiled(model)
+    infer = engines.compiled(model)
     where = f"{store.settings.get('backbone', 'backbone')} activations (cut {store.settings.get('cut', '?')})"
     bar = show.Progress(len(todo), desc=where, unit="image", disable=not progress)
     for start in range(0, len(todo), SHARD_ROWS):

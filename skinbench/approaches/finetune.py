@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from skinbench.approaches import activations, backbones, tfdata
+from skinbench.approaches import activations, backbones, engines, tfdata
 from skinbench.approaches.transfer import (BestByMetric, Stage, TransferBase, as_proba, pool_layer, class_weights,
                                            full_model, head_layers, output_bias, selection_score, set_stage)
 from skinbench.cache import atomic_write_bytes, file_digest, make_key, note_cache
@@ -227,7 +227,7 @@ class PartialFinetuneClassifier(TransferBase):
             dropout=self.dropout, augment=aug.as_dict() if aug else None, views=views, view_seed=self.view_seed,
             train=d_tr, y_train=y[tr].tolist(), val=d_va, y_val=y[va].tolist(), class_weight=self.class_weight,
             bias_init=self.bias_init, batch_size=self.batch_size, patience=self.patience, metric=self._metric(),
-            random_state=self.random_state)
+            random_state=self.random_state, **{"engine": tag for tag in engines.cache_tag()})
         self.history_, self.stage_log_ = [], []
         cached: dict[str, Any] = {}
 
@@ -313,7 +313,7 @@ class PartialFinetuneClassifier(TransferBase):
 
 
     def _stage_head(self, models, d, y, tr, va, views, lr, epochs) -> tuple[dict, float, int]:
-        pooled = tfdata.compiled(models.pooled)
+        pooled = engines.compiled(models.pooled)
         f_tr = np.concatenate([tfdata.run_compiled(pooled, activations.iter_rows(d["store"], w)) for w in d["where_tr"]])
         f_va = tfdata.run_compiled(pooled, [d["act_va"][i:i + 256] for i in range(0, len(va), 256)])
         y_tr = np.tile(y[tr], len(views))

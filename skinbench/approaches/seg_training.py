@@ -19,6 +19,7 @@ import cv2
 import keras
 import numpy as np
 
+from skinbench.approaches import engines
 from skinbench.approaches.base import TF_TOLERANCE, KerasPickleMixin, PathSegmenter, check_allowed
 from skinbench.approaches.seg_checkpoints import (ValidationJaccard, fit_resumable, load_weights, signature,
                                                    training_summary)
@@ -203,7 +204,7 @@ class KerasSegmenter(KerasPickleMixin, PathSegmenter):
         """Per view (flips of :data:`tfdata.TTA_FLIPS`): maps of output ``output``, flipped back, and the
         class scores (None without a class head)."""
         for lr, ud in views:
-            out = self.model_.predict(_flip(x, lr, ud), batch_size=self.batch_size, verbose=0)
+            out = engines.predict(self.model_, _flip(x, lr, ud), self.batch_size)
             seg, cls = (out["seg"], out["cls"]) if isinstance(out, dict) else (out, None)
             yield _flip(seg[..., self.output], lr, ud), cls
 

@@ -53,8 +53,8 @@ TTA_MODES = ("none", "flips", "auto")
 def compiled(model, tta: bool = False):
     """``model`` as one traced ``tf.function`` over float batches (inference mode).
 
-    Faster than ``predict_on_batch`` here; ONNX Runtime measured faster still (``backbone_engines`` in
-    results/perf/pipeline.md) but needs tf2onnx conversion and two more dependencies, so it is not used yet.
+    Faster than ``predict_on_batch`` here. It is the TensorFlow engine of :func:`engines.compiled`, which the
+    package calls (ONNX Runtime by default, measured faster: ``backbone_engines`` in results/perf/pipeline.md).
     ``tta``: the mean over :data:`TTA_FLIPS` of the model's outputs, the flips run one after another (one
     graph holding all four would hold four sets of activations).
     """

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from skinbench import progress as show
-from skinbench.approaches import backbones, tfdata
+from skinbench.approaches import backbones, engines, tfdata
 from skinbench.approaches.base import (TF_TOLERANCE, KerasPickleMixin, PathClassifier, check_allowed, holdout_split,
                                       training_classes)
 from skinbench.cache import ArrayCache, file_digest, make_key
@@ -79,7 +79,7 @@ def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", we
     """Backbone features (len(views), n, d) float32; view 0 is the image itself, view v > 0 an augmented view.
 
     Cached per image and view by (file digest, backbone, weights id, size, pooling, augmentation, view,
-    CODE_VERSION). Random weights (``weights=None``) are never cached: each build differs.
+    CODE_VERSION, and the inference engine unless it is TensorFlow: ``engines.cache_tag``). Random weights (``weights=None``) are never cached: each build differs.
     ``model``: an already built :func:`feature_model` with the same settings, to reuse across calls.
     """
     import tensorflow as tf
@@ -94,9 +94,11 @@ def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", we
     cache = ArrayCache("transfer_features", cache_dir) if weights is not None else None
     aug_key = augment.as_dict() if augment is not None else None
 
+    tag = engines.cache_tag()
+
     def key(i: int, v: int) -> str:
         return make_key(digests[i], backbone, wid, size, pooling, aug_key if v else None, v, seed if v else 0,
-                        CODE_VERSION)
+                        CODE_VERSION, *tag)
 
     out: np.ndarray | None = None
     todo: dict[int, list[int]] = {}
@@ -111,7 +113,7 @@ def extract_features(paths: Sequence[str], *, backbone: str = "mobilenet_v2", we
             out[vi, i] = hit["f"]
     if todo:
         model = model or feature_model(backbone, weights, size, pooling)
-        infer = tfdata.compiled(model)
+        infer = engines.compiled(model)
         total = sum(len(ix) for ix in todo.values())
         bar = show.Progress(total, desc=f"{backbone} features", unit="image", disable=not progress)
         for vi, idx in todo.items():
@@ -385,7 +387,7 @@ class TransferBase(KerasPickleMixin, PathClassifier):
 
     def _image_proba(self, X: np.ndarray, tta: bool) -> np.ndarray:
         size = self.predict_size_
-        fn = tfdata.compiled(self.model_, tta=tta)
+        fn = engines.compiled(self.model_, tta=tta)
         return as_proba(tfdata.run_compiled(fn, tfdata.image_dataset(X, (size, size), batch_size=self.batch_size)))
 
 
