@@ -34,8 +34,7 @@ FAMILY_RANK = {f: i for i, f in enumerate(FAMILY_ORDER)}
 
 
 def _family(record: RunRecord) -> str:
-    name = record.approach
-    return info.APPROACHES[name].family if name in info.APPROACHES else record.family or "other"
+    return record.registered_family or "other"
 
 
 def _paired(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -299,6 +299,18 @@ def _rows(records: Iterable[RunRecord]) -> list[RunRecord]:
     return out
 
 
+def _hardest(per_image: dict[str, dict[str, Any]], score: str, k: int) -> list[dict[str, Any]]:
+    """The ``k`` entries most rows got wrong (ties: the lower mean ``score`` first), each family's list of
+    ``score`` values replaced by its mean (None where the family has no row): one ranking for both kinds."""
+    out = []
+    for entry in per_image.values():
+        means = {f: (float(np.mean(v)) if v else None) for f, v in entry[score].items()}
+        known = [v for v in means.values() if v is not None]
+        out.append({**entry, score: means, "order": (-entry["wrong"] / entry["rows"], float(np.mean(known)))})
+    out.sort(key=lambda e: e["order"])
+    return [{k2: v for k2, v in e.items() if k2 != "order"} for e in out[:k]]
+
+
 def hard_cases(records: Iterable[RunRecord], task: str, k: int = 12) -> list[dict[str, Any]]:
     """The ``k`` test images most classical and deep rows get wrong (ties: the lower mean probability of the
     true class first), each with its true label and each family's mean probability of the true class."""
@@ -310,20 +322,14 @@ def hard_cases(records: Iterable[RunRecord], task: str, k: int = 12) -> list[dic
         ids, y, scores = r.prediction_arrays()
         wrong = predict_labels(scores) != y
         names = r.class_names
-        family = info.APPROACHES[r.approach].family if r.approach in info.APPROACHES else r.family
+        family = r.registered_family
         for i, yi, w, p in zip(ids, y, wrong, scores[np.arange(len(y)), y]):
             entry = per_image.setdefault(i, {"image_id": str(i), "label": names[yi] if yi < len(names) else str(yi),
                                              "wrong": 0, "rows": 0, "p_true": {"classical": [], "deep": []}})
             entry["wrong"] += int(w)
             entry["rows"] += 1
             entry["p_true"][family].append(float(p))
-    out = []
-    for entry in per_image.values():
-        means = {f: (float(np.mean(v)) if v else None) for f, v in entry["p_true"].items()}
-        known = [v for v in means.values() if v is not None]
-        out.append({**entry, "p_true": means, "order": (-entry["wrong"] / entry["rows"], float(np.mean(known)))})
-    out.sort(key=lambda e: e["order"])
-    return [{k2: v for k2, v in e.items() if k2 != "order"} for e in out[:k]]
+    return _hardest(per_image, "p_true", k)
 
 
 def hard_segmentation_cases(records: Iterable[RunRecord], k: int = 12) -> list[dict[str, Any]]:
@@ -333,20 +339,14 @@ def hard_segmentation_cases(records: Iterable[RunRecord], k: int = 12) -> list[d
     for r in _rows(records):
         ids = np.asarray(r.predictions["image_id"], dtype=str)
         jac = per_image_scores(r.counts())["jaccard"]
-        family = info.APPROACHES[r.approach].family if r.approach in info.APPROACHES else r.family
+        family = r.registered_family
         for i, j in zip(ids, jac):
             entry = per_image.setdefault(i, {"image_id": str(i), "wrong": 0, "rows": 0,
                                              "jaccard": {"classical": [], "deep": []}})
             entry["wrong"] += int(j < HARD_JACCARD)
             entry["rows"] += 1
             entry["jaccard"][family].append(float(j))
-    out = []
-    for e in per_image.values():
-        means = {f: (float(np.mean(v)) if v else None) for f, v in e["jaccard"].items()}
-        known = [v for v in means.values() if v is not None]
-        out.append({**e, "jaccard": means, "order": (-e["wrong"] / e["rows"], float(np.mean(known)))})
-    out.sort(key=lambda e: e["order"])
-    return [{k2: v for k2, v in e.items() if k2 != "order"} for e in out[:k]]
+    return _hardest(per_image, "jaccard", k)
 
 
 def _p(value: float | None) -> str:

@@ -66,8 +66,7 @@ class CurvePoint:
 
 def _point(record: RunRecord, fraction: float) -> CurvePoint:
     metric = info.task(record.task).primary_metric
-    family = info.APPROACHES[record.approach].family if record.approach in info.APPROACHES else record.family
-    return CurvePoint(record.approach, family or "other", float(fraction), int(record.seed or 0),
+    return CurvePoint(record.approach, record.registered_family or "other", float(fraction), int(record.seed or 0),
                       int((record.split or {}).get("n_train") or 0), record.value(metric), record)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from skinbench import provenance
+from skinbench import info, provenance
 from skinbench.cache import atomic_write_bytes
 from skinbench.environment import DIRTY_SUFFIX, environment
 from skinbench.metrics.segmentation import per_image_scores
@@ -153,6 +153,12 @@ class RunRecord:
         return str((self.versions or {}).get("git_commit") or "").endswith(DIRTY_SUFFIX)
 
     @property
+    def registered_family(self) -> str:
+        """The family its approach is registered under today (the registry decides, as in the tables),
+        else the one the record carries (a plugin no longer installed, an external prediction)."""
+        return info.APPROACHES[self.approach].family if self.approach in info.APPROACHES else self.family
+
+    @property
     def class_names(self) -> list[str]:
         return list(self.extras.get("class_names") or [])
 
@@ -230,8 +236,6 @@ class RunRecord:
     def summary(self) -> list[tuple[str, str]]:
         """(metric, "value [lo, hi]") of the task's primary metric first, then the others: what a notebook
         shows of a record (the full one is ``to_dict()``)."""
-        from skinbench import info
-
         primary = info.TASKS[self.task].primary_metric if self.task in info.TASKS else ""
         names = sorted(self.metrics, key=lambda m: (m != primary, m))
         out = []

@@ -43,10 +43,6 @@ def validation_score(record: RunRecord, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
-def _family(record: RunRecord) -> str:
-    return info.APPROACHES[record.approach].family if record.approach in info.APPROACHES else record.family
-
-
 def by_approach(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
     """Ok records by approach, seeds in order (the first is the row's shown record)."""
     out: dict[str, list[RunRecord]] = {}
@@ -89,7 +85,7 @@ def choose(records: Iterable[RunRecord], task: str, family: str,
     never by one seed's test metric."""
     metric = info.task(task).primary_metric
     groups = {name: rs for name, rs in by_approach(records).items()
-              if name not in exclude and _family(rs[0]) == family and not contributed_by(rs[0])
+              if name not in exclude and rs[0].registered_family == family and not contributed_by(rs[0])
               and rs[0].value(metric) is not None}
     if not groups:
         return Choice(family, None, "none", f"no {family} row with {metric}")

@@ -137,7 +137,7 @@ def first_seed_records(records: Sequence[RunRecord], task: str, dataset: str = "
     order = {f: i for i, f in enumerate(FAMILY_ORDER)}
 
     def key(r: RunRecord) -> tuple:
-        fam = info.APPROACHES[r.approach].family if r.approach in info.APPROACHES else r.family
+        fam = r.registered_family
         pos = registered.index(r.approach) if r.approach in registered else len(registered)
         return order.get(fam, len(order)), pos, r.approach
 
