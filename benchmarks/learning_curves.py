@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_engine_options(parser, workers=1)
     args = parser.parse_args(argv)
 
+    from skinbench.results.derived import derived, write_key
     from skinbench.results.learning_curves import write_reports
     from skinbench.sweep.regenerate import print_curve_status
 
@@ -69,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(summary.lines()), file=sys.stderr)
         if not summary.ok:
             return 1
-    for path in write_reports(root, args.tasks, n_boot=args.n_boot):
+    written = write_reports(root, args.tasks, n_boot=args.n_boot)
+    for task in sorted({p.stem for p in written if p.suffix == ".md"}):  # keyed: regenerate.py --status
+        written.append(write_key(derived(f"{curves.NAME}/{task}"), root, {"n_boot": args.n_boot}))
+    for path in written:
         print(f"wrote {path}", file=sys.stderr)
     print("the dashboard links the reports once rendered (`python -m skinbench table`)", file=sys.stderr)
     return 0

@@ -31,7 +31,9 @@ if TYPE_CHECKING:  # pandas only when load_results is called
 #: constructor arguments the runner sets itself (from ``seed`` and the cache), dropped from an instance's
 _RUNNER_SET = ("random_state", "cache_dir")
 #: cost columns of :func:`load_results` (from each record's ``timings``; absent ones are empty)
-COST_COLUMNS = ("fit_s", "predict_s", "evaluate_s", "peak_rss_mb", "images_per_s_predict")
+COST_COLUMNS = ("fit_s", "predict_s", "evaluate_s", "peak_rss_mb", "images_per_s_predict", "predict_ms_per_image")
+#: CPU seconds (user + sys, the process and its children): ``timings.cpu`` -> column
+CPU_COLUMNS = {"fit_s": "fit_cpu_s", "predict_s": "predict_cpu_s"}
 
 
 def _approach_name(approach: Any, family: str | None) -> tuple[str, dict[str, Any]]:
@@ -126,8 +128,9 @@ def load_results(folder: str | os.PathLike | None = None, *, sweeps: bool = True
     - ``metric``, ``value``, ``ci_low``, ``ci_high`` (95% bootstrap CI over test images; None when undefined),
       ``primary`` (True for the task's primary metric);
     - ``seed``, ``limit`` (subset size or None), ``n_train``, ``n_test``, ``params`` (the estimator's as run);
-    - costs from the record's timings: ``fit_s``, ``predict_s``, ``evaluate_s``, ``peak_rss_mb``,
-      ``images_per_s_predict`` (None when not recorded);
+    - costs from the record's timings: wall seconds ``fit_s``, ``predict_s``, ``evaluate_s``, ``peak_rss_mb``,
+      ``images_per_s_predict``, ``predict_ms_per_image``, and CPU seconds ``fit_cpu_s``, ``predict_cpu_s``
+      (user + sys: steadier across machines than wall time); None when not recorded;
     - ``run_key``, ``git_commit``, ``created`` (ISO time), ``sweep`` and ``point`` (a sweep's name and grid
       point folder; None for ``<folder>/runs`` records).
 
@@ -156,6 +159,7 @@ def load_results(folder: str | os.PathLike | None = None, *, sweeps: bool = True
                 "reason": r.reason or None, "seed": r.seed, "limit": r.limit, "n_train": r.split.get("n_train"),
                 "n_test": r.split.get("n_test"), "params": r.params,
                 **{c: r.timings.get(c) for c in COST_COLUMNS},
+                **{c: (r.timings.get("cpu") or {}).get(k) for k, c in CPU_COLUMNS.items()},
                 "run_key": r.run_key, "git_commit": r.versions.get("git_commit"), "created": r.created or None,
                 "sweep": sweep, "point": point}
         metrics = r.metrics if r.ok else {}
@@ -167,5 +171,5 @@ def load_results(folder: str | os.PathLike | None = None, *, sweeps: bool = True
                          "primary": m == primary})
     columns = ["task", "dataset", "test_set", "target", "approach", "family", "origin", "title", "status", "reason",
                "metric", "value", "ci_low", "ci_high", "primary", "seed", "limit", "n_train", "n_test", "params",
-               *COST_COLUMNS, "run_key", "git_commit", "created", "sweep", "point"]
+               *COST_COLUMNS, *CPU_COLUMNS.values(), "run_key", "git_commit", "created", "sweep", "point"]
     return pd.DataFrame(rows, columns=columns)

@@ -92,6 +92,9 @@ def test_load_results_is_tidy(tmp_path, tiny):
     assert list(seg.target) == ["lesion"] and list(seg.test_set) == ["synthetic"]
     rec = skinbench.RunRecord.from_file(res / "runs/task1/synthetic/majority.json")
     assert len(df[(df.task == "task1") & (df.approach == "majority")]) == len(rec.metrics)
+    row = df[(df.task == "task1") & (df.approach == "majority")].iloc[0]  # the costs a user plots
+    assert row.fit_cpu_s == rec.timings["cpu"]["fit_s"] and row.predict_cpu_s == rec.timings["cpu"]["predict_s"]
+    assert row.predict_ms_per_image == rec.timings["predict_ms_per_image"] > 0
     with pytest.raises(ConfigError, match="no results folder"):
         skinbench.load_results(tmp_path / "nowhere")
 

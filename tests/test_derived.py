@@ -118,7 +118,8 @@ def test_regenerate_status_lists_derived_and_reruns_only_stale_scripts(ham_root,
     assert regenerate.print_derived_status(root) is False
     out = capsys.readouterr().out
     assert "current  derived subgroups/task4" in out and "missing  derived subgroups/task2" in out
-    assert "derived reports: 1 current, 4 missing" in out  # subgroups/task2, duplicates, ensembles/task1, task2
+    # subgroups/task2, duplicates, ensembles/task1, task2, task4, learning_curves/task1, task2, task4
+    assert "derived reports: 1 current, 8 missing" in out
     plan = regenerate.stale_extras(root, force=False)
     assert plan["subgroups.py"] == ["--tasks", "task2"] and plan["duplicates_report.py"] == []
     assert plan["seeds.py"] == []  # scripts without keyed reports always run

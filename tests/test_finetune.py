@@ -215,3 +215,55 @@ def test_end_to_end_training_keeps_batchnorm_statistics(synthetic_dataset):
     trainable = {w.path for w in model.trainable_weights}
     assert {"Conv1/kernel", "Conv_1/kernel"} <= trainable  # the backbone trains (random init: tiny steps)
     assert not any("gamma" in p or "beta" in p for p in trainable)  # BatchNorm does not
+
+
+def test_balanced_draws_make_every_class_equally_likely_and_shuffle_is_a_permutation():
+    y = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    rng = np.random.default_rng(0)
+    draws = np.concatenate([activations.draw_order(rng, y, "balanced") for _ in range(200)])
+    share = np.bincount(y[draws], minlength=3) / len(draws)
+    np.testing.assert_allclose(share, [1 / 3] * 3, atol=0.01)
+    # the default draws what it drew before the option existed (same generator calls): records stay current
+    assert np.array_equal(activations.draw_order(np.random.default_rng(5), y), np.random.default_rng(5).permutation(100))
+    with pytest.raises(ConfigError, match="unknown sampling 'oversample'") as err:
+        PartialFinetuneClassifier(sampling="oversample").fit(np.array(["a.png", "b.png"]), np.array([0, 1]))
+    assert "balanced" in err.value.fix
+
+
+def test_balanced_sampling_trains_its_own_stages_on_the_shared_activations(synthetic_dataset, mobilenet32_weights,
+                                                                           tmp_path):
+    train, test = synthetic_dataset.split("train"), synthetic_dataset.split("test")
+    kw = dict(weights=mobilenet32_weights, **{**PARTIAL, "stages": [("head", 1e-3, 1), ("top", 1e-3, 1)]},
+              cache_dir=tmp_path)
+    PartialFinetuneClassifier(**kw).fit(train.paths, train.y, train.groups)
+    balanced = PartialFinetuneClassifier(**kw, sampling="balanced", class_weight=None).fit(
+        train.paths, train.y, train.groups)
+    log = {s["stage"]: s for s in balanced.stage_log_}
+    assert log["activations"]["cached"] and not log["head"]["cached"] and not log["top"]["cached"]
+    np.testing.assert_allclose(balanced.predict_proba(test.paths).sum(1), 1, atol=1e-6)
+
+
+def test_task2_recipes_script_runs_points_and_chooses_on_validation(tmp_path):
+    """benchmarks/task2_recipes.py (issue 33): each recipe is a sweep point with its own record; the report
+    names the recipe with the best validation score, whatever the test column says."""
+    import importlib.util
+
+    from skinbench.paths import REPO_ROOT
+    from skinbench.results.records import load_records
+
+    spec = importlib.util.spec_from_file_location("task2_recipes", REPO_ROOT / "benchmarks" / "task2_recipes.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    quick = {"weights": None, "input_size": 32, "n_views": 1, "stages": [["head", 1e-3, 1], ["top", 1e-3, 1]],
+             "tta": "none"}
+    assert script.main(["--workers", "0", "--dataset", "synthetic", "--limit", "48", "--results", str(tmp_path),
+                        "--params", json.dumps(quick), "--recipes", "registered", "balanced-sampling"]) == 0
+    folder = tmp_path / "sweeps" / script.NAME
+    balanced = load_records(folder / "balanced-sampling")[0]
+    assert balanced.params["sampling"] == "balanced" and balanced.params["class_weight"] is None
+    val = {name: load_records(folder / name)[0].extras["fit"]["val_scores"]["balanced_accuracy"]
+           for name in ("registered", "balanced-sampling")}
+    text = (tmp_path / "sweeps" / f"{script.NAME}.md").read_text()
+    assert f"Chosen on validation: **{max(val, key=val.get)}**" in text
+    with pytest.raises(ConfigError, match="scratch records"):
+        script.main(["--limit", "48"])

@@ -219,3 +219,54 @@ def test_seed_ensemble_is_scored_on_the_mean_of_three_seeds(task1_root, tmp_path
     section = dashboard.split("## Classical and deep together")[1].split("\n## ")[0]
     assert "transfer-mobilenetv2+seeds" in section and "McNemar" in section and "Hard cases" in section
     assert "bovw-color right" in section  # the 2x2 table of the chosen rows
+
+
+def test_task4_agreement_and_hard_cases_with_their_gallery_from_the_records(tmp_path):
+    """Segmentation: no derived rows, but the 2x2 table of the chosen segmenters (right = Jaccard >= 0.65),
+    the hard cases and a gallery drawing each image with its true outline; keyed like the other reports."""
+    from PIL import Image
+
+    from skinbench.metrics.segmentation import per_image_scores
+
+    root = tmp_path / "results"
+    records = []
+    for name, quality, val in (("classical-seg", 0.7, 0.70), ("fpn", 0.95, 0.86), ("unet", 0.9, 0.80)):
+        r = make_record("task4", name, target="lesion", dataset="ham10000", quality=quality)
+        r.run_key = f"key-{name}"
+        r.extras["fit"] = {"val_scores": {"jaccard_mean": val}, "n_val": 20}
+        records.append(r)
+    write_all(root, records)
+    images, masks = {}, {}
+    for k, image_id in enumerate(records[0].predictions["image_id"]):
+        images[image_id] = str(tmp_path / f"{image_id}.png")
+        masks[image_id] = str(tmp_path / f"{image_id}_mask.png")
+        Image.fromarray(np.full((30, 40, 3), 10 * k % 255, np.uint8)).save(images[image_id])
+        mask = np.zeros((30, 40), np.uint8)
+        mask[8:22, 10:30] = 255
+        Image.fromarray(mask).save(masks[image_id])
+
+    a = ensembles.agreement(records[0], records[1])  # classical-seg vs fpn, by the Jaccard cut
+    right = [per_image_scores(r.counts())["jaccard"] >= ensembles.HARD_JACCARD for r in records[:2]]
+    assert (a.both_right, a.a_only, a.b_only, a.both_wrong) == (
+        int((right[0] & right[1]).sum()), int((right[0] & ~right[1]).sum()), int((~right[0] & right[1]).sum()),
+        int((~right[0] & ~right[1]).sum()))
+    assert a.n == 40 and "Jaccard >= 0.65" in a.sentence()
+
+    written = ensembles.write_ensembles(root, "task4", "pytest", images, masks)
+    assert not ensembles.load_ensembles(root, "task4")  # no fusion of per-image counts
+    report = (root / "ensembles" / "task4.md").read_text()
+    assert "## Agreement of classical-seg (classical) and fpn (deep)" in report  # fpn: the best validation score
+    assert "## Hard cases" in report and "![hard cases](task4_hard_cases.png)" in report
+    assert (root / "ensembles" / "task4_hard_cases.png") in written
+    d = dv.derived("ensembles/task4")
+    dv.write_key(d, root)
+    assert dv.check(d, root).current
+    path = rec.path_of(records[2], root)  # unet is in no pair, but the hard cases rank it: a rerun is stale
+    unet = rec.RunRecord.from_file(path)
+    unet.run_key = "key-rerun"
+    rec.write_record(unet, path)
+    assert dv.check(d, root).status == "stale"
+
+    render_all(root)
+    section = (root / "README.md").read_text().split("## Classical and deep together")[1].split("\n## ")[0]
+    assert "classical-seg right" in section and "task4_hard_cases.png" in section and "true outlines" in section

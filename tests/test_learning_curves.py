@@ -246,6 +246,24 @@ def test_report_plot_table_and_crossover_from_the_records(tmp_path):
     assert (tmp_path / "learning_curves" / "task1.png").stat().st_size > 0
     assert "transfer-mobilenetv2-logreg" in (tmp_path / "learning_curves" / "task1.csv").read_text()
 
+    # keyed as a derived report (regenerate.py --status): current now, stale once one fraction point reruns
+    from skinbench.results import derived as dv
+    from skinbench.results.records import read_record, record_path, write_record
+
+    report = dv.derived("learning_curves/task1")
+    status = dv.check(report, tmp_path)  # made with --n-boot 200: not what the default command makes
+    assert status.status == "stale" and any(r.startswith("params:") for r in status.reasons)
+    dv.write_key(report, tmp_path)  # (as the default --n-boot would have keyed it)
+    assert dv.check(report, tmp_path).current
+    assert len(dv.key_inputs(report, tmp_path)["records"]) == 18  # one entry per point, fractions apart
+    folder = tmp_path / "learning_curves" / "task1" / "fraction=0.25"
+    path = record_path("task1", "isic2016_task3", "bovw", root=folder, seed=1)
+    record = read_record(path)
+    record.created = "2026-12-08T00:00:00"
+    write_record(record, path)
+    status = dv.check(report, tmp_path)
+    assert status.status == "stale" and any("fraction=0.25" in r for r in status.reasons)
+
     from skinbench.results.dashboard import analyses_section
 
     assert "[task1](learning_curves/task1.md)" in analyses_section(tmp_path)

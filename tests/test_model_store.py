@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ULPS = {"fpn": 1}
 #: fits that take more than a few seconds on 2 cores
 SLOW = {n for n, a in info.APPROACHES.items() if a.family == "deep" or a.estimator.endswith("BoVWClassifier")}
+#: approaches whose stored model is another's in every part the store touches (CI time): VGG16 ft-all is
+#: VGG16 ft-top's network plus the end-to-end stage that MobileNetV2 ft-all stores and loads
+COVERED = {"transfer-vgg16-ft-all": ("transfer-vgg16-ft-top", "transfer-mobilenetv2-ft-all")}
 
 
 def _same(name: str, fitted: np.ndarray, loaded: np.ndarray) -> None:
@@ -95,7 +98,7 @@ def _fit(name: str, folder: Path, weights_file: Path) -> tuple[Any, np.ndarray, 
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
-                                  for n in info.APPROACHES])
+                                  for n in info.APPROACHES if n not in COVERED])
 def test_every_approach_stores_and_loads_back(name, synthetic_folder, store, mobilenet32_weights, capsys):
     est, paths, pred = _fit(name, synthetic_folder, mobilenet32_weights)
     key = f"roundtrip-{name}"
@@ -113,7 +116,7 @@ def test_every_approach_stores_and_loads_back(name, synthetic_folder, store, mob
 @pytest.mark.slow
 def test_stored_deep_models_load_in_a_fresh_process(synthetic_folder, store, mobilenet32_weights, tmp_path):
     """Unpickling in a new interpreter, where nothing registered skinbench's Keras layers beforehand."""
-    deep = [n for n, a in info.APPROACHES.items() if a.family == "deep"]
+    deep = [n for n, a in info.APPROACHES.items() if a.family == "deep" and n not in COVERED]
     expected = {}
     for name in deep:
         try:
@@ -141,3 +144,8 @@ def test_stored_deep_models_load_in_a_fresh_process(synthetic_folder, store, mob
         assert len(got.files) == len(pred), name
         for i, a in enumerate(pred):
             _same(name, a, got[f"arr_{i}"])
+
+
+def test_approaches_left_out_are_covered_by_registered_ones_of_the_same_estimator():
+    for name, stand_ins in COVERED.items():
+        assert all(info.approach(s).estimator == info.approach(name).estimator for s in stand_ins), name

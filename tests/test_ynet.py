@@ -112,9 +112,17 @@ def test_ynet_classifier_scores_a_trained_ynet_checkpoint(synthetic_dataset, tmp
     assert np.abs(clf.predict_proba(te.paths) - ynet.predict_classes_proba(te.paths)).max() < 0.02
 
 
-def test_finetuning_reuses_the_frozen_stage_and_keeps_batchnorm_statistics(synthetic_dataset, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def frozen_stage_cache(tmp_path_factory) -> str:
+    """One cache folder for the fine-tuning tests: the frozen (decoder) stage is trained once, by the first
+    of them, and found there by the other (each asserts what it needs of that reuse)."""
+    return str(tmp_path_factory.mktemp("ynet_stages") / "cache")
+
+
+def test_finetuning_reuses_the_frozen_stage_and_keeps_batchnorm_statistics(synthetic_dataset, frozen_stage_cache,
+                                                                           monkeypatch):
     """Stage 2 trains the encoder's convolutions, never its BatchNorm statistics, and stage 1 is not redone."""
-    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKINBENCH_CACHE", frozen_stage_cache)
     tr = synthetic_dataset.split("train")
 
     def first_conv_and_bn_mean(est: MobileNetUNetSegmenter) -> tuple[np.ndarray, np.ndarray]:
@@ -123,10 +131,10 @@ def test_finetuning_reuses_the_frozen_stage_and_keeps_batchnorm_statistics(synth
         bn = next(w for w in weights if "moving_mean" in w.path)
         return np.array(conv), np.array(bn)
 
-    frozen = MobileNetUNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"))
+    frozen = MobileNetUNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"), groups=tr.groups)
     conv_before, bn_before = first_conv_and_bn_mean(frozen)
 
-    tuned = MobileNetUNetSegmenter(**TINY, finetune_epochs=1).fit(tr.paths, tr.masks("lesion"))
+    tuned = MobileNetUNetSegmenter(**TINY, finetune_epochs=1).fit(tr.paths, tr.masks("lesion"), groups=tr.groups)
     assert tuned.run_dir_ == frozen.run_dir_  # same stage-1 folder: its finished run was reused
     assert tuned.train_state_["head"]["epoch"] == frozen.train_state_["epoch"]
     assert len(tuned.train_state_["history"]) == 1  # one fine-tuning epoch ran
@@ -191,10 +199,11 @@ def test_ynet_cls_with_more_classes_than_the_dataset_fails_before_training(tmp_p
     assert not (tmp_path / "cache" / "segmenters").exists()
 
 
-def test_a_finetuning_stage_that_does_not_beat_the_first_keeps_its_weights(synthetic_dataset, tmp_path, monkeypatch):
+def test_a_finetuning_stage_that_does_not_beat_the_first_keeps_its_weights(synthetic_dataset, frozen_stage_cache,
+                                                                           monkeypatch):
     """Fine-tuning never makes the model worse on validation: with a learning rate that wrecks it, the
     decoder stage's best weights are what the fit ends with."""
-    monkeypatch.setenv("SKINBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKINBENCH_CACHE", frozen_stage_cache)
     tr = synthetic_dataset.split("train")
     frozen = MobileNetUNetSegmenter(**TINY).fit(tr.paths, tr.masks("lesion"), groups=tr.groups)
     wrecked = MobileNetUNetSegmenter(**TINY, finetune_epochs=1, finetune_learning_rate=50.0).fit(

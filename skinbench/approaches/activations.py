@@ -185,15 +185,59 @@ def fill(store: ActivationStore, paths: Sequence[str], digests: Sequence[str], v
     bar.close()
 
 
+#: how training images are drawn each epoch: every image once in a random order, or class-balanced
+SAMPLINGS = ("shuffle", "balanced")
+
+
+def draw_order(rng: np.random.Generator, y: np.ndarray, sampling: str = "shuffle") -> np.ndarray:
+    """One epoch's image order: a permutation ("shuffle"), or ``len(y)`` draws with replacement where each
+    class is equally likely ("balanced": rare classes are seen as often as common ones, in the same number
+    of steps; their images repeat within an epoch, common ones are left out)."""
+    n = len(y)
+    if sampling == "shuffle":
+        return rng.permutation(n)
+    if sampling != "balanced":
+        raise ValueError(f"unknown sampling {sampling!r}")
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    p = 1.0 / (len(classes) * counts[inverse])
+    return rng.choice(n, size=n, replace=True, p=p / p.sum())
+
+
+def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, sampling: str = "shuffle",
+                  weights: np.ndarray | None = None):
+    """Training batches of in-memory rows (pooled features) drawn per epoch by :func:`draw_order` (seeded):
+    a ``keras.utils.PyDataset`` yielding (x, y[, sample weights])."""
+    import keras
+
+    class _Rows(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = draw_order(self.rng, y, sampling)
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(y) / batch_size))
+
+        def __getitem__(self, i: int):
+            idx = self.order[i * batch_size:(i + 1) * batch_size]
+            return (x[idx], y[idx]) if weights is None else (x[idx], y[idx], weights[idx].astype(np.float32))
+
+        def on_epoch_end(self) -> None:
+            self.order = draw_order(self.rng, y, sampling)
+
+    return _Rows()
+
+
 class ViewBatches:
-    """Training batches of cached activations: each epoch one randomly drawn view per image (seeded).
+    """Training batches of cached activations: each epoch one randomly drawn view per image (seeded), the
+    images in the order of :func:`draw_order` (``sampling``).
 
     A ``keras.utils.PyDataset`` built lazily (so importing this module needs no TensorFlow); yields
     (activations, labels, sample weights) with the sample weight of each image's class.
     """
 
     def __new__(cls, store: ActivationStore, where: np.ndarray, y: np.ndarray, weights: np.ndarray,
-                batch_size: int, seed: int):
+                batch_size: int, seed: int, sampling: str = "shuffle"):
         import keras
 
         class _Batches(keras.utils.PyDataset):
@@ -205,7 +249,7 @@ class ViewBatches:
 
             def _draw(self) -> None:
                 n_views, n = where.shape[:2]
-                self.order = self.rng.permutation(n)
+                self.order = draw_order(self.rng, y, sampling)
                 self.view = self.rng.integers(0, n_views, size=n)
 
             def __len__(self) -> int:

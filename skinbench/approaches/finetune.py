@@ -163,10 +163,13 @@ class PartialFinetuneClassifier(TransferBase):
     training starts (``backbones.cut_points``; None: the backbone's default). ``finetune_size``: input
     side of the end-to-end ("all") stage (None: ``input_size``). ``n_views`` augmented views per training
     image (plus the image itself) for the cached activations. ``tta``: "none", "flips" or "auto" (flips
-    only if they raise the validation score). Shared parameters: :class:`TransferBase`.
+    only if they raise the validation score). ``sampling``: how the head and top stages draw training
+    images each epoch: "shuffle" (each once) or "balanced" (each class equally likely, with replacement;
+    combine with ``class_weight=None`` for sampling instead of weighting, or keep both); the end-to-end
+    stage always shuffles. Shared parameters: :class:`TransferBase`.
     """
 
-    _allowed: ClassVar[dict[str, Any]] = {"tta": tfdata.TTA_MODES}
+    _allowed: ClassVar[dict[str, Any]] = {"tta": tfdata.TTA_MODES, "sampling": activations.SAMPLINGS}
     label: ClassVar[str] = "partial"
     default_stages: ClassVar[tuple[Stage, ...]] = (("head", 3e-4, 100), ("top", 1e-4, 20))
 
@@ -176,13 +179,14 @@ class PartialFinetuneClassifier(TransferBase):
                  augment: Any = "auto", n_views: int = 4, view_seed: int = 0, val_size: float = 0.15,
                  select_metric: str = "auto", class_weight: str | None = "balanced", bias_init: bool = True,
                  cut: str | None = None, finetune_size: int | None = None, tta: str = "none",
-                 random_state: int = 0, cache_dir: str | os.PathLike | None = None, verbose: int = 0):
+                 sampling: str = "shuffle", random_state: int = 0, cache_dir: str | os.PathLike | None = None,
+                 verbose: int = 0):
         self.backbone, self.weights, self.input_size = backbone, weights, input_size
         self.pooling, self.head_units, self.dropout, self.stages = pooling, head_units, dropout, stages
         self.batch_size, self.patience, self.augment, self.n_views = batch_size, patience, augment, n_views
         self.view_seed, self.val_size, self.select_metric = view_seed, val_size, select_metric
         self.class_weight, self.bias_init = class_weight, bias_init
-        self.cut, self.finetune_size, self.tta = cut, finetune_size, tta
+        self.cut, self.finetune_size, self.tta, self.sampling = cut, finetune_size, tta, sampling
         self.random_state, self.cache_dir, self.verbose = random_state, cache_dir, verbose
 
     def _check(self) -> None:
@@ -227,7 +231,9 @@ class PartialFinetuneClassifier(TransferBase):
             dropout=self.dropout, augment=aug.as_dict() if aug else None, views=views, view_seed=self.view_seed,
             train=d_tr, y_train=y[tr].tolist(), val=d_va, y_val=y[va].tolist(), class_weight=self.class_weight,
             bias_init=self.bias_init, batch_size=self.batch_size, patience=self.patience, metric=self._metric(),
-            random_state=self.random_state, **{"engine": tag for tag in engines.cache_tag()})
+            random_state=self.random_state, **{"engine": tag for tag in engines.cache_tag()},
+            # only when not the default: every stage cached before the option existed keeps its key
+            **({"sampling": self.sampling} if self.sampling != "shuffle" else {}))
         self.history_, self.stage_log_ = [], []
         cached: dict[str, Any] = {}
 
@@ -317,11 +323,17 @@ class PartialFinetuneClassifier(TransferBase):
         f_tr = np.concatenate([tfdata.run_compiled(pooled, activations.iter_rows(d["store"], w)) for w in d["where_tr"]])
         f_va = tfdata.run_compiled(pooled, [d["act_va"][i:i + 256] for i in range(0, len(va), 256)])
         y_tr = np.tile(y[tr], len(views))
+        cw = self._fit_kwargs(len(self.classes_), y_tr)["class_weight"]
+        if self.sampling == "shuffle":
+            fit_data, kwargs = f_tr, {"y": y_tr, "batch_size": self.batch_size, "class_weight": cw}
+        else:  # balanced draws each epoch; class weights, if kept, as sample weights
+            weights = np.array([cw[c] for c in y_tr]) if cw else None
+            fit_data, kwargs = activations.array_batches(f_tr, y_tr, self.batch_size, self.random_state,
+                                                         self.sampling, weights), {}
         hist, score = self._fit_stage(
-            models.head, f_tr, lr, epochs, "head",
+            models.head, fit_data, lr, epochs, "head",
             lambda m: selection_score(self._metric(), y[va], as_proba(m.predict(f_va, verbose=0))), None, 1,
-            y=y_tr, batch_size=self.batch_size, validation_data=(f_va, y[va]),
-            class_weight=self._fit_kwargs(len(self.classes_), y_tr)["class_weight"])
+            validation_data=(f_va, y[va]), **kwargs)
         return hist, score, len(hist.get("loss", [])) * len(f_tr)
 
 
@@ -329,7 +341,8 @@ class PartialFinetuneClassifier(TransferBase):
         set_top_trainable(models)
         cw = class_weights(y[tr], len(self.classes_)) if self.class_weight == "balanced" else None
         weights = np.array([cw[c] for c in y[tr]]) if cw else np.ones(len(tr))
-        batches = activations.ViewBatches(d["store"], d["where_tr"], y[tr], weights, self.batch_size, self.random_state)
+        batches = activations.ViewBatches(d["store"], d["where_tr"], y[tr], weights, self.batch_size, self.random_state,
+                                          self.sampling)
         hist, score = self._fit_stage(
             models.top, batches, lr, epochs, "top blocks",
             lambda m: selection_score(self._metric(), y[va], as_proba(m.predict(d["act_va"], batch_size=256, verbose=0))),

@@ -348,15 +348,27 @@ def families_section(root: Path, tables: list[Table]) -> str:
             out.append("Hard cases: the test images most classical and deep rows (first seeds) get wrong, with each "
                        f"family's mean probability of the true class.{link}\n\n" + ensembles.hard_case_table(cases))
         parts.append("\n".join(out))
-    seg = _task_table(tables, "task4")
-    if seg is not None:
-        cases = ensembles.hard_segmentation_cases([r for rs in seg.seed_records.values() for r in rs], k=8)
+    for task in ensembles.SEG_TASKS:
+        seg = _task_table(tables, task)
+        if seg is None:
+            continue
+        records = [r for rs in seg.seed_records.values() for r in rs]
+        out = [f"### {seg.title}\n\nNo fusion or seed-ensemble rows: segmentation records keep per-image counts, "
+               f"not probability maps. Right = per-image Jaccard >= {ensembles.HARD_JACCARD}.\n"]
+        classical, deep = ensembles.choices(records, task)
+        if classical.record is not None and deep.record is not None:
+            a = ensembles.agreement(classical.record, deep.record)
+            out.append(f"Agreement of the classical and the deep segmenter chosen without test data (first seeds; "
+                       f"classical: {classical.how}; deep: {deep.how}):\n\n{a.table()}\n\n{a.sentence()}\n")
+        cases = ensembles.hard_segmentation_cases(records, k=8)
         if cases:
-            parts.append(f"### {seg.title}\n\nHard cases: the test images most classical and deep segmenters (first "
-                         f"seeds) get wrong (per-image Jaccard < {ensembles.HARD_JACCARD}), with each family's mean "
-                         "Jaccard. Listed only: records keep per-image counts, not masks, so no overlay can be drawn "
-                         "from them; neither fusion nor seed ensembles exist for segmentation, for the same reason."
-                         "\n\n" + ensembles.hard_case_table(cases, segmentation=True))
+            gallery = root / ensembles.FOLDER / f"{task}_hard_cases.png"
+            link = (f" Gallery (true outlines; records keep no predicted masks): [{gallery.name}]"
+                    f"({ensembles.FOLDER}/{gallery.name}).") if gallery.is_file() else ""
+            out.append(f"Hard cases: the test images most classical and deep segmenters (first seeds) get wrong "
+                       f"(per-image Jaccard < {ensembles.HARD_JACCARD}), with each family's mean Jaccard.{link}\n\n"
+                       + ensembles.hard_case_table(cases, segmentation=True))
+        parts.append("\n".join(out))
     if not parts:
         return ""
     return ("## Classical and deep together: fusion, seed ensembles, agreement, hard cases\n\n"

@@ -59,6 +59,23 @@ def _hygiene_records(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
     return out
 
 
+def _curve_records(task: str) -> Callable[[Path, Mapping[str, Any]], list[RunRecord]]:
+    """Every point of ``task``'s learning curve: its fraction records and the 100 % records they join."""
+    def read(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
+        from skinbench.results.learning_curves import curve_points
+
+        return [p.record for p in curve_points(root, task)]
+    return read
+
+
+def record_id(record: RunRecord, root: Path) -> str:
+    """A record's place under ``root`` as a key: its path, and for a learning-curve point its fraction
+    (fraction records of one row and seed share the ordinary path name under their own folder)."""
+    fraction = (record.split or {}).get("fraction")
+    relative = path_of(record, root).relative_to(root).as_posix()
+    return relative if fraction is None else f"fraction={fraction}:{relative}"
+
+
 def _ensemble_parents(task: str) -> Callable[[Path, Mapping[str, Any]], list[RunRecord]]:
     """The records the derived rows of ``task`` average: the chosen classical and deep rows and each seed
     group (so a rerun parent, or a rerun candidate that changes which row is chosen, makes them stale)."""
@@ -80,6 +97,8 @@ class Derived:
     datasets: tuple[str, ...]  # data manifests it reads
     version: int
     params: Mapping[str, Any] = field(default_factory=dict)  # the script's defaults, part of the key
+    #: which record plays which part, where the artefact chooses among what it reads (None: no choice)
+    roles: Callable[[Path], list[str]] | None = field(default=None, repr=False)
 
     @property
     def command(self) -> str:
@@ -100,8 +119,14 @@ DERIVED: tuple[Derived, ...] = (
             _hygiene_records, HYGIENE_DATASETS, 1, {"datasets": list(HYGIENE_DATASETS), "rules": RULES_VERSION}),
     *(Derived(f"ensembles/{t}", (f"ensembles/{t}.md",), "fusion.py", ("--tasks", t), _ensemble_parents(t),
               (info.TASKS[t].default_dataset,), ensembles.ENSEMBLE_VERSION,
-              {"weight": ensembles.FUSION_WEIGHT, "seeds": ensembles.SEED_ENSEMBLE})
-      for t in ensembles.TASKS),
+              {"weight": ensembles.FUSION_WEIGHT, "seeds": ensembles.SEED_ENSEMBLE},
+              lambda root, t=t: ensembles.chosen_roles(root, t))
+      for t in ensembles.REPORT_TASKS),
+    *(Derived(f"learning_curves/{t}", (f"learning_curves/{t}.md", f"learning_curves/{t}.csv",
+                                       f"learning_curves/{t}.png"), "learning_curves.py",
+              ("--report-only", "--tasks", t), _curve_records(t), (info.TASKS[t].default_dataset,), 1,
+              {"n_boot": 1000})
+      for t in ("task1", "task2", "task4")),
 )
 
 
@@ -129,10 +154,12 @@ def key_inputs(d: Derived, root: str | os.PathLike, params: Mapping[str, Any] | 
     """What ``d`` reads today under ``root``, with ``params`` (default: the script's defaults)."""
     root = Path(root)
     params = dict(d.params if params is None else params)
-    records = {path_of(r, root).relative_to(root).as_posix(): f"{r.run_key or ''}@{r.created or ''}"
-               for r in d.read(root, params)}
-    return {"artefact": d.name, "version": d.version, "params": params, "records": dict(sorted(records.items())),
-            "manifests": manifest_digests(d.datasets, manifest_dir)}
+    records = {record_id(r, root): f"{r.run_key or ''}@{r.created or ''}" for r in d.read(root, params)}
+    inputs = {"artefact": d.name, "version": d.version, "params": params, "records": dict(sorted(records.items())),
+              "manifests": manifest_digests(d.datasets, manifest_dir)}
+    if d.roles is not None:
+        inputs["roles"] = d.roles(root)
+    return inputs
 
 
 def key_of(inputs: Mapping[str, Any]) -> str:
@@ -166,7 +193,7 @@ class DerivedStatus:
 
 def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     out = []
-    for k in ("version", "params", "manifests"):
+    for k in ("version", "params", "manifests", "roles"):
         if old.get(k) != new.get(k):
             out.append(f"{k}: {json.dumps(old.get(k), sort_keys=True)} -> {json.dumps(new.get(k), sort_keys=True)}")
     before, now = old.get("records") or {}, new.get("records") or {}

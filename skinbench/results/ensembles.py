@@ -16,8 +16,10 @@ it reads, so ``regenerate.py --status`` lists it and it goes stale when a parent
 choice of parent changes; ``benchmarks/fusion.py`` rebuilds it.
 
 Segmentation records store per-image confusion counts, not probability maps, so neither fusion nor seed
-ensembles exist for task3/task4; their hard cases are listed from per-image Jaccard (no overlays: the
-records hold no masks).
+ensembles exist for task3/task4. For task4 (:data:`SEG_TASKS`) the same artefact holds the agreement of the
+chosen classical and deep segmenters (right = per-image Jaccard >= :data:`HARD_JACCARD`) and the hard cases,
+ranked from per-image Jaccard; their gallery draws each image with its true lesion outline (the records
+keep no predicted masks, so no prediction can be drawn from them).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from tabulate import tabulate
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
 from skinbench.data.base import Dataset
-from skinbench.data.images import read_image
+from skinbench.data.images import read_image, read_mask
 from skinbench.metrics.classification import predict_labels
 from skinbench.metrics.segmentation import per_image_scores
 from skinbench.provenance import run_key
@@ -45,7 +47,7 @@ from skinbench.results.records import RunRecord, build_record, load_records, pat
 from skinbench.results.selection import Choice, by_approach, choose
 from skinbench.scoring import SCORING_VERSION, Scorer
 
-__all__ = ["ENSEMBLE_VERSION", "FUSION_WEIGHT", "SEED_ENSEMBLE", "TASKS", "FOLDER", "task_records", "choices",
+__all__ = ["ENSEMBLE_VERSION", "FUSION_WEIGHT", "SEED_ENSEMBLE", "TASKS", "SEG_TASKS", "REPORT_TASKS", "FOLDER", "task_records", "choices",
            "parent_records", "Planned", "plan", "make", "derived_records", "stale_reasons", "write_ensembles",
            "load_ensembles", "agreement", "hard_cases", "hard_segmentation_cases", "HARD_JACCARD"]
 
@@ -55,8 +57,12 @@ ENSEMBLE_VERSION = 1
 FUSION_WEIGHT = 0.5
 #: seeds a seed ensemble averages (the first ones, by seed)
 SEED_ENSEMBLE = 3
-#: classification tasks: their records store probabilities
+#: classification tasks: their records store probabilities (fusion and seed-ensemble rows)
 TASKS = ("task1", "task2")
+#: segmentation tasks with an agreement table and hard cases (no derived rows: records keep no maps)
+SEG_TASKS = ("task4",)
+#: every task :func:`write_ensembles` reports on (``benchmarks/fusion.py --tasks``)
+REPORT_TASKS = (*TASKS, *SEG_TASKS)
 #: where derived records and their report live, under the results root
 FOLDER = "ensembles"
 #: per-image Jaccard under which a segmentation counts as wrong (the ISIC 2018 thresholded-Jaccard cut)
@@ -86,11 +92,25 @@ def _seed_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
 
 
 def parent_records(root: str | os.PathLike, task: str) -> list[RunRecord]:
-    """What the derived rows of ``task`` read: every parent of :func:`plan` (the key of ``results/derived.py``:
-    a rerun parent or a changed choice makes the artefact stale)."""
-    planned, _ = plan(task_records(root, task), task)
-    out = {id(r): r for p in planned for r in p.parents}
+    """What the artefact of ``task`` reads: every parent of :func:`plan`, the two rows the agreement table
+    compares and the first seed of every row the hard cases rank (the key of ``results/derived.py``: a
+    rerun record or a changed choice makes the artefact stale)."""
+    records = task_records(root, task)
+    planned, _ = plan(records, task)
+    chosen = [c.record for c in choices(records, task) if c.record is not None]
+    out = {id(r): r for r in [*(r for p in planned for r in p.parents), *chosen, *_rows(records)]}
     return list(out.values())
+
+
+def chosen_roles(root: str | os.PathLike, task: str) -> list[str]:
+    """Which records play which part (the derived rows' parents, the agreement's two rows): part of the
+    artefact's key, since another choice among the same records changes the report."""
+    records = task_records(root, task)
+    planned, _ = plan(records, task)
+    roles = [f"{p.approach}: " + ", ".join(f"{r.approach} seed {r.seed}" for r in p.parents) for p in planned]
+    roles += [f"agreement {c.family}: {c.record.approach} seed {c.record.seed}" for c in choices(records, task)
+              if c.record is not None]
+    return sorted(roles)
 
 
 def _mean_scores(parents: Sequence[RunRecord], weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,6 +193,8 @@ def plan(records: Sequence[RunRecord], task: str) -> tuple[list[Planned], list[s
     """The derived rows of ``task`` its records call for (late fusion of the chosen rows, each seed group),
     and a note per row that cannot be made."""
     out, notes = [], []
+    if info.task(task).kind != "classification":
+        return [], []  # records keep per-image counts, not probability maps: nothing to average
     classical, deep = choices(records, task)
     if classical.record is None or deep.record is None:
         missing = [c for c in (classical, deep) if c.record is None]
@@ -253,6 +275,8 @@ class Agreement:
     a_only: int
     b_only: int
     both_wrong: int
+    #: what "right" measures: accuracy (the tables' decision rule) or, for segmentation, a Jaccard cut
+    measure: str = "accuracy"
 
     @property
     def n(self) -> int:
@@ -270,23 +294,33 @@ class Agreement:
         either = self.both_right + self.a_only + self.b_only
         return (f"{self.a} alone gets {self.a_only} of {self.n} test images right ({self.a_only / n:.1%}), "
                 f"{self.b} alone {self.b_only} ({self.b_only / n:.1%}); both are wrong on {self.both_wrong} "
-                f"({self.both_wrong / n:.1%}); an oracle picking the right one of the two would reach accuracy "
+                f"({self.both_wrong / n:.1%}); an oracle picking the right one of the two would reach {self.measure} "
                 f"{either / n:.3f} against {(self.both_right + self.a_only) / n:.3f} and "
                 f"{(self.both_right + self.b_only) / n:.3f}.")
 
 
+def _segmentation(r: RunRecord) -> bool:
+    return r.task in info.TASKS and info.task(r.task).kind == "segmentation"
+
+
 def _correct(r: RunRecord) -> dict[str, bool]:
+    """Image id -> right: the predicted class is the true one; for a segmenter, Jaccard >= HARD_JACCARD."""
+    if _segmentation(r):
+        ids = np.asarray(r.predictions["image_id"], dtype=str)
+        return dict(zip(ids, per_image_scores(r.counts())["jaccard"] >= HARD_JACCARD))
     ids, y, scores = r.prediction_arrays()
     return dict(zip(ids, predict_labels(scores) == y))
 
 
 def agreement(a: RunRecord, b: RunRecord) -> Agreement:
-    """The 2x2 right/wrong counts of ``a`` and ``b`` (the tables' decision rule: binary p > 0.5, else argmax)."""
+    """The 2x2 right/wrong counts of ``a`` and ``b`` (the tables' decision rule: binary p > 0.5, else argmax;
+    segmenters: per-image Jaccard >= :data:`HARD_JACCARD`, the ISIC 2018 thresholded-Jaccard cut)."""
     ca, cb = _correct(a), _correct(b)
     shared = [i for i in ca if i in cb]
     pairs = [(ca[i], cb[i]) for i in shared]
+    measure = f"a share with Jaccard >= {HARD_JACCARD} of" if _segmentation(a) else "accuracy"
     return Agreement(a.approach, b.approach, sum(x and y for x, y in pairs), sum(x and not y for x, y in pairs),
-                     sum(y and not x for x, y in pairs), sum(not x and not y for x, y in pairs))
+                     sum(y and not x for x, y in pairs), sum(not x and not y for x, y in pairs), measure)
 
 
 def _rows(records: Iterable[RunRecord]) -> list[RunRecord]:
@@ -369,9 +403,10 @@ def hard_case_table(cases: Sequence[dict[str, Any]], segmentation: bool = False)
 
 
 def plot_hard_cases(cases: Sequence[dict[str, Any]], images: dict[str, str], path: str | os.PathLike,
-                    title: str = "") -> Path | None:
+                    title: str = "", masks: dict[str, str] | None = None) -> Path | None:
     """A gallery of the hard cases (``images``: image id -> file), each titled with its true label, the rows
-    wrong and each family's mean probability of the true class; None when no image is found."""
+    wrong and each family's mean probability of the true class; None when no image is found. Segmentation
+    cases (``masks``: image id -> true mask file) show the true outline and each family's mean Jaccard."""
     shown = [c for c in cases if c["image_id"] in images]
     if not shown:
         return None
@@ -382,8 +417,15 @@ def plot_hard_cases(cases: Sequence[dict[str, Any]], images: dict[str, str], pat
         ax.axis("off")
     for ax, c in zip(axes.ravel(), shown):
         ax.imshow(read_image(images[c["image_id"]], size=(192, 144)))
-        ax.set_title(f"{c['image_id']}: {c['label']}\nwrong {c['wrong']}/{c['rows']}; p(true) classical "
-                     f"{_p(c['p_true']['classical'])}, deep {_p(c['p_true']['deep'])}", fontsize=7)
+        if "jaccard" in c:
+            if masks and masks.get(c["image_id"]):
+                ax.contour(read_mask(masks[c["image_id"]], size=(192, 144)).astype(float), levels=[0.5], colors=["lime"],
+                           linewidths=1.2)
+            ax.set_title(f"{c['image_id']}\nJaccard < {HARD_JACCARD} in {c['wrong']}/{c['rows']} rows; mean "
+                         f"classical {_p(c['jaccard']['classical'])}, deep {_p(c['jaccard']['deep'])}", fontsize=7)
+        else:
+            ax.set_title(f"{c['image_id']}: {c['label']}\nwrong {c['wrong']}/{c['rows']}; p(true) classical "
+                         f"{_p(c['p_true']['classical'])}, deep {_p(c['p_true']['deep'])}", fontsize=7)
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, Path(path))
 
@@ -393,6 +435,8 @@ def report_markdown(task: str, derived: Sequence[RunRecord], notes: Sequence[str
     """The artefact's markdown (``<root>/ensembles/<task>.md``): the derived rows, their parents, the
     agreement table and the hard cases."""
     metric = info.task(task).primary_metric
+    if info.task(task).kind != "classification":
+        return _segmentation_report(task, records, command, gallery)
     out = [f"<!-- generated by `{command}`; do not edit -->", f"# {task}: late fusion, seed ensembles, "
            "complementarity\n",
            f"Derived rows from the stored test probabilities of the records they name (no retraining), scored "
@@ -426,11 +470,33 @@ def report_markdown(task: str, derived: Sequence[RunRecord], notes: Sequence[str
     return "\n".join(out).rstrip() + "\n"
 
 
+def _segmentation_report(task: str, records: Sequence[RunRecord], command: str, gallery: Path | None) -> str:
+    """The artefact's markdown for a segmentation task: agreement and hard cases, no derived rows."""
+    out = [f"<!-- generated by `{command}`; do not edit -->", f"# {task}: complementarity and hard cases\n",
+           "Segmentation records keep per-image confusion counts, not probability maps: no fusion or seed-ensemble "
+           f"row can be made from them. A segmentation is counted right when its per-image Jaccard is at least "
+           f"{HARD_JACCARD} (the ISIC 2018 thresholded-Jaccard cut).\n"]
+    classical, deep = choices(records, task)
+    if classical.record is not None and deep.record is not None:
+        a = agreement(classical.record, deep.record)
+        out.append(f"## Agreement of {a.a} (classical) and {a.b} (deep)\n\nChosen without test data: classical: "
+                   f"{classical.how}; deep: {deep.how}.\n\n{a.table()}\n\n{a.sentence()}\n")
+    cases = hard_segmentation_cases(records)
+    if cases:
+        out.append("## Hard cases\n\nThe test images most classical and deep segmenters (first seed each) get "
+                   f"wrong (Jaccard < {HARD_JACCARD}).\n\n" + hard_case_table(cases, segmentation=True))
+        if gallery is not None:
+            out.append(f"![hard cases]({gallery.name})\n\nGreen: the true lesion outline (records keep no predicted "
+                       "masks, so no prediction is drawn).\n")
+    return "\n".join(out).rstrip() + "\n"
+
+
 def write_ensembles(root: str | os.PathLike, task: str, command: str = "",
-                    images: dict[str, str] | None = None) -> list[Path]:
+                    images: dict[str, str] | None = None, masks: dict[str, str] | None = None) -> list[Path]:
     """Make ``task``'s derived rows from the records under ``root`` and write them with the report
     (``<root>/ensembles/<task>.md``, first, the artefact's key file goes beside it) and, when ``images``
-    maps test ids to files, the hard-case gallery. Derived records of rows no longer made are removed."""
+    maps test ids to files, the hard-case gallery (segmentation: ``masks`` maps ids to true masks, drawn as
+    outlines). Derived records of rows no longer made are removed."""
     root = Path(root)
     records = task_records(root, task)
     derived, notes = derived_records(records, task, command)
@@ -442,8 +508,10 @@ def write_ensembles(root: str | os.PathLike, task: str, command: str = "",
     written = [write_record(r, path_of(r, out_root)) for r in derived]
     gallery = None
     if images:
-        gallery = plot_hard_cases(hard_cases(records, task), images, out_root / f"{task}_hard_cases.png",
-                                  f"{task}: test images most rows get wrong")
+        cases = hard_segmentation_cases(records) if info.task(task).kind != "classification" else \
+            hard_cases(records, task)
+        gallery = plot_hard_cases(cases, images, out_root / f"{task}_hard_cases.png",
+                                  f"{task}: test images most rows get wrong", masks=masks)
     report = out_root / f"{task}.md"
     atomic_write_bytes(report, report_markdown(task, derived, notes, records, command, gallery).encode())
     return [report, *written, *([gallery] if gallery is not None else [])]
