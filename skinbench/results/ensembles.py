@@ -421,7 +421,7 @@ def plot_hard_cases(cases: Sequence[dict[str, Any]], images: dict[str, str], pat
             if masks and masks.get(c["image_id"]):
                 ax.contour(read_mask(masks[c["image_id"]], size=(192, 144)).astype(float), levels=[0.5], colors=["lime"],
                            linewidths=1.2)
-            ax.set_title(f"{c['image_id']}\nJaccard < {HARD_JACCARD} in {c['wrong']}/{c['rows']} rows; mean "
+            ax.set_title(f"{c['image_id']}: Jaccard < {HARD_JACCARD} in {c['wrong']}/{c['rows']} rows\nmean "
                          f"classical {_p(c['jaccard']['classical'])}, deep {_p(c['jaccard']['deep'])}", fontsize=7)
         else:
             ax.set_title(f"{c['image_id']}: {c['label']}\nwrong {c['wrong']}/{c['rows']}; p(true) classical "
