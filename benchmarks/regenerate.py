@@ -10,7 +10,7 @@
 A run is skipped when its record already holds the same run key (task, approach, data manifest, seed,
 params and the declared algorithm versions: see skinbench/provenance.py); estimators cache their expensive work by content,
 so a rerun after an interruption resumes. Approaches the registry marks as needing a GPU on a task
-(``gpu_tasks``: today the end-to-end MobileNetV2 fine-tuning on task2) are not retrained on a machine without one: their
+(``gpu_tasks``: none today) are not retrained on a machine without one: their
 records stay as made (each names its command and commit); ``--allow-cpu`` trains them anyway.
 Approaches that cannot run here (ImageNet weights not available offline) get a record that says why. The extra benchmarks (sweeps, performance) run after the records, then the tables,
 plots and the dashboard results/README.md are rendered from the records alone. The derived reports

@@ -349,9 +349,10 @@ APPROACHES: dict[str, ApproachInfo] = _Registry({
                      smoke_params={**_SMOKE_PARTIAL, "backbone": "vgg16",
                                    "stages": _SMOKE_PARTIAL["stages"] + [["all", 1e-4, 1]]}),
         ApproachInfo("transfer-mobilenetv2-finetune", f"{_T}:EndToEndTransferClassifier", "deep",
-                     ("task1", "task2"), "MobileNetV2 fine-tuned end to end at 224 px: head -> last block -> all "
-                                         "(tf.data; mixed precision and all GPUs when present)",
-                     params={"backbone": "mobilenet_v2"}, gpu_tasks=("task2",),
+                     ("task1", "task2"), "MobileNetV2 fine-tuned end to end: head -> last block -> all (task1 at "
+                                         "224 px; task2 at 160 px, near HAM10000's 200x150, so its 8011 images "
+                                         "train on 2 CPU cores; tf.data; mixed precision and all GPUs when present)",
+                     params={"backbone": "mobilenet_v2"}, task_params={"task2": {"input_size": 160}},
                      smoke_params={"weights": None, "input_size": 32, "stages": [["head", 1e-3, 1]]}),
         # --- deep segmentation (issue 6 adds its variants here) ---
         ApproachInfo("unet", "skinbench.approaches.unet:UNetSegmenter", "deep", ("task3", "task4"),

@@ -270,3 +270,6 @@ def test_task4_agreement_and_hard_cases_with_their_gallery_from_the_records(tmp_
     render_all(root)
     section = (root / "README.md").read_text().split("## Classical and deep together")[1].split("\n## ")[0]
     assert "classical-seg right" in section and "task4_hard_cases.png" in section and "true outlines" in section
+    # one renderer: the dashboard's agreement table is the report's, cell for cell
+    table = report.split("## Agreement of")[1].split("\n\n")[2]
+    assert table.startswith("|") and table in section

@@ -302,6 +302,15 @@ def _task_table(tables: list[Table], task: str) -> Table | None:
     return next((t for t in tables if t.task == task and t.dataset == dataset), None)
 
 
+def _gallery_link(root: Path, task: str) -> str:
+    """A link to the hard-case gallery ``benchmarks/fusion.py`` drew for ``task``, where it exists."""
+    gallery = root / ensembles.FOLDER / f"{task}_hard_cases.png"
+    if not gallery.is_file():
+        return ""
+    outlines = " (true outlines; records keep no predicted masks)" if info.task(task).kind != "classification" else ""
+    return f"Gallery{outlines}: [{gallery.name}]({ensembles.FOLDER}/{gallery.name}).\n"
+
+
 def families_section(root: Path, tables: list[Table]) -> str:
     """Markdown: per classification task, the late-fusion and seed-ensemble rows (``benchmarks/fusion.py``,
     with their currency and paired tests against their parents), the agreement of the classical and deep
@@ -332,21 +341,8 @@ def families_section(root: Path, tables: list[Table]) -> str:
                                                     "p-value", "Holm p"], tablefmt="github",
                                     disable_numparse=True) + "\n")
         records = [r for rs in table.seed_records.values() for r in rs]
-        classical, deep = ensembles.choices(records, task)
-        if classical.record is not None and deep.record is not None:
-            a = ensembles.agreement(classical.record, deep.record)
-            out.append(f"Agreement of the classical and the deep row chosen without test data (first seeds, on the "
-                       f"test images both predicted; classical: {classical.how}; deep: {deep.how}):\n\n{a.table()}"
-                       f"\n\n{a.sentence()}\n")
-        else:
-            out.append("No agreement table: " + "; ".join(f"{c.family}: {c.how}" for c in (classical, deep)
-                                                         if c.record is None) + ".\n")
-        cases = ensembles.hard_cases(records, task, k=8)
-        if cases:
-            gallery = root / ensembles.FOLDER / f"{task}_hard_cases.png"
-            link = f" Gallery: [{gallery.name}]({ensembles.FOLDER}/{gallery.name})." if gallery.is_file() else ""
-            out.append("Hard cases: the test images most classical and deep rows (first seeds) get wrong, with each "
-                       f"family's mean probability of the true class.{link}\n\n" + ensembles.hard_case_table(cases))
+        out += ensembles.complementarity_sections(task, records, heading="####", k=8,
+                                                  gallery=_gallery_link(root, task))
         parts.append("\n".join(out))
     for task in ensembles.SEG_TASKS:
         seg = _task_table(tables, task)
@@ -355,19 +351,8 @@ def families_section(root: Path, tables: list[Table]) -> str:
         records = [r for rs in seg.seed_records.values() for r in rs]
         out = [f"### {seg.title}\n\nNo fusion or seed-ensemble rows: segmentation records keep per-image counts, "
                f"not probability maps. Right = per-image Jaccard >= {ensembles.HARD_JACCARD}.\n"]
-        classical, deep = ensembles.choices(records, task)
-        if classical.record is not None and deep.record is not None:
-            a = ensembles.agreement(classical.record, deep.record)
-            out.append(f"Agreement of the classical and the deep segmenter chosen without test data (first seeds; "
-                       f"classical: {classical.how}; deep: {deep.how}):\n\n{a.table()}\n\n{a.sentence()}\n")
-        cases = ensembles.hard_segmentation_cases(records, k=8)
-        if cases:
-            gallery = root / ensembles.FOLDER / f"{task}_hard_cases.png"
-            link = (f" Gallery (true outlines; records keep no predicted masks): [{gallery.name}]"
-                    f"({ensembles.FOLDER}/{gallery.name}).") if gallery.is_file() else ""
-            out.append(f"Hard cases: the test images most classical and deep segmenters (first seeds) get wrong "
-                       f"(per-image Jaccard < {ensembles.HARD_JACCARD}), with each family's mean Jaccard.{link}\n\n"
-                       + ensembles.hard_case_table(cases, segmentation=True))
+        out += ensembles.complementarity_sections(task, records, heading="####", k=8,
+                                                  gallery=_gallery_link(root, task))
         parts.append("\n".join(out))
     if not parts:
         return ""

@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
@@ -35,19 +35,30 @@ from skinbench.data.duplicates import RULES_VERSION
 from skinbench.results import ensembles
 from skinbench.results.records import RunRecord, load_records, path_of
 
-__all__ = ["Derived", "DerivedStatus", "DERIVED", "derived", "key_inputs", "key_of", "key_path", "write_key",
+__all__ = ["Reading", "Derived", "DerivedStatus", "DERIVED", "derived", "key_inputs", "key_of", "key_path", "write_key",
            "check", "manifest_digests"]
 
 
-def _subgroup_records(task: str) -> Callable[[Path, Mapping[str, Any]], list[RunRecord]]:
-    def read(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
+class Reading(NamedTuple):
+    """What an artefact read: its records and, where it chooses among them, which record plays which part
+    (None: no choice). One reader gives both, so the records are loaded once per key."""
+
+    records: list[RunRecord]
+    roles: list[str] | None = None
+
+
+Reader = Callable[[Path, Mapping[str, Any]], Reading]
+
+
+def _subgroup_records(task: str) -> Reader:
+    def read(root: Path, params: Mapping[str, Any]) -> Reading:
         from skinbench.results.subgroups_report import first_seed_records
 
-        return first_seed_records(load_records(root, task=task, dataset="ham10000"), task)
+        return Reading(first_seed_records(load_records(root, task=task, dataset="ham10000"), task))
     return read
 
 
-def _hygiene_records(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
+def _hygiene_records(root: Path, params: Mapping[str, Any]) -> Reading:
     """Every task's and target's first-seed records of each scanned dataset (the effect rows re-score them)."""
     from skinbench.results.subgroups_report import first_seed_per_target
 
@@ -56,15 +67,15 @@ def _hygiene_records(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
         records = load_records(root, dataset=dataset)
         for task in info.TASKS:
             out += first_seed_per_target(records, task, dataset)
-    return out
+    return Reading(out)
 
 
-def _curve_records(task: str) -> Callable[[Path, Mapping[str, Any]], list[RunRecord]]:
+def _curve_records(task: str) -> Reader:
     """Every point of ``task``'s learning curve: its fraction records and the 100 % records they join."""
-    def read(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
+    def read(root: Path, params: Mapping[str, Any]) -> Reading:
         from skinbench.results.learning_curves import curve_points
 
-        return [p.record for p in curve_points(root, task)]
+        return Reading([p.record for p in curve_points(root, task)])
     return read
 
 
@@ -76,11 +87,11 @@ def record_id(record: RunRecord, root: Path) -> str:
     return relative if fraction is None else f"fraction={fraction}:{relative}"
 
 
-def _ensemble_parents(task: str) -> Callable[[Path, Mapping[str, Any]], list[RunRecord]]:
-    """The records the derived rows of ``task`` average: the chosen classical and deep rows and each seed
-    group (so a rerun parent, or a rerun candidate that changes which row is chosen, makes them stale)."""
-    def read(root: Path, params: Mapping[str, Any]) -> list[RunRecord]:
-        return ensembles.parent_records(root, task)
+def _ensemble_parents(task: str) -> Reader:
+    """The records the derived rows of ``task`` average and which plays which part (so a rerun parent, or
+    a rerun candidate that changes which row is chosen, makes them stale): :func:`ensembles.key_reading`."""
+    def read(root: Path, params: Mapping[str, Any]) -> Reading:
+        return Reading(*ensembles.key_reading(root, task))
     return read
 
 
@@ -93,12 +104,10 @@ class Derived:
     files: tuple[str, ...]
     script: str  # under benchmarks/
     args: tuple[str, ...]  # the script's arguments that rebuild this artefact alone
-    read: Callable[[Path, Mapping[str, Any]], list[RunRecord]] = field(repr=False)
+    read: Reader = field(repr=False)  # the records it reads (and the roles it gives them, where it chooses)
     datasets: tuple[str, ...]  # data manifests it reads
     version: int
     params: Mapping[str, Any] = field(default_factory=dict)  # the script's defaults, part of the key
-    #: which record plays which part, where the artefact chooses among what it reads (None: no choice)
-    roles: Callable[[Path], list[str]] | None = field(default=None, repr=False)
 
     @property
     def command(self) -> str:
@@ -119,8 +128,7 @@ DERIVED: tuple[Derived, ...] = (
             _hygiene_records, HYGIENE_DATASETS, 1, {"datasets": list(HYGIENE_DATASETS), "rules": RULES_VERSION}),
     *(Derived(f"ensembles/{t}", (f"ensembles/{t}.md",), "fusion.py", ("--tasks", t), _ensemble_parents(t),
               (info.TASKS[t].default_dataset,), ensembles.ENSEMBLE_VERSION,
-              {"weight": ensembles.FUSION_WEIGHT, "seeds": ensembles.SEED_ENSEMBLE},
-              lambda root, t=t: ensembles.chosen_roles(root, t))
+              {"weight": ensembles.FUSION_WEIGHT, "seeds": ensembles.SEED_ENSEMBLE})
       for t in ensembles.REPORT_TASKS),
     *(Derived(f"learning_curves/{t}", (f"learning_curves/{t}.md", f"learning_curves/{t}.csv",
                                        f"learning_curves/{t}.png"), "learning_curves.py",
@@ -154,11 +162,12 @@ def key_inputs(d: Derived, root: str | os.PathLike, params: Mapping[str, Any] | 
     """What ``d`` reads today under ``root``, with ``params`` (default: the script's defaults)."""
     root = Path(root)
     params = dict(d.params if params is None else params)
-    records = {record_id(r, root): f"{r.run_key or ''}@{r.created or ''}" for r in d.read(root, params)}
+    reading = d.read(root, params)
+    records = {record_id(r, root): f"{r.run_key or ''}@{r.created or ''}" for r in reading.records}
     inputs = {"artefact": d.name, "version": d.version, "params": params, "records": dict(sorted(records.items())),
               "manifests": manifest_digests(d.datasets, manifest_dir)}
-    if d.roles is not None:
-        inputs["roles"] = d.roles(root)
+    if reading.roles is not None:
+        inputs["roles"] = reading.roles
     return inputs
 
 

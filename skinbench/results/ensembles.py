@@ -48,7 +48,7 @@ from skinbench.results.selection import Choice, by_approach, choose
 from skinbench.scoring import SCORING_VERSION, Scorer
 
 __all__ = ["ENSEMBLE_VERSION", "FUSION_WEIGHT", "SEED_ENSEMBLE", "TASKS", "SEG_TASKS", "REPORT_TASKS", "FOLDER", "task_records", "choices",
-           "parent_records", "Planned", "plan", "make", "derived_records", "stale_reasons", "write_ensembles",
+           "key_reading", "Planned", "plan", "make", "derived_records", "stale_reasons", "write_ensembles", "complementarity_sections",
            "load_ensembles", "agreement", "hard_cases", "hard_segmentation_cases", "HARD_JACCARD"]
 
 #: declared version of how derived rows are made (bump when the same parents would give other numbers)
@@ -91,26 +91,21 @@ def _seed_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
     return out
 
 
-def parent_records(root: str | os.PathLike, task: str) -> list[RunRecord]:
-    """What the artefact of ``task`` reads: every parent of :func:`plan`, the two rows the agreement table
-    compares and the first seed of every row the hard cases rank (the key of ``results/derived.py``: a
-    rerun record or a changed choice makes the artefact stale)."""
+def key_reading(root: str | os.PathLike, task: str) -> tuple[list[RunRecord], list[str]]:
+    """What the artefact of ``task`` reads and which record plays which part, from one read of the
+    records (the key of ``results/derived.py``: a rerun record or a changed choice makes it stale).
+
+    Read: every parent of :func:`plan`, the two rows the agreement table compares and the first seed of
+    every row the hard cases rank. Roles: the derived rows' parents and the agreement's two rows, since
+    another choice among the same records changes the report."""
     records = task_records(root, task)
     planned, _ = plan(records, task)
-    chosen = [c.record for c in choices(records, task) if c.record is not None]
-    out = {id(r): r for r in [*(r for p in planned for r in p.parents), *chosen, *_rows(records)]}
-    return list(out.values())
-
-
-def chosen_roles(root: str | os.PathLike, task: str) -> list[str]:
-    """Which records play which part (the derived rows' parents, the agreement's two rows): part of the
-    artefact's key, since another choice among the same records changes the report."""
-    records = task_records(root, task)
-    planned, _ = plan(records, task)
+    chosen = [c for c in choices(records, task) if c.record is not None]
+    read = {id(r): r for r in [*(r for p in planned for r in p.parents), *(c.record for c in chosen),
+                               *_rows(records)]}
     roles = [f"{p.approach}: " + ", ".join(f"{r.approach} seed {r.seed}" for r in p.parents) for p in planned]
-    roles += [f"agreement {c.family}: {c.record.approach} seed {c.record.seed}" for c in choices(records, task)
-              if c.record is not None]
-    return sorted(roles)
+    roles += [f"agreement {c.family}: {c.record.approach} seed {c.record.seed}" for c in chosen]
+    return list(read.values()), sorted(roles)
 
 
 def _mean_scores(parents: Sequence[RunRecord], weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -430,64 +425,76 @@ def plot_hard_cases(cases: Sequence[dict[str, Any]], images: dict[str, str], pat
     return save_figure(fig, Path(path))
 
 
+def complementarity_sections(task: str, records: Sequence[RunRecord], heading: str = "##", k: int = 12,
+                             gallery: str = "") -> list[str]:
+    """Markdown: the agreement of the classical and deep rows chosen without test data, and the hard cases
+    (``gallery``: what follows their table, an embedded figure or a link). The one renderer of these
+    sections: the report of :func:`write_ensembles` and the dashboard both call it."""
+    seg = info.task(task).kind != "classification"
+    classical, deep = choices(records, task)
+    out = []
+    if classical.record is not None and deep.record is not None:
+        a = agreement(classical.record, deep.record)
+        where = "" if seg else ", on the test images both predicted"
+        out.append(f"{heading} Agreement of {a.a} (classical) and {a.b} (deep)\n\nChosen without test data "
+                   f"(first seeds{where}): classical: {classical.how}; deep: {deep.how}.\n\n{a.table()}\n\n"
+                   f"{a.sentence()}\n")
+    else:
+        out.append("No agreement table: " + "; ".join(f"{c.family}: {c.how}" for c in (classical, deep)
+                                                     if c.record is None) + ".\n")
+    cases = hard_segmentation_cases(records, k=k) if seg else hard_cases(records, task, k=k)
+    if cases:
+        what = (f"segmenters (first seed each) get wrong (per-image Jaccard < {HARD_JACCARD}), with each family's "
+                "mean Jaccard" if seg else "rows (first seed each) get wrong, with each family's mean probability "
+                "of the true class")
+        out.append(f"{heading} Hard cases\n\nThe test images most classical and deep {what}.\n\n"
+                   + hard_case_table(cases, segmentation=seg) + (f"\n{gallery}" if gallery else ""))
+    return out
+
+
+def _gallery_markdown(task: str, gallery: Path | None) -> str:
+    if gallery is None:
+        return ""
+    seg = info.task(task).kind != "classification"
+    return f"![hard cases]({gallery.name})\n" + (
+        "\nGreen: the true lesion outline (records keep no predicted masks, so no prediction is drawn).\n"
+        if seg else "")
+
+
 def report_markdown(task: str, derived: Sequence[RunRecord], notes: Sequence[str], records: Sequence[RunRecord],
                     command: str, gallery: Path | None) -> str:
-    """The artefact's markdown (``<root>/ensembles/<task>.md``): the derived rows, their parents, the
-    agreement table and the hard cases."""
+    """The artefact's markdown (``<root>/ensembles/<task>.md``): the derived rows and their parents
+    (classification), then :func:`complementarity_sections`."""
     metric = info.task(task).primary_metric
+    out = [f"<!-- generated by `{command}`; do not edit -->"]
     if info.task(task).kind != "classification":
-        return _segmentation_report(task, records, command, gallery)
-    out = [f"<!-- generated by `{command}`; do not edit -->", f"# {task}: late fusion, seed ensembles, "
-           "complementarity\n",
-           f"Derived rows from the stored test probabilities of the records they name (no retraining), scored "
-           f"by the one scorer with their parents' bootstrap resamples. Late fusion: {FUSION_WEIGHT} x the "
-           f"classical row + {1 - FUSION_WEIGHT} x the deep row (weight fixed in advance), each row chosen "
-           f"without test data. Seed ensembles: the mean of the first {SEED_ENSEMBLE} seeds.\n"]
-    rows = []
-    for r in derived:
-        lo, hi = r.ci(metric)
-        parents = ", ".join(f"{p['approach']} seed {p['seed']} ({str(p['run_key'])[:10]})" for p in r.extras["parents"])
-        rows.append([r.approach, f"{r.value(metric):.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else ""),
-                     str(r.split.get("n_test")), parents, str(r.run_key)[:12]])
-    if rows:
-        out.append(tabulate(rows, headers=["derived row", metric, "n_test", "parents (run key)", "run key"],
-                            tablefmt="github", disable_numparse=True) + "\n")
-    fusion = [r for r in derived if r.extras.get("derived") == "late-fusion"]
-    for r in fusion:
-        out.append("How the parents were chosen: " + "; ".join(f"{k}: {v}" for k, v in r.extras["chosen"].items())
-                   + ".\n")
-    out += [f"- {n}" for n in notes]
-    classical, deep = choices(records, task)
-    if classical.record is not None and deep.record is not None:
-        a = agreement(classical.record, deep.record)
-        out.append(f"\n## Agreement of {a.a} (classical) and {a.b} (deep)\n\n{a.table()}\n\n{a.sentence()}\n")
-    cases = hard_cases(records, task)
-    if cases:
-        out.append("## Hard cases\n\nThe test images most classical and deep rows (first seed each) get wrong.\n\n"
-                   + hard_case_table(cases))
-        if gallery is not None:
-            out.append(f"![hard cases]({gallery.name})\n")
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _segmentation_report(task: str, records: Sequence[RunRecord], command: str, gallery: Path | None) -> str:
-    """The artefact's markdown for a segmentation task: agreement and hard cases, no derived rows."""
-    out = [f"<!-- generated by `{command}`; do not edit -->", f"# {task}: complementarity and hard cases\n",
-           "Segmentation records keep per-image confusion counts, not probability maps: no fusion or seed-ensemble "
-           f"row can be made from them. A segmentation is counted right when its per-image Jaccard is at least "
-           f"{HARD_JACCARD} (the ISIC 2018 thresholded-Jaccard cut).\n"]
-    classical, deep = choices(records, task)
-    if classical.record is not None and deep.record is not None:
-        a = agreement(classical.record, deep.record)
-        out.append(f"## Agreement of {a.a} (classical) and {a.b} (deep)\n\nChosen without test data: classical: "
-                   f"{classical.how}; deep: {deep.how}.\n\n{a.table()}\n\n{a.sentence()}\n")
-    cases = hard_segmentation_cases(records)
-    if cases:
-        out.append("## Hard cases\n\nThe test images most classical and deep segmenters (first seed each) get "
-                   f"wrong (Jaccard < {HARD_JACCARD}).\n\n" + hard_case_table(cases, segmentation=True))
-        if gallery is not None:
-            out.append(f"![hard cases]({gallery.name})\n\nGreen: the true lesion outline (records keep no predicted "
-                       "masks, so no prediction is drawn).\n")
+        out += [f"# {task}: complementarity and hard cases\n",
+                "Segmentation records keep per-image confusion counts, not probability maps: no fusion or "
+                "seed-ensemble row can be made from them. A segmentation is counted right when its per-image "
+                f"Jaccard is at least {HARD_JACCARD} (the ISIC 2018 thresholded-Jaccard cut).\n"]
+    else:
+        out += [f"# {task}: late fusion, seed ensembles, complementarity\n",
+                f"Derived rows from the stored test probabilities of the records they name (no retraining), scored "
+                f"by the one scorer with their parents' bootstrap resamples. Late fusion: {FUSION_WEIGHT} x the "
+                f"classical row + {1 - FUSION_WEIGHT} x the deep row (weight fixed in advance), each row chosen "
+                f"without test data. Seed ensembles: the mean of the first {SEED_ENSEMBLE} seeds.\n"]
+        rows = []
+        for r in derived:
+            lo, hi = r.ci(metric)
+            parents = ", ".join(f"{p['approach']} seed {p['seed']} ({str(p['run_key'])[:10]})"
+                                for p in r.extras["parents"])
+            rows.append([r.approach, f"{r.value(metric):.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else ""),
+                         str(r.split.get("n_test")), parents, str(r.run_key)[:12]])
+        if rows:
+            out.append(tabulate(rows, headers=["derived row", metric, "n_test", "parents (run key)", "run key"],
+                                tablefmt="github", disable_numparse=True) + "\n")
+        for r in derived:
+            if r.extras.get("derived") == "late-fusion":
+                out.append("How the parents were chosen: "
+                           + "; ".join(f"{k}: {v}" for k, v in r.extras["chosen"].items()) + ".\n")
+        out += [f"- {n}" for n in notes]
+        out.append("")
+    out += complementarity_sections(task, records, gallery=_gallery_markdown(task, gallery))
     return "\n".join(out).rstrip() + "\n"
 
 
