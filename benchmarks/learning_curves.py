@@ -9,8 +9,8 @@ the same records); fraction records land in ``results/learning_curves/<task>/fra
 100 % points are the ordinary records in ``results/runs/`` (seeds ``benchmarks/seeds.py`` keeps are
 reused). Current points are skipped, so an interrupted run resumes; per-image features, descriptors,
 activations and segmenter inputs are cached by content, so a fraction never recomputes what the full set
-cached. Reports: ``results/learning_curves/<task>.md|csv|png`` (:mod:`skinbench.results.learning_curves`),
-linked from the dashboard once rendered.
+cached. Reports: ``results/learning_curves/<task>.md|csv|json|png`` (:mod:`skinbench.results.learning_curves`),
+shown in the dashboard's learning-curve section once rendered (the json: the crossover it prints).
 
 Cost on 2 cores (Intel Xeon), estimated from one measured point and the committed records' fit and
 predict times: about 3.75 h from an empty cache (task1 40 min, task2 70 min, task4 2 h: the FPN's 12

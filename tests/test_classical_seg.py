@@ -8,6 +8,7 @@ import pytest
 
 from skinbench.approaches.classical_seg import ClassicalSegmenter, fill_holes, remove_hair
 from skinbench.errors import ConfigError
+from skinbench.scoring import fit_summary
 
 
 def _lesion_image(folder, name: str, w: int = 200, h: int = 150, hairs: bool = True, seed: int = 0):
@@ -38,6 +39,8 @@ def test_segments_dark_lesion_despite_hairs_and_corners(tmp_path):
     X, M, truths = zip(*[_lesion_image(tmp_path, f"im{i}", seed=i) for i in range(3)])
     seg = ClassicalSegmenter(n_tune=3, progress=False).fit(np.array(X), np.array(M))
     assert seg.chosen_[0] in ("blue", "gray", "pca") and len(seg.tuning_) == 12
+    # the record keeps what the fit chose (extras.fit): a reader sees why two fits predict alike
+    assert fit_summary(seg)["best_params"] == {"channel": seg.chosen_[0], "threshold_scale": seg.chosen_[1]}
     maps = list(seg.predict_proba(np.array(X)))
     for prob, truth in zip(maps, truths):
         assert prob.dtype == np.float32 and prob.shape == truth.shape
@@ -102,6 +105,7 @@ def test_dark_dot_detector_finds_dots_and_puts_its_threshold_at_half(tmp_path):
     X, M, truths = (np.array([d[i] for d in data], dtype=object) for i in range(3))
     est = DarkDotSegmenter(progress=False).fit(X[:6], M[:6])
     assert est.scale_ in est.scales_grid and est.threshold_ in est.thresholds_grid
+    assert fit_summary(est)["best_params"] == {"scale": est.scale_, "threshold": est.threshold_}
     inter = union = 0
     for prob, truth in zip(est.predict_proba(X[6:]), truths[6:]):
         assert prob.shape == truth.shape and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1

@@ -261,6 +261,13 @@ def test_task4_agreement_and_hard_cases_with_their_gallery_from_the_records(tmp_
     d = dv.derived("ensembles/task4")
     dv.write_key(d, root)
     assert dv.check(d, root).current
+    # a second seed of the chosen fpn moves the validation mean the report prints: stale, though no record
+    # the report ranks changed
+    seed1 = make_record("task4", "fpn", target="lesion", dataset="ham10000", quality=0.95, seed=1)
+    seed1.extras["fit"] = {"val_scores": {"jaccard_mean": 0.84}, "n_val": 20}
+    write_all(root, [seed1])
+    assert "roles" in " ".join(dv.check(d, root).reasons)
+    dv.write_key(d, root)
     path = rec.path_of(records[2], root)  # unet is in no pair, but the hard cases rank it: a rerun is stale
     unet = rec.RunRecord.from_file(path)
     unet.run_key = "key-rerun"

@@ -264,9 +264,14 @@ def test_report_plot_table_and_crossover_from_the_records(tmp_path):
     status = dv.check(report, tmp_path)
     assert status.status == "stale" and any("fraction=0.25" in r for r in status.reasons)
 
-    from skinbench.results.dashboard import analyses_section
+    # the dashboard's own section shows the report's answer and its figure (read, not re-tested)
+    from skinbench.results.dashboard import scaling_section
 
-    assert "[task1](learning_curves/task1.md)" in analyses_section(tmp_path)
+    section = scaling_section(tmp_path)
+    sentence = text.split("**")[-2]
+    assert sentence.startswith("Crossover at 25 %") and sentence in section
+    assert "![learning curve: task1](learning_curves/task1.png)" in section
+    assert "(learning_curves/task1.md)" in section and "task1.md.key" not in section
 
 
 def test_no_crossover_is_said_plainly(tmp_path):

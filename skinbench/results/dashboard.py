@@ -8,7 +8,9 @@ reliability diagram. At the end, links to the analyses written beside the tables
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -406,14 +408,36 @@ ANALYSES = (
      "method, with CIs, sizes and the best-worst gap (`python benchmarks/subgroups.py`)"),
     ("data_hygiene", "Data hygiene", "exact and near-duplicate images, the pairs crossing the train/test split "
      "and the effect on the primary metric of leaving them out (`python benchmarks/duplicates_report.py`)"),
-    ("learning_curves", "Learning curves", "the primary metric against the number of training images (nested "
-     "fractions, three seeds) for classical and deep rows, and the crossover: the smallest fraction at which "
-     "the best deep row beats the best classical one (`python benchmarks/learning_curves.py`)"),
 )
 
 
+def scaling_section(root: Path) -> str:
+    """Markdown: how each family scales with training data, per task with a learning curve: the crossover
+    sentence and the figure (from ``<root>/learning_curves/<task>.json``, which
+    ``benchmarks/learning_curves.py`` writes beside its report; nothing is re-tested here)."""
+    folder = root / "learning_curves"
+    answers = sorted(p for p in folder.glob("task*.json") if re.fullmatch(r"task\d+\.json", p.name)) \
+        if folder.is_dir() else []
+    parts = []
+    for path in answers:
+        answer = json.loads(path.read_text())
+        task = answer["task"]
+        figure = f"\n![learning curve: {task}](learning_curves/{answer['figure']})\n" if answer.get("figure") else ""
+        parts.append(f"### {task}: {info.task(task).title}\n\n{answer['sentence']} "
+                     f"Report, table and tests: [learning_curves/{task}.md](learning_curves/{task}.md).\n{figure}")
+    if not parts:
+        return ""
+    return ("## How each family scales with training data (learning curves)\n\n"
+            "The primary metric on the whole test split against the number of training images: nested, "
+            "class-stratified, lesion-aware fractions of the training split (5-100 %), three seeds (subset paths), "
+            "mean and range over seeds. The crossover is the smallest fraction at which the best deep row beats the "
+            "best classical one (both chosen by their 100 % records' mean over seeds), paired bootstrap, Holm over "
+            "fractions (`python benchmarks/learning_curves.py`).\n\n" + "\n".join(parts))
+
+
 def analyses_section(root: Path) -> str:
-    """Links to the reports of :data:`ANALYSES` that exist (subgroups, data hygiene, learning curves)."""
+    """Links to the reports of :data:`ANALYSES` that exist (subgroups, data hygiene; the learning curves have
+    a section of their own, :func:`scaling_section`)."""
     items = []
     for folder, title, what in ANALYSES:
         reports = sorted((root / folder).glob("*.md")) if (root / folder).is_dir() else []
@@ -536,6 +560,9 @@ def render_dashboard(root: str | os.PathLike, records: list[RunRecord], tables: 
     together = families_section(root, tables)
     if together:
         parts.append(together)
+    scaling = scaling_section(root)
+    if scaling:
+        parts.append(scaling)
     sig = significance_section(tables)
     if sig:
         parts.append(sig)

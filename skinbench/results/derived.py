@@ -131,7 +131,7 @@ DERIVED: tuple[Derived, ...] = (
               {"weight": ensembles.FUSION_WEIGHT, "seeds": ensembles.SEED_ENSEMBLE})
       for t in ensembles.REPORT_TASKS),
     *(Derived(f"learning_curves/{t}", (f"learning_curves/{t}.md", f"learning_curves/{t}.csv",
-                                       f"learning_curves/{t}.png"), "learning_curves.py",
+                                       f"learning_curves/{t}.json", f"learning_curves/{t}.png"), "learning_curves.py",
               ("--report-only", "--tasks", t), _curve_records(t), (info.TASKS[t].default_dataset,), 1,
               {"n_boot": 1000})
       for t in ("task1", "task2", "task4")),

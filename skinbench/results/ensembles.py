@@ -104,7 +104,9 @@ def key_reading(root: str | os.PathLike, task: str) -> tuple[list[RunRecord], li
     read = {id(r): r for r in [*(r for p in planned for r in p.parents), *(c.record for c in chosen),
                                *_rows(records)]}
     roles = [f"{p.approach}: " + ", ".join(f"{r.approach} seed {r.seed}" for r in p.parents) for p in planned]
-    roles += [f"agreement {c.family}: {c.record.approach} seed {c.record.seed}" for c in chosen]
+    # with how each was chosen: the report prints it, and it reads records the key does not list (other
+    # seeds' validation scores, a runner-up's CI), so a new seed that only moves a mean still makes it stale
+    roles += [f"agreement {c.family}: {c.record.approach} seed {c.record.seed} ({c.how})" for c in chosen]
     return list(read.values()), sorted(roles)
 
 

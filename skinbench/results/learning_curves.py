@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -307,7 +308,8 @@ def _csv(rows: list[dict]) -> str:
 
 
 def write_reports(root: str | os.PathLike, tasks: Sequence[str] | None = None, n_boot: int = 1000) -> list[Path]:
-    """``<root>/learning_curves/<task>.md|csv|png`` for every task with curve records; the files written."""
+    """``<root>/learning_curves/<task>.md|csv|json|png`` for every task with curve records (the json: the
+    crossover and its sentence, which the dashboard shows); the files written."""
     root = Path(root)
     folder = root / FOLDER
     written: list[Path] = []
@@ -320,7 +322,11 @@ def write_reports(root: str | os.PathLike, tasks: Sequence[str] | None = None, n
         figure = plot_curve(points, task, folder / f"{task}.png")
         result = crossover(points, task, n_boot=n_boot)
         text = report_markdown(task, points, result, figure.name if figure else None)
-        for suffix, data in ((".md", text), (".csv", _csv(summary_rows(points)))):
+        answer = {"task": task, "metric": result.metric, "classical": result.classical, "deep": result.deep,
+                  "crossover_fraction": result.fraction, "sentence": crossover_sentence(result, points),
+                  "figure": figure.name if figure else None}  # what the dashboard shows, without re-testing
+        for suffix, data in ((".md", text), (".csv", _csv(summary_rows(points))),
+                             (".json", json.dumps(answer, indent=1) + "\n")):
             atomic_write_bytes(folder / f"{task}{suffix}", data.encode())
             written.append(folder / f"{task}{suffix}")
         if figure:
