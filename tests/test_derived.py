@@ -106,6 +106,10 @@ def test_report_without_key_is_stale_and_a_broken_key_is_not_current(ham_root):
     (root / "subgroups" / "task2.md").write_text("# old report\n")
     assert dv.check(d, root).status == "stale" and "made before reports were keyed" in dv.check(d, root).reasons[0]
     dv.write_key(d, root)
+    status = dv.check(d, root)  # keyed, but the artefact's csv and png are not beside it
+    assert status.status == "stale" and "no subgroups/task2.csv, subgroups/task2.png" in status.reasons[0]
+    for name in ("task2.csv", "task2.png"):
+        (root / "subgroups" / name).write_text("made\n")
     assert dv.check(d, root).current
     dv.key_path(d, root).write_text("{not json")
     assert dv.check(d, root).status == "stale"
