@@ -214,6 +214,10 @@ def test_seed_ensemble_is_scored_on_the_mean_of_three_seeds(task1_root, tmp_path
     assert ens.value("ap") == pytest.approx(average_precision_score(y, mean[:, 1]), abs=1e-5)
     assert [p["seed"] for p in ens.extras["parents"]] == [0, 1, 2]
     assert ens.key_inputs["parents"][2]["run_key"] == "key-transfer-mobilenetv2-2"
+    # a rerun with the same parents keeps the records as made (no churn of creation times in the repository)
+    before = (task1_root / "ensembles/runs/task1" / TASK1 / "transfer-mobilenetv2+seeds.json").read_bytes()
+    assert _make(task1_root, tmp_path) == 0
+    assert (task1_root / "ensembles/runs/task1" / TASK1 / "transfer-mobilenetv2+seeds.json").read_bytes() == before
     render_all(task1_root)
     dashboard = (task1_root / "README.md").read_text()
     section = dashboard.split("## Classical and deep together")[1].split("\n## ")[0]

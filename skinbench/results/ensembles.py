@@ -500,6 +500,16 @@ def report_markdown(task: str, derived: Sequence[RunRecord], notes: Sequence[str
     return "\n".join(out).rstrip() + "\n"
 
 
+def _unchanged(record: RunRecord, path: Path) -> bool:
+    """Is the derived record at ``path`` already this one (same run key: same parents, weights and version;
+    same numbers)? Then it is kept as made, so a rerun of fusion.py only rewrites what moved."""
+    try:
+        old = RunRecord.from_file(path)
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    return old.run_key == record.run_key and old.metrics == record.metrics and old.predictions == record.predictions
+
+
 def write_ensembles(root: str | os.PathLike, task: str, command: str = "",
                     images: dict[str, str] | None = None, masks: dict[str, str] | None = None) -> list[Path]:
     """Make ``task``'s derived rows from the records under ``root`` and write them with the report
@@ -514,7 +524,8 @@ def write_ensembles(root: str | os.PathLike, task: str, command: str = "",
     for old in (out_root / "runs" / task).glob("*/*.json") if (out_root / "runs" / task).is_dir() else ():
         if old not in kept:
             old.unlink()
-    written = [write_record(r, path_of(r, out_root)) for r in derived]
+    written = [path_of(r, out_root) if _unchanged(r, path_of(r, out_root)) else write_record(r, path_of(r, out_root))
+               for r in derived]
     gallery = None
     if images:
         cases = hard_segmentation_cases(records) if info.task(task).kind != "classification" else \
