@@ -215,9 +215,17 @@ def test_seed_ensemble_is_scored_on_the_mean_of_three_seeds(task1_root, tmp_path
     assert [p["seed"] for p in ens.extras["parents"]] == [0, 1, 2]
     assert ens.key_inputs["parents"][2]["run_key"] == "key-transfer-mobilenetv2-2"
     # a rerun with the same parents keeps the records as made (no churn of creation times in the repository)
-    before = (task1_root / "ensembles/runs/task1" / TASK1 / "transfer-mobilenetv2+seeds.json").read_bytes()
+    kept = task1_root / "ensembles/runs/task1" / TASK1 / "transfer-mobilenetv2+seeds.json"
+    before, written_at = kept.read_bytes(), kept.stat().st_mtime_ns
     assert _make(task1_root, tmp_path) == 0
-    assert (task1_root / "ensembles/runs/task1" / TASK1 / "transfer-mobilenetv2+seeds.json").read_bytes() == before
+    # not rewritten at all (bytes alone can match when both runs stamp the same second)
+    assert kept.read_bytes() == before and kept.stat().st_mtime_ns == written_at
+    # the scorer holds unrounded numbers; the record stores them rounded: unchanged means unchanged as stored
+    fresh = rec.RunRecord.from_file(kept)
+    fresh.metrics["ap"]["value"] += 1e-9
+    assert ensembles._unchanged(fresh, kept)
+    fresh.metrics["ap"]["value"] += 1e-3
+    assert not ensembles._unchanged(fresh, kept)
     render_all(task1_root)
     dashboard = (task1_root / "README.md").read_text()
     section = dashboard.split("## Classical and deep together")[1].split("\n## ")[0]

@@ -94,8 +94,12 @@ class DarkDotSegmenter(PathSegmenter):
         a, b = np.unravel_index(int(np.argmax(jaccard)), jaccard.shape)
         self.scale_, self.threshold_ = float(scales[a]), float(thresholds[b])
         self.train_jaccard_ = float(jaccard[a, b])
-        self.best_params_ = {"scale": self.scale_, "threshold": self.threshold_}  # the record's extras.fit
         return self
+
+    @property
+    def best_params_(self) -> dict[str, float]:
+        """What the fit chose (a record's ``extras.fit``); AttributeError before fit."""
+        return {"scale": self.scale_, "threshold": self.threshold_}
 
     def predict_proba(self, X: np.ndarray) -> Iterator[np.ndarray]:
         if not hasattr(self, "threshold_"):

@@ -155,7 +155,6 @@ class ClassicalSegmenter(PathSegmenter):
         self.chosen_ = (channels[0], scales[len(scales) // 2])
         self.tuning_ = {}
         have = [i for i, m in enumerate(masks) if m]
-        self.best_params_ = {"channel": self.chosen_[0], "threshold_scale": self.chosen_[1]}  # extras.fit
         if len(channels) * len(scales) == 1 or not have:
             return self
         rng = np.random.default_rng(self.random_state)
@@ -173,8 +172,13 @@ class ClassicalSegmenter(PathSegmenter):
         self.chosen_ = (channels[a], scales[b])
         self.tuning_ = {f"{c}@{s}": float(mean[i, j]) for (i, c), (j, s) in
                         product(enumerate(channels), enumerate(scales))}
-        self.best_params_ = {"channel": channels[a], "threshold_scale": scales[b]}
         return self
+
+    @property
+    def best_params_(self) -> dict[str, Any]:
+        """What the fit chose (a record's ``extras.fit``): ``chosen_`` by name; AttributeError before fit."""
+        channel, scale = self.chosen_
+        return {"channel": channel, "threshold_scale": scale}
 
     def predict_proba(self, X: np.ndarray) -> Iterator[np.ndarray]:
         if not hasattr(self, "chosen_"):

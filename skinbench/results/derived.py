@@ -232,10 +232,10 @@ def check(d: Derived, root: str | os.PathLike, manifest_dir: Path | None = None)
         old_key = stored["key"]
     except (OSError, ValueError, KeyError, TypeError):
         return DerivedStatus(d, "stale", [f"unreadable key {kp.name}; rerun `{d.command}`"])
-    inputs = key_inputs(d, root, manifest_dir=manifest_dir)
     lost = [f for f in d.files[1:] if not (root / f).is_file()]
     if lost:  # a file added to the artefact since it was made, or one deleted: current only when all are there
         return DerivedStatus(d, "stale", [f"no {', '.join(lost)} beside {d.files[0]}; rerun `{d.command}`"])
+    inputs = key_inputs(d, root, manifest_dir=manifest_dir)
     if key_of(inputs) == old_key:
         return DerivedStatus(d, "current")
     return DerivedStatus(d, "stale", (_changes(old_inputs, inputs) or ["key differs"]) + [f"rerun `{d.command}`"])

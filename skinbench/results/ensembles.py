@@ -24,6 +24,7 @@ keep no predicted masks, so no prediction can be drawn from them).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from skinbench.metrics.segmentation import per_image_scores
 from skinbench.provenance import run_key
 from skinbench.results.currency import explain
 from skinbench.results.plots import plt, save_figure
-from skinbench.results.records import RunRecord, build_record, load_records, path_of, write_record
+from skinbench.results.records import RunRecord, build_record, dumps, load_records, path_of, write_record
 from skinbench.results.selection import Choice, by_approach, choose
 from skinbench.scoring import SCORING_VERSION, Scorer
 
@@ -344,7 +345,10 @@ def _hardest(per_image: dict[str, dict[str, Any]], score: str, k: int) -> list[d
 
 def hard_cases(records: Iterable[RunRecord], task: str, k: int = 12) -> list[dict[str, Any]]:
     """The ``k`` test images most classical and deep rows get wrong (ties: the lower mean probability of the
-    true class first), each with its true label and each family's mean probability of the true class."""
+    true class first), each with its true label and each family's mean probability of the true class. A
+    segmentation task's are :func:`hard_segmentation_cases`."""
+    if info.task(task).kind != "classification":
+        return hard_segmentation_cases(records, k=k)
     rows = _rows(records)
     if not rows:
         return []
@@ -444,7 +448,7 @@ def complementarity_sections(task: str, records: Sequence[RunRecord], heading: s
     else:
         out.append("No agreement table: " + "; ".join(f"{c.family}: {c.how}" for c in (classical, deep)
                                                      if c.record is None) + ".\n")
-    cases = hard_segmentation_cases(records, k=k) if seg else hard_cases(records, task, k=k)
+    cases = hard_cases(records, task, k=k)
     if cases:
         what = (f"segmenters (first seed each) get wrong (per-image Jaccard < {HARD_JACCARD}), with each family's "
                 "mean Jaccard" if seg else "rows (first seed each) get wrong, with each family's mean probability "
@@ -507,7 +511,8 @@ def _unchanged(record: RunRecord, path: Path) -> bool:
         old = RunRecord.from_file(path)
     except (OSError, ValueError, TypeError, KeyError):
         return False
-    return old.run_key == record.run_key and old.metrics == record.metrics and old.predictions == record.predictions
+    stored = RunRecord.from_dict(json.loads(dumps(record)))  # as write_record would store it (rounded floats)
+    return old.run_key == stored.run_key and old.metrics == stored.metrics and old.predictions == stored.predictions
 
 
 def write_ensembles(root: str | os.PathLike, task: str, command: str = "",
@@ -524,13 +529,11 @@ def write_ensembles(root: str | os.PathLike, task: str, command: str = "",
     for old in (out_root / "runs" / task).glob("*/*.json") if (out_root / "runs" / task).is_dir() else ():
         if old not in kept:
             old.unlink()
-    written = [path_of(r, out_root) if _unchanged(r, path_of(r, out_root)) else write_record(r, path_of(r, out_root))
-               for r in derived]
+    written = [path if _unchanged(r, path) else write_record(r, path)
+               for r, path in ((r, path_of(r, out_root)) for r in derived)]
     gallery = None
     if images:
-        cases = hard_segmentation_cases(records) if info.task(task).kind != "classification" else \
-            hard_cases(records, task)
-        gallery = plot_hard_cases(cases, images, out_root / f"{task}_hard_cases.png",
+        gallery = plot_hard_cases(hard_cases(records, task), images, out_root / f"{task}_hard_cases.png",
                                   f"{task}: test images most rows get wrong", masks=masks)
     report = out_root / f"{task}.md"
     atomic_write_bytes(report, report_markdown(task, derived, notes, records, command, gallery).encode())
