@@ -61,7 +61,7 @@ def row(record, **label) -> dict:
     return {**label, "C": C, "gamma": g, "val_selection_ap": fit.get("val_selection_score"),
             **{f"val_{m}": val.get(m) for m in METRICS}, **{f"test_{m}": record.value(m) for m in METRICS},
             **{f"test_{m}_ci": _ci(record, m) for m in ("f1", "auc", "ap")},
-            "seconds": round(record.total_seconds or 0.0, 1)}
+            "seconds": round(record.total_seconds or 0.0, 1), "cached": record.cache_found()}
 
 
 def _ci(record, metric: str) -> str:

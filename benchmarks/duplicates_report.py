@@ -35,6 +35,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without `pip install -e .`
 
+from skinbench.data.manifests import read_index  # noqa: E402
 from skinbench.results.derived import HYGIENE_DATASETS as DATASETS  # noqa: E402
 
 #: re-processed copies (colour, contrast and framing changed) of ISIC 2016 test images in the task3 default
@@ -311,7 +312,13 @@ def task3_markdown(frame: pd.DataFrame, summaries: list[dict]) -> list[str]:
     train_ids = sorted({row.id_a if row.split_a == "train" else row.id_b for row in crossing.itertuples()})
     lines = [f"## The task3 default training set ({TASK3_ALL})", ""]
     if not train_ids:
-        return lines + ["Its manifest already excludes every training copy of a test image the rules find.", ""]
+        excluded = (read_index().get(TASK3_ALL) or {}).get("excluded") or {}
+        copies = {i: why for i, why in sorted(excluded.items()) if "copy of test image" in why}
+        return lines + [f"Its manifest (`data_manifests/{TASK3_ALL}.csv`, built by `{REBUILD_TASK3}`) excludes every "
+                        f"training copy of a test image the rules find: {len(copies)} images, so no pair above "
+                        "crosses its split. As `data_manifests/index.json` records them:", "",
+                        *_table([{"excluded training image": i, "why": why} for i, why in copies.items()],
+                                ["excluded training image", "why"]), ""]
     return lines + [
         f"Its committed manifest (`data_manifests/{TASK3_ALL}.csv`) keeps {len(train_ids)} training images that copy "
         f"a test image (listed above under the pairs crossing the split): {', '.join(train_ids)}. Rebuilding it "

@@ -71,7 +71,7 @@ def rows(root: Path, recipes: list[str]) -> list[dict]:
             row[f"test_{m}"] = r.value(m)
             row[f"test_{m}_ci"] = f"[{lo:.3f}, {hi:.3f}]" if lo is not None else ""
         row.update(fit_s=r.timings.get("fit_s"), fit_cpu_s=(r.timings.get("cpu") or {}).get("fit_s"),
-                   cached=json.dumps((r.timings.get("cache") or {}), sort_keys=True), run_key=r.run_key)
+                   cached=r.cache_found(), run_key=r.run_key)
         out.append(row)
     return out
 

@@ -53,6 +53,7 @@ def summary_row(record: RunRecord, feature: str, loss: str) -> dict:
         row[m] = record.value(m)
         row[f"{m}_ci"] = f"[{lo:.3f}, {hi:.3f}]" if lo is not None else ""
     row["fit_s"] = round(record.fit_seconds or 0.0, 1)
+    row["cached"] = record.cache_found()  # a small fit_s may be found work, not cheap work
     return row
 
 

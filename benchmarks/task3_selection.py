@@ -94,7 +94,7 @@ def fit_columns(record) -> dict:
     return {"jaccard_set_perfect_gate": segmentation_scores(counts[present])["jaccard_set"],
             "validation_jaccard": fit.get("validation_jaccard"), "threshold": fit.get("threshold"),
             "tta": (fit.get("tta") or {}).get("used"), "epochs": training.get("epochs"),
-            "train_s": training.get("seconds")}
+            "train_s": training.get("seconds"), "cached": record.cache_found()}
 
 
 def committed_registered_rows(features: list[str], have: set[str], dataset: str, root: Path) -> list[dict]:

@@ -12,9 +12,9 @@ import pytest
 
 from skinbench.results import derived as dv
 from skinbench.results import records as rec
+from scripts import load_script
 from test_results import make_record, write_all
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _regenerate():
@@ -24,12 +24,7 @@ def _regenerate():
 
 
 def _subgroups_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_subgroups", REPO / "benchmarks" / "subgroups.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("subgroups")
 
 
 @pytest.fixture

@@ -246,14 +246,10 @@ def test_balanced_sampling_trains_its_own_stages_on_the_shared_activations(synth
 def test_task2_recipes_script_runs_points_and_chooses_on_validation(tmp_path):
     """benchmarks/task2_recipes.py (issue 33): each recipe is a sweep point with its own record; the report
     names the recipe with the best validation score, whatever the test column says."""
-    import importlib.util
-
-    from skinbench.paths import REPO_ROOT
+    from scripts import load_script
     from skinbench.results.records import load_records
 
-    spec = importlib.util.spec_from_file_location("task2_recipes", REPO_ROOT / "benchmarks" / "task2_recipes.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("task2_recipes")
     quick = {"weights": None, "input_size": 32, "n_views": 1, "stages": [["head", 1e-3, 1], ["top", 1e-3, 1]],
              "tta": "none"}
     assert script.main(["--workers", "0", "--dataset", "synthetic", "--limit", "48", "--results", str(tmp_path),

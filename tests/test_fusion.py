@@ -3,7 +3,6 @@ on hand-made records and the synthetic data."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,17 +18,14 @@ from skinbench.results.costs import cost_sentence, pareto_front
 from skinbench.results.render import render_all
 from skinbench.results.selection import choose
 from skinbench.results.tables import build_tables
+from scripts import load_script
 from test_results import make_record, write_all
 
-REPO = Path(__file__).resolve().parents[1]
 TASK1 = "isic2016_task3"  # task1's default dataset: the derived rows are made for it
 
 
 def _fusion_script():
-    spec = importlib.util.spec_from_file_location("bench_fusion", REPO / "benchmarks" / "fusion.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fusion")
 
 
 def _record(approach: str, test_ap: float, *, val_ap: float | None = None, seed: int = 0, quality: float = 1.0,

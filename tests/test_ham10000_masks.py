@@ -3,13 +3,11 @@ adapter, ``data verify`` and the pipeline benchmark all use it (a changed rule r
 
 from __future__ import annotations
 
-import importlib.util
-
 import cv2
 import numpy as np
 
+from scripts import load_script
 from skinbench.data import ham10000, verify
-from skinbench.paths import REPO_ROOT
 
 IDS = [f"ISIC_00{24306 + k}" for k in range(12)]
 
@@ -38,8 +36,6 @@ def test_every_user_of_the_rule_follows_ham10000(tmp_path, monkeypatch):
     _ham_folder(tmp_path, "{}_lesionmask.png")
     ds = ham10000.load(tmp_path, manifest_dir=tmp_path / "none")  # ...reaches the adapter
     assert [p.rsplit("/", 1)[-1] for p in ds.masks("lesion")] == [f"{i}_lesionmask.png" for i in IDS]
-    spec = importlib.util.spec_from_file_location("perf_pipeline", REPO_ROOT / "benchmarks" / "perf_pipeline.py")
-    perf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(perf)
+    perf = load_script("perf_pipeline")
     _, masks = perf.sample_paths(3, str(tmp_path / "images"))  # ...and the benchmark
     assert masks and all(m.endswith("_lesionmask.png") for m in masks)

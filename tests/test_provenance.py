@@ -270,6 +270,28 @@ def test_tables_mark_rows_made_by_older_algorithm_versions(tmp_path, monkeypatch
     assert "regenerate.py --only task1 --approach majority" in note
 
 
+def test_rows_and_sweep_points_trained_on_an_earlier_manifest_are_marked_stale(tmp_path, monkeypatch, capsys):
+    """A rebuilt manifest (issue 31: the task3 training set lost five copies of test images) makes every record
+    trained on the old split stale in the table and in `regenerate.py --status`'s sweep lines, read from the
+    records alone: a sweep's grid points were not listed anywhere before."""
+    from skinbench.results.tables import build_tables
+    from skinbench.sweep.regenerate import print_sweep_status
+
+    spec, digest = _spec_and_digest()
+    runner.execute(spec, results_root=tmp_path, dataset_kwargs={"n_images": N_IMAGES})
+    runner.execute(spec, results_root=tmp_path / "sweeps" / "demo" / "point", dataset_kwargs={"n_images": N_IMAGES})
+    monkeypatch.setattr(currency, "read_index", lambda: {"synthetic": {"digest": digest}})
+    assert "stale" not in {r["approach"]: r["note"] for r in build_tables(load_records(tmp_path))[0].rows}["majority"]
+    assert print_sweep_status(tmp_path) == 0 and "current  sweep demo: 1 current" in capsys.readouterr().out
+    monkeypatch.setattr(currency, "read_index", lambda: {"synthetic": {"digest": "f" * 16}})
+    note = {r["approach"]: r["note"] for r in build_tables(load_records(tmp_path))[0].rows}["majority"]
+    assert note.startswith(f"**stale** (data manifest changed ({digest[:12]} -> ffffffffffff)): trained on an "
+                           "earlier data manifest, rerun `python benchmarks/regenerate.py --only task1 --approach majority")
+    assert print_sweep_status(tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "stale    sweep demo: 1 stale" in out and "data manifest changed" in out
+
+
 @pytest.mark.parametrize("ci, refused", [("true", True), ("1", True), ("", False), ("false", False)])
 def test_golden_update_is_refused_under_ci(monkeypatch, ci, refused):
     """A leftover SKINBENCH_UPDATE_GOLDEN must not rewrite the golden file in CI (the check would pass

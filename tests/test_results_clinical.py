@@ -471,6 +471,9 @@ def test_duplicates_report_rules_task3_and_probable_same_lesion_sections(root, m
     task3 = "\n".join(report.task3_markdown(frame, summaries))
     assert "keeps 1 training images that copy a test image" in task3 and "ISIC_0014788" in task3
     assert "python benchmarks/build_manifests.py --force isic2018_task2_all" in task3
+    rebuilt = "\n".join(report.task3_markdown(frame.assign(crosses_split=False), summaries))  # after the rebuild
+    assert "excludes every training copy of a test image the rules find" in rebuilt
+    assert "| ISIC_0014788 | near copy of test image ISIC_0000165" in rebuilt  # read from the committed index
     monkeypatch.setattr(report, "PROBABLE_SAME_LESION", {"synthetic": ((ids[4], "t9"), ("absent_test", "t9"))})
     lines, rows = report.probable_markdown(summaries, root)
     text = "\n".join(lines)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,17 +10,14 @@ import pytest
 
 from skinbench.metrics.segmentation import segmentation_scores
 from skinbench.results import records as rec
+from scripts import load_script
 from test_results import make_record, write_all
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def selection():
-    spec = importlib.util.spec_from_file_location("bench_task3_selection", REPO / "benchmarks" / "task3_selection.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("task3_selection")
 
 
 def streaks_record() -> rec.RunRecord:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from skinbench import info
+from skinbench.data.manifests import read_index
 from skinbench.provenance import (RunSpec, code_digest, contract_versions, dataset_key_inputs, estimator_version,
                                   key_inputs, legacy_commit, run_key)
 from skinbench.results.records import read_record, record_path
@@ -124,6 +125,25 @@ def version_drift(record: Any) -> list[str]:
         return explain(None, {})
     now = {"estimator": estimator_version(record.approach), **contract_versions()}
     return _diff(record.key_inputs.get("versions") or {}, now, "versions.")
+
+
+def data_drift(record: Any, index: Mapping[str, Any] | None = None) -> list[str]:
+    """Why a record was made on other data than today's (empty: the same, or not known from the record):
+    its stored manifest digests (training data; a cross-dataset record's test data too) against today's
+    ``data_manifests/index.json``, read from the record alone, so a table or a sweep's status marks a row
+    trained on a since-rebuilt split without loading the data. Datasets without a committed manifest
+    (synthetic, a user's folder) are not judged here."""
+    if not record.ok or not record.key_inputs:
+        return []
+    index = read_index() if index is None else index
+    ki = record.key_inputs
+    out = []
+    for dataset, digest in ((ki.get("dataset"), ki.get("manifest_digest")),
+                            (ki.get("test_dataset"), ki.get("test_manifest_digest"))):
+        today = (index.get(str(dataset)) or {}).get("digest") if dataset and digest else None
+        if today and today != digest:
+            out += _diff({"manifest_digest": digest}, {"manifest_digest": today})
+    return out
 
 
 def made_by_older_code(record: Any) -> bool:

@@ -206,6 +206,16 @@ class RunRecord:
         total = hits + sum(v.get("misses", 0) for v in use.values())
         return hits / total if total else None
 
+    def cache_found(self) -> str:
+        """What of the fit was found in the content cache (``"descriptors 900 of 900"``; "" when nothing
+        was): written beside a fit time so a small one reads as "found cached", not as cheap. Only the
+        per-image work a record counts (features, activations, training stages) is cached; a model fitted
+        on it (an SVM grid, a head) ran."""
+        use = self.timings.get("cache") or {}
+        found = [(name, int(v.get("hits", 0)), int(v.get("hits", 0)) + int(v.get("misses", 0)))
+                 for name, v in sorted(use.items()) if isinstance(v, dict) and v.get("hits")]
+        return ", ".join(f"{name} {hits} of {total}" for name, hits, total in found)
+
     def prediction_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(image_ids, y_true int, scores (n, n_classes))`` of a classification record.
 

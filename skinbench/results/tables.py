@@ -54,7 +54,7 @@ from skinbench.metrics.calibration import (
 )
 from skinbench.metrics.classification import DECISION_THRESHOLD
 from skinbench.metrics.segmentation import FALSE_ALARM_METRICS
-from skinbench.results.currency import RESCORED_INPUT, version_drift
+from skinbench.results.currency import RESCORED_INPUT, data_drift, version_drift
 from skinbench.results.headers import (
     CROSS,
     cross_table_header,
@@ -485,16 +485,10 @@ def _group_key(r: RunRecord) -> tuple[str, str, str]:
 
 
 def _cache_note(r: RunRecord) -> str:
-    """Say which of the fit's work was found in the cache, so a small "fit s" is not read as cheap, and
-    that the rest ran: only the per-image work a record counts (``timings.cache``: features, activations,
-    training stages) is cached, so a model fitted on it (an SVM grid, a classifier head) is in "fit s"."""
-    use = r.timings.get("cache") or {}
-    found = [(name, int(v.get("hits", 0)), int(v.get("hits", 0)) + int(v.get("misses", 0)))
-             for name, v in sorted(use.items()) if isinstance(v, dict) and v.get("hits")]
-    if not found:
-        return ""
-    parts = ", ".join(f"{name} {hits} of {total}" for name, hits, total in found)
-    return f"fit s leaves out cached work ({parts} found cached); the rest of the fit ran"
+    """Say which of the fit's work was found in the cache (:meth:`RunRecord.cache_found`), so a small
+    "fit s" is not read as cheap, and that the rest ran."""
+    found = r.cache_found()
+    return f"fit s leaves out cached work ({found} found cached); the rest of the fit ran" if found else ""
 
 
 def run_command(task: str, approach: str, dataset: str | None = None, target: str | None = None,
@@ -543,12 +537,16 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
     contributed = contributed_by(r)
     if contributed:  # a reader tells the suite's rows from contributed ones
         row["note"] = f"plugin: {contributed}" + (f"; {row['note']}" if row["note"] else "")
-    drift = version_drift(r)
+    moved_data = data_drift(r)
+    drift = version_drift(r) + moved_data
     if drift:
         scoring_only = all(d.startswith(RESCORED_INPUT + ":") for d in drift)  # re-scored without refitting
+        made = "trained on an earlier data manifest" if moved_data else "made by older algorithm versions"
         fix = ("scored by an older scoring version, re-score it: `python benchmarks/regenerate.py --rescore`"
-               if scoring_only else "made by older algorithm versions, rerun "
-               f"`python benchmarks/regenerate.py --only {task} --approach {name}`")
+               if scoring_only else f"{made}, rerun "
+               f"`python benchmarks/regenerate.py --only {task} --approach {name}"
+               + ("" if task not in info.TASKS or r.dataset == info.task(task).default_dataset
+                  else f" --dataset {r.dataset}") + "`")
         row["note"] = f"**stale** ({'; '.join(drift)}): {fix}" + (f"; {row['note']}" if row["note"] else "")
     for m in metrics:
         row[m] = r.value(m)
@@ -843,10 +841,11 @@ def build_sweep_tables(points: list[SweepPoint]) -> list[SweepTable]:
         for p in members:
             family = info.APPROACHES[p.record.approach].family if p.record.approach in info.APPROACHES else ""
             row = _row_from_record(p.record.approach, family, p.record, table.metrics, tname)
-            drift = version_drift(p.record) if p.record.ok else []
+            moved_data = data_drift(p.record)
+            drift = (version_drift(p.record) + moved_data) if p.record.ok else []
             if drift:  # a sweep's point is remade by its sweep, not by regenerate.py
-                row["note"] = (f"**stale** ({'; '.join(drift)}): made by older algorithm versions, rerun "
-                               f"`{p.record.command or 'the sweep'}`")
+                made = "trained on an earlier data manifest" if moved_data else "made by older algorithm versions"
+                row["note"] = f"**stale** ({'; '.join(drift)}): {made}, rerun `{p.record.command or 'the sweep'}`"
             row.update(point=p.point, seed=p.record.seed or 0, dirty=p.record.dirty,
                        params={k: _param_text(params[id(p)][k]) for k in varying if k in params[id(p)]})
             table.rows.append(row)

@@ -25,10 +25,11 @@ from skinbench.environment import ALLOW_DIRTY_ENV, LOCK_FILE, check_clean_tree, 
 from skinbench.errors import ConfigError, SkinbenchError, WeightsError
 from skinbench.paths import REPO_ROOT, committed_results_dir
 from skinbench.results.cost import rebuild_cost
-from skinbench.results.currency import Currency
+from skinbench.results.currency import Currency, data_drift, version_drift
 from skinbench.results.derived import DERIVED
 from skinbench.results.derived import check as derived_check
 from skinbench.results.records import RunRecord, compare_reproduction
+from skinbench.results.tables import load_sweep_records
 from skinbench.sweep import curves
 from skinbench.sweep.engine import PointResult, Reporter, add_allow_dirty, _Digests, point_currency, run_sweep
 from skinbench.sweep.points import Point, registered_points
@@ -70,7 +71,34 @@ def print_status(points: Sequence[Point], root: Path) -> int:
     print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     derived_ok = print_derived_status(root) if root == committed_results_dir() else True
     curves_ok = print_curve_status(curves.points(), root) == 0 if root == committed_results_dir() else True
-    return 0 if set(counts) <= {"current"} and derived_ok and curves_ok else 1
+    sweeps_ok = print_sweep_status(root) == 0 if root == committed_results_dir() else True
+    return 0 if set(counts) <= {"current"} and derived_ok and curves_ok and sweeps_ok else 1
+
+
+def print_sweep_status(root: Path) -> int:
+    """The sweeps' grid-point records (``<root>/sweeps/<name>/``, remade by their own benchmarks script, not
+    planned here): one line per sweep with its records' counts, stale when a record's algorithm versions or
+    data manifest are no longer today's (read from the record alone), and the first record's reasons; then
+    their total; 0 when none is stale."""
+    by_sweep: dict[str, dict[str, int]] = {}
+    why: dict[str, list[str]] = {}
+    for p in load_sweep_records(root):
+        drift = (version_drift(p.record) + data_drift(p.record)) if p.record.ok else []
+        status = "stale" if drift else ("current" if p.record.ok else "skipped")
+        counts = by_sweep.setdefault(p.sweep, {})
+        counts[status] = counts.get(status, 0) + 1
+        if drift and p.sweep not in why:
+            why[p.sweep] = drift
+    total: dict[str, int] = {}
+    for name, counts in sorted(by_sweep.items()):
+        worst = "stale" if "stale" in counts else "current"
+        print(f"{worst:8s} sweep {name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        for reason in why.get(name, []):
+            print(f"         - {reason}")
+        for k, n in counts.items():
+            total[k] = total.get(k, 0) + n
+    print("sweep records: " + (", ".join(f"{n} {k}" for k, n in sorted(total.items())) or "none"))
+    return 1 if "stale" in total else 0
 
 
 def print_curve_status(points: Sequence[Point], root: Path) -> int:
