@@ -12,14 +12,18 @@ from typing import Any
 import pytest
 
 from skinbench import info
-from skinbench.results.currency import version_drift
+from skinbench.results.currency import data_drift, version_drift
 from skinbench.results.records import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 NOTES = REPO / "docs" / "results-notes.md"
 #: ``[0.723 [0.661, 0.779]](../results/runs/....json "balanced_accuracy")``: a number (and its CI) from a record
-CLAIM = re.compile(r"\[(?P<text>[^\[\]]*(?:\[[^\[\]]*\])?)\]\((?P<path>\.\./results/[^\s)]+) \"(?P<field>[^\"]+)\"\)")
-NUMBER = re.compile(r"^(?P<value>-?\d+(?:\.\d+)?)(?: \[(?P<lo>-?\d+(?:\.\d+)?), (?P<hi>-?\d+(?:\.\d+)?)\])?$")
+CLAIM = re.compile(r"\[(?P<text>[^\[\]]*(?:\[[^\[\]]*\])?\u2020?)\]\((?P<path>\.\./results/[^\s)]+) \"(?P<field>[^\"]+)\"\)")
+NUMBER = re.compile(r"^(?P<value>-?\d+(?:\.\d+)?)(?: \[(?P<lo>-?\d+(?:\.\d+)?), (?P<hi>-?\d+(?:\.\d+)?)\])?"
+                    r"(?P<earlier>\u2020)?$")
+#: what the notes write after a number from a record trained on an earlier data manifest (a sweep not yet
+#: rerun on a rebuilt split), with a footnote saying which split
+EARLIER = "\u2020"
 #: a backticked name shaped like an approach's (``bovw-sift-color``), which must be a registered one
 APPROACH_LIKE = re.compile(r"`([a-z][a-z0-9]*(?:-[a-z0-9]+)+)`")
 
@@ -55,6 +59,11 @@ def test_each_number_the_notes_quote_is_the_records(claim):
     assert not version_drift(record), f"{claim['path']} is stale: {version_drift(record)}"
     shown = NUMBER.match(claim["text"])
     assert shown, f"quote a number, or a number and its CI, not {claim['text']!r}"
+    moved = data_drift(record)
+    assert bool(shown["earlier"]) == bool(moved), (
+        f"{claim['path']}: trained on an earlier data manifest ({moved}): mark the number {EARLIER} (the footnote "
+        "names the split) or rerun it" if moved else f"{claim['text']!r} is marked {EARLIER} but its record is on "
+        "today's data manifest")
     field = claim["field"]
     if "." in field:
         actual, ci = _field(json.loads(path.read_text()), field), None
