@@ -491,14 +491,26 @@ def _cache_note(r: RunRecord) -> str:
     return f"fit s leaves out cached work ({found} found cached); the rest of the fit ran" if found else ""
 
 
+def _dataset_args(task: str, dataset: str | None) -> list[str]:
+    """``["--dataset", dataset]`` when ``dataset`` is not ``task``'s default (a command that remakes the row)."""
+    return ["--dataset", dataset] if dataset and task in info.TASKS and dataset != info.task(task).default_dataset \
+        else []
+
+
+def _staleness(r: RunRecord) -> tuple[list[str], str]:
+    """Why ``r`` is stale, read from the record alone (its versions and its data manifest against today's),
+    and what made it so, as a stale note words it."""
+    moved_data = data_drift(r)
+    return (version_drift(r) + moved_data,
+            "trained on an earlier data manifest" if moved_data else "made by older algorithm versions")
+
+
 def run_command(task: str, approach: str, dataset: str | None = None, target: str | None = None,
                 limit: int | None = None) -> str:
     """The command that makes exactly the row (task, dataset, target) of ``approach``: the dataset when it
     is not the task's default, the target of a segmentation row (a plain run scores only the approach's
     own targets: ``info.segmentation_targets``), the subset size of a subset table."""
-    parts = ["python -m skinbench run", task, "--approach", approach]
-    if dataset and task in info.TASKS and dataset != info.task(task).default_dataset:
-        parts += ["--dataset", dataset]
+    parts = ["python -m skinbench run", task, "--approach", approach, *_dataset_args(task, dataset)]
     if target:
         parts += ["--target", target]
     if limit:
@@ -537,16 +549,13 @@ def _row_from_record(name: str, family: str, r: RunRecord | None, metrics: tuple
     contributed = contributed_by(r)
     if contributed:  # a reader tells the suite's rows from contributed ones
         row["note"] = f"plugin: {contributed}" + (f"; {row['note']}" if row["note"] else "")
-    moved_data = data_drift(r)
-    drift = version_drift(r) + moved_data
+    drift, made = _staleness(r)
     if drift:
         scoring_only = all(d.startswith(RESCORED_INPUT + ":") for d in drift)  # re-scored without refitting
-        made = "trained on an earlier data manifest" if moved_data else "made by older algorithm versions"
         fix = ("scored by an older scoring version, re-score it: `python benchmarks/regenerate.py --rescore`"
-               if scoring_only else f"{made}, rerun "
-               f"`python benchmarks/regenerate.py --only {task} --approach {name}"
-               + ("" if task not in info.TASKS or r.dataset == info.task(task).default_dataset
-                  else f" --dataset {r.dataset}") + "`")
+               if scoring_only else f"{made}, rerun `"
+               + " ".join(["python benchmarks/regenerate.py --only", task, "--approach", name,
+                           *_dataset_args(task, r.dataset)]) + "`")
         row["note"] = f"**stale** ({'; '.join(drift)}): {fix}" + (f"; {row['note']}" if row["note"] else "")
     for m in metrics:
         row[m] = r.value(m)
@@ -841,10 +850,8 @@ def build_sweep_tables(points: list[SweepPoint]) -> list[SweepTable]:
         for p in members:
             family = info.APPROACHES[p.record.approach].family if p.record.approach in info.APPROACHES else ""
             row = _row_from_record(p.record.approach, family, p.record, table.metrics, tname)
-            moved_data = data_drift(p.record)
-            drift = (version_drift(p.record) + moved_data) if p.record.ok else []
+            drift, made = _staleness(p.record) if p.record.ok else ([], "")
             if drift:  # a sweep's point is remade by its sweep, not by regenerate.py
-                made = "trained on an earlier data manifest" if moved_data else "made by older algorithm versions"
                 row["note"] = f"**stale** ({'; '.join(drift)}): {made}, rerun `{p.record.command or 'the sweep'}`"
             row.update(point=p.point, seed=p.record.seed or 0, dirty=p.record.dirty,
                        params={k: _param_text(params[id(p)][k]) for k in varying if k in params[id(p)]})
