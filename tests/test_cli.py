@@ -10,7 +10,7 @@ import pytest
 
 from skinbench import info
 from skinbench.cli import main
-from skinbench.results.dashboard import compare
+from skinbench.results.paired import compare
 from skinbench.results.records import RunRecord
 
 

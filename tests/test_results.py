@@ -541,7 +541,7 @@ def test_dashboard_reports_the_isic2018_score_of_approaches_scored_on_all_five_a
 
 
 def test_holm_adjustment():
-    from skinbench.results.dashboard import holm
+    from skinbench.results.paired import holm
 
     assert holm([0.01, 0.04, None, 0.03]) == pytest.approx([0.03, 0.06, None, 0.06])
     assert holm([0.5, 0.9]) == [1.0, 1.0]
@@ -551,7 +551,7 @@ def test_holm_adjustment():
 def test_dashboard_comparison_pairs_by_image_id():
     pytest.importorskip("scipy")
     from skinbench.metrics import significance as sig
-    from skinbench.results.dashboard import compare
+    from skinbench.results.paired import compare
 
     a = make_record("task1", "bovw", quality=0.6)
     b = make_record("task1", "transfer-mobilenetv2", quality=1.2)
@@ -590,7 +590,7 @@ def test_dashboard_tests_the_pooled_metric_when_it_is_primary():
     """task3 is ranked by jaccard_set: its significance row resamples images and recomputes the pooled value."""
     from skinbench.metrics.segmentation import segmentation_scores
     from skinbench.metrics.significance import paired_bootstrap_pooled
-    from skinbench.results.dashboard import compare
+    from skinbench.results.paired import compare
 
     a = make_record("task3", "classical-dots", target="globules", quality=0.3)
     b = make_record("task3", "mobilenet-unet", target="globules", quality=0.9)

@@ -3,7 +3,7 @@ deep rows.
 
 The suite's own significance section (best classical vs every deep row) leaves contributed rows out, so
 installing a plugin never changes it; here every contributed record is tested, with the same paired tests
-(:func:`skinbench.results.dashboard.compare`: McNemar and DeLong, or paired bootstraps of Jaccard) against
+(:func:`skinbench.results.paired.compare`: McNemar and DeLong, or paired bootstraps of Jaccard) against
 the suite row of each family chosen without test data (:mod:`skinbench.results.selection`; baseline: is it
 better than the trivial floor?), Holm-adjusted within its table.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from skinbench import info
+from skinbench.results.paired import PairedTests
 from skinbench.results.records import RunRecord
 from skinbench.results.selection import choose
 from skinbench.results.tables import MISSING, Table, contributed_by
@@ -32,36 +33,22 @@ def comparisons(table: Table) -> list[list[str]]:
     """One row per (contributed record, suite row of a family, test), with Holm-adjusted p-values. Each
     family's row is chosen without test data (:func:`skinbench.results.selection.choose`: both top
     candidates where their CIs overlap, every candidate where nothing could be chosen)."""
-    from skinbench.results.dashboard import _fmt_p, compare, holm
-
     metric = info.task(table.task).primary_metric
     records = [r for rs in table.seed_records.values() for r in rs]
     suite = {family: choose(records, table.task, family) for family in ("baseline", "classical", "deep")}
-    rows: list[list[str]] = []
-    p_values: list[float | None] = []
+    tests = PairedTests()
     for rec in contributed_rows(table):
         mine = f"{rec.approach} ({rec.value(metric):.3f})"
         for family, choice in suite.items():
             if not choice.contenders:
-                rows.append([table.title, metric, mine, contributed_by(rec), f"no suite {family} result yet",
-                             MISSING, "", "", ""])
-                p_values.append(None)
+                tests.untested([table.title, metric, mine, contributed_by(rec), f"no suite {family} result yet",
+                                MISSING, "", "", ""])
                 continue
             for best in choice.contenders:
                 label = "best" if best is choice.record else "runner-up" if choice.record is not None else "candidate"
                 other = f"{label} {family}: {best.approach} ({best.value(metric):.3f})"
-                try:
-                    tests = compare(rec, best, table.kind, metric)
-                except (KeyError, ValueError) as err:
-                    rows.append([table.title, metric, mine, contributed_by(rec), other, MISSING,
-                                 f"cannot pair predictions: {err}", "", ""])
-                    p_values.append(None)
-                    continue
-                for t in tests:
-                    rows.append([table.title, metric, mine, contributed_by(rec), other, str(t["n"]), t["test"],
-                                 t["effect"], _fmt_p(t["p_value"])])
-                    p_values.append(t["p_value"])
-    return [r + [_fmt_p(p) if p is not None else ""] for r, p in zip(rows, holm(p_values))]
+                tests.test([table.title, metric, mine, contributed_by(rec), other], rec, best, table.kind, metric)
+    return tests.rows()
 
 
 def contributed_section(tables: list[Table]) -> str:

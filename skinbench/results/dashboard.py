@@ -13,23 +13,21 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 from tabulate import tabulate
 
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
 from skinbench.environment import lock_digest
-from skinbench.metrics import significance
-from skinbench.metrics.classification import predict_labels
 from skinbench.metrics.evaluate import evaluate_pooled_targets
 from skinbench.results import ensembles
+from skinbench.results.contributed import contributed_section
 from skinbench.results.costs import cost_sentence, cpu_cells, cpu_fit_seconds
 from skinbench.results.currency import made_by_older_code
+from skinbench.results.paired import PairedTests, paired_indices, paired_seeds
 from skinbench.results.plots import overlay_name
 from skinbench.results.records import RunRecord, distinct
 from skinbench.results.selection import choose
-from skinbench.results.tables import FAMILY_ORDER, MISSING, Table, fmt_seconds, fmt_value, is_cross
-from skinbench.scoring import mean_over
+from skinbench.results.tables import FAMILY_ORDER, MISSING, Table, contributed_by, fmt_seconds, fmt_value, is_cross
 
 #: families in table order (the provenance section lists approaches so)
 FAMILY_RANK = {f: i for i, f in enumerate(FAMILY_ORDER)}
@@ -39,90 +37,9 @@ def _family(record: RunRecord) -> str:
     return record.registered_family or "other"
 
 
-def _paired(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices into a and b of the image ids both predicted, in a's order."""
-    pos_b = {i: k for k, i in enumerate(ids_b)}
-    ia = np.array([k for k, i in enumerate(ids_a) if i in pos_b], dtype=int)
-    ib = np.array([pos_b[ids_a[k]] for k in ia], dtype=int)
-    return ia, ib
-
-
-def compare(a: RunRecord, b: RunRecord, kind: str, metric: str = "") -> list[dict]:
-    """Paired tests of record ``a`` against ``b`` on the test images both predicted.
-
-    Classification: McNemar on correctness (accuracy), DeLong on AUC when binary.
-    Segmentation: paired bootstrap of the pooled primary metric when it is one (``jaccard_set``: how ISIC
-    scored globules and streaks), and of the per-image Jaccard difference (a - b) over the images whose
-    truth holds the target only (none over images without it).
-    """
-    rows: list[dict] = []
-    if kind == "segmentation":
-        ids_a, jac_a = a.per_image_jaccard()
-        ids_b, jac_b = b.per_image_jaccard()
-        ia, ib = _paired(ids_a, ids_b)
-        if metric.endswith("_set"):
-            res = significance.paired_bootstrap_pooled(a.counts()[ia], b.counts()[ib], metric)
-            lo, hi = res["ci"]
-            rows.append({"test": f"paired bootstrap, {metric}", "n": len(ia),
-                         "effect": f"Δ {metric} {res['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
-                         "p_value": res["p_value"]})
-        # per-image Jaccard only on the images whose truth holds the target (the scorer's mean_over): on
-        # the others an empty prediction is "perfect", which would make a test of predicting nothing
-        held = mean_over(a.counts()[ia])
-        ia, ib = ia[held], ib[held]
-        if len(ia):
-            res = significance.paired_bootstrap(jac_a[ia], jac_b[ib], n_boot=1000, seed=0)
-            diff, (lo, hi) = res["difference"], res["ci"]
-            rows.append({"test": "paired bootstrap, per-image Jaccard (images with the target)", "n": len(ia),
-                         "effect": f"Δ mean Jaccard {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]",
-                         "p_value": res.get("p_value")})
-        return rows
-    ids_a, y_a, s_a = a.prediction_arrays()
-    ids_b, y_b, s_b = b.prediction_arrays()
-    ia, ib = _paired(ids_a, ids_b)
-    y = y_a[ia]
-    if not np.array_equal(y, y_b[ib]):
-        raise ValueError(f"{a.approach} and {b.approach} disagree on the true labels of shared images")
-    correct_a, correct_b = predict_labels(s_a[ia]) == y, predict_labels(s_b[ib]) == y
-    res = significance.mcnemar(correct_a, correct_b)
-    rows.append({"test": "McNemar, accuracy", "n": len(ia),
-                 "effect": f"accuracy {correct_a.mean():.3f} vs {correct_b.mean():.3f}",
-                 "p_value": res.get("p_value")})
-    if s_a.shape[1] == 2 and len(np.unique(y)) == 2:
-        res = significance.delong(y, s_a[ia, 1], s_b[ib, 1])
-        rows.append({"test": "DeLong, ROC AUC", "n": len(ia),
-                     "effect": f"AUC {res['auc_a']:.3f} vs {res['auc_b']:.3f} (z {res['z']:+.2f})",
-                     "p_value": res.get("p_value")})
-    return rows
-
-
-def paired_seeds(a: RunRecord, b: RunRecord) -> str:
-    """Which seed's test predictions a paired test of ``a`` against ``b`` uses: ``"0 vs 0"``."""
-    return f"{MISSING if a.seed is None else a.seed} vs {MISSING if b.seed is None else b.seed}"
-
-
-def _fmt_p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm-Bonferroni adjusted p-values (None stays None): a table tests many deep rows at once."""
-    known = sorted((p, k) for k, p in enumerate(p_values) if p is not None)
-    adjusted: list[float | None] = [None] * len(p_values)
-    running = 0.0
-    for rank, (p, k) in enumerate(known):
-        running = max(running, min(1.0, (len(known) - rank) * p))
-        adjusted[k] = running
-    return adjusted
-
-
 def deep_rows(table: Table) -> list[RunRecord]:
     """The table's deep records that have its primary metric, best first."""
     metric = info.task(table.task).primary_metric
-    from skinbench.results.tables import contributed_by
-
     recs = [r for r in table.records.values() if r.ok and _family(r) == "deep" and r.value(metric) is not None
             and not contributed_by(r)]
     return sorted(recs, key=lambda r: -r.value(metric))
@@ -146,30 +63,12 @@ def significance_section(tables: list[Table]) -> str:
             rows.append([table.title, metric, MISSING, MISSING, MISSING, MISSING, f"no {missing} result yet", "", "", ""])
             continue
         chosen.append(f"- {table.title}: {choice.how}.")
-        table_rows: list[list[str]] = []
-        p_values: list[float | None] = []
+        tests = PairedTests()
         for classical in classicals:
-            base = _seeded(classical, metric)
             for deep in deeps:
-                name = _seeded(deep, metric)
-                seeds = paired_seeds(classical, deep)
-                try:
-                    tests = compare(classical, deep, table.kind, metric)
-                except ImportError:
-                    table_rows.append([table.title, metric, base, name, seeds, MISSING,
-                                       "skinbench.metrics.significance unavailable", "", ""])
-                    p_values.append(None)
-                    continue
-                except (KeyError, ValueError) as err:
-                    table_rows.append([table.title, metric, base, name, seeds, MISSING, f"cannot pair predictions: {err}",
-                                       "", ""])
-                    p_values.append(None)
-                    continue
-                for t in tests:
-                    table_rows.append([table.title, metric, base, name, seeds, str(t["n"]), t["test"], t["effect"],
-                                       _fmt_p(t["p_value"])])
-                    p_values.append(t["p_value"])
-        rows += [r + [_fmt_p(p) if p is not None else ""] for r, p in zip(table_rows, holm(p_values))]
+                tests.test([table.title, metric, _seeded(classical, metric), _seeded(deep, metric),
+                            paired_seeds(classical, deep)], classical, deep, table.kind, metric)
+        rows += tests.rows()
     if not rows:
         return ""
     body = tabulate(rows, headers=["table", "primary metric", "classical row", "deep row", "seeds paired", "paired images",
@@ -202,7 +101,7 @@ def isic2018_score_section(records: list[RunRecord], task: str = "task3") -> str
         aligned = []
         for a in attributes:
             own_ids = recs[a].per_image_jaccard()[0]
-            ia, ib = _paired(ids, own_ids)
+            ia, ib = paired_indices(ids, own_ids)
             if len(ia) != len(ids):
                 aligned = []
                 break
@@ -278,25 +177,15 @@ def equal_cost_section(table: Table, plot_files: dict[str, list[Path]]) -> str:
 def _derived_tests(derived: list[RunRecord], table: Table) -> list[list[str]]:
     """Each derived row against each parent (paired by image id), Holm over the table's tests."""
     metric = table.primary
-    rows: list[list[str]] = []
-    p_values: list[float | None] = []
+    tests = PairedTests()
     for d in derived:
         for parent in d.extras.get("parents", []):
             rec = next((r for r in table.seed_records.get(parent["approach"], []) if (r.seed or 0) == parent["seed"]),
                        None)
             if rec is None or (parent.get("seed") and d.extras.get("derived") == "seed-ensemble"):
                 continue  # a seed ensemble is tested against its first seed, the row its table shows
-            try:
-                tests = compare(d, rec, table.kind, metric)
-            except (KeyError, ValueError) as err:
-                rows.append([d.approach, _seeded(rec, metric), MISSING, f"cannot pair predictions: {err}", "", ""])
-                p_values.append(None)
-                continue
-            for t in tests:
-                rows.append([f"{d.approach} ({d.value(metric):.3f})", _seeded(rec, metric), str(t["n"]), t["test"],
-                             t["effect"], _fmt_p(t["p_value"])])
-                p_values.append(t["p_value"])
-    return [r + [_fmt_p(p) if p is not None else ""] for r, p in zip(rows, holm(p_values))]
+            tests.test([f"{d.approach} ({d.value(metric):.3f})", _seeded(rec, metric)], d, rec, table.kind, metric)
+    return tests.rows()
 
 
 def _task_table(tables: list[Table], task: str) -> Table | None:
@@ -566,8 +455,6 @@ def render_dashboard(root: str | os.PathLike, records: list[RunRecord], tables: 
     sig = significance_section(tables)
     if sig:
         parts.append(sig)
-    from skinbench.results.contributed import contributed_section
-
     contributed = contributed_section(tables)
     if contributed:
         parts.append(contributed)

@@ -38,7 +38,7 @@ from tabulate import tabulate
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
 from skinbench.metrics.significance import paired_bootstrap_batch
-from skinbench.results.dashboard import holm
+from skinbench.results.paired import holm
 from skinbench.results.plots import plt, save_figure
 from skinbench.results.records import RunRecord, read_record, record_path
 from skinbench.results.subgroups_report import primary_batch_fn
