@@ -548,6 +548,28 @@ def test_holm_adjustment():
     assert holm([]) == []
 
 
+def test_paired_tests_holm_family_leaves_out_pairs_that_could_not_be_tested():
+    """A pair whose true labels disagree says why in its row and does not count in the Holm family, so the
+    other tests' adjusted p-values are those of the pairs actually tested."""
+    pytest.importorskip("scipy")
+    from skinbench.results.paired import PairedTests, compare, fmt_p, holm
+
+    a = make_record("task1", "bovw", quality=0.6)
+    b = make_record("task1", "transfer-mobilenetv2", quality=1.2)
+    broken = make_record("task1", "transfer-mobilenetv2-logreg", quality=1.0)
+    broken.predictions = dict(broken.predictions, y_true=1 - np.asarray(broken.predictions["y_true"]))
+    tests = PairedTests()
+    tests.test(["t", "a vs b"], a, b, "binary", "auc")
+    tests.test(["t", "a vs broken"], a, broken, "binary", "auc")
+    tests.untested(["t", "no row", "", "", "", ""])
+    rows = tests.rows()
+    p = [t["p_value"] for t in compare(a, b, "binary")]
+    assert [r[:2] for r in rows] == [["t", "a vs b"]] * len(p) + [["t", "a vs broken"], ["t", "no row"]]
+    assert [r[-1] for r in rows[:len(p)]] == [fmt_p(q) for q in holm(p)]  # a family of len(p), not more
+    assert "cannot pair predictions" in rows[len(p)][3] and rows[len(p)][-1] == "" and rows[-1][-1] == ""
+    assert {len(r) for r in rows} == {7}
+
+
 def test_dashboard_comparison_pairs_by_image_id():
     pytest.importorskip("scipy")
     from skinbench.metrics import significance as sig
