@@ -138,8 +138,8 @@ def metric_kind(task: str, records: list[RunRecord]) -> str:
 
 
 @dataclass
-class Table:
-    """One comparison table: the rows as shown (markdown) and as numbers (CSV)."""
+class _TaskTable:
+    """What every table is of: a task's rows on one dataset (and target), in its kind's metrics."""
 
     task: str
     dataset: str
@@ -147,15 +147,26 @@ class Table:
     kind: str
     header: str
     metrics: tuple[str, ...]
+
+    @property
+    def primary(self) -> str:
+        return info.task(self.task).primary_metric
+
+    @property
+    def _parts(self) -> tuple[str, ...]:
+        """(task, dataset, target) without the empty ones: what slugs and titles name."""
+        return tuple(p for p in (self.task, self.dataset, self.target) if p)
+
+
+@dataclass
+class Table(_TaskTable):
+    """One comparison table: the rows as shown (markdown) and as numbers (CSV)."""
+
     #: approach name -> record (ok or skipped) for the rows that have one: its first seed
     records: dict[str, RunRecord] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
     #: approach name -> every ok record of that row, one per seed (seed order)
     seed_records: dict[str, list[RunRecord]] = field(default_factory=dict)
-
-    @property
-    def primary(self) -> str:
-        return info.task(self.task).primary_metric
 
     @property
     def multi_seed(self) -> bool:
@@ -172,7 +183,7 @@ class Table:
 
     @property
     def slug(self) -> str:
-        return "__".join(p for p in (self.task, self.dataset, self.target) if p)
+        return "__".join(self._parts)
 
     @property
     def title(self) -> str:
@@ -180,7 +191,7 @@ class Table:
             train, test = self.dataset.split(CROSS, 1)
             return " / ".join(p for p in (self.task, f"cross-dataset: trained on {train}, tested on {test}",
                                           self.target) if p)
-        return " / ".join(p for p in (self.task, self.dataset, self.target) if p)
+        return " / ".join(self._parts)
 
     def dirty_seeds(self, name: str) -> list[int | None]:
         """The seeds of the row's records made from uncommitted code (``RunRecord.dirty``), a skipped
@@ -752,32 +763,22 @@ def _sort_value(value: object) -> tuple:
 
 
 @dataclass
-class SweepTable:
+class SweepTable(_TaskTable):
     """One table per sweep and (task, dataset, target): one row per grid point and seed, with the point's
     folder, approach, seed, the parameters that differ between its rows, and the task's metrics."""
 
-    sweep: str
-    task: str
-    dataset: str
-    target: str | None
-    kind: str
-    header: str
-    metrics: tuple[str, ...]
+    sweep: str = ""
     #: parameter columns: those whose value differs between the rows (the grid's axes)
-    params: tuple[str, ...]
+    params: tuple[str, ...] = ()
     rows: list[dict] = field(default_factory=list)
 
     @property
-    def primary(self) -> str:
-        return info.task(self.task).primary_metric
-
-    @property
     def slug(self) -> str:
-        return "__".join(p for p in (sweep_file_name(self.sweep), self.task, self.dataset, self.target) if p)
+        return "__".join(p for p in (sweep_file_name(self.sweep), *self._parts) if p)
 
     @property
     def title(self) -> str:
-        return f"sweep {self.sweep}: " + " / ".join(p for p in (self.task, self.dataset, self.target) if p)
+        return f"sweep {self.sweep}: " + " / ".join(self._parts)
 
     @property
     def shown(self) -> tuple[str, ...]:
@@ -844,7 +845,8 @@ def build_sweep_tables(points: list[SweepPoint]) -> list[SweepTable]:
                            f"`{SWEEPS_DIR}/{name}/<point>/runs/`)"
                            f"{'; parameters: those that differ between the rows' if varying else ''}.",
                            *header_tail(tname, dname, ok)])
-        table = SweepTable(name, tname, dname, target or None, kind, header, SHOWN_METRICS[kind], varying)
+        table = SweepTable(tname, dname, target or None, kind, header, SHOWN_METRICS[kind], sweep=name,
+                           params=varying)
         members.sort(key=lambda p: (p.record.approach, tuple(_sort_value(params[id(p)].get(k)) for k in varying),
                                     p.record.seed or 0, p.point))
         for p in members:
