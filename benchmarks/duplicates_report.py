@@ -381,8 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes(out / "duplicates.md", text.encode())
     rows = ([{"why": "copy crossing the split", **r} for r in effect]
             + [{"why": "probable same lesion", **r} for r in probable_rows])
+    # 10 significant digits: the means' last bits follow the summation order, which would churn the file
     atomic_write_bytes(out / "duplicates_effect.csv",
-                       pd.DataFrame(rows).to_csv(index=False, lineterminator="\n").encode())
+                       pd.DataFrame(rows).to_csv(index=False, lineterminator="\n", float_format="%.10g").encode())
     key = write_key(derived("data_hygiene/duplicates"), results_root,
                     {**derived("data_hygiene/duplicates").params, "datasets": list(args.datasets)})
     print(f"wrote {out / 'duplicates.md'}, {out / 'duplicates.csv'}, {out / 'duplicates_effect.csv'} and {key}",
