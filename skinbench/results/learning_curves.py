@@ -38,7 +38,7 @@ from tabulate import tabulate
 from skinbench import info
 from skinbench.cache import atomic_write_bytes
 from skinbench.metrics.significance import paired_bootstrap_batch
-from skinbench.results.paired import holm
+from skinbench.results.paired import fmt_p, holm
 from skinbench.results.plots import plt, save_figure
 from skinbench.results.records import RunRecord, read_record, record_path
 from skinbench.results.subgroups_report import primary_batch_fn
@@ -233,10 +233,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _p(p: float | None) -> str:
-    return "—" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
-
-
 def _pct(fraction: float) -> str:
     return f"{fraction * 100:g} %"
 
@@ -256,7 +252,7 @@ def crossover_sentence(result: Crossover, points: Sequence[CurvePoint]) -> str:
     first = "already at the smallest fraction tested, " if result.fraction == smallest else ""
     return (f"Crossover at {_pct(result.fraction)} of the training split ({first}about {n} training images): "
             f"{result.deep} beats {result.classical} on {result.metric} by {test.difference:+.3f} (mean over "
-            f"{len(test.seeds)} seeds, Holm p {_p(test.p_holm)}).")
+            f"{len(test.seeds)} seeds, Holm p {fmt_p(test.p_holm, '—')}).")
 
 
 def report_markdown(task: str, points: Sequence[CurvePoint], result: Crossover, image: str | None) -> str:
@@ -288,8 +284,8 @@ def report_markdown(task: str, points: Sequence[CurvePoint], result: Crossover, 
     if result.tests:
         out.append(tabulate([[_pct(t.fraction), len(t.seeds), t.n_images or "—",
                               "—" if t.difference is None else f"{t.difference:+.3f}",
-                              "—" if t.ci is None else f"[{t.ci[0]:+.3f}, {t.ci[1]:+.3f}]", _p(t.p_value),
-                              _p(t.p_holm), t.note] for t in result.tests],
+                              "—" if t.ci is None else f"[{t.ci[0]:+.3f}, {t.ci[1]:+.3f}]", fmt_p(t.p_value, "—"),
+                              fmt_p(t.p_holm, "—"), t.note] for t in result.tests],
                             headers=["fraction", "seeds", "test images", "Δ deep − classical", "95% CI", "p",
                                      "Holm p", "note"], tablefmt="github", disable_numparse=True))
         out.append("")

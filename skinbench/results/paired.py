@@ -81,9 +81,10 @@ def paired_seeds(a: RunRecord, b: RunRecord) -> str:
     return f"{MISSING if a.seed is None else a.seed} vs {MISSING if b.seed is None else b.seed}"
 
 
-def fmt_p(p: float | None) -> str:
+def fmt_p(p: float | None, missing: str = "n/a") -> str:
+    """A p-value as every table of tests shows it (``missing`` where there is none)."""
     if p is None:
-        return "n/a"
+        return missing
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 

@@ -767,9 +767,9 @@ class SweepTable(_TaskTable):
     """One table per sweep and (task, dataset, target): one row per grid point and seed, with the point's
     folder, approach, seed, the parameters that differ between its rows, and the task's metrics."""
 
-    sweep: str = ""
+    sweep: str = field(kw_only=True)
     #: parameter columns: those whose value differs between the rows (the grid's axes)
-    params: tuple[str, ...] = ()
+    params: tuple[str, ...] = field(kw_only=True)
     rows: list[dict] = field(default_factory=list)
 
     @property
@@ -852,7 +852,7 @@ def build_sweep_tables(points: list[SweepPoint]) -> list[SweepTable]:
         for p in members:
             family = info.APPROACHES[p.record.approach].family if p.record.approach in info.APPROACHES else ""
             row = _row_from_record(p.record.approach, family, p.record, table.metrics, tname)
-            drift, made = _staleness(p.record) if p.record.ok else ([], "")
+            drift, made = _staleness(p.record)
             if drift:  # a sweep's point is remade by its sweep, not by regenerate.py
                 row["note"] = f"**stale** ({'; '.join(drift)}): {made}, rerun `{p.record.command or 'the sweep'}`"
             row.update(point=p.point, seed=p.record.seed or 0, dirty=p.record.dirty,
